@@ -1,0 +1,1 @@
+"""Datasets (COCO pose files, MVOR), frame sources and the low-resolution transform."""

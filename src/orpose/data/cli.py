@@ -1,0 +1,134 @@
+"""``orpose data``: check pose files, convert MVOR, make privacy-preserving low-res copies, draw."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    p = subparsers.add_parser("data", help="check, convert and visualise datasets")
+    verbs = p.add_subparsers(dest="data_command", metavar="VERB", required=True)
+
+    check = verbs.add_parser("check", help="validate a COCO pose file and print its statistics")
+    check.add_argument("file", type=Path)
+    check.add_argument(
+        "--images",
+        type=Path,
+        default=None,
+        help="image folder (default: images/ beside the file, else its folder)",
+    )
+    check.set_defaults(func=run_check)
+
+    mvor = verbs.add_parser(
+        "mvor-to-coco", help="MVOR annotations to a COCO-17 ground truth with 3D (mm, per camera)"
+    )
+    mvor.add_argument(
+        "--mvor",
+        type=Path,
+        default=None,
+        help="camma_mvor_2018.json (default: <shared>/data/mvor/camma_mvor_2018.json)",
+    )
+    mvor.add_argument("--cameras", type=int, nargs="+", default=[1, 2, 3], choices=[1, 2, 3])
+    mvor.add_argument("--out", type=Path, required=True)
+    mvor.set_defaults(func=run_mvor_to_coco)
+
+    degrade = verbs.add_parser(
+        "downscale", help="store images at 1/s resolution (privacy-preserving copies)"
+    )
+    degrade.add_argument("inputs", nargs="+", type=Path, help="images or folders")
+    degrade.add_argument("--scale", type=float, required=True, help="downscale factor s (e.g. 12)")
+    degrade.add_argument("--out", type=Path, required=True, help="output folder")
+    degrade.set_defaults(func=run_downscale)
+
+    show = verbs.add_parser("show", help="draw the annotations of a COCO pose file on its images")
+    show.add_argument("file", type=Path)
+    show.add_argument("--images", type=Path, default=None)
+    show.add_argument("--out", type=Path, required=True, help="folder for the PNG overlays")
+    show.add_argument("--num", type=int, default=8, help="how many images (default 8)")
+    show.add_argument(
+        "--field", default="keypoints", help="keypoint field to draw (keypoints, keypoints_soft)"
+    )
+    show.set_defaults(func=run_show)
+
+
+def run_check(args: argparse.Namespace) -> int:
+    from orpose.data.coco import KEYPOINT_FIELDS, load_pose_dataset
+
+    ds = load_pose_dataset(args.file, image_root=args.images, check_images=True)
+    persons = [a for a in ds.annotations if not a.get("iscrowd", 0)]
+    print(
+        f"{args.file}: valid; {len(ds.images)} images (all found under {ds.image_root}), "
+        f"{len(ds.annotations)} annotations ({len(persons)} non-crowd)"
+    )
+    for key in KEYPOINT_FIELDS:
+        n = sum(1 for a in ds.annotations if key in a)
+        if n:
+            print(f"  {key}: {n} annotations")
+    return 0
+
+
+def run_mvor_to_coco(args: argparse.Namespace) -> int:
+    from orpose.data.coco import write_json_atomic
+    from orpose.data.mvor import MvorDataset
+    from orpose.paths import shared_data
+
+    path = args.mvor or shared_data("mvor/camma_mvor_2018.json")
+    coco = MvorDataset(path).to_coco17(tuple(c - 1 for c in args.cameras))
+    write_json_atomic(args.out, coco)
+    n3d = sum(1 for a in coco["annotations"] if "keypoints3d" in a)
+    print(
+        f"wrote {args.out}: {len(coco['images'])} images, {len(coco['annotations'])} persons "
+        f"with 2D keypoints, {n3d} with 3D"
+    )
+    return 0
+
+
+def run_downscale(args: argparse.Namespace) -> int:
+    import cv2
+    from tqdm import tqdm
+
+    from orpose.data.lowres import downsample
+    from orpose.data.sources import expand_inputs, iter_images
+
+    specs = expand_inputs(args.inputs)
+    if any(s.video for s in specs):
+        from orpose.cli import UserError
+
+        raise UserError("downscale takes images or folders; extract video frames first")
+    images = [p for s in specs for p in s.images]
+    args.out.mkdir(parents=True, exist_ok=True)
+    failed = 0
+    for frame in tqdm(iter_images(images), total=len(images), unit="img"):
+        if frame.image is None:
+            print(f"warning: {frame.error}")
+            failed += 1
+            continue
+        small = downsample(frame.image, args.scale)
+        cv2.imwrite(
+            str(args.out / (Path(frame.source).stem + ".png")),
+            cv2.cvtColor(small, cv2.COLOR_RGB2BGR),
+        )
+    print(f"wrote {len(images) - failed} images at 1/{args.scale:g} resolution to {args.out}")
+    return 0
+
+
+def run_show(args: argparse.Namespace) -> int:
+    import cv2
+
+    from orpose.data.coco import load_pose_dataset
+    from orpose.data.sources import read_image_rgb
+    from orpose.viz.draw2d import draw_people
+
+    ds = load_pose_dataset(args.file, image_root=args.images)
+    args.out.mkdir(parents=True, exist_ok=True)
+    for img in ds.images[: args.num]:
+        canvas = draw_people(
+            read_image_rgb(ds.image_path(img)),
+            ds.annotations_of(img["id"]),
+            keypoint_field=args.field,
+        )
+        out = args.out / f"{Path(img['file_name']).stem}.png"
+        cv2.imwrite(str(out), cv2.cvtColor(canvas, cv2.COLOR_RGB2BGR))
+    print(f"wrote {min(args.num, len(ds.images))} overlays to {args.out}")
+    return 0

@@ -1,0 +1,304 @@
+"""COCO-format pose files: ground truth, pseudo labels and predictions, validated on load.
+
+orpose keeps every dataset in COCO JSON so that any COCO tool still reads it. Pseudo labels and
+3D ground truth ride along as extra annotation fields (see docs/formats.md):
+
+- ``keypoints``         [x, y, v] * 17   COCO's own field; in a pseudo-label file the HARD set
+                                         (keypoints under the confidence threshold have v = 0)
+- ``keypoints_soft``    [x, y, c] * 17   the SOFT set: every keypoint with its confidence in [0, 1]
+- ``keypoints3d_soft``  [x, y, z] * 17   lift of the soft set, mm, root-relative (mid-hips)
+- ``keypoints3d_hard``  [x, y, z] * 17   lift of the hard set, mm, root-relative
+- ``keypoints3d``       [x, y, z, v] * 17  3D ground truth, mm, camera frame (MVOR / MVOR+)
+- ``score``             float            detection confidence of a pseudo-labelled person
+
+A malformed file raises :class:`DatasetError` naming the file, the record and the field.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import tempfile
+from collections import defaultdict
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from orpose.skeleton import NUM_KEYPOINTS, PERSON_CATEGORY
+
+# Field name -> (values per keypoint, meaning of the last value). Lengths are per person.
+KEYPOINT_FIELDS: dict[str, int] = {
+    "keypoints": 3,
+    "keypoints_soft": 3,
+    "keypoints3d_soft": 3,
+    "keypoints3d_hard": 3,
+    "keypoints3d": 4,
+}
+
+
+class DatasetError(ValueError):
+    """A pose file that orpose cannot use; the message names the file, the record and the field."""
+
+
+def _where(path: Path | str, record: str, field_name: str | None = None) -> str:
+    where = f"{path}: {record}"
+    return f"{where}: field '{field_name}'" if field_name else where
+
+
+def _is_number(x: Any) -> bool:
+    return isinstance(x, int | float) and not isinstance(x, bool) and math.isfinite(x)
+
+
+def check_numbers(
+    values: Any, expected_len: int | None, path: Path | str, record: str, field_name: str
+) -> None:
+    """Raise DatasetError unless ``values`` is a list of finite numbers of the expected length."""
+    if not isinstance(values, list | tuple):
+        raise DatasetError(
+            f"{_where(path, record, field_name)}: expected a list of numbers, "
+            f"got {type(values).__name__}"
+        )
+    if expected_len is not None and len(values) != expected_len:
+        raise DatasetError(
+            f"{_where(path, record, field_name)}: "
+            f"expected {expected_len} numbers, got {len(values)}"
+        )
+    for i, v in enumerate(values):
+        if not _is_number(v):
+            raise DatasetError(
+                f"{_where(path, record, field_name)}: value #{i} is {v!r}, not a finite number"
+            )
+
+
+def check_keypoint_field(ann: dict, field_name: str, path: Path | str, record: str) -> None:
+    """Check one keypoint field of an annotation: length 17 * channels, numbers, sane flags."""
+    channels = KEYPOINT_FIELDS[field_name]
+    values = ann[field_name]
+    if isinstance(values, list) and len(values) % channels == 0 and len(values) != 17 * channels:
+        raise DatasetError(
+            f"{_where(path, record, field_name)}: expected {NUM_KEYPOINTS} keypoints "
+            f"({NUM_KEYPOINTS * channels} numbers), got {len(values) // channels} keypoints"
+        )
+    check_numbers(values, NUM_KEYPOINTS * channels, path, record, field_name)
+    last = np.asarray(values, dtype=np.float64)[channels - 1 :: channels]
+    if field_name == "keypoints" and not np.all(np.isin(last, (0, 1, 2))):
+        raise DatasetError(
+            f"{_where(path, record, field_name)}: visibility flags must be 0, 1 or 2, "
+            f"got {sorted(set(last.tolist()) - {0.0, 1.0, 2.0})[:3]}"
+        )
+    if field_name == "keypoints_soft" and (np.any(last < 0) or np.any(last > 1)):
+        raise DatasetError(f"{_where(path, record, field_name)}: confidences must lie in [0, 1]")
+
+
+def _require(record: dict, key: str, path: Path | str, where: str) -> Any:
+    if key not in record:
+        raise DatasetError(f"{_where(path, where, key)}: missing")
+    return record[key]
+
+
+def validate_image(img: Any, path: Path | str, index: int) -> None:
+    """Check one entry of ``images``: id, file_name, width, height."""
+    if not isinstance(img, dict):
+        raise DatasetError(f"{path}: images[{index}]: expected an object")
+    where = f"image #{index} (id {img.get('id', '?')})"
+    image_id = _require(img, "id", path, where)
+    if not isinstance(image_id, int) or isinstance(image_id, bool):
+        raise DatasetError(f"{_where(path, where, 'id')}: expected an integer, got {image_id!r}")
+    if not isinstance(_require(img, "file_name", path, where), str):
+        raise DatasetError(f"{_where(path, where, 'file_name')}: expected a string")
+    for key in ("width", "height"):
+        v = _require(img, key, path, where)
+        if not _is_number(v) or v <= 0:
+            raise DatasetError(f"{_where(path, where, key)}: expected a positive number, got {v!r}")
+
+
+def validate_annotation(ann: Any, path: Path | str, index: int, image_ids: set[int]) -> None:
+    """Check one entry of ``annotations`` with every orpose extension field it carries."""
+    if not isinstance(ann, dict):
+        raise DatasetError(f"{path}: annotations[{index}]: expected an object")
+    where = f"annotation id {ann.get('id', f'? (#{index})')}"
+    _require(ann, "id", path, where)
+    image_id = _require(ann, "image_id", path, where)
+    if image_id not in image_ids:
+        raise DatasetError(f"{_where(path, where, 'image_id')}: no image with id {image_id!r}")
+    check_numbers(_require(ann, "bbox", path, where), 4, path, where, "bbox")
+    if ann["bbox"][2] < 0 or ann["bbox"][3] < 0:
+        raise DatasetError(f"{_where(path, where, 'bbox')}: negative width or height")
+    for key in ("score", "area"):
+        if key in ann and not _is_number(ann[key]):
+            raise DatasetError(f"{_where(path, where, key)}: expected a number, got {ann[key]!r}")
+    if ann.get("iscrowd", 0) not in (0, 1):
+        raise DatasetError(f"{_where(path, where, 'iscrowd')}: expected 0 or 1")
+    for key in KEYPOINT_FIELDS:
+        if key in ann:
+            check_keypoint_field(ann, key, path, where)
+
+
+@dataclass
+class PoseDataset:
+    """A validated COCO pose file in memory; annotations stay plain dicts, as COCO tools expect."""
+
+    images: list[dict]
+    annotations: list[dict]
+    categories: list[dict] = field(default_factory=lambda: [dict(PERSON_CATEGORY)])
+    info: dict = field(default_factory=dict)
+    image_root: Path | None = None
+    path: Path | None = None
+
+    def __post_init__(self) -> None:
+        self._by_image: dict[int, list[dict]] | None = None
+
+    @property
+    def image_by_id(self) -> dict[int, dict]:
+        return {img["id"]: img for img in self.images}
+
+    def annotations_of(self, image_id: int) -> list[dict]:
+        """Annotations of one image (index built once, on first use)."""
+        if self._by_image is None:
+            index: dict[int, list[dict]] = defaultdict(list)
+            for ann in self.annotations:
+                index[ann["image_id"]].append(ann)
+            self._by_image = index
+        return self._by_image.get(image_id, [])
+
+    def image_path(self, image: dict | int) -> Path:
+        """Where the image file lies: ``image_root / file_name`` (absolute names kept)."""
+        img = self.image_by_id[image] if isinstance(image, int) else image
+        name = Path(img["file_name"])
+        if name.is_absolute() or self.image_root is None:
+            return name
+        return self.image_root / name
+
+    def to_json(self) -> dict:
+        return {
+            "info": self.info,
+            "images": self.images,
+            "annotations": self.annotations,
+            "categories": self.categories,
+        }
+
+    def save(self, path: Path | str) -> Path:
+        """Write the file atomically (a crash never leaves half a file behind)."""
+        return write_json_atomic(path, self.to_json())
+
+
+def write_json_atomic(path: Path | str, payload: Any) -> Path:
+    """Write JSON to a temporary file beside ``path`` then rename it over ``path``."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w") as f:
+            json.dump(payload, f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
+
+
+def read_json(path: Path | str) -> Any:
+    """Read a JSON file, turning a parse error into a DatasetError that names the file."""
+    path = Path(path)
+    if not path.is_file():
+        raise DatasetError(f"{path}: no such file")
+    try:
+        with open(path) as f:
+            return json.load(f)
+    except json.JSONDecodeError as err:
+        raise DatasetError(f"{path}: not valid JSON ({err})") from err
+
+
+def default_image_root(json_path: Path) -> Path:
+    """``images/`` beside the JSON file when it exists (the layout of the shared COCO subsets)."""
+    beside = json_path.parent / "images"
+    return beside if beside.is_dir() else json_path.parent
+
+
+def load_pose_dataset(
+    path: Path | str, image_root: Path | str | None = None, check_images: bool = False
+) -> PoseDataset:
+    """Load and validate a COCO pose file (ground truth or pseudo labels).
+
+    ``check_images`` verifies that every image exists under ``image_root`` (default: ``images/``
+    beside the file, else the file's folder), so that a long job fails before it starts.
+    """
+    path = Path(path)
+    data = read_json(path)
+    if not isinstance(data, dict):
+        raise DatasetError(f"{path}: expected a COCO object with 'images' and 'annotations'")
+    for key in ("images", "annotations"):
+        if key not in data:
+            raise DatasetError(f"{path}: top level: field '{key}': missing")
+        if not isinstance(data[key], list):
+            raise DatasetError(f"{path}: top level: field '{key}': expected a list")
+    seen: set[int] = set()
+    for i, img in enumerate(data["images"]):
+        validate_image(img, path, i)
+        if img["id"] in seen:
+            raise DatasetError(f"{path}: image #{i}: field 'id': duplicate id {img['id']}")
+        seen.add(img["id"])
+    ann_ids: set = set()
+    for i, ann in enumerate(data["annotations"]):
+        validate_annotation(ann, path, i, seen)
+        if ann["id"] in ann_ids:
+            raise DatasetError(f"{path}: annotation #{i}: field 'id': duplicate id {ann['id']}")
+        ann_ids.add(ann["id"])
+    root = Path(image_root) if image_root is not None else default_image_root(path)
+    dataset = PoseDataset(
+        images=data["images"],
+        annotations=data["annotations"],
+        categories=data.get("categories") or [dict(PERSON_CATEGORY)],
+        info=data.get("info", {}),
+        image_root=root,
+        path=path,
+    )
+    if check_images:
+        for img in dataset.images:
+            if not dataset.image_path(img).is_file():
+                raise DatasetError(
+                    f"{path}: image id {img['id']}: field 'file_name': "
+                    f"{dataset.image_path(img)} not found on disk"
+                )
+    return dataset
+
+
+def keypoints_array(annotations: Sequence[dict], field_name: str = "keypoints") -> np.ndarray:
+    """Stack one keypoint field of several annotations into ``(N, 17, C)`` (C from the field)."""
+    channels = KEYPOINT_FIELDS[field_name]
+    if not annotations:
+        return np.zeros((0, NUM_KEYPOINTS, channels))
+    return np.asarray([a[field_name] for a in annotations], dtype=np.float64).reshape(
+        len(annotations), NUM_KEYPOINTS, channels
+    )
+
+
+def flatten_keypoints(keypoints: np.ndarray, decimals: int = 2) -> list[float]:
+    """``(17, C)`` array to the flat list COCO stores, rounded to keep files small."""
+    return [round(float(v), decimals) for v in np.asarray(keypoints).reshape(-1)]
+
+
+def hard_from_soft(soft: np.ndarray, threshold: float) -> np.ndarray:
+    """The hard set from the soft one: keep (x, y) with v = 2 where c >= threshold, else zeros."""
+    soft = np.asarray(soft, dtype=np.float64)
+    confident = soft[..., 2] >= threshold
+    hard = np.zeros_like(soft)
+    hard[..., :2] = np.where(confident[..., None], soft[..., :2], 0.0)
+    hard[..., 2] = np.where(confident, 2.0, 0.0)
+    return hard
+
+
+def make_image_entry(image_id: int, file_name: str, width: int, height: int, **extra: Any) -> dict:
+    return {
+        "id": int(image_id),
+        "file_name": file_name,
+        "width": int(width),
+        "height": int(height),
+        **extra,
+    }

@@ -1,0 +1,111 @@
+"""Privacy-preserving low resolution, exactly as the ORPose paper.
+
+An image of size W x H is downsampled by a factor s to int(W / s) x int(H / s) with bilinear
+interpolation, then upsampled back to W x H before it enters a network (s = 12 turns 640x480 into
+53x40). The official code resizes with detectron2's ``T.Resize(interp=Image.BILINEAR)``, i.e. PIL's
+bilinear filter, which widens its support when shrinking (it averages, rather than skips,
+pixels). :func:`degrade` uses PIL itself; :func:`degrade_tensor` uses torch's antialiased bilinear
+resize, which follows the same filter, for batches already on a device.
+
+The random schedule of ORPose_all draws s = 1 with probability 0.3, s in [2, 8] with 0.35 and
+s in [8, 12] with 0.35 (integers, bounds included as in the paper's text; the official code's
+``random_(2, 8)`` / ``random_(8, 12)`` exclude the upper bound, set ``LowResSchedule`` ranges to
+reproduce it).
+"""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass
+
+import numpy as np
+from PIL import Image
+
+PAPER_SCALES: tuple[int, ...] = (1, 8, 10, 12)
+
+
+def low_resolution_size(width: int, height: int, scale: float) -> tuple[int, int]:
+    """(width, height) of an image downsampled by ``scale``, floored as in the official code."""
+    if scale < 1:
+        raise ValueError(f"downscale factor must be >= 1, got {scale}")
+    return max(1, int(width / scale)), max(1, int(height / scale))
+
+
+def downsample(image: np.ndarray, scale: float) -> np.ndarray:
+    """The privacy-preserving small image: ``(H, W, C)`` uint8 shrunk by ``scale``."""
+    if scale == 1:
+        return image
+    h, w = image.shape[:2]
+    return np.asarray(
+        Image.fromarray(image).resize(low_resolution_size(w, h, scale), Image.BILINEAR)
+    )
+
+
+def upsample(image: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """Bring a small image back to ``size`` = (width, height) with PIL bilinear."""
+    if (image.shape[1], image.shape[0]) == tuple(size):
+        return image
+    return np.asarray(Image.fromarray(image).resize(tuple(size), Image.BILINEAR))
+
+
+def degrade(image: np.ndarray, scale: float) -> np.ndarray:
+    """Downsample by ``scale`` then upsample to the original size: what the networks see."""
+    if scale == 1:
+        return image
+    h, w = image.shape[:2]
+    return upsample(downsample(image, scale), (w, h))
+
+
+def degrade_tensor(image, scale: float):
+    """:func:`degrade` for a float tensor ``(C, H, W)`` or ``(N, C, H, W)`` (any device)."""
+    import torch.nn.functional as F
+
+    if scale == 1:
+        return image
+    batched = image.dim() == 4
+    x = image if batched else image[None]
+    h, w = x.shape[-2:]
+    sw, sh = low_resolution_size(w, h, scale)
+    small = F.interpolate(x, size=(sh, sw), mode="bilinear", align_corners=False, antialias=True)
+    big = F.interpolate(small, size=(h, w), mode="bilinear", align_corners=False, antialias=True)
+    return big if batched else big[0]
+
+
+@dataclass(frozen=True)
+class LowResSchedule:
+    """Which downscale factor each training image gets.
+
+    ``fixed`` set: every image at that factor (ORPose_fixed_sx). Otherwise the ORPose_all mixture:
+    ``p_full`` of the images at 1x, the rest split evenly between ``mid_range`` and ``low_range``
+    (integer factors, bounds included).
+    """
+
+    fixed: float | None = None
+    p_full: float = 0.3
+    mid_range: tuple[int, int] = (2, 8)
+    low_range: tuple[int, int] = (8, 12)
+
+    @classmethod
+    def paper_all(cls) -> LowResSchedule:
+        return cls()
+
+    @classmethod
+    def from_spec(cls, spec: str | float | int) -> LowResSchedule:
+        """``"all"`` for ORPose_all, or a fixed factor (``"12"``, ``12`` or ``"12x"``)."""
+        if isinstance(spec, str):
+            text = spec.strip().lower()
+            if text == "all":
+                return cls()
+            spec = float(text.rstrip("x"))
+        if spec < 1:
+            raise ValueError(f"downscale factor must be >= 1, got {spec}")
+        return cls(fixed=float(spec))
+
+    def sample(self, rng: random.Random) -> float:
+        """Draw one factor; deterministic for a seeded ``rng``."""
+        if self.fixed is not None:
+            return self.fixed
+        if rng.random() < self.p_full:
+            return 1.0
+        lo, hi = self.mid_range if rng.random() < 0.5 else self.low_range
+        return float(rng.randint(lo, hi))

@@ -1,0 +1,212 @@
+"""MVOR (CAMMA, Srivastav et al. 2018): multi-view OR images with 2D upper-body and 3D poses.
+
+camma_mvor_2018.json holds 3 cameras (intrinsics, and extrinsics as 4x4 matrices mapping camera k
+to camera 1), 2D annotations with 10 upper-body keypoints per person, and 3D poses of 12 points
+(x, y, z, visibility) in millimetres in camera 1's frame whose first 10 follow the 2D order. A
+3D pose is tied to its 2D views by the triple of image ids and the ``person_id``.
+
+Projection follows MVOR's own tools (lib/visualize_groundtruth.py): X_k = inv(E_k) @ X_1, then
+a pinhole with the focal length and principal point (lens distortion is not applied).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from orpose.data.coco import DatasetError, check_numbers, read_json
+from orpose.skeleton import NUM_MVOR_KEYPOINTS, mvor_to_coco
+
+NUM_MVOR_3D_POINTS = 12
+
+
+@dataclass(frozen=True)
+class Camera:
+    """A pinhole camera: intrinsics and the 4x4 transform from its frame to camera 1's frame."""
+
+    focal: tuple[float, float]
+    principal_point: tuple[float, float]
+    to_camera1: np.ndarray  # 4x4
+    image_size: tuple[int, int] = (640, 480)
+
+    @property
+    def intrinsic_matrix(self) -> np.ndarray:
+        (fx, fy), (cx, cy) = self.focal, self.principal_point
+        return np.array([[fx, 0.0, cx], [0.0, fy, cy], [0.0, 0.0, 1.0]])
+
+    def from_camera1(self, points: np.ndarray) -> np.ndarray:
+        """``(..., 3)`` points in camera 1's frame to this camera's frame."""
+        points = np.asarray(points, dtype=np.float64)[..., :3]
+        inv = np.linalg.inv(self.to_camera1)
+        return points @ inv[:3, :3].T + inv[:3, 3]
+
+    def project(self, points_cam: np.ndarray) -> np.ndarray:
+        """``(..., 3)`` points in this camera's frame to ``(..., 2)`` pixels."""
+        p = np.asarray(points_cam, dtype=np.float64)
+        z = np.where(p[..., 2] == 0.0, 1.0, p[..., 2])
+        u = p[..., 0] / z * self.focal[0] + self.principal_point[0]
+        v = p[..., 1] / z * self.focal[1] + self.principal_point[1]
+        return np.stack([u, v], axis=-1)
+
+
+@dataclass
+class MvorPose3D:
+    """One person's 3D pose at one multi-view moment (camera 1's frame, mm)."""
+
+    id: str
+    person_id: int
+    image_ids: tuple[int, int, int]  # one image per camera, camera order
+    points: np.ndarray  # (12, 4): x, y, z, visibility
+
+    def in_camera(self, camera: Camera) -> np.ndarray:
+        """``(12, 4)`` points in ``camera``'s frame, visibility kept."""
+        out = self.points.copy()
+        out[:, :3] = camera.from_camera1(self.points[:, :3])
+        return out
+
+
+@dataclass
+class MvorView:
+    """One 2D person annotation of one camera image, with its 3D pose when MVOR has one."""
+
+    annotation: dict
+    image: dict
+    camera_index: int  # 0-based
+    pose3d: MvorPose3D | None
+
+    @property
+    def keypoints(self) -> np.ndarray:
+        return np.asarray(self.annotation["keypoints"], dtype=np.float64).reshape(-1, 3)
+
+
+class MvorDataset:
+    """Loader for camma_mvor_2018.json with multi-view grouping and projection."""
+
+    def __init__(self, path: Path | str):
+        self.path = Path(path)
+        data = read_json(self.path)
+        for key in ("images", "annotations", "annotations3D", "multiview_images", "cameras_info"):
+            if key not in data:
+                raise DatasetError(f"{self.path}: top level: field '{key}': missing")
+        self.raw = data
+        self.cameras = self._read_cameras(data["cameras_info"])
+        self.images = {img["id"]: img for img in data["images"]}
+        self.multiview = [tuple(im["id"] for im in mv["images"]) for mv in data["multiview_images"]]
+        self.poses3d = [self._read_pose3d(a, i) for i, a in enumerate(data["annotations3D"])]
+        self._pose_index = {(p.image_ids, p.person_id): p for p in self.poses3d}
+        self._group_of_image = {image_id: group for group in self.multiview for image_id in group}
+
+    def _read_cameras(self, info: dict) -> list[Camera]:
+        params = info.get("camParams")
+        if not isinstance(params, dict) or "intrinsics" not in params or "extrinsics" not in params:
+            raise DatasetError(
+                f"{self.path}: cameras_info: field 'camParams': needs 'intrinsics' and 'extrinsics'"
+            )
+        cameras = []
+        for k, (intr, extr) in enumerate(
+            zip(params["intrinsics"], params["extrinsics"], strict=True)
+        ):
+            where = f"camera {k + 1}"
+            check_numbers(extr, 16, self.path, where, "extrinsics")
+            check_numbers(intr.get("focallength"), 2, self.path, where, "focallength")
+            check_numbers(intr.get("principalpoint"), 2, self.path, where, "principalpoint")
+            cameras.append(
+                Camera(
+                    focal=tuple(intr["focallength"]),
+                    principal_point=tuple(intr["principalpoint"]),
+                    to_camera1=np.asarray(extr, dtype=np.float64).reshape(4, 4),
+                    image_size=tuple(intr.get("imagesize", (640, 480))),
+                )
+            )
+        return cameras
+
+    def _read_pose3d(self, ann: dict, index: int) -> MvorPose3D:
+        where = f"annotations3D id {ann.get('id', f'? (#{index})')}"
+        check_numbers(
+            ann.get("keypoints3D"), NUM_MVOR_3D_POINTS * 4, self.path, where, "keypoints3D"
+        )
+        try:
+            image_ids = tuple(int(x) for x in str(ann["image_ids"]).split("_"))
+        except (KeyError, ValueError) as err:
+            raise DatasetError(f"{self.path}: {where}: field 'image_ids': {err}") from err
+        if len(image_ids) != len(self.cameras):
+            raise DatasetError(
+                f"{self.path}: {where}: field 'image_ids': expected {len(self.cameras)} ids"
+            )
+        return MvorPose3D(
+            id=str(ann["id"]),
+            person_id=int(ann["person_id"]),
+            image_ids=image_ids,  # type: ignore[arg-type]
+            points=np.asarray(ann["keypoints3D"], dtype=np.float64).reshape(NUM_MVOR_3D_POINTS, 4),
+        )
+
+    @staticmethod
+    def camera_index_of(image: dict) -> int:
+        """0-based camera index of an MVOR image (its ``cam_id`` field is 1-based)."""
+        return int(image["cam_id"]) - 1
+
+    def pose3d_for(self, annotation: dict) -> MvorPose3D | None:
+        """The 3D pose matching a 2D annotation (same multi-view moment and person), if any."""
+        if annotation.get("person_id", -1) < 0:
+            return None
+        group = self._group_of_image.get(annotation["image_id"])
+        if group is None:
+            return None
+        return self._pose_index.get((group, annotation["person_id"]))
+
+    def views(self, with_keypoints_only: bool = True) -> Iterator[MvorView]:
+        """Every 2D person annotation, joined to its image, camera and 3D pose."""
+        for ann in self.raw["annotations"]:
+            if with_keypoints_only and ann.get("only_bbox", 0):
+                continue
+            image = self.images[ann["image_id"]]
+            yield MvorView(ann, image, self.camera_index_of(image), self.pose3d_for(ann))
+
+    def project_pose(self, pose: MvorPose3D, camera_index: int) -> np.ndarray:
+        """``(12, 3)`` pixel coordinates and visibility of a 3D pose seen by one camera."""
+        camera = self.cameras[camera_index]
+        cam_points = pose.in_camera(camera)
+        return np.concatenate([camera.project(cam_points[:, :3]), cam_points[:, 3:4]], axis=1)
+
+    def to_coco17(self, camera_indices: tuple[int, ...] = (0, 1, 2)) -> dict:
+        """A COCO-17 ground-truth file of the annotated persons, with 3D in each camera's frame.
+
+        MVOR's 8 shared joints (shoulders, elbows, wrists, hips) fill the COCO keypoints; head and
+        neck have no COCO twin and are left out. ``keypoints3d`` ([x, y, z, v] * 17, mm, that
+        camera's frame) is added for persons with a 3D pose, as in MVOR+.
+        """
+        images, annotations = [], []
+        used_images = set()
+        for view in self.views():
+            if view.camera_index not in camera_indices:
+                continue
+            kps10 = view.keypoints
+            kps = mvor_to_coco(kps10[:NUM_MVOR_KEYPOINTS])
+            kps[kps[:, 2] > 0, 2] = 2.0
+            ann = {
+                "id": len(annotations) + 1,
+                "image_id": view.image["id"],
+                "category_id": 1,
+                "iscrowd": 0,
+                "bbox": [float(v) for v in view.annotation["bbox"]],
+                "area": float(view.annotation["bbox"][2] * view.annotation["bbox"][3]),
+                "keypoints": [float(v) for v in kps.reshape(-1)],
+                "num_keypoints": int((kps[:, 2] > 0).sum()),
+                "person_id": int(view.annotation.get("person_id", -1)),
+            }
+            if view.pose3d is not None:
+                pts = view.pose3d.in_camera(self.cameras[view.camera_index])[:NUM_MVOR_KEYPOINTS]
+                ann["keypoints3d"] = [float(v) for v in mvor_to_coco(pts).reshape(-1)]
+            annotations.append(ann)
+            used_images.add(view.image["id"])
+        for image_id in sorted(used_images):
+            img = self.images[image_id]
+            images.append({k: img[k] for k in ("id", "file_name", "width", "height", "cam_id")})
+        return {
+            "info": {"description": f"COCO-17 view of {self.path.name}"},
+            "images": images,
+            "annotations": annotations,
+        }

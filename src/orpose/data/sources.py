@@ -1,0 +1,157 @@
+"""Where frames come from: image files, folders of images, video files, with frame stepping.
+
+Every source yields :class:`Frame` objects carrying a stable key (the image path, or
+``video.avi#frame=000120``) so that long jobs can record what they finished and resume.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp"})
+VIDEO_SUFFIXES = frozenset({".avi", ".mp4", ".mov", ".mkv", ".mpg", ".mpeg", ".webm", ".m4v"})
+
+
+class SourceError(ValueError):
+    """An input that is neither an image, a folder of images nor a readable video."""
+
+
+@dataclass
+class Frame:
+    """One RGB frame (``(H, W, 3)`` uint8) and where it came from."""
+
+    key: str  # unique and stable across runs: the file path, or video path + frame index
+    image: np.ndarray | None  # None when the file could not be decoded
+    source: str  # the image file or the video file
+    frame_index: int | None = None  # position in the video, None for still images
+    error: str | None = None  # why ``image`` is None
+
+    @property
+    def height(self) -> int:
+        return 0 if self.image is None else self.image.shape[0]
+
+    @property
+    def width(self) -> int:
+        return 0 if self.image is None else self.image.shape[1]
+
+
+def read_image_rgb(path: Path | str) -> np.ndarray:
+    """Read an image file as RGB uint8; raise OSError naming the file when it cannot be decoded."""
+    bgr = cv2.imread(str(path), cv2.IMREAD_COLOR)
+    if bgr is None:
+        raise OSError(f"{path}: cannot be read as an image (missing, corrupt or unsupported)")
+    return cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
+
+
+def video_frame_key(video: Path | str, index: int) -> str:
+    return f"{video}#frame={index:06d}"
+
+
+def list_images(folder: Path) -> list[Path]:
+    """Image files of a folder (recursively), sorted so that runs are reproducible."""
+    return sorted(
+        p for p in folder.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file()
+    )
+
+
+def is_video(path: Path) -> bool:
+    return path.suffix.lower() in VIDEO_SUFFIXES
+
+
+def iter_images(paths: Iterable[Path]) -> Iterator[Frame]:
+    """Frames of still images; an unreadable file yields a frame with ``error`` set."""
+    for path in paths:
+        try:
+            yield Frame(str(path), read_image_rgb(path), str(path))
+        except OSError as err:
+            yield Frame(str(path), None, str(path), error=str(err))
+
+
+def count_video_frames(path: Path | str) -> int:
+    cap = cv2.VideoCapture(str(path))
+    try:
+        return int(cap.get(cv2.CAP_PROP_FRAME_COUNT))
+    finally:
+        cap.release()
+
+
+def iter_video(
+    path: Path | str, step: int = 1, start: int = 0, limit: int | None = None
+) -> Iterator[Frame]:
+    """Every ``step``-th frame of a video from ``start``, decoded with OpenCV (FFmpeg backend).
+
+    Frames are decoded in order and the skipped ones are only grabbed, not converted, which is
+    faster than seeking with most codecs.
+    """
+    if step < 1:
+        raise ValueError(f"frame step must be >= 1, got {step}")
+    cap = cv2.VideoCapture(str(path))
+    if not cap.isOpened():
+        raise SourceError(f"{path}: cannot be opened as a video")
+    try:
+        index, produced = 0, 0
+        while limit is None or produced < limit:
+            if index < start or (index - start) % step:
+                if not cap.grab():
+                    break
+                index += 1
+                continue
+            ok, bgr = cap.read()
+            if not ok:
+                break
+            yield Frame(
+                video_frame_key(path, index),
+                cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB),
+                str(path),
+                frame_index=index,
+            )
+            produced += 1
+            index += 1
+    finally:
+        cap.release()
+
+
+@dataclass(frozen=True)
+class SourceSpec:
+    """One input as the user named it, expanded: a list of images or one video."""
+
+    path: Path
+    images: tuple[Path, ...] = ()
+    video: bool = False
+
+
+def expand_inputs(inputs: Iterable[Path | str]) -> list[SourceSpec]:
+    """Resolve command-line inputs (images, folders, videos) and fail early on a wrong one."""
+    specs = []
+    for raw in inputs:
+        path = Path(raw)
+        if path.is_dir():
+            images = list_images(path)
+            if not images:
+                raise SourceError(
+                    f"{path}: folder holds no image ({', '.join(sorted(IMAGE_SUFFIXES))})"
+                )
+            specs.append(SourceSpec(path, tuple(images)))
+        elif path.is_file() and is_video(path):
+            specs.append(SourceSpec(path, video=True))
+        elif path.is_file() and path.suffix.lower() in IMAGE_SUFFIXES:
+            specs.append(SourceSpec(path, (path,)))
+        elif not path.exists():
+            raise SourceError(f"{path}: no such file or folder")
+        else:
+            raise SourceError(f"{path}: not an image, a folder of images or a video file")
+    return specs
+
+
+def iter_frames(specs: Iterable[SourceSpec], video_step: int = 1) -> Iterator[Frame]:
+    """All frames of the expanded inputs, in order: images as they are, videos every k-th frame."""
+    for spec in specs:
+        if spec.video:
+            yield from iter_video(spec.path, step=video_step)
+        else:
+            yield from iter_images(spec.images)

@@ -1,0 +1,1 @@
+"""COCO box / keypoint AP and ORPose-protocol MPJPE, per degradation scale."""

@@ -1,0 +1,130 @@
+"""Per-scale evaluation reports: the paper's table (Box-AP, Keypoint2D-AP, Keypoint3D-MPJPE)."""
+
+from __future__ import annotations
+
+import csv
+import math
+from dataclasses import dataclass
+from pathlib import Path
+
+from orpose.data.coco import PoseDataset, write_json_atomic
+from orpose.evaluation.coco_ap import evaluate_ap
+from orpose.evaluation.mpjpe import MpjpeResult, compute_mpjpe
+
+
+@dataclass
+class ScaleReport:
+    """Everything measured for one set of predictions (one downscale factor)."""
+
+    scale: str  # "1x", "8x", ... or a user label
+    box: dict[str, float]
+    keypoints: dict[str, float]
+    mpjpe: MpjpeResult | None
+    num_predictions: int
+
+    def row(self) -> dict[str, float | str | int]:
+        """The flat row of the paper's tables: AP in percent as the paper prints them."""
+        return {
+            "scale": self.scale,
+            "box_ap": 100 * self.box["AP"],
+            "box_ap50": 100 * self.box["AP50"],
+            "keypoint_ap": 100 * self.keypoints["AP"],
+            "keypoint_ap50": 100 * self.keypoints["AP50"],
+            "mpjpe_mm": self.mpjpe.mpjpe if self.mpjpe else float("nan"),
+            "mpjpe_official_mm": self.mpjpe.mpjpe_official if self.mpjpe else float("nan"),
+            "mpjpe_persons": self.mpjpe.persons if self.mpjpe else 0,
+            "predictions": self.num_predictions,
+        }
+
+    def as_dict(self) -> dict:
+        return {
+            "scale": self.scale,
+            "bbox": self.box,
+            "keypoints": self.keypoints,
+            "mpjpe": self.mpjpe.as_dict() if self.mpjpe else None,
+            "predictions": self.num_predictions,
+        }
+
+
+def scale_label(scale: float | str) -> str:
+    """``8`` -> ``"8x"``; strings are kept as the user wrote them."""
+    if isinstance(scale, str):
+        return scale
+    return f"{scale:g}x"
+
+
+def evaluate_predictions(
+    gt: PoseDataset, results: list[dict], scale: float | str = 1
+) -> ScaleReport:
+    """Box AP, keypoint AP and (when both sides have 3D) MPJPE of one prediction set."""
+    ap = evaluate_ap(gt, results)
+    return ScaleReport(
+        scale_label(scale), ap["bbox"], ap["keypoints"], compute_mpjpe(gt, results), len(results)
+    )
+
+
+def _fmt(value: float, digits: int = 2) -> str:
+    return (
+        "-"
+        if value is None or (isinstance(value, float) and math.isnan(value))
+        else f"{value:.{digits}f}"
+    )
+
+
+def format_table(reports: list[ScaleReport]) -> str:
+    """A plain-text table like the paper's Tables 1-3 (AP in %, MPJPE in mm)."""
+    header = (
+        "Scale",
+        "Box-AP",
+        "Box-AP50",
+        "Keypoint2D-AP",
+        "Keypoint2D-AP50",
+        "Keypoint3D-MPJPE",
+        "(official conv.)",
+        "3D persons",
+    )
+    rows = [header]
+    for rep in reports:
+        r = rep.row()
+        rows.append(
+            (
+                str(r["scale"]),
+                _fmt(r["box_ap"]),
+                _fmt(r["box_ap50"]),
+                _fmt(r["keypoint_ap"]),
+                _fmt(r["keypoint_ap50"]),
+                _fmt(r["mpjpe_mm"]),
+                _fmt(r["mpjpe_official_mm"]),
+                str(r["mpjpe_persons"]) if rep.mpjpe else "-",
+            )
+        )
+    widths = [max(len(row[i]) for row in rows) for i in range(len(header))]
+    lines = ["  ".join(cell.rjust(w) for cell, w in zip(row, widths, strict=True)) for row in rows]
+    lines.insert(1, "  ".join("-" * w for w in widths))
+    return "\n".join(lines)
+
+
+def format_per_joint(reports: list[ScaleReport]) -> str:
+    """Per-joint MPJPE (mm) of each scale that has 3D results."""
+    with_3d = [r for r in reports if r.mpjpe]
+    if not with_3d:
+        return ""
+    names = list(with_3d[0].mpjpe.per_joint)
+    lines = ["MPJPE per joint (mm): " + ", ".join(names)]
+    for rep in with_3d:
+        values = ", ".join(_fmt(rep.mpjpe.per_joint[n], 1) for n in names)
+        lines.append(f"  {rep.scale}: {values}")
+    return "\n".join(lines)
+
+
+def save_reports(reports: list[ScaleReport], out_dir: Path | str) -> tuple[Path, Path]:
+    """Write ``metrics.json`` (everything) and ``metrics.csv`` (the table rows) into ``out_dir``."""
+    out_dir = Path(out_dir)
+    json_path = write_json_atomic(out_dir / "metrics.json", [r.as_dict() for r in reports])
+    csv_path = out_dir / "metrics.csv"
+    rows = [r.row() for r in reports]
+    with open(csv_path, "w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+    return json_path, csv_path

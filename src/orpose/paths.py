@@ -1,0 +1,56 @@
+"""Where orpose finds local models and data: nothing is ever downloaded at run time.
+
+``ORPOSE_SHARED`` names the folder holding ``models/`` and ``data/`` (the layout of the project's
+shared folder); without it, ``../shared`` then ``./shared`` relative to the working directory are
+tried. ``ORPOSE_MODELS`` overrides the models folder alone.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+
+class MissingResourceError(FileNotFoundError):
+    """A local model or data folder that is not where orpose was told to look."""
+
+
+def shared_dir(required: bool = True) -> Path | None:
+    """The shared models-and-data folder, or None (or an error) when none is found."""
+    env = os.environ.get("ORPOSE_SHARED")
+    candidates = [Path(env)] if env else [Path("../shared"), Path("shared")]
+    for c in candidates:
+        if (c / "data").is_dir() or (c / "models").is_dir():
+            return c.resolve()
+    if required:
+        tried = ", ".join(str(c) for c in candidates)
+        raise MissingResourceError(
+            f"shared models/data folder not found (tried {tried}); set ORPOSE_SHARED to the "
+            "folder that holds models/ and data/"
+        )
+    return None
+
+
+def models_dir(required: bool = True) -> Path | None:
+    """The folder of ONNX / checkpoint files: ``ORPOSE_MODELS``, else ``<shared>/models``."""
+    env = os.environ.get("ORPOSE_MODELS")
+    if env:
+        path = Path(env)
+        if not path.is_dir() and required:
+            raise MissingResourceError(f"ORPOSE_MODELS={env}: no such folder")
+        return path if path.is_dir() else None
+    shared = shared_dir(required)
+    return None if shared is None else shared / "models"
+
+
+def shared_data(relative: str, required: bool = True) -> Path | None:
+    """A path under ``<shared>/data``, checked to exist."""
+    shared = shared_dir(required)
+    if shared is None:
+        return None
+    path = shared / "data" / relative
+    if not path.exists():
+        if required:
+            raise MissingResourceError(f"{path}: not found in the shared data folder")
+        return None
+    return path

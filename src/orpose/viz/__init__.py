@@ -1,0 +1,1 @@
+"""Pictures people look at: 2D skeleton overlays and 3D skeleton plots."""

@@ -1,0 +1,42 @@
+"""Charts of evaluation results (matplotlib, written to files: no display needed)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt
+
+
+def _scale_value(label: str) -> float | None:
+    try:
+        return float(label.rstrip("x"))
+    except ValueError:
+        return None
+
+
+def plot_ap_versus_scale(reports: Sequence, path: Path | str, title: str = "") -> Path:
+    """Box AP and keypoint AP (%) against the downscale factor, from ScaleReport objects."""
+    points = [(_scale_value(r.scale), r) for r in reports]
+    points = sorted((p for p in points if p[0] is not None), key=lambda p: p[0])
+    fig, ax = plt.subplots(figsize=(5, 3.5))
+    xs = [p[0] for p in points]
+    ax.plot(xs, [100 * r.box["AP"] for _, r in points], "o-", label="Box AP")
+    ax.plot(xs, [100 * r.keypoints["AP"] for _, r in points], "s-", label="Keypoint AP")
+    ax.set_xlabel("downscale factor s (image shrunk to 1/s, then restored)")
+    ax.set_ylabel("AP (%)")
+    ax.set_xticks(xs)
+    ax.set_xticklabels([f"{x:g}x" for x in xs])
+    ax.grid(alpha=0.3)
+    ax.legend()
+    if title:
+        ax.set_title(title)
+    fig.tight_layout()
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path
