@@ -196,6 +196,7 @@ def write_json_atomic(path: Path | str, payload: Any) -> Path:
             json.dump(payload, f)
             f.flush()
             os.fsync(f.fileno())
+        os.chmod(tmp, 0o644)  # mkstemp creates 0600; these are shareable outputs
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)

@@ -36,7 +36,7 @@ def downsample(image: np.ndarray, scale: float) -> np.ndarray:
     if scale == 1:
         return image
     h, w = image.shape[:2]
-    return np.asarray(
+    return np.array(
         Image.fromarray(image).resize(low_resolution_size(w, h, scale), Image.BILINEAR)
     )
 
@@ -45,7 +45,7 @@ def upsample(image: np.ndarray, size: tuple[int, int]) -> np.ndarray:
     """Bring a small image back to ``size`` = (width, height) with PIL bilinear."""
     if (image.shape[1], image.shape[0]) == tuple(size):
         return image
-    return np.asarray(Image.fromarray(image).resize(tuple(size), Image.BILINEAR))
+    return np.array(Image.fromarray(image).resize(tuple(size), Image.BILINEAR))
 
 
 def degrade(image: np.ndarray, scale: float) -> np.ndarray:

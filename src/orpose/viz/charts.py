@@ -40,3 +40,27 @@ def plot_ap_versus_scale(reports: Sequence, path: Path | str, title: str = "") -
     fig.savefig(path, dpi=120)
     plt.close(fig)
     return path
+
+
+def plot_loss_curves(csv_path: Path | str, path: Path | str) -> Path:
+    """Every ``loss_*`` column and the total of a training ``metrics.csv`` against iterations."""
+    import csv
+
+    with open(csv_path) as f:
+        rows = list(csv.DictReader(f))
+    fig, ax = plt.subplots(figsize=(6, 4))
+    if rows:
+        its = [int(r["iteration"]) for r in rows]
+        keys = [k for k in rows[0] if k.startswith("loss_") or k == "total"]
+        for key in keys:
+            ax.plot(its, [float(r[key]) for r in rows], label=key, lw=2 if key == "total" else 1)
+        ax.set_yscale("log")
+        ax.legend(fontsize=7)
+    ax.set_xlabel("iteration")
+    ax.set_ylabel("loss (weighted)")
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    path = Path(path)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path

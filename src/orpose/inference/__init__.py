@@ -1,0 +1,1 @@
+"""Running a trained student on images: predictors that return COCO-style results."""

@@ -1,0 +1,97 @@
+"""Lifter checkpoints: architecture, weights, normalisation statistics and the training config.
+
+One file is enough to rebuild the lifter: ``{"format", "version", "model", "state_dict",
+"config", "extra"}``. The statistics are buffers of the module, so they travel in the state dict;
+they are also copied under ``extra["statistics"]`` as plain lists for people reading the file.
+Writes go to a temporary file beside the target, then ``os.replace``: a crash mid-write never
+leaves a truncated checkpoint.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from orpose.data.coco import DatasetError
+from orpose.lifting.model import Lifter, LifterConfig
+
+FORMAT = "orpose-lifter"
+VERSION = 1
+STATISTIC_BUFFERS = (
+    "xy_mean", "xy_std", "centre_mean", "centre_std", "log_spread_mean", "log_spread_std",
+    "out_mean", "out_std",
+)  # fmt: skip
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+def save_torch_atomic(payload: Any, path: Path | str) -> Path:
+    """``torch.save`` through a temporary file and ``os.replace``."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            torch.save(payload, f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600 files; give the usual mode
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
+
+
+def save_lifter(
+    lifter: Lifter, path: Path | str, config: dict | None = None, extra: dict | None = None
+) -> Path:
+    """Write a lifter with its training ``config`` and ``extra`` (plain types and tensors)."""
+    stats = {name: getattr(lifter, name).detach().cpu().tolist() for name in STATISTIC_BUFFERS}
+    payload = {
+        "format": FORMAT,
+        "version": VERSION,
+        "model": lifter.config.to_dict(),
+        "state_dict": {k: v.detach().cpu() for k, v in lifter.state_dict().items()},
+        "config": dict(config or {}),
+        "extra": {**(extra or {}), "statistics": stats},
+    }
+    return save_torch_atomic(payload, path)
+
+
+def read_checkpoint(path: Path | str, map_location: str | torch.device = "cpu") -> dict:
+    """The raw checkpoint dict, checked to be an orpose lifter."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: no such lifter checkpoint")
+    try:
+        payload = torch.load(path, map_location=map_location, weights_only=True)
+    except Exception as err:  # torch raises many types for a corrupt or foreign file
+        raise DatasetError(f"{path}: not a readable checkpoint ({err})") from err
+    if not isinstance(payload, dict) or payload.get("format") != FORMAT:
+        raise DatasetError(f"{path}: not an orpose lifter checkpoint (no format '{FORMAT}')")
+    if payload.get("version", 0) > VERSION:
+        raise DatasetError(f"{path}: lifter checkpoint version {payload['version']} is too new")
+    return payload
+
+
+def lifter_from_checkpoint(payload: dict) -> Lifter:
+    """Rebuild the module (train mode) from a checkpoint dict."""
+    lifter = Lifter(LifterConfig(**payload["model"]))
+    lifter.load_state_dict(payload["state_dict"])
+    return lifter
+
+
+def load_lifter(path: Path | str, map_location: str | torch.device = "cpu") -> Lifter:
+    """Load a lifter in eval mode; the file holds everything (architecture and statistics)."""
+    payload = read_checkpoint(path, map_location)
+    lifter = lifter_from_checkpoint(payload).to(map_location)
+    return lifter.eval()

@@ -1,0 +1,193 @@
+"""``orpose lift train`` and ``orpose lift eval``: the 3D lifter's verbs.
+
+torch is imported inside the functions so that ``orpose --help`` stays fast.
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+DEFAULT_OUT = Path("runs/lifter/lifter.pt")
+CACHE_NAME = "mocap_cache.npz"
+
+
+def _default_mocap() -> str:
+    from orpose import paths
+
+    return str(paths.shared_data("mocap/cmu_bvh"))
+
+
+def _default_mvor() -> str:
+    from orpose import paths
+
+    return str(paths.shared_data("mvor/camma_mvor_2018.json"))
+
+
+def _subjects(text: str) -> tuple[int, ...]:
+    try:
+        return tuple(int(s) for s in text.split(",") if s.strip())
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"expected comma-separated subject numbers, got '{text}'"
+        ) from None
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    """Add ``lift`` with its ``train`` and ``eval`` sub-verbs."""
+    lift = subparsers.add_parser(
+        "lift", help="2D-to-3D lifter: train on motion capture, evaluate on mocap and MVOR"
+    )
+    verbs = lift.add_subparsers(dest="lift_command", metavar="VERB")
+    lift.set_defaults(func=lambda args: lift.print_help() or 2)
+
+    train = verbs.add_parser("train", help="train a lifter on the CMU BVH files (CPU, minutes)")
+    train.add_argument("--mocap", help="folder of .bvh files [../shared/data/mocap/cmu_bvh]")
+    train.add_argument("--out", type=Path, default=DEFAULT_OUT, help=f"checkpoint [{DEFAULT_OUT}]")
+    train.add_argument("--epochs", type=int, help="epochs (one random view per pose) [25]")
+    train.add_argument("--batch-size", type=int, help="[256]")
+    train.add_argument("--lr", type=float, help="initial Adam learning rate [1e-3]")
+    train.add_argument("--hidden", type=int, help="width of the MLP [1024]")
+    train.add_argument("--dropout", type=float, help="dropout [0.1]")
+    train.add_argument("--fps", type=float, help="mocap frames per second kept [30]")
+    train.add_argument("--noise-px", type=float, help="max per-sample 2D noise sigma, px [6]")
+    train.add_argument("--test-subjects", type=_subjects, help="held-out CMU subjects [6,9]")
+    train.add_argument("--seed", type=int, help="[0]")
+    train.add_argument("--threads", type=int, default=1, help="torch CPU threads [1]; see docs")
+    train.add_argument("--resume", action="store_true", help="continue from --out if it exists")
+    train.add_argument("--no-progress", action="store_true", help="no progress bar")
+    train.set_defaults(func=run_train)
+
+    ev = verbs.add_parser("eval", help="MPJPE on held-out mocap subjects and on MVOR's 3D poses")
+    ev.add_argument(
+        "checkpoint",
+        type=Path,
+        nargs="?",
+        default=DEFAULT_OUT,
+        help=f"lifter checkpoint [{DEFAULT_OUT}]",
+    )
+    ev.add_argument("--mocap", help="folder of .bvh files [the one used for training]")
+    ev.add_argument("--mvor", help="camma_mvor_2018.json [../shared/data/mvor/...]")
+    ev.add_argument("--noise-px", type=float, default=5.0, help="sigma of the noisy-2D test [5]")
+    ev.add_argument("--drop-rate", type=float, default=0.3, help="joint dropout test rate [0.3]")
+    ev.add_argument("--max-samples", type=int, default=5000, help="mocap test views [5000]")
+    ev.add_argument("--json", type=Path, help="where to save the results [beside the checkpoint]")
+    ev.add_argument("--threads", type=int, default=1, help="torch CPU threads [1]")
+    ev.set_defaults(func=run_eval)
+
+
+def _train_config(args: argparse.Namespace):
+    """The run's config: a resumed checkpoint's own, else defaults; options override either."""
+    from orpose.lifting.checkpoint import read_checkpoint
+    from orpose.lifting.train import TrainConfig
+
+    if args.resume and args.out.is_file():
+        cfg = TrainConfig.from_dict(read_checkpoint(args.out)["config"])
+        changed = [
+            name
+            for name, value in (("--hidden", args.hidden), ("--dropout", args.dropout))
+            if value is not None and value != getattr(cfg.model, name[2:])
+        ]
+        if changed:
+            from orpose.cli import UserError
+
+            raise UserError(f"{args.out}: cannot --resume with a different {', '.join(changed)}")
+    else:
+        cfg = TrainConfig()
+    simple = {
+        "epochs": args.epochs,
+        "batch_size": args.batch_size,
+        "lr": args.lr,
+        "fps": args.fps,
+        "test_subjects": args.test_subjects,
+        "seed": args.seed,
+    }
+    for key, value in simple.items():
+        if value is not None:
+            setattr(cfg, key, value)
+    if args.noise_px is not None:
+        cfg.noise_px = (0.0, args.noise_px)
+    if args.hidden is not None:
+        cfg.model.hidden = args.hidden
+    if args.dropout is not None:
+        cfg.model.dropout = args.dropout
+    if args.mocap is not None or not cfg.mocap or not Path(cfg.mocap).is_dir():
+        cfg.mocap = str(Path(args.mocap).resolve()) if args.mocap else _default_mocap()
+    return cfg
+
+
+def run_train(args: argparse.Namespace) -> int:
+    import torch
+
+    from orpose.lifting.train import load_training_data, train_lifter
+
+    torch.set_num_threads(max(1, args.threads))
+    cfg = _train_config(args)
+    train_joints, test_joints = load_training_data(cfg, args.out.parent / CACHE_NAME)
+    print(
+        f"mocap: {len(train_joints)} training poses, {len(test_joints)} held-out poses "
+        f"(subjects {','.join(map(str, cfg.test_subjects))})"
+    )
+    result = train_lifter(
+        cfg, args.out, train_joints, test_joints, args.resume, not args.no_progress
+    )
+    last = result.history[-1] if result.history else {}
+    print(
+        f"lifter: {result.checkpoint} ({len(result.history)} epochs, "
+        f"{result.elapsed_s:.0f} s of training; held-out clean MPJPE "
+        f"{last.get('val_mpjpe_mm', float('nan')):.1f} mm)"
+    )
+    return 0
+
+
+def run_eval(args: argparse.Namespace) -> int:
+    import torch
+
+    from orpose.data.coco import write_json_atomic
+    from orpose.lifting.checkpoint import lifter_from_checkpoint, read_checkpoint
+    from orpose.lifting.evaluate import (
+        PAPER_MVOR_MPJPE_MM,
+        PAPER_STUDENT_MVOR_MPJPE_MM,
+        evaluate_mocap,
+        evaluate_mvor,
+        format_table,
+    )
+    from orpose.lifting.train import TrainConfig, load_training_data
+
+    torch.set_num_threads(max(1, args.threads))
+    payload = read_checkpoint(args.checkpoint)
+    lifter = lifter_from_checkpoint(payload).eval()
+    cfg = TrainConfig.from_dict(payload["config"]) if payload["config"] else TrainConfig()
+    if args.mocap or not cfg.mocap or not Path(cfg.mocap).is_dir():
+        cfg.mocap = str(Path(args.mocap).resolve()) if args.mocap else _default_mocap()
+    _, test_joints = load_training_data(cfg, args.checkpoint.parent / CACHE_NAME)
+    mvor = args.mvor or _default_mvor()
+    rows = evaluate_mocap(
+        lifter, test_joints, cfg.cameras, args.noise_px, args.drop_rate, args.max_samples
+    )
+    rows += evaluate_mvor(lifter, mvor)
+    print(format_table(rows))
+    print(
+        "(paper, full pipeline on MVOR+ with detected people and 2D: teacher "
+        f"{PAPER_MVOR_MPJPE_MM:.1f} mm, student {PAPER_STUDENT_MVOR_MPJPE_MM:.1f} mm; the MVOR "
+        "rows above use ground-truth 2D projected from the 3D annotations)"
+    )
+    out = args.json or args.checkpoint.with_suffix(".eval.json")
+    write_json_atomic(
+        out,
+        {
+            "checkpoint": str(args.checkpoint),
+            "mocap": cfg.mocap,
+            "mvor": str(mvor),
+            "test_subjects": list(cfg.test_subjects),
+            "noise_px": args.noise_px,
+            "drop_rate": args.drop_rate,
+            "rows": [r.to_dict() for r in rows],
+            "paper_mvor_mpjpe_mm": PAPER_MVOR_MPJPE_MM,
+            "paper_student_mvor_mpjpe_mm": PAPER_STUDENT_MVOR_MPJPE_MM,
+            "train_epochs": len(payload["extra"].get("history", [])),
+            "train_elapsed_s": payload["extra"].get("elapsed_s"),
+        },
+    )
+    print(f"saved {out}")
+    return 0

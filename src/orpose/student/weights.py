@@ -1,0 +1,75 @@
+"""Starting weights for the student from local files (nothing is fetched from a model hub).
+
+- torchvision's COCO Keypoint R-CNN ResNet-50-FPN checkpoint (``keypointrcnn_resnet50_fpn_coco-*``,
+  the paper's "default student"): backbone, RPN and box branch load as they are, the keypoint conv
+  stack into the shared convs, and the single keypoint predictor into BOTH heatmap branches.
+- an orpose lifter checkpoint: loaded into both lifters.
+"""
+
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+
+import torch
+
+from orpose.student.model import ORPoseStudent
+
+_PREFIX_MAP = (
+    ("roi_heads.keypoint_head.", ("roi_heads.kp_head.convs.",)),
+    ("roi_heads.keypoint_predictor.", ("roi_heads.kp_head.soft.", "roi_heads.kp_head.hard.")),
+)
+
+
+def map_torchvision_keypointrcnn(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """Rename a torchvision ``KeypointRCNN`` state dict to the student's parameter names."""
+    out: dict[str, torch.Tensor] = {}
+    for key, value in state.items():
+        for old, news in _PREFIX_MAP:
+            if key.startswith(old):
+                for new in news:
+                    out[new + key[len(old) :]] = value
+                break
+        else:
+            out[key] = value
+    return out
+
+
+def load_torchvision_keypointrcnn(model: ORPoseStudent, path: Path | str) -> list[str]:
+    """Load torchvision COCO Keypoint R-CNN weights; returns the student keys left untouched.
+
+    Raises ValueError naming the file when a tensor's shape does not fit (for example a
+    checkpoint of another backbone).
+    """
+    state = torch.load(path, map_location="cpu", weights_only=True)
+    if isinstance(state, dict) and "model" in state and isinstance(state["model"], dict):
+        state = state["model"]
+    mapped = map_torchvision_keypointrcnn(state)
+    own = model.state_dict()
+    for key, value in mapped.items():
+        if key in own and own[key].shape != value.shape:
+            raise ValueError(
+                f"{path}: parameter '{key}': shape {tuple(value.shape)} does not fit the student's "
+                f"{tuple(own[key].shape)} (backbone {model.config.backbone!r})"
+            )
+    # BatchNorm's counter exists in one layout and not the other (FrozenBatchNorm2d has none)
+    mapped = {k: v for k, v in mapped.items() if not k.endswith("num_batches_tracked") or k in own}
+    unexpected = [k for k in mapped if k not in own]
+    if unexpected:
+        raise ValueError(
+            f"{path}: not a torchvision Keypoint R-CNN checkpoint for this student "
+            f"(unknown parameters such as '{unexpected[0]}')"
+        )
+    missing = model.load_state_dict(mapped, strict=False).missing_keys
+    return [k for k in missing if not k.endswith("num_batches_tracked")]
+
+
+def load_lifters(model: ORPoseStudent, lifter_path: Path | str) -> None:
+    """Initialise both lifters of the student from one orpose lifter checkpoint."""
+    from orpose.lifting import load_lifter
+
+    lifter = load_lifter(lifter_path)
+    model.lift_soft = lifter
+    model.lift_hard = copy.deepcopy(lifter)
+    # the lifter's own architecture wins, so that a saved student rebuilds the same modules
+    model.config.lifter_config = lifter.config.to_dict()

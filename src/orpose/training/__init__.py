@@ -1,0 +1,1 @@
+"""Distillation training of the student: data, schedules, checkpoints, logs, the train loop."""

@@ -1,0 +1,298 @@
+"""The distillation training loop: SGD with warm-up and step decay, accumulation, checkpoints.
+
+Checkpoints (``last.pt``) are written atomically every ``checkpoint_every`` iterations with the
+model, optimizer, scheduler, iteration and torch RNG state; ``--resume`` continues from there and,
+on a CPU, reproduces the uninterrupted run bit for bit (the data order is a pure function of the
+iteration, see :mod:`orpose.training.sampler`). Logs: ``metrics.csv`` (and TensorBoard events when
+the ``tensorboard`` package is installed) plus ``loss_curves.png``.
+
+Multi-GPU / multi-node: launch with ``torchrun`` (WORLD_SIZE > 1 turns on DistributedDataParallel;
+each rank takes its share of every batch; rank 0 writes the files).
+"""
+
+from __future__ import annotations
+
+import csv
+import logging
+import math
+import os
+import time
+from contextlib import nullcontext
+from pathlib import Path
+
+import torch
+import torch.distributed as dist
+from tqdm import tqdm
+
+from orpose.data.coco import load_pose_dataset
+from orpose.data.lowres import LowResSchedule
+from orpose.student.model import ORPoseStudent, build_student
+from orpose.training.config import SolverConfig, TrainConfig
+from orpose.training.dataset import PseudoLabelDataset
+from orpose.training.sampler import IterationBatchSampler
+
+log = logging.getLogger(__name__)
+CHECKPOINT_NAME = "last.pt"
+
+
+def lr_factor(iteration: int, solver: SolverConfig) -> float:
+    """Linear warm-up from ``warmup_factor``, then x ``gamma`` at each step (detectron2's rule)."""
+    factor = solver.gamma ** sum(1 for s in solver.steps if iteration >= s)
+    if iteration < solver.warmup_iterations:
+        alpha = iteration / solver.warmup_iterations
+        factor *= solver.warmup_factor * (1 - alpha) + alpha
+    return factor
+
+
+def collate(batch):
+    return [b[0] for b in batch], [b[1] for b in batch]
+
+
+def save_atomic(payload: dict, path: Path) -> None:
+    tmp = path.with_name(f".{path.name}.tmp")
+    torch.save(payload, tmp)
+    os.replace(tmp, path)
+
+
+def load_training_sets(config: TrainConfig) -> PseudoLabelDataset | torch.utils.data.ConcatDataset:
+    """One dataset per pseudo-label file, concatenated (images of each file from its own root)."""
+    if not config.data.train:
+        raise ValueError("data.train lists no pseudo-label file")
+    schedule = LowResSchedule.from_spec(config.data.lowres)
+    sets = [
+        PseudoLabelDataset(
+            load_pose_dataset(path, config.data.image_root, check_images=True),
+            schedule,
+            config.data.flip,
+            config.data.images_with_people_only,
+        )
+        for path in config.data.train
+    ]
+    return sets[0] if len(sets) == 1 else _Concat(sets)
+
+
+class _Concat(torch.utils.data.ConcatDataset):
+    """ConcatDataset whose items are (index, seed) pairs like PseudoLabelDataset's."""
+
+    def __getitem__(self, item):
+        index, seed = item
+        import bisect
+
+        d = bisect.bisect_right(self.cumulative_sizes, index)
+        start = 0 if d == 0 else self.cumulative_sizes[d - 1]
+        return self.datasets[d][(index - start, seed)]
+
+
+class Trainer:
+    """Runs (or resumes) one training job into ``out_dir``."""
+
+    def __init__(self, config: TrainConfig, out_dir: Path | str, device: str | None = None):
+        self.config = config
+        self.out_dir = Path(out_dir)
+        self.world_size = int(os.environ.get("WORLD_SIZE", "1"))
+        self.rank = int(os.environ.get("RANK", "0"))
+        local_rank = int(os.environ.get("LOCAL_RANK", "0"))
+        if device is None:
+            device = f"cuda:{local_rank}" if torch.cuda.is_available() else "cpu"
+        self.device = torch.device(device)
+        if self.world_size > 1 and not dist.is_initialized():
+            dist.init_process_group("nccl" if self.device.type == "cuda" else "gloo")
+        self.is_main = self.rank == 0
+
+    # -- building -------------------------------------------------------------------------
+    def build_model(self) -> ORPoseStudent:
+        torch.manual_seed(self.config.solver.seed)
+        model = build_student(self.config.student)
+        if self.config.init_weights:
+            from orpose.student.weights import load_torchvision_keypointrcnn
+
+            load_torchvision_keypointrcnn(model, self.config.init_weights)
+        if self.config.init_lifter:
+            from orpose.student.weights import load_lifters
+
+            load_lifters(model, self.config.init_lifter)
+        return model.to(self.device)
+
+    def build_optimizer(self, model: torch.nn.Module):
+        s = self.config.solver
+        backbone, rest = [], []
+        for name, p in model.named_parameters():
+            if p.requires_grad:
+                (backbone if name.startswith("backbone.body.") else rest).append(p)
+        groups = [{"params": rest}]
+        if backbone:
+            groups.append({"params": backbone, "lr": s.lr * s.backbone_lr_factor})
+        optimizer = torch.optim.SGD(
+            groups, lr=s.lr, momentum=s.momentum, weight_decay=s.weight_decay
+        )
+        scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda it: lr_factor(it, s))
+        return optimizer, scheduler
+
+    # -- checkpoints ----------------------------------------------------------------------
+    def checkpoint_path(self) -> Path:
+        return self.out_dir / CHECKPOINT_NAME
+
+    def save(self, model, optimizer, scheduler, iteration: int) -> None:
+        if not self.is_main:
+            return
+        core = model.module if hasattr(model, "module") else model
+        save_atomic(
+            {
+                "model": core.state_dict(),
+                "optimizer": optimizer.state_dict(),
+                "scheduler": scheduler.state_dict(),
+                "iteration": iteration,
+                "torch_rng": torch.get_rng_state(),
+                "config": self.config.to_dict(),
+                "student_config": core.config.to_dict(),
+            },
+            self.checkpoint_path(),
+        )
+
+    def restore(self, model, optimizer, scheduler) -> int:
+        state = torch.load(self.checkpoint_path(), map_location=self.device, weights_only=False)
+        model.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        scheduler.load_state_dict(state["scheduler"])
+        torch.set_rng_state(state["torch_rng"].cpu())
+        return int(state["iteration"])
+
+    # -- logging --------------------------------------------------------------------------
+    def _open_log(self, start: int):
+        path = self.out_dir / "metrics.csv"
+        rows = []
+        if start > 0 and path.exists():  # drop rows logged after the checkpoint we resume from
+            with open(path) as f:
+                rows = [r for r in csv.DictReader(f) if int(r["iteration"]) <= start]
+        return path, rows
+
+    def _tensorboard(self):
+        try:
+            from torch.utils.tensorboard import SummaryWriter
+        except ImportError:
+            return None
+        return SummaryWriter(str(self.out_dir / "tensorboard"))
+
+    # -- the loop -------------------------------------------------------------------------
+    def run(self, resume: bool = False) -> Path:
+        """Train to ``solver.iterations``; returns the final checkpoint's path."""
+        s = self.config.solver
+        self.out_dir.mkdir(parents=True, exist_ok=True)
+        model = self.build_model()
+        optimizer, scheduler = self.build_optimizer(model)
+        start = 0
+        if resume and self.checkpoint_path().exists():
+            start = self.restore(model, optimizer, scheduler)
+            log.info("resumed from %s at iteration %d", self.checkpoint_path(), start)
+        elif resume:
+            log.info("no checkpoint in %s: starting from scratch", self.out_dir)
+        if self.world_size > 1:
+            model = torch.nn.parallel.DistributedDataParallel(
+                model,
+                device_ids=[self.device.index] if self.device.type == "cuda" else None,
+                find_unused_parameters=True,
+            )
+        dataset = load_training_sets(self.config)
+        sampler = IterationBatchSampler(
+            len(dataset), s.batch_size, s.seed, start, s.iterations, self.rank, self.world_size
+        )
+        loader = torch.utils.data.DataLoader(
+            dataset,
+            batch_sampler=sampler,
+            collate_fn=collate,
+            num_workers=self.config.data.num_workers,
+            # its own generator: creating the loader must not consume the global RNG (resume)
+            generator=torch.Generator().manual_seed(s.seed),
+        )
+        log_path, rows = self._open_log(start)
+        tb = self._tensorboard() if self.is_main else None
+        amp = s.amp and self.device.type == "cuda"
+        model.train()
+        bar = tqdm(
+            total=s.iterations,
+            initial=start,
+            unit="it",
+            disable=not self.is_main,
+            dynamic_ncols=True,
+        )
+        t_last, images_seen = time.perf_counter(), 0
+        for iteration, (images, targets) in enumerate(loader, start=start):
+            losses = self._step(model, optimizer, images, targets, amp)
+            scheduler.step()
+            images_seen += len(images)
+            done = iteration + 1
+            bar.update(1)
+            bar.set_postfix(loss=f"{losses['total']:.3f}", lr=f"{scheduler.get_last_lr()[0]:.2g}")
+            if self.is_main and (done % s.log_every == 0 or done == s.iterations):
+                now = time.perf_counter()
+                row = {
+                    "iteration": done,
+                    "lr": scheduler.get_last_lr()[0],
+                    "images_per_s": images_seen * self.world_size / (now - t_last),
+                    **losses,
+                }
+                t_last, images_seen = now, 0
+                rows.append(row)
+                self._write_rows(log_path, rows)
+                if tb is not None:
+                    for key, value in row.items():
+                        if key != "iteration":
+                            tb.add_scalar(key, float(value), done)
+            if done % s.checkpoint_every == 0 or done == s.iterations:
+                self.save(model, optimizer, scheduler, done)
+        bar.close()
+        if tb is not None:
+            tb.close()
+        if self.is_main:
+            self._finish(log_path)
+        return self.checkpoint_path()
+
+    def _step(self, model, optimizer, images, targets, amp: bool) -> dict[str, float]:
+        """One optimizer step over ``accumulate`` micro-batches; returns the mean losses."""
+        s = self.config.solver
+        optimizer.zero_grad(set_to_none=True)
+        chunks = max(1, min(s.accumulate, len(images)))
+        size = math.ceil(len(images) / chunks)
+        totals: dict[str, float] = {}
+        for c in range(chunks):
+            imgs = [im.to(self.device) for im in images[c * size : (c + 1) * size]]
+            tgts = [
+                {k: v.to(self.device) for k, v in t.items()}
+                for t in targets[c * size : (c + 1) * size]
+            ]
+            if not imgs:
+                continue
+            last = c == chunks - 1
+            sync = model.no_sync() if hasattr(model, "no_sync") and not last else nullcontext()
+            autocast = torch.autocast("cuda", dtype=torch.bfloat16) if amp else nullcontext()
+            with sync:
+                with autocast:
+                    loss_dict = model(imgs, tgts)
+                    loss = sum(loss_dict.values())
+                if not torch.isfinite(loss):
+                    values = ", ".join(f"{k}={v.item():.4g}" for k, v in loss_dict.items())
+                    raise FloatingPointError(f"non-finite loss at this step ({values})")
+                (loss / chunks).backward()
+            for k, v in loss_dict.items():
+                totals[k] = totals.get(k, 0.0) + v.item() / chunks
+            totals["total"] = totals.get("total", 0.0) + loss.item() / chunks
+        if s.clip_grad_norm:
+            torch.nn.utils.clip_grad_norm_(model.parameters(), s.clip_grad_norm)
+        optimizer.step()
+        return totals
+
+    @staticmethod
+    def _write_rows(path: Path, rows: list[dict]) -> None:
+        keys = list(dict.fromkeys(k for r in rows for k in r))
+        tmp = path.with_name(f".{path.name}.tmp")
+        with open(tmp, "w", newline="") as f:
+            writer = csv.DictWriter(f, fieldnames=keys)
+            writer.writeheader()
+            writer.writerows(rows)
+        os.replace(tmp, path)
+
+    def _finish(self, log_path: Path) -> None:
+        from orpose.viz.charts import plot_loss_curves
+
+        if log_path.exists():
+            plot_loss_curves(log_path, self.out_dir / "loss_curves.png")

@@ -1,0 +1,117 @@
+"""The lifter module: masks, batch sizes 0 and 1, root-relative output, numpy convenience."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from orpose.lifting import Lifter
+from orpose.lifting.model import normalise_2d
+from orpose.skeleton import ROOT_JOINTS
+
+
+def _lifter(seed: int = 0) -> Lifter:
+    torch.manual_seed(seed)
+    lifter = Lifter(hidden=64)
+    # Non-trivial statistics, so that the normalisation path is exercised.
+    kp = torch.rand(256, 17, 2) * torch.tensor([640.0, 480.0])
+    mask = (torch.rand(256, 17) > 0.2).float()
+    lifter.fit_statistics(kp, mask, torch.randn(256, 17, 3) * 200.0)
+    return lifter
+
+
+def _inputs(n: int = 8, seed: int = 1) -> tuple[torch.Tensor, torch.Tensor]:
+    g = torch.Generator().manual_seed(seed)
+    kp = 100.0 + 300.0 * torch.rand(n, 17, 2, generator=g)
+    mask = (torch.rand(n, 17, generator=g) > 0.3).float()
+    mask[:, :3] = 1.0
+    return kp, mask
+
+
+def test_masked_coordinates_do_not_change_the_output():
+    lifter = _lifter().eval()
+    kp, mask = _inputs()
+    other = kp.clone()
+    hidden = mask == 0
+    other[hidden] = torch.randn(int(hidden.sum()), 2) * 1e4
+    torch.testing.assert_close(lifter(kp, mask), lifter(other, mask), rtol=0, atol=0)
+    other[hidden] = float("nan")
+    out = lifter(other, mask)
+    assert torch.isfinite(out).all()
+    torch.testing.assert_close(out, lifter(kp, mask), rtol=0, atol=0)
+    # ... while the mask itself and the visible coordinates do matter.
+    assert not torch.allclose(lifter(kp, torch.ones_like(mask)), lifter(kp, mask))
+    moved = kp.clone()
+    moved[:, 0] += 40.0
+    assert not torch.allclose(lifter(moved, mask), lifter(kp, mask))
+
+
+def test_masked_joints_get_no_gradient_and_bool_masks_work():
+    lifter = _lifter().train()
+    kp, mask = _inputs()
+    kp.requires_grad_(True)
+    lifter(kp, mask.bool()).sum().backward()
+    assert torch.all(kp.grad[mask == 0] == 0)
+    assert kp.grad[mask > 0].abs().sum() > 0
+
+
+def test_normalisation_is_translation_and_scale_free():
+    kp, mask = _inputs()
+    a, _, log_a = normalise_2d(kp, mask)
+    b, _, log_b = normalise_2d(kp * 3.0 + 50.0, mask)
+    torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-4)
+    torch.testing.assert_close(
+        log_b - log_a, torch.full_like(log_a, np.log(3.0)), rtol=0, atol=1e-4
+    )
+
+
+@pytest.mark.parametrize("train", [True, False])
+@pytest.mark.parametrize("n", [0, 1, 2])
+def test_any_batch_size_in_both_modes(n, train):
+    lifter = _lifter().train(train)
+    kp, mask = _inputs(max(n, 1))
+    out = lifter(kp[:n], mask[:n])
+    assert out.shape == (n, 17, 3)
+    assert torch.isfinite(out).all()
+    if train and n > 0:
+        out.sum().backward()  # the student back-propagates through it
+
+
+def test_batch_of_one_in_train_mode_keeps_running_statistics():
+    lifter = _lifter().train()
+    before = {k: v.clone() for k, v in lifter.state_dict().items() if "running" in k}
+    kp, mask = _inputs(1)
+    lifter(kp, mask)
+    for k, v in before.items():
+        torch.testing.assert_close(lifter.state_dict()[k], v)
+
+
+def test_output_is_root_relative():
+    out = _lifter().eval()(*_inputs())
+    root = (out[:, ROOT_JOINTS[0]] + out[:, ROOT_JOINTS[1]]) / 2
+    torch.testing.assert_close(root, torch.zeros_like(root), rtol=0, atol=1e-4)
+
+
+def test_lift_numpy_thresholds_confidence():
+    lifter = _lifter()
+    lifter.train()
+    kp, mask = _inputs(5)
+    conf = np.where(mask.numpy() > 0, 0.9, 0.2)
+    arr = np.concatenate([kp.numpy(), conf[..., None]], axis=-1)
+    out = lifter.lift_numpy(arr, threshold=0.5)
+    assert out.dtype == np.float64 and out.shape == (5, 17, 3)
+    assert lifter.training  # the caller's mode is restored
+    with torch.no_grad():
+        expected = lifter.eval()(kp, mask).double().numpy()
+    np.testing.assert_allclose(out, expected, rtol=1e-6, atol=1e-4)
+    # threshold 0: every joint with a positive confidence is given, so the result changes
+    assert not np.allclose(lifter.lift_numpy(arr, threshold=0.0), out)
+    assert lifter.lift_numpy(np.zeros((0, 17, 3))).shape == (0, 17, 3)
+    with pytest.raises(ValueError, match="17, 3"):
+        lifter.lift_numpy(np.zeros((2, 17, 2)))
+
+
+def test_default_size_is_martinez_like():
+    n = sum(p.numel() for p in Lifter().parameters())
+    assert 4.0e6 < n < 4.6e6  # "about 4.3M parameters"

@@ -1,0 +1,288 @@
+"""The picodet_lcnet backbone: graph rewrites, agreement with onnxruntime, any size, gradients."""
+
+from __future__ import annotations
+
+import numpy as np
+import onnx
+import onnxruntime as ort
+import pytest
+import torch
+from onnx import TensorProto, helper, numpy_helper
+
+from orpose.paths import MissingResourceError
+from orpose.student import StudentConfig, build_student
+from orpose.student.onnx_backbone import (
+    PICODET_CHANNELS,
+    PICODET_ENV,
+    PICODET_FEATURE_NAMES,
+    PICODET_NECK_OUTPUTS,
+    build_onnx_feature_backbone,
+    picodet_lcnet_backbone,
+    picodet_onnx_path,
+    prepare_feature_graph,
+)
+
+MEAN = torch.tensor([0.485, 0.456, 0.406]).view(1, 3, 1, 1)
+STD = torch.tensor([0.229, 0.224, 0.225]).view(1, 3, 1, 1)
+ATOL = 1e-4  # measured: 1.4e-5 on these inputs, 3.1e-5 on COCO images (activations up to 16)
+
+
+def _image(batch: int, height: int, width: int, seed: int = 0) -> torch.Tensor:
+    """Pixels in [0, 1], normalised as PicoDet (and the student's transform) do."""
+    g = torch.Generator().manual_seed(seed)
+    return (torch.rand(batch, 3, height, width, generator=g) - MEAN) / STD
+
+
+def _session(model: onnx.ModelProto) -> ort.InferenceSession:
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = 1
+    return ort.InferenceSession(
+        model.SerializeToString(), options, providers=["CPUExecutionProvider"]
+    )
+
+
+# -- the rewrites, on a small graph of the same kinds of nodes (no shared folder needed) ----------
+
+
+def _tiny_graph() -> onnx.ModelProto:
+    """conv+add(BN) -> hardswish -> mul 1 -> conv+add -> SE (opset-18 ReduceMean) -> resize to a
+    fixed size -> concat with the lateral tensor (PicoDet's patterns) -> conv + scalar add."""
+    rng = np.random.default_rng(0)
+
+    def const(name: str, *shape: int) -> onnx.TensorProto:
+        return numpy_helper.from_array((0.3 * rng.normal(size=shape)).astype(np.float32), name)
+
+    inits = [
+        const("w1", 8, 3, 3, 3),
+        const("b1", 1, 8, 1, 1),
+        numpy_helper.from_array(np.ones((1, 1, 1, 1), np.float32), "one"),
+        const("w2", 8, 8, 3, 3),
+        const("b2", 1, 8, 1, 1),
+        numpy_helper.from_array(np.array([2, 3], np.int64), "axes"),
+        numpy_helper.from_array(np.array([1, 8, 8, 8], np.int64), "sizes"),
+        const("w3", 4, 16, 1, 1),
+        const("scalar", 1),
+    ]
+    conv = {"pads": [1, 1, 1, 1], "strides": [2, 2]}
+    nodes = [
+        helper.make_node("Conv", ["x", "w1"], ["c1"], **conv),
+        helper.make_node("Add", ["c1", "b1"], ["a1"]),
+        helper.make_node("HardSwish", ["a1"], ["h1"]),
+        helper.make_node("Mul", ["h1", "one"], ["m1"]),
+        helper.make_node("Conv", ["m1", "w2"], ["c2"], **conv),
+        helper.make_node("Add", ["c2", "b2"], ["a2"]),
+        helper.make_node("ReduceMean", ["a2", "axes"], ["r"], keepdims=1),
+        helper.make_node("HardSigmoid", ["r"], ["s"], alpha=0.1666259765625, beta=0.5),
+        helper.make_node("Mul", ["a2", "s"], ["se"]),
+        helper.make_node(
+            "Resize",
+            ["se", "", "", "sizes"],
+            ["up"],
+            mode="nearest",
+            coordinate_transformation_mode="asymmetric",
+            nearest_mode="floor",
+        ),
+        helper.make_node("Concat", ["up", "m1"], ["cat"], axis=1),
+        helper.make_node("Relu", ["cat"], ["r2"]),
+        helper.make_node("Conv", ["r2", "w3"], ["c3"]),
+        helper.make_node("Add", ["c3", "scalar"], ["out"]),  # not per channel: stays an Add
+    ]
+    graph = helper.make_graph(
+        nodes,
+        "tiny",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 3, 16, 16])],
+        [helper.make_tensor_value_info("out", TensorProto.FLOAT, [1, 4, 8, 8])],
+        inits,
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 18)], ir_version=9)
+    onnx.checker.check_model(model)
+    return model
+
+
+def test_rewrites_fold_bias_drop_unit_mul_and_resize_to_the_lateral_size():
+    from onnx2torch import convert
+
+    original = _tiny_graph()
+    # "se" is an intermediate tensor: cutting there keeps the Resize/Concat out of that output
+    prepared = prepare_feature_graph(original, ["out", "se"])
+    ops = [n.op_type for n in prepared.graph.node]
+    assert ops.count("Add") == 1 and ops.count("Mul") == 1  # 2 BN adds folded, mul-by-1 gone
+    assert next(n for n in prepared.graph.node if n.op_type == "Conv").input[2] == "a1_bias"
+    assert prepared.opset_import[0].version == 14
+    body = convert(prepared)
+    convs = [m for m in body.modules() if isinstance(m, torch.nn.Conv2d)]
+    assert [c.bias is not None for c in convs] == [True, True, False]
+    assert all(isinstance(c.bias, torch.nn.Parameter) for c in convs[:2])
+
+    x = np.random.default_rng(1).normal(size=(1, 3, 16, 16)).astype(np.float32)
+    (ref,) = _session(original).run(["out"], {"x": x})
+    with torch.no_grad():
+        out, _ = body(torch.from_numpy(x))
+    np.testing.assert_allclose(out.numpy(), ref, atol=1e-5, rtol=1e-5)
+    # other sizes and batches, odd ones included (a non-integer upsampling factor)
+    for shape in [(2, 3, 20, 28), (1, 3, 18, 22)]:
+        x = np.random.default_rng(2).normal(size=shape).astype(np.float32)
+        (ref,) = _session(prepared).run(["out"], {"x": x})
+        with torch.no_grad():
+            out, _ = body(torch.from_numpy(x))
+        assert out.shape == (shape[0], 4, (shape[2] + 1) // 2, (shape[3] + 1) // 2)
+        np.testing.assert_allclose(out.numpy(), ref, atol=1e-5, rtol=1e-5)
+
+
+def test_resize_without_a_lateral_tensor_is_refused():
+    model = _tiny_graph()
+    for init in model.graph.initializer:
+        if init.name == "sizes":
+            init.CopyFrom(numpy_helper.from_array(np.array([1, 8, 6, 6], np.int64), "sizes"))
+    model.graph.output[0].type.tensor_type.shape.dim[2].dim_value = 6
+    with pytest.raises(ValueError, match="not followed by a Concat with a tensor of that size"):
+        prepare_feature_graph(model, ["up"])
+
+
+def test_a_missing_onnx_file_is_named(monkeypatch, tmp_path):
+    monkeypatch.setenv(PICODET_ENV, str(tmp_path / "nope.onnx"))
+    with pytest.raises(MissingResourceError, match=r"ORPOSE_PICODET_ONNX=.*nope\.onnx"):
+        picodet_onnx_path()
+
+
+# -- the real PicoDet graph (needs ../shared/models) ----------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def picodet_file():
+    try:
+        return picodet_onnx_path()
+    except MissingResourceError as err:
+        pytest.skip(f"the PicoDet ONNX file is needed (../shared/models or $ORPOSE_SHARED): {err}")
+
+
+@pytest.fixture(scope="module")
+def backbone(picodet_file):
+    torch.manual_seed(0)
+    return build_onnx_feature_backbone(
+        picodet_file, PICODET_NECK_OUTPUTS, PICODET_FEATURE_NAMES, PICODET_CHANNELS
+    ).eval()
+
+
+@pytest.fixture(scope="module")
+def neck_session(picodet_file):
+    """onnxruntime on the original, full detector, with the neck tensors as extra outputs."""
+    model = onnx.load(str(picodet_file))
+    for name in PICODET_NECK_OUTPUTS:
+        model.graph.output.append(helper.make_tensor_value_info(name, TensorProto.FLOAT, None))
+    return _session(model)
+
+
+def test_matches_onnxruntime_on_the_original_model_at_320(backbone, neck_session):
+    for seed in (0, 1):
+        x = _image(1, 320, 320, seed)
+        refs = neck_session.run(list(PICODET_NECK_OUTPUTS), {"image": x.numpy()})
+        with torch.no_grad():
+            feats = backbone(x)
+        assert list(feats) == ["0", "1", "2", "3"]
+        for (name, f), ref, side in zip(feats.items(), refs, (40, 20, 10, 5), strict=True):
+            assert f.shape == (1, 96, side, side)
+            diff = np.abs(f.numpy() - ref).max()
+            assert diff < ATOL, f"level {name}: max |torch - onnxruntime| = {diff:.2e}"
+
+
+def test_any_input_size_and_batch(backbone):
+    with torch.no_grad():
+        feats = backbone(_image(1, 480, 640))
+        assert [tuple(f.shape[-2:]) for f in feats.values()] == [
+            (60, 80),
+            (30, 40),
+            (15, 20),
+            (8, 10),
+        ]
+        pair = _image(2, 250, 333, seed=3)  # odd sizes: a non-integer upsampling in the neck
+        both = backbone(pair)
+        alone = backbone(pair[1:])
+    assert [tuple(f.shape) for f in both.values()] == [
+        (2, 96, 32, 42), (2, 96, 16, 21), (2, 96, 8, 11), (2, 96, 4, 6),
+    ]  # fmt: skip
+    for a, b in zip(both.values(), alone.values(), strict=True):
+        torch.testing.assert_close(a[1:], b, atol=1e-5, rtol=0)
+
+
+def test_parameters_trainable_layers_and_gradients(picodet_file):
+    torch.manual_seed(0)
+    backbone, names, anchors = picodet_lcnet_backbone(5, torch.nn.BatchNorm2d)
+    assert names == ["0", "1", "2", "3"] and len(anchors) == 4
+    body_params = sum(p.numel() for p in backbone.body.parameters())
+    assert 0.9e6 < body_params < 1.0e6, body_params  # about 0.95M
+    convs = [m for m in backbone.body.modules() if isinstance(m, torch.nn.Conv2d)]
+    assert len(convs) == 58 and all(isinstance(c.bias, torch.nn.Parameter) for c in convs)
+    assert isinstance(backbone.level_norms[3], torch.nn.BatchNorm2d)
+
+    first, last = convs[0], convs[-1]  # the stem conv (backbone) and the last neck conv
+    backbone.set_trainable(0)
+    assert not any(p.requires_grad for p in backbone.body.parameters())
+    assert all(p.requires_grad for p in backbone.level_norms.parameters())
+    backbone.set_trainable(1)
+    assert not first.weight.requires_grad and last.weight.requires_grad
+    neck = sum(p.numel() for p in backbone.body.parameters() if p.requires_grad)
+    assert 0.2 * body_params < neck < 0.6 * body_params
+    backbone.set_trainable(5)
+    assert all(p.requires_grad for p in backbone.parameters())
+
+    feats = backbone.train()(_image(2, 96, 128))
+    sum(f.square().mean() for f in feats.values()).backward()
+    for conv in (first, last):
+        assert conv.weight.grad is not None and conv.weight.grad.abs().sum() > 0
+        assert conv.bias.grad is not None and conv.bias.grad.abs().sum() > 0
+    no_grad = [n for n, p in backbone.named_parameters() if p.grad is None]
+    assert not no_grad, no_grad
+
+
+@pytest.fixture(scope="module")
+def student(picodet_file):
+    torch.manual_seed(0)
+    config = StudentConfig(backbone="picodet_lcnet", norm="gn", head_convs=(32, 32),
+                           min_size=(128,), max_size=160, box_batch_size_per_image=32,
+                           rpn_post_nms_top_n_train=100, detections_per_img=5,
+                           max_keypoint_rois=4, lifter_config={"hidden": 32})  # fmt: skip
+    return build_student(config)
+
+
+def _target() -> dict[str, torch.Tensor]:
+    kps = torch.rand(1, 17, 3) * torch.tensor([60.0, 90.0, 0.0]) + torch.tensor([30.0, 20.0, 0.0])
+    kps[..., 2] = 2.0
+    soft = kps.clone()
+    soft[..., 2] = 0.6
+    return {
+        "boxes": torch.tensor([[25.0, 15.0, 95.0, 115.0]]),
+        "labels": torch.ones(1).long(),
+        "keypoints": kps,
+        "keypoints_soft": soft,
+        "keypoints3d_soft": torch.randn(1, 17, 3) * 200,
+        "has3d": torch.ones(1).bool(),
+    }
+
+
+def test_student_on_picodet_trains_and_predicts(student):
+    assert isinstance(student.backbone.level_norms[0], torch.nn.GroupNorm)
+    student.train()
+    torch.manual_seed(1)
+    losses = student([torch.rand(3, 120, 128), torch.rand(3, 130, 110)], [_target(), _target()])
+    total = sum(losses.values())
+    assert torch.isfinite(total)
+    total.backward()
+    stem = next(m for m in student.backbone.body.modules() if isinstance(m, torch.nn.Conv2d))
+    assert stem.weight.grad is not None and stem.bias.grad is not None
+    assert student.backbone.level_norms[3].weight.grad is not None
+    student.eval()
+    student.roi_heads.score_thresh = 0.0
+    with torch.no_grad():
+        (det,) = student([torch.rand(3, 120, 128)])
+    assert det["keypoints"].shape[1:] == (17, 3)
+
+
+def test_student_normalisation_is_picodets_own(student):
+    from orpose.teacher.manifest import load_manifest
+
+    spec = load_manifest()["picodet_s_320_lcnet_pedestrian"].input
+    assert spec.color == "rgb" and spec.scale == pytest.approx(1 / 255)
+    # the student's images are RGB in [0, 1]; its transform subtracts mean and divides by std
+    assert student.transform.image_mean == pytest.approx(list(spec.mean))
+    assert student.transform.image_std == pytest.approx(list(spec.std))

@@ -1,0 +1,166 @@
+"""Training: schedule, data order, augmentation of targets, and bit-exact resume on CPU."""
+
+import numpy as np
+import pytest
+import torch
+import yaml
+
+from conftest import person_keypoints, tiny_dataset_json
+from orpose.training.config import ConfigError, SolverConfig, load_train_config
+from orpose.training.dataset import build_target
+from orpose.training.sampler import samples_for_iteration
+from orpose.training.trainer import Trainer, lr_factor
+
+
+def test_lr_schedule_warmup_and_steps_by_hand():
+    s = SolverConfig(lr=0.01, steps=[10, 20], gamma=0.1, warmup_iterations=4, warmup_factor=0.2)
+    assert lr_factor(0, s) == pytest.approx(0.2)
+    assert lr_factor(2, s) == pytest.approx(0.2 * 0.5 + 0.5)
+    assert lr_factor(4, s) == 1.0
+    assert lr_factor(10, s) == pytest.approx(0.1)
+    assert lr_factor(25, s) == pytest.approx(0.01)
+
+
+def test_sampler_visits_each_image_once_per_epoch_and_splits_ranks():
+    seen = [i for it in range(5) for i, _ in samples_for_iteration(10, 2, 7, it)]
+    assert sorted(seen) == list(range(10))
+    assert samples_for_iteration(10, 2, 7, 3) == samples_for_iteration(10, 2, 7, 3)
+    both = samples_for_iteration(10, 4, 7, 2)
+    assert samples_for_iteration(10, 4, 7, 2, rank=1, world_size=2) == both[1::2]
+
+
+def test_flipped_target_mirrors_boxes_keypoints_and_3d():
+    kps = person_keypoints(100, 20)
+    soft = kps.copy()
+    soft[:, 2] = 0.5
+    pose3d = np.random.default_rng(0).normal(0, 300, (17, 3))
+    ann = {
+        "bbox": [80.0, 10.0, 40.0, 170.0],
+        "keypoints": kps.ravel().tolist(),
+        "keypoints_soft": soft.ravel().tolist(),
+        "keypoints3d_soft": pose3d.ravel().tolist(),
+    }
+    tiny = {"bbox": [5.0, 5.0, 0.5, 10.0]}  # degenerate: dropped
+    t = build_target([ann, tiny], width=320, flip=True)
+    assert t["boxes"].tolist() == [[200.0, 10.0, 240.0, 180.0]]
+    # the new left shoulder (5) is the old right shoulder (6), mirrored
+    assert t["keypoints"][0, 5, 0].item() == pytest.approx(320 - kps[6, 0])
+    assert t["keypoints_soft"][0, 5, 2].item() == pytest.approx(0.5)
+    np.testing.assert_allclose(
+        t["keypoints3d_soft"][0, 5].numpy(), [-pose3d[6, 0], pose3d[6, 1], pose3d[6, 2]], rtol=1e-5
+    )
+    assert t["has3d"].tolist() == [True]
+
+
+def _tiny_config(tmp_path, iterations: int):
+    data = tiny_dataset_json(tmp_path)
+    cfg = {
+        "student": {
+            "backbone": "resnet18_fpn",
+            "head_convs": [16, 16],
+            "min_size": [96],
+            "max_size": 128,
+            "box_batch_size_per_image": 16,
+            "rpn_post_nms_top_n_train": 50,
+            "lifter_config": {"hidden": 16},
+        },
+        "data": {"train": [str(data)], "lowres": "all"},
+        "solver": {
+            "iterations": iterations,
+            "batch_size": 2,
+            "accumulate": 2,
+            "lr": 0.01,
+            "steps": [3],
+            "warmup_iterations": 2,
+            "checkpoint_every": 2,
+            "log_every": 1,
+        },
+    }
+    path = tmp_path / "tiny.yaml"
+    path.write_text(yaml.safe_dump(cfg))
+    return path
+
+
+def test_resume_continues_bit_for_bit(tmp_path):
+    torch.set_num_threads(1)  # one thread: the same reduction order in both runs
+    config = _tiny_config(tmp_path, 4)
+    straight = Trainer(load_train_config(config), tmp_path / "a", "cpu").run()
+    Trainer(load_train_config(config, ["solver.iterations=2"]), tmp_path / "b", "cpu").run()
+    resumed = Trainer(load_train_config(config), tmp_path / "b", "cpu").run(resume=True)
+    a = torch.load(straight, weights_only=False)
+    b = torch.load(resumed, weights_only=False)
+    assert a["iteration"] == b["iteration"] == 4
+    for key, value in a["model"].items():
+        assert torch.equal(value, b["model"][key]), key
+    rows = (tmp_path / "b" / "metrics.csv").read_text().splitlines()
+    assert [r.split(",")[0] for r in rows[1:]] == ["1", "2", "3", "4"]
+    assert (tmp_path / "b" / "loss_curves.png").exists()
+
+
+def test_bad_config_is_named(tmp_path):
+    path = tmp_path / "bad.yaml"
+    path.write_text("solver: {iterationz: 3}\n")
+    with pytest.raises(ConfigError, match=r"bad\.yaml: solver: unknown key\(s\) iterationz"):
+        load_train_config(path)
+
+
+def test_every_shipped_config_loads():
+    from pathlib import Path
+
+    configs = sorted(Path(__file__).resolve().parents[1].glob("configs/*.yaml"))
+    assert len(configs) >= 10
+    for path in configs:
+        config = load_train_config(path)
+        assert config.solver.iterations > 0 and config.data.train, path
+    paper = {p.stem: load_train_config(p).solver for p in configs}
+    assert (paper["orpose_all"].lr, paper["orpose_all"].steps) == (0.1, [14000, 16000, 18000])
+    assert (paper["orpose_fixed_12x"].lr, paper["orpose_fixed_12x"].iterations) == (0.01, 10000)
+
+
+def test_cli_training_survives_a_kill_and_resumes(tmp_path):
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    config = _tiny_config(tmp_path, 6)
+    out = tmp_path / "run"
+    cmd = [
+        sys.executable,
+        "-m",
+        "orpose.cli",
+        "train",
+        str(config),
+        "--out",
+        str(out),
+        "--device",
+        "cpu",
+        "--resume",
+        "--set",
+        "solver.checkpoint_every=1",
+    ]
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 300
+    while not (out / "last.pt").exists() and time.time() < deadline and proc.poll() is None:
+        time.sleep(0.2)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    first = torch.load(out / "last.pt", weights_only=False)["iteration"]
+    assert 1 <= first <= 6
+    subprocess.run(cmd, check=True, capture_output=True)
+    assert torch.load(out / "last.pt", weights_only=False)["iteration"] == 6
+    rows = (out / "metrics.csv").read_text().splitlines()[1:]
+    assert [int(r.split(",")[0]) for r in rows] == [1, 2, 3, 4, 5, 6]
+
+
+def test_backbone_gets_its_own_learning_rate(tmp_path):
+    config = load_train_config(_tiny_config(tmp_path, 2), ["solver.backbone_lr_factor=0.1"])
+    trainer = Trainer(config, tmp_path / "x", "cpu")
+    model = trainer.build_model()
+    optimizer, _ = trainer.build_optimizer(model)
+    lrs = sorted(g["initial_lr"] for g in optimizer.param_groups)  # before warm-up scaling
+    assert lrs == pytest.approx([0.001, 0.01])
+    n_backbone = sum(
+        p.numel() for n, p in model.named_parameters() if n.startswith("backbone.body.")
+    )
+    assert sum(p.numel() for p in optimizer.param_groups[1]["params"]) == n_backbone
