@@ -36,9 +36,7 @@ def downsample(image: np.ndarray, scale: float) -> np.ndarray:
     if scale == 1:
         return image
     h, w = image.shape[:2]
-    return np.array(
-        Image.fromarray(image).resize(low_resolution_size(w, h, scale), Image.BILINEAR)
-    )
+    return np.array(Image.fromarray(image).resize(low_resolution_size(w, h, scale), Image.BILINEAR))
 
 
 def upsample(image: np.ndarray, size: tuple[int, int]) -> np.ndarray:
