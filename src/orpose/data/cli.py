@@ -41,6 +41,20 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     degrade.add_argument("--out", type=Path, required=True, help="output folder")
     degrade.set_defaults(func=run_downscale)
 
+    subset = verbs.add_parser(
+        "subset", help="the first N images (with people) of a COCO file, image paths made absolute"
+    )
+    subset.add_argument("file", type=Path)
+    subset.add_argument("--num", type=int, required=True)
+    subset.add_argument("--images", type=Path, default=None)
+    subset.add_argument(
+        "--with-keypoints",
+        action="store_true",
+        help="only images with at least one person with keypoints",
+    )
+    subset.add_argument("--out", type=Path, required=True)
+    subset.set_defaults(func=run_subset)
+
     show = verbs.add_parser("show", help="draw the annotations of a COCO pose file on its images")
     show.add_argument("file", type=Path)
     show.add_argument("--images", type=Path, default=None)
@@ -110,6 +124,30 @@ def run_downscale(args: argparse.Namespace) -> int:
             cv2.cvtColor(small, cv2.COLOR_RGB2BGR),
         )
     print(f"wrote {len(images) - failed} images at 1/{args.scale:g} resolution to {args.out}")
+    return 0
+
+
+def run_subset(args: argparse.Namespace) -> int:
+    from orpose.data.coco import PoseDataset, load_pose_dataset
+
+    ds = load_pose_dataset(args.file, image_root=args.images, check_images=True)
+    chosen = []
+    for img in ds.images:
+        people = [a for a in ds.annotations_of(img["id"]) if not a.get("iscrowd", 0)]
+        if args.with_keypoints and not any(a.get("num_keypoints", 0) > 0 for a in people):
+            continue
+        chosen.append({**img, "file_name": str(ds.image_path(img).resolve())})
+        if len(chosen) == args.num:
+            break
+    ids = {img["id"] for img in chosen}
+    out = PoseDataset(
+        chosen,
+        [a for a in ds.annotations if a["image_id"] in ids],
+        ds.categories,
+        {**ds.info, "subset_of": str(args.file)},
+    )
+    out.save(args.out)
+    print(f"wrote {args.out}: {len(chosen)} images, {len(out.annotations)} annotations")
     return 0
 
 
