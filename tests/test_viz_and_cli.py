@@ -69,3 +69,15 @@ def test_downscale_writes_small_images_only(tmp_path):
     cv2.imwrite(str(src / "a.png"), np.zeros((480, 640, 3), np.uint8))
     assert main(["data", "downscale", str(src), "--scale", "12", "--out", str(tmp_path / "o")]) == 0
     assert cv2.imread(str(tmp_path / "o" / "a.png")).shape == (40, 53, 3)
+
+
+def test_data_subset_keeps_the_first_images_with_absolute_paths(tmp_path):
+    from orpose.data.coco import load_pose_dataset
+
+    path = tiny_dataset_json(tmp_path)
+    out = tmp_path / "elsewhere" / "sub.json"
+    assert main(["data", "subset", str(path), "--num", "1", "--out", str(out)]) == 0
+    sub = load_pose_dataset(out, check_images=True)
+    assert [img["id"] for img in sub.images] == [1]
+    assert [a["id"] for a in sub.annotations] == [11]
+    assert sub.image_path(1).is_absolute()
