@@ -18,8 +18,10 @@ from orpose import __version__
 # Stage order of the paper's Figure 1; each module registers its own verbs.
 COMMAND_MODULES: tuple[str, ...] = (
     "orpose.data.cli",
+    "orpose.teacher.cli",
     "orpose.lifting.cli",
     "orpose.training.cli",
+    "orpose.inference.cli",
     "orpose.evaluation.cli",
 )
 

@@ -6,7 +6,7 @@ Every source yields :class:`Frame` objects carrying a stable key (the image path
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -15,6 +15,11 @@ import numpy as np
 
 IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp"})
 VIDEO_SUFFIXES = frozenset({".avi", ".mp4", ".mov", ".mkv", ".mpg", ".mpeg", ".webm", ".m4v"})
+STREAM_SCHEMES = ("rtsp://", "rtsps://", "rtmp://", "http://", "https://", "udp://", "tcp://")
+
+# Applied to every decoded RGB frame before anything else sees it (e.g. privacy downscaling), so
+# that the decoded full-size array is dropped inside the source, not kept by the caller.
+FramePrepare = Callable[[np.ndarray], np.ndarray]
 
 
 class SourceError(ValueError):
@@ -63,13 +68,20 @@ def is_video(path: Path) -> bool:
     return path.suffix.lower() in VIDEO_SUFFIXES
 
 
-def iter_images(paths: Iterable[Path]) -> Iterator[Frame]:
+def _identity(image: np.ndarray) -> np.ndarray:
+    return image
+
+
+def iter_images(paths: Iterable[Path], prepare: FramePrepare | None = None) -> Iterator[Frame]:
     """Frames of still images; an unreadable file yields a frame with ``error`` set."""
+    prepare = prepare or _identity
     for path in paths:
         try:
-            yield Frame(str(path), read_image_rgb(path), str(path))
+            image = prepare(read_image_rgb(path))
         except OSError as err:
             yield Frame(str(path), None, str(path), error=str(err))
+            continue
+        yield Frame(str(path), image, str(path))
 
 
 def count_video_frames(path: Path | str) -> int:
@@ -80,19 +92,46 @@ def count_video_frames(path: Path | str) -> int:
         cap.release()
 
 
+def video_fps(path: Path | str, default: float = 25.0) -> float:
+    """Frames per second a video or stream declares (``default`` when it declares none)."""
+    cap = cv2.VideoCapture(str(path))
+    try:
+        fps = float(cap.get(cv2.CAP_PROP_FPS) or 0.0)
+    finally:
+        cap.release()
+    return fps if 0 < fps < 1000 else default
+
+
 def iter_video(
-    path: Path | str, step: int = 1, start: int = 0, limit: int | None = None
+    path: Path | str,
+    step: int = 1,
+    start: int = 0,
+    limit: int | None = None,
+    prepare: FramePrepare | None = None,
 ) -> Iterator[Frame]:
     """Every ``step``-th frame of a video from ``start``, decoded with OpenCV (FFmpeg backend).
 
     Frames are decoded in order and the skipped ones are only grabbed, not converted, which is
-    faster than seeking with most codecs.
+    faster than seeking with most codecs. ``prepare`` maps each decoded RGB frame (see
+    :data:`FramePrepare`).
     """
     if step < 1:
         raise ValueError(f"frame step must be >= 1, got {step}")
     cap = cv2.VideoCapture(str(path))
     if not cap.isOpened():
         raise SourceError(f"{path}: cannot be opened as a video")
+    yield from _read_capture(cap, str(path), step, start, limit, prepare or _identity)
+
+
+def _read_capture(
+    cap: cv2.VideoCapture,
+    name: str,
+    step: int,
+    start: int,
+    limit: int | None,
+    prepare: FramePrepare,
+) -> Iterator[Frame]:
+    """Frames of an opened capture; released when the iteration ends or is abandoned."""
     try:
         index, produced = 0, 0
         while limit is None or produced < limit:
@@ -104,16 +143,39 @@ def iter_video(
             ok, bgr = cap.read()
             if not ok:
                 break
-            yield Frame(
-                video_frame_key(path, index),
-                cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB),
-                str(path),
-                frame_index=index,
-            )
+            image = prepare(cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB))
+            del bgr  # the decoded full frame must not outlive ``prepare``
+            yield Frame(video_frame_key(name, index), image, name, frame_index=index)
             produced += 1
             index += 1
     finally:
         cap.release()
+
+
+def is_stream(raw: str | Path) -> bool:
+    """A camera index (``0``, ``1``...) or a network stream URL (rtsp, http...), not a file."""
+    text = str(raw)
+    return text.isdigit() or text.lower().startswith(STREAM_SCHEMES)
+
+
+def iter_stream(
+    source: str | int,
+    step: int = 1,
+    limit: int | None = None,
+    prepare: FramePrepare | None = None,
+) -> Iterator[Frame]:
+    """Frames of a live camera (its index) or a stream URL, until it ends or ``limit`` frames.
+
+    Keys are ``<source>#frame=<n>``, counted from the moment the stream was opened.
+    """
+    if step < 1:
+        raise ValueError(f"frame step must be >= 1, got {step}")
+    text = str(source)
+    cap = cv2.VideoCapture(int(text) if text.isdigit() else text)
+    if not cap.isOpened():
+        kind = "camera" if text.isdigit() else "stream"
+        raise SourceError(f"{text}: cannot open the {kind}")
+    yield from _read_capture(cap, text, step, 0, limit, prepare or _identity)
 
 
 @dataclass(frozen=True)
@@ -148,10 +210,12 @@ def expand_inputs(inputs: Iterable[Path | str]) -> list[SourceSpec]:
     return specs
 
 
-def iter_frames(specs: Iterable[SourceSpec], video_step: int = 1) -> Iterator[Frame]:
+def iter_frames(
+    specs: Iterable[SourceSpec], video_step: int = 1, prepare: FramePrepare | None = None
+) -> Iterator[Frame]:
     """All frames of the expanded inputs, in order: images as they are, videos every k-th frame."""
     for spec in specs:
         if spec.video:
-            yield from iter_video(spec.path, step=video_step)
+            yield from iter_video(spec.path, step=video_step, prepare=prepare)
         else:
-            yield from iter_images(spec.images)
+            yield from iter_images(spec.images, prepare=prepare)

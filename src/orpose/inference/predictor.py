@@ -11,17 +11,84 @@ from orpose.student.model import ORPoseStudent, StudentConfig, build_student
 
 
 def load_student(path: Path | str, map_location: str | torch.device = "cpu") -> ORPoseStudent:
-    """A student from a training checkpoint (``last.pt``) in eval mode; errors name the file."""
+    """A student in eval mode from a training checkpoint (``last.pt``), a converted checkpoint,
+    or an official ORPose (detectron2) checkpoint; errors name the file.
+
+    A checkpoint may record architecture ``patches`` (e.g. ``stride_in_1x1`` for weights
+    converted from detectron2), which are applied after building the student.
+    """
+    from orpose.student.detectron2_weights import (
+        apply_patches,
+        detectron2_state,
+        load_detectron2_student,
+    )
+
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"{path}: no such checkpoint")
     state = torch.load(path, map_location=map_location, weights_only=False)
+    if detectron2_state(state) is not None:
+        return load_detectron2_student(path)[0]
     if not isinstance(state, dict) or "model" not in state or "student_config" not in state:
         raise ValueError(f"{path}: not an orpose student checkpoint (needs 'model' and "
-                         "'student_config')")  # fmt: skip
+                         "'student_config') nor a detectron2 one")  # fmt: skip
     model = build_student(StudentConfig.from_dict(state["student_config"]))
+    apply_patches(model, state.get("patches", {}))
     model.load_state_dict(state["model"])
+    model.orpose_patches = dict(state.get("patches", {}))
     return model.eval()
+
+
+RANDOM_PREFIX = "random:"
+
+
+def resolve_student(spec: str | Path) -> ORPoseStudent:
+    """A student from a checkpoint file, or ``random:BACKBONE`` (e.g. ``random:resnet50_fpn``):
+    random weights drawn with seed 0 and frozen batch norm, as deployed.
+
+    Why: trying the pipeline, exporting and benchmarking need no trained model (speed and
+    PyTorch/ONNX agreement do not depend on the weights); the outputs are meaningless.
+    """
+    text = str(spec)
+    if not text.startswith(RANDOM_PREFIX):
+        return load_student(text)
+    torch.manual_seed(0)
+    config = StudentConfig(backbone=text[len(RANDOM_PREFIX) :], norm="frozen_bn")
+    return build_student(config).eval()
+
+
+def model_name(spec: str | Path) -> str:
+    """A file-name stem for a model spec (``random:resnet50_fpn`` -> ``random_resnet50_fpn``)."""
+    text = str(spec)
+    return text.replace(":", "_") if text.startswith(RANDOM_PREFIX) else Path(text).stem
+
+
+def save_student(model: ORPoseStudent, path: Path | str) -> Path:
+    """An orpose checkpoint that :func:`load_student` reads (weights, config, and the
+    architecture patches the model carries in ``orpose_patches``)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    payload = {"model": model.state_dict(), "student_config": model.config.to_dict()}
+    patches = getattr(model, "orpose_patches", None)
+    if patches:
+        payload["patches"] = dict(patches)
+    torch.save(payload, path)
+    return path
+
+
+def limit_proposals(model: ORPoseStudent, count: int | None) -> ORPoseStudent:
+    """Keep at most ``count`` RPN proposals per image at inference (torchvision's
+    ``rpn_post_nms_top_n_test``, 1000 by default).
+
+    Why: the box head costs 12.8 M multiply-adds per proposal (its first layer is
+    256 x 7 x 7 -> 1024), a large share of a CPU's time; a scene with a handful of people needs far
+    fewer than 1000 candidates. None leaves the model as it is.
+    """
+    if count is not None:
+        if count < 1:
+            raise ValueError(f"the number of proposals must be >= 1, got {count}")
+        model.rpn._post_nms_top_n = {**model.rpn._post_nms_top_n, "testing": int(count)}
+    return model
 
 
 def detections_to_results(det: dict[str, torch.Tensor], score_threshold: float = 0.0) -> list[dict]:
@@ -57,11 +124,18 @@ class StudentPredictor:
         self.score_threshold = score_threshold
 
     @classmethod
-    def from_checkpoint(cls, path: Path | str, device: str | None = None, **kwargs):
-        return cls(load_student(path), device, **kwargs)
+    def from_checkpoint(
+        cls, path: Path | str, device: str | None = None, proposals: int | None = None, **kwargs
+    ):
+        """From a checkpoint file or ``random:BACKBONE`` (see :func:`resolve_student`)."""
+        return cls(limit_proposals(resolve_student(path), proposals), device, **kwargs)
 
     @torch.inference_mode()
-    def __call__(self, image: np.ndarray) -> list[dict]:
+    def detect(self, image: np.ndarray) -> dict[str, torch.Tensor]:
+        """One RGB uint8 image -> the student's raw detections (tensors on its device)."""
         tensor = torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1).float() / 255.0
         (det,) = self.model([tensor.to(self.device)])
-        return detections_to_results(det, self.score_threshold)
+        return det
+
+    def __call__(self, image: np.ndarray) -> list[dict]:
+        return detections_to_results(self.detect(image), self.score_threshold)

@@ -1,0 +1,194 @@
+"""Export the student to ONNX (and TorchScript): one graph from the RGB image to 2D and 3D people.
+
+The whole student is exported, as torchvision exports its own detection models: resize and
+normalisation, backbone, RPN, box head with NMS, both keypoint branches and both lifters. The graph
+
+- takes ``image``: float32 ``(3, H, W)``, RGB in [0, 1]; batch 1; H and W are **dynamic** (any
+  size; the graph resizes to the student's ``min_size``/``max_size`` itself), except for the
+  ``picodet_lcnet`` backbone, whose graph takes the tracing image's size only
+  (:data:`FIXED_SIZE_BACKBONES`; export it at the camera's size);
+- returns :data:`OUTPUT_NAMES`, each with a dynamic first axis (the number of people):
+  ``boxes`` (N, 4) xyxy, ``scores`` (N,), ``keypoints`` (N, 17, 3) (x, y, 1), ``keypoints_scores``
+  (N, 17) heatmap logits, ``keypoints3d`` (N, 17, 3) mm root-relative, and the two branches' 2D
+  (the lifters' inputs), all in the input image's pixels.
+
+Thresholds (box score, NMS, detections per image) are constants of the graph: export the model
+with the settings it will run with.
+
+The legacy TorchScript-based exporter is used (``dynamo=False``): torchvision's detection models
+trace through it, with ONNX-specific code paths for RoIAlign, NMS and the heatmap decoding.
+Tracing bakes Python arithmetic on sizes into constants; :class:`TraceableTransform` keeps the
+resize computed in the graph, in float64 as PyTorch computes it in Python, so that ONNX picks the
+same resized size as PyTorch for every input size.
+"""
+
+from __future__ import annotations
+
+import copy
+import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import torch
+from torch import nn
+from torchvision.models.detection.transform import _get_shape_onnx
+
+from orpose.student.model import ORPoseStudent, ORPoseTransform
+
+OUTPUT_NAMES: tuple[str, ...] = (
+    "boxes",
+    "scores",
+    "keypoints",
+    "keypoints_scores",
+    "keypoints3d",
+    "keypoints_soft_branch",
+    "keypoints_hard_branch",
+)
+INPUT_NAME = "image"
+DEFAULT_OPSET = 17
+DEFAULT_SAMPLE_SIZE = (640, 480)  # (width, height) of the tracing image
+# Backbones whose exported graph only runs on images of the tracing image's network size:
+# onnx2torch (picodet_lcnet) fixes the neck's resize sizes at export.
+FIXED_SIZE_BACKBONES = frozenset({"picodet_lcnet"})
+
+
+def has_fixed_size(model: ORPoseStudent) -> bool:
+    """Whether the exported graph of this student takes one image size only (see above)."""
+    return model.config.backbone in FIXED_SIZE_BACKBONES
+
+
+def sample_image(size: tuple[int, int] = DEFAULT_SAMPLE_SIZE) -> torch.Tensor:
+    """A deterministic tracing image ``(3, H, W)`` of ``size`` = (width, height)."""
+    return torch.rand(3, size[1], size[0], generator=torch.Generator().manual_seed(0))
+
+
+class TraceableTransform(ORPoseTransform):
+    """The student's transform with a resize whose output size stays an expression of the input.
+
+    torchvision's traced resize computes the scale in float32 as ``reciprocal(size) * target``,
+    which can floor to one pixel less than PyTorch's Python-float computation (e.g. 150x200 ->
+    119x159 instead of 120x160). Here the scale is a true float64 division and the size a float64
+    product, as in Python. Outside tracing it is the student's own resize.
+    """
+
+    def resize(self, image, target=None):
+        if not torch.jit.is_tracing() or self.training or target is not None:
+            return super().resize(image, target)
+        shape = _get_shape_onnx(image).to(torch.float64)
+        # 1-D tensors, not 0-d ones: the exporter treats 0-d tensors as Python scalars and would
+        # compute this division in float32
+        targets = torch.tensor([self.min_size[-1], self.max_size], dtype=torch.float64)
+        scale = (targets / torch.stack([shape.min(), shape.max()])).min()
+        size = torch.floor(shape * scale)
+        # per-axis factors whose product with the input size lands mid-way in the wanted pixel,
+        # so that the exporter's float32 floor() cannot fall one pixel short
+        factors = ((size + 0.5) / shape).to(torch.float32)
+        resized = nn.functional.interpolate(
+            image[None],
+            scale_factor=(factors[0], factors[1]),  # traced tensors, as torchvision does
+            mode="bilinear",
+            recompute_scale_factor=True,
+            align_corners=False,
+        )[0]
+        return resized, None
+
+
+class ExportableStudent(nn.Module):
+    """The student as a function of one image tensor returning a tuple (what exporters need)."""
+
+    def __init__(self, model: ORPoseStudent):
+        super().__init__()
+        model = copy.deepcopy(model).eval()
+        old = model.transform
+        model.transform = TraceableTransform(
+            old.min_size, old.max_size, old.image_mean, old.image_std
+        )
+        self.model = model.eval()  # the new transform too: in training mode it skips postprocess
+        self.has_3d = bool(model.config.lifters)
+
+    @property
+    def output_names(self) -> tuple[str, ...]:
+        return OUTPUT_NAMES if self.has_3d else tuple(n for n in OUTPUT_NAMES if n != "keypoints3d")
+
+    def forward(self, image: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        (det,) = self.model([image])
+        return tuple(det[name] for name in self.output_names)
+
+
+@contextmanager
+def _onnx2torch_opset(opset: int) -> Iterator[None]:
+    """onnx2torch's modules (the ``picodet_lcnet`` backbone) read the export opset from
+    ``torch.onnx.symbolic_helper._export_onnx_opset_version``, which current PyTorch no longer
+    sets: provide it for the duration of an export."""
+    from torch.onnx import symbolic_helper
+
+    name = "_export_onnx_opset_version"
+    had = hasattr(symbolic_helper, name)
+    old = getattr(symbolic_helper, name, None)
+    setattr(symbolic_helper, name, opset)
+    try:
+        yield
+    finally:
+        if had:
+            setattr(symbolic_helper, name, old)
+        else:
+            delattr(symbolic_helper, name)
+
+
+@contextmanager
+def _quiet_tracing() -> Iterator[None]:
+    """Tracer warnings about Python values are expected here (see the module docstring)."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        yield
+
+
+def export_onnx(
+    model: ORPoseStudent,
+    path: Path | str,
+    sample: torch.Tensor | None = None,
+    opset: int = DEFAULT_OPSET,
+) -> Path:
+    """Write the student as an ONNX graph with dynamic image size and number of people.
+
+    ``sample`` is the tracing image ``(3, H, W)``; any image works (the graph is the same), a
+    real one is the usual choice.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    wrapper = ExportableStudent(model.cpu()).eval()
+    sample = sample_image() if sample is None else sample
+    names = list(wrapper.output_names)
+    dynamic = {INPUT_NAME: {1: "height", 2: "width"}, **{n: {0: "people"} for n in names}}
+    with _quiet_tracing(), _onnx2torch_opset(opset), torch.no_grad():
+        torch.onnx.export(
+            wrapper,
+            (sample,),
+            str(path),
+            dynamo=False,
+            opset_version=opset,
+            input_names=[INPUT_NAME],
+            output_names=names,
+            dynamic_axes=dynamic,
+            do_constant_folding=True,
+        )
+    return path
+
+
+def export_torchscript(
+    model: ORPoseStudent, path: Path | str, sample: torch.Tensor | None = None
+) -> Path:
+    """A traced TorchScript module with the same signature as the ONNX graph (``torch.jit.load``).
+
+    Tracing, not scripting: the student's Python code (dataclass config, ``zip(strict=...)``)
+    is outside TorchScript's language; the traced graph shares the ONNX export's code paths.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    wrapper = ExportableStudent(model.cpu()).eval()
+    sample = sample_image() if sample is None else sample
+    with _quiet_tracing(), torch.no_grad():
+        traced = torch.jit.trace(wrapper, (sample,), check_trace=False)
+    traced.save(str(path))
+    return path

@@ -1,0 +1,83 @@
+"""The resumable record of ``orpose predict``, and the result files assembled from it.
+
+Each finished frame is one JSON line ``{"image": {...}, "results": [...]}`` appended (and flushed)
+as soon as it exists, so a long video interrupted at frame 5,000 resumes at frame 5,001. The final
+files are written from the journal:
+
+- ``results.json``: a COCO results list (``image_id``, ``category_id``, ``bbox`` xywh, ``score``,
+  ``keypoints`` [x, y, score] x 17, ``keypoints3d`` [x, y, z] x 17 mm root-relative);
+- ``images.json``: ``{"info": {...}, "images": [...]}``, the images index (``id``,
+  ``file_name`` = the frame's source key, ``width``, ``height``, ``frame_index``, and in
+  low-resolution runs ``lowres_width``, ``lowres_height``, ``downscale``).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+from orpose.data.coco import write_json_atomic
+
+JOURNAL_NAME = "predictions.jsonl"
+RESULTS_NAME = "results.json"
+IMAGES_NAME = "images.json"
+
+
+class JournalMismatch(ValueError):
+    """A journal written for other inputs than the current run's."""
+
+
+class PredictionJournal:
+    """Finished frames by source key; ``append`` makes a frame durable before returning."""
+
+    def __init__(self, path: Path, resume: bool = True):
+        self.path = path
+        self.entries: dict[str, dict[str, Any]] = {}
+        path.parent.mkdir(parents=True, exist_ok=True)
+        if resume and path.exists():
+            self._load()
+        elif path.exists():
+            path.unlink()
+        self._file = open(path, "a")  # noqa: SIM115 - kept open for the whole run
+
+    def _load(self) -> None:
+        with open(self.path) as f:
+            for line in f:
+                try:
+                    entry = json.loads(line)
+                except json.JSONDecodeError:  # a line cut by a crash: that frame is redone
+                    continue
+                self.entries[entry["image"]["file_name"]] = entry
+
+    def done(self, key: str, image_id: int) -> dict[str, Any] | None:
+        """The finished entry of a frame, None when it is still to do."""
+        entry = self.entries.get(key)
+        if entry is not None and entry["image"]["id"] != image_id:
+            raise JournalMismatch(
+                f"{self.path}: frame {key} was image {entry['image']['id']} in the previous run, "
+                f"{image_id} now: the inputs changed (use another --out, or --overwrite)"
+            )
+        return entry
+
+    def append(self, image: dict[str, Any], results: list[dict]) -> None:
+        entry = {"image": image, "results": results}
+        self._file.write(json.dumps(entry) + "\n")
+        self._file.flush()
+        os.fsync(self._file.fileno())
+        self.entries[image["file_name"]] = entry
+
+    def close(self) -> None:
+        self._file.close()
+
+    def write_outputs(self, folder: Path, info: dict[str, Any]) -> tuple[Path, Path]:
+        """``results.json`` and ``images.json`` of every journalled frame, in image-id order."""
+        ordered = sorted(self.entries.values(), key=lambda e: e["image"]["id"])
+        results = [r for e in ordered for r in e["results"]]
+        images = [e["image"] for e in ordered]
+        results_path = folder / RESULTS_NAME
+        images_path = folder / IMAGES_NAME
+        write_json_atomic(results_path, results)
+        write_json_atomic(images_path, {"info": info, "images": images})
+        return results_path, images_path

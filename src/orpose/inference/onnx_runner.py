@@ -1,0 +1,70 @@
+"""Run an exported student (ONNX) with onnxruntime: the same results as the PyTorch predictor.
+
+Pre-processing is only the conversion of an RGB uint8 image to float ``(3, H, W)`` in [0, 1]:
+resizing, normalisation and post-processing are inside the graph (see :mod:`.export`).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from orpose.inference.export import INPUT_NAME
+from orpose.inference.predictor import detections_to_results
+
+
+def image_to_input(image: np.ndarray) -> np.ndarray:
+    """RGB uint8 ``(H, W, 3)`` -> float32 ``(3, H, W)`` in [0, 1], as the PyTorch predictor does."""
+    return np.ascontiguousarray(image.transpose(2, 0, 1), dtype=np.float32) / np.float32(255.0)
+
+
+def session_options(threads: int = 0):
+    """onnxruntime options: ``threads`` > 0 caps the intra-op threads (0: onnxruntime decides)."""
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    if threads > 0:
+        options.intra_op_num_threads = threads
+        options.inter_op_num_threads = 1
+    options.log_severity_level = 3
+    return options
+
+
+class OnnxStudent:
+    """``runner(image)`` -> COCO result dicts, like :class:`~.predictor.StudentPredictor`."""
+
+    def __init__(
+        self,
+        path: Path | str,
+        score_threshold: float = 0.0,
+        threads: int = 0,
+        providers: list[str] | None = None,
+    ):
+        import onnxruntime as ort
+
+        from orpose.teacher.runtime import execution_providers
+
+        self.path = Path(path)
+        if not self.path.is_file():
+            raise FileNotFoundError(f"{self.path}: no such ONNX model")
+        self.session = ort.InferenceSession(
+            str(self.path), session_options(threads), providers=providers or execution_providers()
+        )
+        inputs = [i.name for i in self.session.get_inputs()]
+        if inputs != [INPUT_NAME]:
+            raise ValueError(f"{self.path}: not an orpose student graph (inputs {inputs})")
+        self.output_names = [o.name for o in self.session.get_outputs()]
+        self.score_threshold = score_threshold
+
+    def detect(self, image: np.ndarray) -> dict[str, torch.Tensor]:
+        """One RGB uint8 image -> the student's detections (as tensors, on the CPU)."""
+        outputs = self.session.run(self.output_names, {INPUT_NAME: image_to_input(image)})
+        return {
+            name: torch.from_numpy(value)
+            for name, value in zip(self.output_names, outputs, strict=True)
+        }
+
+    def __call__(self, image: np.ndarray) -> list[dict]:
+        return detections_to_results(self.detect(image), self.score_threshold)

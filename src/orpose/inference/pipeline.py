@@ -1,0 +1,305 @@
+"""``orpose predict``: frames from images, folders, videos or live streams -> results and renders.
+
+Per frame: decode (shrunk at once in privacy mode) -> network input -> the student (PyTorch or
+ONNX Runtime) -> one journal line -> optional overlay and 3D plot. The journal makes long runs
+resumable; ``results.json`` / ``images.json`` are assembled from it at the end (and when a live
+stream is stopped with Ctrl-C).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from tqdm import tqdm
+
+from orpose.data.sources import (
+    Frame,
+    count_video_frames,
+    expand_inputs,
+    is_stream,
+    iter_images,
+    iter_stream,
+    iter_video,
+    video_fps,
+)
+from orpose.inference.journal import JOURNAL_NAME, PredictionJournal
+from orpose.inference.privacy import LOWRES_MAX_SIDE, FrameGeometry, Shrinker, frame_geometry
+from orpose.inference.render import (
+    VIDEO_SUFFIX,
+    VideoSink,
+    overlay,
+    plot_people_3d,
+    safe_name,
+    write_image_rgb,
+)
+
+log = logging.getLogger(__name__)
+Predictor = Callable[[np.ndarray], list[dict]]
+LOG_NAME = "predict.log"
+
+
+@dataclass
+class PredictOptions:
+    """What ``orpose predict`` does besides running the model (see ``orpose predict --help``)."""
+
+    out: Path
+    score_threshold: float = 0.5  # people below this are neither written nor drawn
+    keypoint_threshold: float = 0.3  # drawing only: keypoints below this score are hidden
+    downscale: float = 1.0  # privacy mode when > 1
+    lowres_input: float | None = None  # factor of already-shrunk input; None: guessed
+    video_step: int = 1
+    max_frames: int | None = None  # per video or stream
+    overlays: bool = False
+    plot3d_every: int = 0  # 0: no 3D plots; n: every n-th frame
+    root_depth_mm: float | None = None
+    focal_px: float | None = None
+    resume: bool = True
+    progress: bool = True
+
+
+@dataclass
+class Source:
+    """One input as it will be read."""
+
+    name: str
+    kind: str  # images | video | stream
+    images: tuple[Path, ...] = ()
+    frames: int | None = None  # expected number of frames (None: unknown, a live stream)
+    fps: float = 25.0
+
+
+@dataclass
+class PredictSummary:
+    frames: int = 0
+    predicted: int = 0  # frames run through the model in this run (the rest came from the journal)
+    people: int = 0
+    seconds: float = 0.0
+    results: Path | None = None
+    images: Path | None = None
+    rendered: list[Path] = field(default_factory=list)
+
+    @property
+    def fps(self) -> float:
+        return self.predicted / self.seconds if self.seconds > 0 else 0.0
+
+
+def plan_sources(inputs: list[str], options: PredictOptions) -> list[Source]:
+    """Images, folders and videos (checked now, before any work), and live streams."""
+    sources: list[Source] = []
+    for raw in inputs:
+        if is_stream(raw):
+            sources.append(Source(str(raw), "stream", frames=options.max_frames))
+            continue
+        (spec,) = expand_inputs([raw])
+        if spec.video:
+            n = max(0, count_video_frames(spec.path))
+            n = -(-n // options.video_step)
+            if options.max_frames is not None:
+                n = min(n, options.max_frames)
+            fps = video_fps(spec.path) / options.video_step
+            sources.append(Source(str(spec.path), "video", frames=n, fps=fps))
+        else:
+            sources.append(Source(str(spec.path), "images", spec.images, len(spec.images)))
+    return sources
+
+
+def _frames(source: Source, options: PredictOptions, prepare) -> Iterator[Frame]:
+    if source.kind == "images":
+        return iter_images(source.images, prepare=prepare)
+    if source.kind == "video":
+        return iter_video(
+            source.name, options.video_step, limit=options.max_frames, prepare=prepare
+        )
+    return iter_stream(source.name, options.video_step, options.max_frames, prepare=prepare)
+
+
+def image_record(frame: Frame, image_id: int, geometry: FrameGeometry, downscale: float) -> dict:
+    """The images-index entry of a frame (sizes are the results' coordinate frame)."""
+    record: dict[str, Any] = {
+        "id": image_id,
+        "file_name": frame.key,
+        "width": geometry.network_size[0],
+        "height": geometry.network_size[1],
+    }
+    if frame.frame_index is not None:
+        record["frame_index"] = frame.frame_index
+    if geometry.lowres:
+        record["lowres_width"], record["lowres_height"] = geometry.kept_size
+        record["downscale"] = geometry.factor if downscale <= 1 else downscale
+    return record
+
+
+class Renderer:
+    """Overlays and 3D plots of one run (all below ``out``)."""
+
+    def __init__(self, options: PredictOptions):
+        self.options = options
+        self.sink: VideoSink | None = None
+        self.rendered: list[Path] = []
+
+    def start_source(self, source: Source) -> None:
+        self.close_source()
+        if self.options.overlays and source.kind != "images":
+            name = safe_name(Path(source.name).stem if source.kind == "video" else source.name)
+            path = self.options.out / "overlays" / f"{name}_overlay{VIDEO_SUFFIX}"
+            self.sink = VideoSink(path, source.fps)
+
+    def close_source(self) -> None:
+        if self.sink is not None:
+            self.sink.close()
+            if self.sink.frames:
+                self.rendered.append(self.sink.path)
+            self.sink = None
+
+    def frame(self, frame: Frame, image_id: int, geometry: FrameGeometry, results: list[dict]):
+        opts = self.options
+        if opts.overlays:
+            drawn = overlay(frame.image, geometry.to_kept(results), opts.keypoint_threshold)
+            if self.sink is not None:
+                self.sink.write(drawn)
+            else:
+                name = f"{image_id:06d}_{safe_name(Path(frame.source).stem)}.jpg"
+                self.rendered.append(write_image_rgb(opts.out / "overlays" / name, drawn))
+        if opts.plot3d_every and (image_id - 1) % opts.plot3d_every == 0:
+            path = opts.out / "plots3d" / f"{image_id:06d}.png"
+            title = Path(frame.key).name[-60:]
+            plotted = plot_people_3d(
+                path, results, geometry.network_size, opts.root_depth_mm, opts.focal_px, title
+            )
+            if plotted is not None:
+                self.rendered.append(plotted)
+
+
+@contextmanager
+def _log_file(out: Path) -> Iterator[None]:
+    """The run's log lines also go to ``out/predict.log`` (messages only, never pixel data)."""
+    logger = logging.getLogger("orpose.inference")
+    handler = logging.FileHandler(out / LOG_NAME)
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
+    level = logger.level
+    if logger.getEffectiveLevel() > logging.INFO:
+        logger.setLevel(logging.INFO)
+    logger.addHandler(handler)
+    try:
+        yield
+    finally:
+        logger.removeHandler(handler)
+        logger.setLevel(level)
+        handler.close()
+
+
+def run_predict(
+    predictor: Predictor,
+    inputs: list[str],
+    options: PredictOptions,
+    info: dict[str, Any] | None = None,
+) -> PredictSummary:
+    """Run ``predictor`` over every frame of ``inputs``; write results (and renders) to out."""
+    options.out.mkdir(parents=True, exist_ok=True)
+    sources = plan_sources(inputs, options)
+    with _log_file(options.out):
+        return _run(predictor, sources, options, info or {})
+
+
+class _Run:
+    """One ``orpose predict`` run: the per-frame work and its bookkeeping."""
+
+    def __init__(self, predictor: Predictor, options: PredictOptions):
+        self.predictor = predictor
+        self.options = options
+        self.shrinker = Shrinker(options.downscale) if options.downscale > 1 else None
+        self.journal = PredictionJournal(options.out / JOURNAL_NAME, resume=options.resume)
+        self.renderer = Renderer(options)
+        self.summary = PredictSummary()
+        self.warned = False
+
+    def frame(self, frame: Frame, image_id: int) -> None:
+        """Predict (or take from the journal), record and render one decoded frame."""
+        opts = self.options
+        original = self.shrinker.last_size if self.shrinker is not None else None
+        if original is not None and max(original) <= LOWRES_MAX_SIDE and not self.warned:
+            self.warned = True
+            log.warning(
+                "%s is already %dx%d: --downscale shrinks it further (use "
+                "--lowres-input for low-resolution input)",
+                frame.key,
+                *original,
+            )
+        geometry = frame_geometry(frame.image, opts.downscale, original, opts.lowres_input)
+        entry = self.journal.done(frame.key, image_id)
+        if entry is None:
+            results = self.predictor(geometry.network_input(frame.image))
+            results = [r for r in results if r["score"] >= opts.score_threshold]
+            for r in results:
+                r["image_id"] = image_id
+            self.journal.append(image_record(frame, image_id, geometry, opts.downscale), results)
+            self.summary.predicted += 1
+        else:
+            results = entry["results"]
+        self.summary.frames += 1
+        self.summary.people += len(results)
+        self.renderer.frame(frame, image_id, geometry, results)
+
+    def finish(self, seconds: float, info: dict[str, Any]) -> PredictSummary:
+        """Close the renders and the journal, write results.json and images.json."""
+        summary = self.summary
+        summary.seconds = seconds
+        self.renderer.close_source()
+        self.journal.close()
+        run_info = {**info, "options": _jsonable(asdict(self.options))}
+        summary.results, summary.images = self.journal.write_outputs(self.options.out, run_info)
+        summary.rendered = self.renderer.rendered
+        log.info(
+            "predict: %d frame(s) (%d run now, %.2f frames/s), %d people -> %s",
+            summary.frames,
+            summary.predicted,
+            summary.fps,
+            summary.people,
+            summary.results,
+        )
+        return summary
+
+
+def _run(
+    predictor: Predictor, sources: list[Source], options: PredictOptions, info: dict[str, Any]
+) -> PredictSummary:
+    run = _Run(predictor, options)
+    totals = [s.frames for s in sources]
+    total = None if any(t is None for t in totals) else sum(totals)
+    log.info(
+        "predict: %d source(s), %s frame(s), privacy downscale %g, resuming %d frame(s)",
+        len(sources),
+        "unknown" if total is None else total,
+        options.downscale,
+        len(run.journal.entries),
+    )
+    progress = tqdm(total=total, unit="frame", disable=not options.progress, smoothing=0.1)
+    image_id = 0
+    started = time.perf_counter()
+    try:
+        for source in sources:
+            run.renderer.start_source(source)
+            for frame in _frames(source, options, run.shrinker):
+                image_id += 1  # unreadable files keep their id: ids are stable across runs
+                progress.update(1)
+                if frame.image is None:
+                    log.warning("skipped %s: %s", frame.key, frame.error)
+                    continue
+                run.frame(frame, image_id)
+    except KeyboardInterrupt:
+        log.info("stopped by the user after %d frame(s); writing what was done", run.summary.frames)
+    finally:
+        progress.close()
+        summary = run.finish(time.perf_counter() - started, info)
+    return summary
+
+
+def _jsonable(d: dict[str, Any]) -> dict[str, Any]:
+    return {k: str(v) if isinstance(v, Path) else v for k, v in d.items()}

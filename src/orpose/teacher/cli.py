@@ -1,0 +1,230 @@
+"""Verbs of the teacher stage: ``label``, ``label-merge`` and ``label-models``."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+from pathlib import Path
+
+from orpose.cli import UserError
+
+log = logging.getLogger(__name__)
+
+
+def _floats(text: str) -> tuple[float, ...]:
+    try:
+        values = tuple(float(v) for v in text.split(",") if v.strip())
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"expected comma-separated numbers, got {text!r}"
+        ) from None
+    if not values:
+        raise argparse.ArgumentTypeError("expected at least one number")
+    return values
+
+
+def _add_teacher_options(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("teacher (defaults: the preset, then --config)")
+    g.add_argument(
+        "--preset",
+        default="full",
+        choices=("single", "full"),
+        help="single: no test-time augmentation; full: every augmentation (default)",
+    )
+    g.add_argument("--config", type=Path, help="YAML file overriding fields of the preset")
+    g.add_argument("--detector", help="detector model name in the manifest")
+    g.add_argument("--pose-model", help="top-down pose model name in the manifest")
+    g.add_argument(
+        "--det-scales",
+        type=_floats,
+        metavar="S,S",
+        help="detector zoom factors, e.g. 1,1.5 (>1: overlapping tiles)",
+    )
+    g.add_argument(
+        "--det-flip",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="also detect on the mirrored image",
+    )
+    g.add_argument(
+        "--pose-flip",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="average heatmaps of the mirrored crop (left/right swapped)",
+    )
+    g.add_argument(
+        "--pose-scales", type=_floats, metavar="S,S", help="pose crop scales, e.g. 1,1.15"
+    )
+    g.add_argument(
+        "--min-score",
+        type=float,
+        dest="min_person_score",
+        help="minimum person score to pose and write a person",
+    )
+    g.add_argument(
+        "--keypoint-threshold",
+        type=float,
+        help="soft confidence below which a keypoint is invisible in the hard set",
+    )
+    g.add_argument(
+        "--min-keypoints", type=int, help="drop persons with fewer hard keypoints than this"
+    )
+    g.add_argument(
+        "--person-score",
+        choices=("det", "det_x_pose"),
+        help="written person score: detector's, or times mean keypoint confidence",
+    )
+    m = p.add_argument_group("models")
+    m.add_argument(
+        "--models-dir",
+        type=Path,
+        help="folder of the ONNX files (default: $ORPOSE_MODELS, else "
+        "$ORPOSE_SHARED/models, else ../shared/models)",
+    )
+    m.add_argument("--manifest", type=Path, help="extra model manifest (YAML/JSON), see docs")
+    m.add_argument("--threads", type=int, default=0, help="onnxruntime threads (0: its default)")
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    p = subparsers.add_parser(
+        "label",
+        help="pseudo-label images and videos with the teacher (detector + 2D pose [+ 3D])",
+        description="Run the teacher over image files, folders and videos and write one COCO "
+        "pseudo-label file (soft and hard 2D sets, optional 3D). Interrupted runs resume where "
+        "they stopped when the same command is run again.",
+    )
+    p.add_argument("inputs", nargs="+", type=Path, help="images, folders of images, video files")
+    p.add_argument("--out", type=Path, required=True, help="pseudo-label file to write (.json)")
+    p.add_argument(
+        "--video-step", type=int, default=1, metavar="K", help="label every K-th video frame"
+    )
+    p.add_argument(
+        "--downscale",
+        type=float,
+        default=1.0,
+        metavar="S",
+        help="degrade every image by S (down then up, bilinear) before the teacher",
+    )
+    p.add_argument(
+        "--shard", metavar="I/N", help="label only part I of N (0-based); join with label-merge"
+    )
+    p.add_argument(
+        "--lifter", type=Path, metavar="CKPT", help="2D-to-3D lifter checkpoint: adds 3D sets"
+    )
+    p.add_argument(
+        "--frames-dir",
+        type=Path,
+        help="where labelled video frames are saved (default: <out stem>_frames/)",
+    )
+    p.add_argument("--frame-format", default="jpg", choices=("jpg", "png"))
+    p.add_argument("--restart", action="store_true", help="discard an earlier journal and output")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    _add_teacher_options(p)
+    p.set_defaults(func=run_label)
+
+    merge = subparsers.add_parser(
+        "label-merge",
+        help="join the files of sharded 'orpose label --shard I/N' runs",
+        description="Join shard files into one pseudo-label file, identical to an unsharded run.",
+    )
+    merge.add_argument("shards", nargs="+", type=Path, help="the shard files (OUT.shardIofN.json)")
+    merge.add_argument("--out", type=Path, required=True)
+    merge.add_argument(
+        "--allow-missing", action="store_true", help="merge even if shards are missing"
+    )
+    merge.set_defaults(func=run_merge)
+
+    models = subparsers.add_parser("label-models", help="list the teacher's models and check them")
+    models.add_argument("--models-dir", type=Path)
+    models.add_argument("--manifest", type=Path)
+    models.set_defaults(func=run_models)
+
+
+def teacher_config_from_args(args: argparse.Namespace):
+    from orpose.teacher.config import load_config
+
+    return load_config(
+        args.preset,
+        args.config,
+        detector=args.detector,
+        pose_model=args.pose_model,
+        det_scales=args.det_scales,
+        det_flip=args.det_flip,
+        pose_flip=args.pose_flip,
+        pose_scales=args.pose_scales,
+        min_person_score=args.min_person_score,
+        keypoint_threshold=args.keypoint_threshold,
+        min_keypoints=args.min_keypoints,
+        person_score=args.person_score,
+    )
+
+
+def _models_dir(args: argparse.Namespace) -> Path | None:
+    from orpose.paths import models_dir
+
+    if args.models_dir is not None:
+        if not args.models_dir.is_dir():
+            raise UserError(f"--models-dir {args.models_dir}: no such folder")
+        return args.models_dir
+    return models_dir(required=False)
+
+
+def run_label(args: argparse.Namespace) -> int:
+    from orpose.teacher.labelling import Shard, run_labelling
+    from orpose.teacher.teacher import Teacher
+
+    config = teacher_config_from_args(args)
+    teacher = Teacher.from_config(config, _models_dir(args), args.manifest, args.threads)
+    lifter = lifter_info = None
+    if args.lifter is not None:
+        from orpose.teacher.lift3d import load_lifter
+        from orpose.teacher.manifest import sha256_of
+
+        lifter = load_lifter(args.lifter)
+        lifter_info = {"path": str(args.lifter.resolve()), "sha256": sha256_of(args.lifter)}
+    summary = run_labelling(
+        args.inputs,
+        args.out,
+        teacher,
+        video_step=args.video_step,
+        downscale=args.downscale,
+        shard=Shard.parse(args.shard) if args.shard else None,
+        frames_dir=args.frames_dir,
+        frame_format=args.frame_format,
+        lifter=lifter,
+        lifter_info=lifter_info,
+        restart=args.restart,
+        progress=not args.no_progress,
+    )
+    resumed = f" (resumed: {summary.already_done} already done)" if summary.already_done else ""
+    print(
+        f"{summary.out}: labelled {summary.images} images, {summary.persons} persons, skipped "
+        f"{summary.skipped} in {summary.seconds:.1f} s ({summary.images_per_second:.2f} images/s, "
+        f"{summary.persons_per_second:.2f} people/s){resumed}"
+    )
+    return 0
+
+
+def run_merge(args: argparse.Namespace) -> int:
+    from orpose.teacher.writer import merge_label_files
+
+    payload = merge_label_files(args.shards, args.out, args.allow_missing)
+    print(
+        f"{args.out}: {len(payload['images'])} images, {len(payload['annotations'])} persons "
+        f"from {len(args.shards)} shard file(s)"
+    )
+    return 0
+
+
+def run_models(args: argparse.Namespace) -> int:
+    from orpose.teacher.manifest import ModelError, load_manifest, verify_model
+
+    folder = _models_dir(args)
+    for name, spec in sorted(load_manifest(args.manifest).items()):
+        try:
+            status = f"ok ({verify_model(spec, folder)})"
+        except ModelError as err:
+            status = f"unavailable: {err}"
+        size = f"{spec.input.width}x{spec.input.height}"
+        print(f"{name:34s} {spec.task:8s} {spec.output:12s} {size:8s} {spec.licence:12s} {status}")
+    return 0

@@ -1,0 +1,332 @@
+"""``orpose label``'s engine: walk the inputs, label each frame once, journal it, write the file.
+
+Resumable by construction: every finished frame is journaled (fsync) before the next one, a
+restarted run skips journaled keys, and the COCO file is assembled from the journal at the end
+(also after a resume). Shards split the frames by their position in each input (``position %
+N == i``), so N processes or machines label disjoint parts whose union is the whole.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import os
+import queue
+import threading
+import time
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import cv2
+import numpy as np
+
+from orpose.cli import UserError
+from orpose.data.lowres import degrade
+from orpose.data.sources import (
+    SourceError,
+    SourceSpec,
+    count_video_frames,
+    expand_inputs,
+    iter_video,
+    read_image_rgb,
+)
+from orpose.teacher.journal import Journal
+from orpose.teacher.lift3d import add_3d
+from orpose.teacher.teacher import Teacher
+from orpose.teacher.writer import image_id_for, person_annotation, write_labels
+
+log = logging.getLogger(__name__)
+
+FRAME_FORMATS = {"jpg": [cv2.IMWRITE_JPEG_QUALITY, 95], "png": [cv2.IMWRITE_PNG_COMPRESSION, 3]}
+
+
+@dataclass(frozen=True)
+class Shard:
+    """Part ``index`` of ``count`` (0-based)."""
+
+    index: int = 0
+    count: int = 1
+
+    @classmethod
+    def parse(cls, text: str) -> Shard:
+        try:
+            index, count = (int(v) for v in text.split("/"))
+        except ValueError:
+            raise UserError(f"--shard expects I/N such as 0/4, got {text!r}") from None
+        if count < 1 or not 0 <= index < count:
+            raise UserError(f"--shard {text}: need 0 <= I < N")
+        return cls(index, count)
+
+    def owns(self, position: int) -> bool:
+        return position % self.count == self.index
+
+
+@dataclass
+class Loaded:
+    """One frame to label, or the reason it cannot be."""
+
+    key: str
+    image_id: int | None
+    source: str
+    frame_index: int | None = None
+    file: str | None = None  # the image file the labels point at (saved frame for videos)
+    image: np.ndarray | None = None
+    error: str | None = None
+
+
+@dataclass
+class LabelSummary:
+    out: Path
+    images: int  # labelled in this call
+    persons: int  # written in this call
+    skipped: int  # unreadable inputs met in this call
+    already_done: int  # frames found in the journal on start
+    seconds: float
+
+    @property
+    def images_per_second(self) -> float:
+        return self.images / self.seconds if self.seconds > 0 else 0.0
+
+    @property
+    def persons_per_second(self) -> float:
+        return self.persons / self.seconds if self.seconds > 0 else 0.0
+
+
+def output_paths(out: Path, shard: Shard | None) -> tuple[Path, Path, Path]:
+    """Labels file, journal, default frames folder. Shards get their own file and journal but
+    share the frames folder of the final (merged) file, so merged file names need no rewrite."""
+    labels = out
+    if shard is not None and shard.count > 1:
+        labels = out.with_name(f"{out.stem}.shard{shard.index}of{shard.count}{out.suffix}")
+    journal = labels.with_name(labels.stem + ".journal.jsonl")
+    return labels, journal, out.with_name(out.stem + "_frames")
+
+
+def video_folder_names(specs: list[SourceSpec]) -> dict[int, str]:
+    """A frames sub-folder per video input: its stem, made unique when two videos share one."""
+    names: dict[int, str] = {}
+    for number, spec in enumerate(specs):
+        if spec.video:
+            stem = spec.path.stem
+            names[number] = stem if stem not in names.values() else f"{stem}_{number + 1}"
+    return names
+
+
+def save_frame(image: np.ndarray, path: Path, fmt: str) -> None:
+    """Write a frame atomically (rename), so a frame file is either whole or absent."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.stem}.tmp{path.suffix}")
+    if not cv2.imwrite(str(tmp), cv2.cvtColor(image, cv2.COLOR_RGB2BGR), FRAME_FORMATS[fmt]):
+        raise OSError(f"{path}: cannot write the video frame")
+    os.replace(tmp, path)
+
+
+def iter_work(
+    specs: list[SourceSpec],
+    video_step: int,
+    shard: Shard,
+    done: set[str],
+    frames_dir: Path,
+    frame_format: str,
+) -> Iterator[Loaded]:
+    """Frames of this shard not in ``done``, read (and video frames saved) lazily, in order."""
+    folders = video_folder_names(specs)
+    for number, spec in enumerate(specs):
+        if not spec.video:
+            for position, path in enumerate(spec.images):
+                key = str(path)
+                if not shard.owns(position) or key in done:
+                    continue
+                item = Loaded(key, image_id_for(number, position), key, file=key)
+                try:
+                    item.image = read_image_rgb(path)
+                except OSError as err:
+                    item.error = str(err)
+                yield item
+            continue
+        video_key = str(spec.path)
+        if video_key in done:  # journaled as unreadable by an earlier run
+            continue
+        try:
+            for frame in iter_video(spec.path, step=video_step):
+                index = int(frame.frame_index or 0)
+                if not shard.owns(index // video_step) or frame.key in done:
+                    continue
+                path = frames_dir / folders[number] / f"{index:06d}.{frame_format}"
+                save_frame(frame.image, path, frame_format)
+                yield Loaded(
+                    frame.key, image_id_for(number, index), video_key, index, str(path), frame.image
+                )
+        except SourceError as err:
+            yield Loaded(video_key, None, video_key, error=str(err))
+
+
+def prefetch(items: Iterable[Any], depth: int = 4) -> Iterator[Any]:
+    """Produce items in a background thread (decoding overlaps inference; both release the GIL)."""
+    box: queue.Queue = queue.Queue(maxsize=depth)
+    end = object()
+
+    def produce() -> None:
+        try:
+            for item in items:
+                box.put(item)
+        except BaseException as err:  # handed to the consumer, raised there
+            box.put(err)
+        finally:
+            box.put(end)
+
+    threading.Thread(target=produce, daemon=True, name="orpose-label-reader").start()
+    while True:
+        item = box.get()
+        if item is end:
+            return
+        if isinstance(item, BaseException):
+            raise item
+        yield item
+
+
+def estimate_todo(specs: list[SourceSpec], video_step: int, shard: Shard, done: set[str]) -> int:
+    """Frames left for the progress bar (exact for images, from the container for videos)."""
+    total = 0
+    for spec in specs:
+        if spec.video:
+            count = math.ceil(max(count_video_frames(spec.path), 0) / video_step)
+            total += len([p for p in range(count) if shard.owns(p)])
+        else:
+            total += len([p for p in range(len(spec.images)) if shard.owns(p)])
+    return max(total - len(done), 0)
+
+
+def _normalized(header: dict) -> dict:
+    return json.loads(json.dumps(header))
+
+
+def open_journal(journal: Journal, header: dict, labels: Path, restart: bool) -> list[dict]:
+    """Start or resume: the records already done, after checking the run is the same one."""
+    if restart:
+        journal.path.unlink(missing_ok=True)
+        labels.unlink(missing_ok=True)
+    old_header, records = journal.read()
+    if old_header is None:
+        if labels.exists():
+            raise UserError(
+                f"{labels} exists and has no journal to resume; pass --restart to "
+                "label again and overwrite it"
+            )
+        journal.start(header)
+        return []
+    if _normalized(old_header) != _normalized(header):
+        changed = sorted(
+            k
+            for k in set(header) | set(old_header)
+            if _normalized(header).get(k) != old_header.get(k)
+        )
+        raise UserError(
+            f"{journal.path} belongs to a run with other settings ({', '.join(changed)} differ); "
+            "rerun with the same options to resume, or pass --restart"
+        )
+    return records
+
+
+def run_labelling(
+    inputs: list[Path | str],
+    out: Path,
+    teacher: Teacher,
+    *,
+    video_step: int = 1,
+    downscale: float = 1.0,
+    shard: Shard | None = None,
+    frames_dir: Path | None = None,
+    frame_format: str = "jpg",
+    lifter: Any = None,
+    lifter_info: dict | None = None,
+    restart: bool = False,
+    progress: bool = True,
+) -> LabelSummary:
+    """Label every frame of the inputs (this shard's part) into a pseudo-label file."""
+    if video_step < 1:
+        raise UserError(f"--video-step must be >= 1, got {video_step}")
+    if downscale < 1:
+        raise UserError(f"--downscale must be >= 1, got {downscale}")
+    if frame_format not in FRAME_FORMATS:
+        raise UserError(f"--frame-format must be one of {', '.join(FRAME_FORMATS)}")
+    shard = shard or Shard()
+    specs = expand_inputs([Path(p).resolve() for p in inputs])
+    labels, journal_path, default_frames = output_paths(Path(out).resolve(), shard)
+    frames_dir = (frames_dir or default_frames).resolve()
+    header = {
+        "inputs": [str(s.path) for s in specs],
+        "video_step": video_step,
+        "downscale": downscale,
+        "shard": [shard.index, shard.count] if shard.count > 1 else None,
+        "frames_dir": str(frames_dir),
+        "frame_format": frame_format,
+        "teacher": teacher.describe(),
+        "lifter": lifter_info,
+    }
+    journal = Journal(journal_path)
+    done_records = open_journal(journal, header, labels, restart)
+    done = {r["key"] for r in done_records}
+    threshold = teacher.config.keypoint_threshold
+    images = persons = skipped = 0
+    started = time.perf_counter()
+    from tqdm import tqdm
+
+    bar = tqdm(
+        total=estimate_todo(specs, video_step, shard, done),
+        unit="img",
+        disable=not progress,
+        dynamic_ncols=True,
+    )
+    try:
+        with journal:
+            for item in prefetch(
+                iter_work(specs, video_step, shard, done, frames_dir, frame_format)
+            ):
+                if item.error is not None or item.image is None:
+                    log.warning("skipped %s: %s", item.key, item.error)
+                    journal.append(
+                        {
+                            "key": item.key,
+                            "id": item.image_id,
+                            "source": item.source,
+                            "error": item.error or "unreadable",
+                        }
+                    )
+                    skipped += 1
+                    bar.update(1)
+                    continue
+                seen = degrade(item.image, downscale) if downscale > 1 else item.image
+                people = teacher.label(seen)
+                if lifter is not None:
+                    add_3d(people, lifter, threshold)
+                journal.append(
+                    {
+                        "key": item.key,
+                        "id": item.image_id,
+                        "source": item.source,
+                        "frame_index": item.frame_index,
+                        "file": item.file,
+                        "width": int(item.image.shape[1]),
+                        "height": int(item.image.shape[0]),
+                        "annotations": [person_annotation(p, threshold) for p in people],
+                    }
+                )
+                images += 1
+                persons += len(people)
+                bar.update(1)
+                elapsed = time.perf_counter() - started
+                bar.set_postfix(
+                    images_per_s=f"{images / elapsed:.2f}",
+                    people_per_s=f"{persons / elapsed:.1f}",
+                    refresh=False,
+                )
+    finally:
+        bar.close()
+    seconds = time.perf_counter() - started
+    final_header, records = journal.read()
+    write_labels(final_header or header, records, labels)
+    return LabelSummary(labels, images, persons, skipped, len(done), seconds)

@@ -1,0 +1,111 @@
+"""``orpose bench``: FLOP counters, timing statistics, the table, and a small end-to-end run."""
+
+import json
+
+import cv2
+import numpy as np
+import onnx
+import pytest
+import torch
+from onnx import TensorProto, helper, numpy_helper
+
+from orpose.cli import main
+from orpose.inference.bench import BenchRow, add_speedups, format_table, teacher_cost, time_calls
+from orpose.inference.flops import onnx_macs, onnx_parameters, student_flops
+from orpose.inference.predictor import limit_proposals, save_student
+from orpose.student import build_student
+from test_inference_predict import TINY
+
+
+def _graph(path) -> None:
+    """Conv 3->8 (3x3, 16x16 out), ConvTranspose 8->4 (2x2 s2), Gemm 32x10, MatMul (4x5)@(5x6)."""
+    weights = {
+        "conv_w": np.ones((8, 3, 3, 3), np.float32),
+        "deconv_w": np.ones((8, 4, 2, 2), np.float32),
+        "gemm_w": np.ones((10, 32), np.float32),
+        "mm_b": np.ones((5, 6), np.float32),
+    }
+    nodes = [
+        helper.make_node("Conv", ["x", "conv_w"], ["c"], pads=[1, 1, 1, 1]),
+        helper.make_node("ConvTranspose", ["c", "deconv_w"], ["d"], strides=[2, 2]),
+        helper.make_node("Gemm", ["v", "gemm_w"], ["g"], transB=1),
+        helper.make_node("MatMul", ["m", "mm_b"], ["mm"]),
+    ]
+    inputs = [
+        helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 3, 16, 16]),
+        helper.make_tensor_value_info("v", TensorProto.FLOAT, [2, 32]),
+        helper.make_tensor_value_info("m", TensorProto.FLOAT, [4, 5]),
+    ]
+    outputs = [helper.make_tensor_value_info(n, TensorProto.FLOAT, None) for n in ("d", "g", "mm")]
+    initializers = [numpy_helper.from_array(v, k) for k, v in weights.items()]
+    graph = helper.make_graph(nodes, "counted", inputs, outputs, initializers)
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), str(path))
+
+
+def test_onnx_counter_counts_each_multiply_accumulate_once(tmp_path):
+    _graph(tmp_path / "g.onnx")
+    conv = 16 * 16 * 8 * 3 * 3 * 3
+    deconv = 16 * 16 * 8 * 4 * 2 * 2  # every input pixel scattered into a 2x2 patch per output
+    gemm, matmul = 2 * 10 * 32, 4 * 6 * 5
+    assert onnx_macs(tmp_path / "g.onnx") == conv + deconv + gemm + matmul
+    assert onnx_parameters(tmp_path / "g.onnx") == 8 * 27 + 8 * 16 + 320 + 30
+
+
+def test_student_flops_grow_with_the_people_in_the_keypoint_head():
+    torch.manual_seed(0)
+    model = limit_proposals(build_student(TINY).eval(), 50)
+    image = torch.rand(3, 96, 128)
+    one, two = student_flops(model, image, persons=1), student_flops(model, image, persons=2)
+    assert one.counter == "fvcore" and one.total > 0
+    assert set(one.parts) >= {"backbone", "rpn", "box_head", "keypoint_head", "lifters"}
+    assert two.parts["backbone"] == one.parts["backbone"]
+    per_person = two.parts["keypoint_head"] - one.parts["keypoint_head"]
+    # the head's 16-channel 3x3 conv on 14x14 RoIs, then the 16->17 4x4 deconvolutions
+    assert per_person >= 14 * 14 * 16 * 256 * 9
+
+
+def test_latency_statistics_and_table():
+    calls = []
+    times, outputs = time_calls(lambda f: calls.append(f) or len(calls), [1, 2, 3], warmup=2)
+    assert len(calls) == 5 and outputs == [3, 4, 5] and len(times) == 3
+    teacher = BenchRow("teacher", "full", "onnxruntime", 2.4, 1.8, [100.0, 200.0, 300.0, 400.0])
+    student = BenchRow("student", "resnet18_fpn", "pytorch", 30.0, 50.0, [50.0, 50.0, 50.0, 150.0])
+    add_speedups([teacher, student])
+    assert student.median_ms == 50.0 and student.p90_ms == pytest.approx(120.0)
+    assert student.fps == pytest.approx(1000 / 75)
+    assert student.speedup == {"full": pytest.approx(250.0 / 50.0)}
+    table = format_table([teacher, student])
+    assert "resnet18_fpn" in table and "5.00" in table and "x teacher full" in table
+
+
+@pytest.mark.shared
+def test_teacher_cost_counts_views_and_people(shared):
+    from orpose.inference.bench import teacher_config
+    from orpose.teacher.teacher import Teacher
+
+    single = Teacher.from_config(teacher_config("single"), shared / "models")
+    full = Teacher.from_config(teacher_config("full"), shared / "models")
+    params, gflops = teacher_cost(single, persons=0)
+    assert params == pytest.approx(2.45, abs=0.05)  # PicoDet-S + TinyPose 256x192
+    assert teacher_cost(single, persons=2)[1] > gflops
+    # full: 1 view + 4 tiles, each also flipped (10 detector runs), 4 pose runs per person
+    assert teacher_cost(full, persons=0)[1] == pytest.approx(10 * gflops)
+
+
+def test_bench_cli_on_a_checkpoint(tmp_path, capsys):
+    torch.manual_seed(0)
+    checkpoint = save_student(build_student(TINY), tmp_path / "tiny.pt")
+    frames = tmp_path / "frames"
+    frames.mkdir()
+    cv2.imwrite(str(frames / "f.png"), np.full((120, 160, 3), 90, np.uint8))
+    out = tmp_path / "bench.json"
+    options = "--count 1 --warmup 0 --backbones --teacher --persons 2 --proposals 50"
+    args = ["--frames", str(frames), "--checkpoint", str(checkpoint), "--out", str(out)]
+    code = main(["bench", *args, *options.split()])
+    assert code == 0
+    report = json.loads(out.read_text())
+    rows = {(r["variant"], r["runtime"]) for r in report["rows"]}
+    assert rows == {("tiny", "pytorch"), ("tiny", "onnxruntime")}
+    assert all(r["gflops"] > 0 and r["median_ms"] > 0 for r in report["rows"])
+    assert report["paper"]["student"]["gflops"] == 215.0 and "cpu" in report["machine"]
+    assert "tiny" in capsys.readouterr().out
