@@ -18,8 +18,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
-import tempfile
 from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -28,6 +26,7 @@ from typing import Any
 
 import numpy as np
 
+from orpose.atomic import write_atomic
 from orpose.skeleton import NUM_KEYPOINTS, PERSON_CATEGORY
 
 # Field name -> (values per keypoint, meaning of the last value). Lengths are per person.
@@ -187,21 +186,8 @@ class PoseDataset:
 
 
 def write_json_atomic(path: Path | str, payload: Any) -> Path:
-    """Write JSON to a temporary file beside ``path`` then rename it over ``path``."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w") as f:
-            json.dump(payload, f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.chmod(tmp, 0o644)  # mkstemp creates 0600; these are shareable outputs
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
+    """Write JSON atomically (see :mod:`orpose.atomic`)."""
+    return write_atomic(path, lambda f: json.dump(payload, f))
 
 
 def read_json(path: Path | str) -> Any:

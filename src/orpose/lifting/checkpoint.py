@@ -9,13 +9,11 @@ leaves a truncated checkpoint.
 
 from __future__ import annotations
 
-import os
-import tempfile
 from pathlib import Path
-from typing import Any
 
 import torch
 
+from orpose.atomic import save_torch_atomic
 from orpose.data.coco import DatasetError
 from orpose.lifting.model import Lifter, LifterConfig
 
@@ -25,30 +23,6 @@ STATISTIC_BUFFERS = (
     "xy_mean", "xy_std", "centre_mean", "centre_std", "log_spread_mean", "log_spread_std",
     "out_mean", "out_std",
 )  # fmt: skip
-
-
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
-
-
-def save_torch_atomic(payload: Any, path: Path | str) -> Path:
-    """``torch.save`` through a temporary file and ``os.replace``."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            torch.save(payload, f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600 files; give the usual mode
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
 
 
 def save_lifter(

@@ -24,6 +24,7 @@ import torch
 import torch.distributed as dist
 from tqdm import tqdm
 
+from orpose.atomic import save_torch_atomic, write_atomic
 from orpose.data.coco import load_pose_dataset
 from orpose.data.lowres import LowResSchedule
 from orpose.student.model import ORPoseStudent, build_student
@@ -46,12 +47,6 @@ def lr_factor(iteration: int, solver: SolverConfig) -> float:
 
 def collate(batch):
     return [b[0] for b in batch], [b[1] for b in batch]
-
-
-def save_atomic(payload: dict, path: Path) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    torch.save(payload, tmp)
-    os.replace(tmp, path)
 
 
 def load_training_sets(config: TrainConfig) -> PseudoLabelDataset | torch.utils.data.ConcatDataset:
@@ -136,7 +131,7 @@ class Trainer:
         if not self.is_main:
             return
         core = model.module if hasattr(model, "module") else model
-        save_atomic(
+        save_torch_atomic(
             {
                 "model": core.state_dict(),
                 "optimizer": optimizer.state_dict(),
@@ -284,12 +279,13 @@ class Trainer:
     @staticmethod
     def _write_rows(path: Path, rows: list[dict]) -> None:
         keys = list(dict.fromkeys(k for r in rows for k in r))
-        tmp = path.with_name(f".{path.name}.tmp")
-        with open(tmp, "w", newline="") as f:
+
+        def write(f) -> None:
             writer = csv.DictWriter(f, fieldnames=keys)
             writer.writeheader()
             writer.writerows(rows)
-        os.replace(tmp, path)
+
+        write_atomic(path, write, newline="")
 
     def _finish(self, log_path: Path) -> None:
         from orpose.viz.charts import plot_loss_curves
