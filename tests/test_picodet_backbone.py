@@ -286,3 +286,22 @@ def test_student_normalisation_is_picodets_own(student):
     # the student's images are RGB in [0, 1]; its transform subtracts mean and divides by std
     assert student.transform.image_mean == pytest.approx(list(spec.mean))
     assert student.transform.image_std == pytest.approx(list(spec.std))
+
+
+def test_random_init_keeps_the_architecture_but_not_the_weights(picodet_file, backbone):
+    """The control experiment of docs/picodet_backbone.md: same network, PyTorch's default init."""
+    from orpose.student.backbones import build_backbone
+
+    torch.manual_seed(0)
+    random_bb, _, _ = build_backbone("picodet_lcnet", 0, "gn", init="random")
+    pretrained = dict(backbone.body.named_parameters())
+    shuffled = dict(random_bb.body.named_parameters())
+    assert pretrained.keys() == shuffled.keys()
+    changed = [n for n, p in shuffled.items() if not torch.equal(p, pretrained[n])]
+    assert len(changed) >= 0.9 * len(shuffled)  # every conv redrawn (a few may be all-zero biases)
+    assert not any(p.requires_grad for p in random_bb.body.parameters())  # still frozen at 0
+    with torch.no_grad():
+        feats = random_bb(_image(1, 128, 160))
+    assert all(torch.isfinite(f).all() for f in feats.values())
+    with pytest.raises(ValueError, match="unknown backbone init 'imagenet'"):
+        build_backbone("picodet_lcnet", 0, "gn", init="imagenet")

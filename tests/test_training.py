@@ -104,6 +104,21 @@ def test_bad_config_is_named(tmp_path):
         load_train_config(path)
 
 
+def test_resolved_config_beside_the_checkpoint_loads_back_equal(tmp_path):
+    import argparse
+    from pathlib import Path
+
+    from orpose.training.cli import save_resolved_config
+
+    config_path = Path(__file__).resolve().parents[1] / "configs/cpu_tiny.yaml"
+    overrides = ["solver.iterations=7", "student.head_convs=[16,16]"]
+    config = load_train_config(config_path, overrides)
+    args = argparse.Namespace(config=config_path, overrides=overrides)
+    saved = save_resolved_config(config, tmp_path / "config.yaml", args)
+    assert "#   --set solver.iterations=7" in saved.read_text()
+    assert load_train_config(saved).to_dict() == config.to_dict()
+
+
 def test_every_shipped_config_loads():
     from pathlib import Path
 

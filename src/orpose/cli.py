@@ -23,6 +23,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "orpose.training.cli",
     "orpose.inference.cli",
     "orpose.evaluation.cli",
+    "orpose.workflow.cli",
 )
 
 

@@ -54,3 +54,16 @@ def shared_data(relative: str, required: bool = True) -> Path | None:
             raise MissingResourceError(f"{path}: not found in the shared data folder")
         return None
     return path
+
+
+def configs_dir() -> Path:
+    """The training configs shipped with the project (``configs/`` of the checkout), or
+    ``ORPOSE_CONFIGS``: the demo and the experiments start from these files."""
+    env = os.environ.get("ORPOSE_CONFIGS")
+    path = Path(env) if env else Path(__file__).resolve().parents[2] / "configs"
+    if not path.is_dir():
+        raise MissingResourceError(
+            f"{path}: the configs folder is missing; run from a checkout of orpose (pip install "
+            "-e .) or set ORPOSE_CONFIGS to a copy of its configs/ folder"
+        )
+    return path

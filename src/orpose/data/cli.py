@@ -42,7 +42,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     degrade.set_defaults(func=run_downscale)
 
     subset = verbs.add_parser(
-        "subset", help="the first N images (with people) of a COCO file, image paths made absolute"
+        "subset",
+        help="the first N images (with people) of a COCO file, or of a folder of images (an "
+        "images-only COCO file), image paths made absolute",
     )
     subset.add_argument("file", type=Path)
     subset.add_argument("--num", type=int, required=True)
@@ -130,6 +132,8 @@ def run_downscale(args: argparse.Namespace) -> int:
 def run_subset(args: argparse.Namespace) -> int:
     from orpose.data.coco import PoseDataset, load_pose_dataset
 
+    if args.file.is_dir():
+        return subset_of_folder(args.file, args.num, args.out)
     ds = load_pose_dataset(args.file, image_root=args.images, check_images=True)
     chosen = []
     for img in ds.images:
@@ -148,6 +152,27 @@ def run_subset(args: argparse.Namespace) -> int:
     )
     out.save(args.out)
     print(f"wrote {args.out}: {len(chosen)} images, {len(out.annotations)} annotations")
+    return 0
+
+
+def subset_of_folder(folder: Path, num: int, out: Path) -> int:
+    """An images-only COCO file of the first ``num`` images of ``folder`` (sorted by name): a
+    fixed, nameable part of an unlabelled pool that ``orpose label`` can take as its input."""
+    from PIL import Image
+
+    from orpose.data.coco import PoseDataset
+    from orpose.data.sources import SourceError, list_images
+
+    paths = list_images(folder)[:num]
+    if not paths:
+        raise SourceError(f"{folder}: folder holds no image")
+    images = []
+    for i, path in enumerate(paths, start=1):
+        with Image.open(path) as im:
+            width, height = im.size
+        images.append({"id": i, "file_name": str(path.resolve()), "width": width, "height": height})
+    PoseDataset(images, [], info={"subset_of": str(folder)}).save(out)
+    print(f"wrote {out}: {len(images)} images (no annotations)")
     return 0
 
 

@@ -187,12 +187,26 @@ class SourceSpec:
     video: bool = False
 
 
+def coco_image_paths(path: Path) -> tuple[Path, ...]:
+    """The images a COCO file lists (``file_name`` resolved as the dataset loader does)."""
+    from orpose.data.coco import load_pose_dataset
+
+    dataset = load_pose_dataset(path, check_images=True)
+    if not dataset.images:
+        raise SourceError(f"{path}: images: the COCO file lists no image")
+    return tuple(dataset.image_path(img) for img in dataset.images)
+
+
 def expand_inputs(inputs: Iterable[Path | str]) -> list[SourceSpec]:
-    """Resolve command-line inputs (images, folders, videos) and fail early on a wrong one."""
+    """Resolve command-line inputs (images, folders, videos, COCO files) and fail early on a
+    wrong one. A COCO ``.json`` stands for the images it lists: the way to label exactly the
+    images of a labelled or subset file."""
     specs = []
     for raw in inputs:
         path = Path(raw)
-        if path.is_dir():
+        if path.is_file() and path.suffix.lower() == ".json":
+            specs.append(SourceSpec(path, coco_image_paths(path)))
+        elif path.is_dir():
             images = list_images(path)
             if not images:
                 raise SourceError(

@@ -60,6 +60,20 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--limit", type=int, default=None, help="with --model: first N images only")
     p.add_argument("--device", default=None, help="with --model: cpu, cuda, cuda:1, ...")
     p.add_argument(
+        "--max-detections",
+        type=int,
+        default=None,
+        help="with --model: keep the N best people per image (default: the checkpoint's, 100; "
+        "keypoint AP reads the best 20, box AP the best 100, so 20 speeds a CPU evaluation up "
+        "and leaves keypoint AP unchanged)",
+    )
+    p.add_argument(
+        "--proposals",
+        type=int,
+        default=None,
+        help="with --model: RPN proposals per image (default 1000); fewer is faster on a CPU",
+    )
+    p.add_argument(
         "--out",
         type=Path,
         default=None,
@@ -89,12 +103,17 @@ def run_eval(args: argparse.Namespace) -> int:
 
 def run_model_eval(args: argparse.Namespace, gt) -> int:
     """Predict the ground-truth images at every scale with a student, then score each."""
+    from orpose.cli import UserError
     from orpose.data.coco import PoseDataset, write_json_atomic
     from orpose.evaluation.report import evaluate_predictions
     from orpose.evaluation.runner import predict_dataset
     from orpose.inference.predictor import StudentPredictor
 
-    predictor = StudentPredictor.from_checkpoint(args.model, args.device)
+    predictor = StudentPredictor.from_checkpoint(args.model, args.device, args.proposals)
+    if args.max_detections is not None:
+        if args.max_detections < 1:
+            raise UserError(f"--max-detections must be >= 1, got {args.max_detections}")
+        predictor.model.roi_heads.detections_per_img = args.max_detections
     out = args.out or args.model.parent / "eval"
     if args.limit is not None:
         keep = {img["id"] for img in gt.images[: args.limit]}

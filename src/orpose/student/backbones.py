@@ -62,10 +62,38 @@ BACKBONES: dict[str, BackboneFactory] = {
 }
 
 
-def build_backbone(name: str, trainable_layers: int = 5, norm: str = "bn"):
-    """Build a registered backbone; an unknown name lists the known ones."""
+BACKBONE_INITS = ("pretrained", "random")
+
+
+def build_backbone(
+    name: str, trainable_layers: int = 5, norm: str = "bn", init: str = "pretrained"
+):
+    """Build a registered backbone; an unknown name lists the known ones.
+
+    ``init="random"`` re-initialises a backbone that would otherwise come with weights (PyTorch's
+    default init of every layer): the control experiment that shows what pretraining brings.
+    The torchvision backbones are random either way (their weights come from ``init_weights``).
+    """
     if name not in BACKBONES:
         raise ValueError(f"unknown backbone {name!r}; known: {', '.join(sorted(BACKBONES))}")
     if norm not in NORM_LAYERS:
         raise ValueError(f"unknown norm {norm!r}; known: {', '.join(sorted(NORM_LAYERS))}")
-    return BACKBONES[name](trainable_layers, NORM_LAYERS[norm])
+    if init not in BACKBONE_INITS:
+        raise ValueError(f"unknown backbone init {init!r}; known: {', '.join(BACKBONE_INITS)}")
+    backbone, names, anchors = BACKBONES[name](trainable_layers, NORM_LAYERS[norm])
+    if init == "random":
+        reset_weights(backbone)
+    return backbone, names, anchors
+
+
+def reset_weights(module: nn.Module) -> int:
+    """Give every layer of ``module`` PyTorch's default random init; returns how many were reset.
+
+    Parameters keep their ``requires_grad`` (a frozen random backbone stays frozen).
+    """
+    count = 0
+    for layer in module.modules():
+        if layer is not module and hasattr(layer, "reset_parameters"):
+            layer.reset_parameters()
+            count += 1
+    return count

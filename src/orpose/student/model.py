@@ -34,6 +34,7 @@ class StudentConfig:
     """Architecture and losses of the student; saved in every checkpoint."""
 
     backbone: str = "resnet50_fpn"  # resnet50_fpn | resnet18_fpn | mobilenet_v3_fpn | picodet_lcnet
+    backbone_init: str = "pretrained"  # picodet_lcnet: "random" = same network, random weights
     trainable_backbone_layers: int = 5
     norm: str = "bn"  # backbone normalisation: bn | gn | frozen_bn (for pretrained weights)
     box_head_size: int = 1024  # width of the box head's two FC layers (torchvision: 1024)
@@ -119,7 +120,7 @@ class ORPoseStudent(FasterRCNN):
 
     def __init__(self, config: StudentConfig):
         backbone, featmap_names, anchor_sizes = build_backbone(
-            config.backbone, config.trainable_backbone_layers, config.norm
+            config.backbone, config.trainable_backbone_layers, config.norm, config.backbone_init
         )
         anchors = AnchorGenerator(anchor_sizes, ((0.5, 1.0, 2.0),) * len(anchor_sizes))
         super().__init__(

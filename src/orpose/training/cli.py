@@ -41,9 +41,22 @@ def run_train(args: argparse.Namespace) -> int:
     except ConfigError as err:
         raise UserError(str(err)) from err
     out = args.out or Path("runs") / args.config.stem
+    save_resolved_config(config, out / "config.yaml", args)
     try:
         checkpoint = Trainer(config, out, args.device).run(resume=args.resume)
     except ValueError as err:
         raise UserError(str(err)) from err
     print(f"checkpoint: {checkpoint}\nlogs: {out / 'metrics.csv'}, {out / 'loss_curves.png'}")
     return 0
+
+
+def save_resolved_config(config, path: Path, args: argparse.Namespace) -> Path:
+    """The config as trained (file + every ``--set``, paths resolved), beside the checkpoint:
+    what a report cites and what reproduces the run without the command line."""
+    import yaml
+
+    from orpose.atomic import write_atomic
+
+    header = f"# resolved from {args.config}" + "".join(f"\n#   --set {o}" for o in args.overrides)
+    text = header + "\n" + yaml.safe_dump(config.to_dict(), sort_keys=False)
+    return write_atomic(path, lambda f: f.write(text))

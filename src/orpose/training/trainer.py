@@ -236,6 +236,10 @@ class Trainer:
             if done % s.checkpoint_every == 0 or done == s.iterations:
                 self.save(model, optimizer, scheduler, done)
         bar.close()
+        if s.iterations == 0 and self.is_main:
+            # no training asked: the starting weights (init_weights, init_lifter) become the
+            # checkpoint, e.g. the paper's "default student" evaluated before training
+            self.save(model, optimizer, scheduler, 0)
         if tb is not None:
             tb.close()
         if self.is_main:

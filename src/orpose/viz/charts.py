@@ -64,3 +64,42 @@ def plot_loss_curves(csv_path: Path | str, path: Path | str) -> Path:
     fig.savefig(path, dpi=110)
     plt.close(fig)
     return path
+
+
+def plot_models_versus_scale(
+    rows: dict[str, Sequence[dict]], path: Path | str, title: str = ""
+) -> Path:
+    """Box AP and keypoint AP against the downscale factor, one line per model.
+
+    ``rows`` maps a model's name (teacher, student, ...) to its ``metrics.csv`` rows (``scale``,
+    ``box_ap``, ``keypoint_ap`` in %): the paper's question in one picture, namely which model
+    holds up as the image shrinks.
+    """
+    fig, axes = plt.subplots(1, 2, figsize=(9, 3.6), sharey=True)
+    all_scales: set[float] = set()
+    for name, model_rows in rows.items():
+        points = sorted(
+            (_scale_value(str(r["scale"])), r)
+            for r in model_rows
+            if _scale_value(str(r["scale"])) is not None
+        )
+        xs = [p[0] for p in points]
+        all_scales.update(xs)
+        for ax, key in zip(axes, ("box_ap", "keypoint_ap"), strict=True):
+            ax.plot(xs, [float(r[key]) for _, r in points], "o-", label=name)
+    for ax, label in zip(axes, ("Box AP (%)", "Keypoint AP (%)"), strict=True):
+        ax.set_title(label)
+        ax.set_xlabel("downscale factor s")
+        ax.set_xticks(sorted(all_scales))
+        ax.set_xticklabels([f"{x:g}x" for x in sorted(all_scales)])
+        ax.grid(alpha=0.3)
+    axes[0].set_ylabel("AP (%)")
+    axes[1].legend(fontsize=8)
+    if title:
+        fig.suptitle(title)
+    fig.tight_layout()
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path

@@ -1,0 +1,318 @@
+"""``orpose demo``: the whole method, small, on the shared data, in minutes on a CPU.
+
+teacher labels unlabelled images and video frames -> a lifter is trained (or loaded) -> the student
+(PicoDet backbone, ORPose_all low-resolution schedule) trains on the pseudo labels -> teacher and
+student are scored on real labelled images at 1x/8x/10x/12x -> the student predicts the real 12x
+operating-room frames -> a report folder with tables, charts, overlays and 3D skeletons.
+
+Every stage is an ordinary ``orpose`` command (see :mod:`orpose.workflow.steps`), so the report's
+commands can be rerun by hand and an interrupted demo resumes.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from orpose.paths import configs_dir, shared_dir
+from orpose.workflow.steps import Step, StepRunner, write_commands
+
+DEMO_CONFIG = "cpu_picodet.yaml"  # the default CPU student (docs/picodet_backbone.md)
+
+
+@dataclass
+class DemoOptions:
+    """Sizes of the demo; the defaults take about ten minutes on an idle 2-core CPU."""
+
+    out: Path = Path("orpose_demo")
+    shared: Path | None = None  # models/ and data/ (default: ORPOSE_SHARED, ../shared, ./shared)
+    unlabelled_images: int = 60  # from coco_person_unlabeled300
+    video_step: int = 40  # every k-th frame of the PETS video (795 frames)
+    val_images: int = 40  # labelled images of coco_person_val500 for the AP tables
+    scales: list[float] = field(default_factory=lambda: [1, 8, 10, 12])
+    lifter: Path | None = None  # an existing lifter checkpoint instead of training one
+    lifter_epochs: int = 3
+    teacher_preset: str = "single"  # "full" (test-time augmentation) is ~7x slower
+    iterations: int = 200  # student SGD iterations (batch 4)
+    or_frames: int = 120  # real 12x operating-room frames to predict
+    max_detections: int = 20  # people per image kept by the student in evaluation
+
+    @classmethod
+    def quick(cls, **overrides) -> DemoOptions:
+        """A one-to-two-minute run of every stage (what the test suite runs): numbers are noise."""
+        sizes = dict(
+            unlabelled_images=4,
+            video_step=400,
+            val_images=3,
+            scales=[1, 12],
+            lifter_epochs=1,
+            iterations=4,
+            or_frames=4,
+        )
+        return cls(**{**sizes, **overrides})
+
+
+def fmt_scale(scale: float) -> str:
+    return f"{scale:g}"
+
+
+def demo_steps(opts: DemoOptions, data: Path) -> list[Step]:
+    """The demo's commands, in order; paths under ``opts.out``."""
+    d = opts.out
+    unlabelled, val, or12 = d / "data/unlabelled.json", d / "data/val.json", d / "data/or12x.json"
+    lifter = opts.lifter or d / "lifter/lifter.pt"
+    labels = d / "labels/train.json"
+    student = d / "student"
+    steps = [
+        Step(
+            "unlabelled-subset",
+            [
+                "data",
+                "subset",
+                data / "coco_person_unlabeled300/images",
+                "--num",
+                opts.unlabelled_images,
+                "--out",
+                unlabelled,
+            ],
+            [unlabelled],
+            "a fixed part of the unlabelled image pool",
+        ),
+        Step(
+            "val-subset",
+            [
+                "data",
+                "subset",
+                data / "coco_person_val500/person_keypoints.json",
+                "--num",
+                opts.val_images,
+                "--with-keypoints",
+                "--out",
+                val,
+            ],
+            [val],
+            "real images with human keypoint labels, only to measure AP",
+        ),
+        Step(
+            "or-subset",
+            ["data", "subset", data / "or_lowres_12x", "--num", opts.or_frames, "--out", or12],
+            [or12],
+            "real operating-room frames, already 12x downsampled (53x40)",
+        ),
+    ]
+    if opts.lifter is None:
+        steps.append(
+            Step(
+                "lifter",
+                [
+                    "lift",
+                    "train",
+                    "--out",
+                    lifter,
+                    "--epochs",
+                    opts.lifter_epochs,
+                    "--hidden",
+                    256,
+                    "--no-progress",
+                ],
+                [lifter],
+                "the 2D-to-3D lifter, trained on CMU motion capture",
+            )
+        )
+    steps.append(
+        Step(
+            "teacher-labels",
+            [
+                "label",
+                unlabelled,
+                data / "pets09_s2l1/vtest_480x360.avi",
+                "--video-step",
+                opts.video_step,
+                "--preset",
+                opts.teacher_preset,
+                "--lifter",
+                lifter,
+                "--out",
+                labels,
+            ],
+            [labels],
+            "the teacher's soft and hard pseudo labels, 2D and 3D",
+        )
+    )
+    steps.append(
+        Step(
+            "pseudo-label-pictures",
+            [
+                "data",
+                "show",
+                labels,
+                "--num",
+                6,
+                "--field",
+                "keypoints_soft",
+                "--out",
+                d / "report/pseudo_labels",
+            ],
+            [d / "report/pseudo_labels"],
+            "what the student learns from",
+        )
+    )
+    steps.append(
+        Step(
+            "student-train",
+            [
+                "train",
+                configs_dir() / DEMO_CONFIG,
+                "--out",
+                student,
+                "--resume",
+                "--set",
+                f"data.train=[{labels}]",
+                "--set",
+                "data.lowres=all",
+                "--set",
+                f"solver.iterations={opts.iterations}",
+                "--set",
+                f"solver.steps=[{int(opts.iterations * 0.75)},{int(opts.iterations * 0.9)}]",
+                "--set",
+                "solver.lr=0.02",
+                "--set",
+                f"solver.warmup_iterations={min(50, max(1, opts.iterations // 5))}",
+                "--set",
+                f"solver.checkpoint_every={max(1, min(50, opts.iterations))}",
+                "--set",
+                f"init_lifter={lifter}",
+            ],
+            [student / "last.pt"],
+            "the student on the pseudo labels, ORPose_all low-resolution schedule",
+        )
+    )
+    teacher_preds = []
+    for s in opts.scales:
+        pred = d / f"teacher/val_{fmt_scale(s)}x.json"
+        teacher_preds.append(f"{fmt_scale(s)}={pred}")
+        steps.append(
+            Step(
+                f"teacher-val-{fmt_scale(s)}x",
+                [
+                    "label",
+                    val,
+                    "--downscale",
+                    s,
+                    "--preset",
+                    opts.teacher_preset,
+                    "--out",
+                    pred,
+                    "--no-progress",
+                ],
+                [pred],
+                f"the teacher on the labelled images degraded {fmt_scale(s)}x",
+            )
+        )
+    steps.append(
+        Step(
+            "teacher-eval",
+            [
+                "eval",
+                "--gt",
+                val,
+                *[a for p in teacher_preds for a in ("--pred", p)],
+                "--out",
+                d / "eval/teacher",
+                "--no-plot",
+            ],
+            [d / "eval/teacher/metrics.csv"],
+            "the teacher's AP per scale",
+        )
+    )
+    steps.append(
+        Step(
+            "student-eval",
+            [
+                "eval",
+                "--gt",
+                val,
+                "--model",
+                student / "last.pt",
+                "--scales",
+                *opts.scales,
+                "--max-detections",
+                opts.max_detections,
+                "--proposals",
+                300,
+                "--out",
+                d / "eval/student",
+                "--no-plot",
+            ],
+            [d / "eval/student/metrics.csv"],
+            "the student's AP per scale",
+        )
+    )
+    steps.append(
+        Step(
+            "student-or-12x",
+            [
+                "predict",
+                student / "last.pt",
+                or12,
+                "--out",
+                d / "or_predictions",
+                "--score-threshold",
+                0.3,
+                "--proposals",
+                300,
+                "--no-progress",
+            ],
+            [d / "or_predictions/results.json"],
+            "the student on real 12x operating-room frames",
+        )
+    )
+    steps.append(
+        Step(
+            "teacher-or-12x",
+            [
+                "label",
+                or12,
+                "--preset",
+                opts.teacher_preset,
+                "--lifter",
+                lifter,
+                "--out",
+                d / "teacher/or12x.json",
+                "--no-progress",
+            ],
+            [d / "teacher/or12x.json"],
+            "the teacher on the same frames, for comparison",
+        )
+    )
+    for step in steps:
+        step.argv = [str(a) for a in step.argv]
+    return steps
+
+
+def run_demo(opts: DemoOptions) -> Path:
+    """Run (or resume) the demo and write its report; returns the report's path."""
+    from orpose.workflow.demo_report import write_demo_report
+
+    if opts.shared is not None:
+        os.environ["ORPOSE_SHARED"] = str(opts.shared)
+    shared = shared_dir()
+    data = shared / "data"
+    for needed in (
+        "coco_person_unlabeled300/images",
+        "coco_person_val500/person_keypoints.json",
+        "pets09_s2l1/vtest_480x360.avi",
+        "or_lowres_12x",
+        "mocap/cmu_bvh",
+    ):
+        if not (data / needed).exists():
+            raise FileNotFoundError(
+                f"{data / needed}: missing; the demo runs on the shared folder's data "
+                "(--shared DIR or ORPOSE_SHARED; see README)"
+            )
+    steps = demo_steps(opts, data)
+    runner = StepRunner(opts.out)
+    write_commands(steps, opts.out / "commands.sh", f"orpose demo, run from {Path.cwd()}")
+    records = runner.run_all(steps)
+    return write_demo_report(opts, steps, records, sum(r.seconds for r in records))

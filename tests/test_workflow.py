@@ -1,0 +1,244 @@
+"""The demo and experiment machinery: recorded resumable steps, specs, tables, and the whole
+demo chain on the shared data (quick sizes)."""
+
+from __future__ import annotations
+
+import csv
+import json
+import re
+from pathlib import Path
+
+import pytest
+
+from conftest import tiny_dataset_json
+from orpose.workflow.experiment import (
+    ExperimentError,
+    experiment_steps,
+    load_experiment,
+    schedule_overrides,
+)
+from orpose.workflow.report_page import metrics_table
+from orpose.workflow.steps import Step, StepError, StepRunner, write_commands
+
+
+def subset_step(src: Path, out: Path, num: int = 1, name: str = "subset") -> Step:
+    return Step(name, ["data", "subset", str(src), "--num", str(num), "--out", str(out)], [out])
+
+
+def journal_names(runner: StepRunner) -> list[str]:
+    return [json.loads(line)["name"] for line in runner.journal.read_text().splitlines()]
+
+
+def test_steps_run_once_then_skip_and_rerun_when_the_command_changes(tmp_path):
+    data = tiny_dataset_json(tmp_path)
+    out = tmp_path / "sub.json"
+    runner = StepRunner(tmp_path / "work")
+    first = runner.run(subset_step(data, out))
+    assert not first.skipped and out.exists()
+    assert len(json.loads(out.read_text())["images"]) == 1
+
+    again = StepRunner(tmp_path / "work").run(subset_step(data, out))
+    assert again.skipped  # same command, output present: not run again
+
+    changed = StepRunner(tmp_path / "work")
+    record = changed.run(subset_step(data, out, num=2))
+    assert not record.skipped
+    assert len(json.loads(out.read_text())["images"]) == 2
+    assert journal_names(changed) == ["subset", "subset"]
+
+    out.unlink()  # an output deleted by hand makes the step run again
+    assert not StepRunner(tmp_path / "work").run(subset_step(data, out, num=2)).skipped
+
+
+def test_a_failing_step_names_the_command_and_is_not_journaled(tmp_path):
+    runner = StepRunner(tmp_path)
+    bad = subset_step(tmp_path / "missing.json", tmp_path / "out.json")
+    with pytest.raises(StepError, match=r"subset.*orpose data subset .*missing\.json"):
+        runner.run(bad)
+    assert not runner.journal.exists()
+
+
+def test_a_step_that_does_not_write_its_output_fails(tmp_path):
+    data = tiny_dataset_json(tmp_path)
+    step = subset_step(data, tmp_path / "sub.json")
+    step.outputs.append(tmp_path / "never_written.txt")
+    with pytest.raises(StepError, match="never_written"):
+        StepRunner(tmp_path / "w").run(step)
+
+
+def test_commands_script_lists_each_step(tmp_path):
+    steps = [
+        Step("a", ["data", "subset", "x y.json", "--num", "1"], about="why a"),
+        Step("b", ["eval"]),
+    ]
+    text = write_commands(steps, tmp_path / "c.sh", "header line").read_text()
+    assert text.startswith("#!/bin/sh\nset -e\n# header line")
+    assert "# a: why a\norpose data subset 'x y.json' --num 1" in text  # quoted for the shell
+    assert text.rstrip().endswith("orpose eval")
+
+
+def test_metrics_table_is_one_row_per_model_and_omits_mpjpe_without_3d():
+    rows = {
+        "teacher": [{"scale": "1x", "box_ap": "51.27", "keypoint_ap": "67.5", "mpjpe_mm": "nan"},
+                    {"scale": "12x", "box_ap": "16.04", "keypoint_ap": "16.6", "mpjpe_mm": "nan"}],
+        "student": [{"scale": "1x", "box_ap": "15.2", "keypoint_ap": "0.3", "mpjpe_mm": "nan"}],
+    }  # fmt: skip
+    lines = metrics_table(rows, ["1x", "12x"]).splitlines()
+    assert lines[0] == "| model | Box-AP 1x | Keypoint2D-AP 1x | Box-AP 12x | Keypoint2D-AP 12x |"
+    assert lines[2] == "| teacher | 51.3 | 67.5 | 16.0 | 16.6 |"
+    assert lines[3] == "| student | 15.2 | 0.3 | - | - |"  # a scale not evaluated shows "-"
+    with_3d = {"s": [{"scale": "1x", "box_ap": "1", "keypoint_ap": "2", "mpjpe_mm": "134.13"}]}
+    assert metrics_table(with_3d, ["1x"]).splitlines()[2] == "| s | 1.0 | 2.0 | 134.1 |"
+
+
+def write_spec(tmp_path: Path, text: str) -> Path:
+    path = tmp_path / "spec.yaml"
+    path.write_text(text)
+    return path
+
+
+SPEC = """
+gt: {gt}
+scales: [1, 12]
+train: [labels.json]
+schedule: {{iterations: 40}}
+runs:
+  teacher: {{teacher: single}}
+  all: {{train: orpose_all.yaml, label: ORPose_all}}
+  untrained: {{train: orpose_fixed_1x.yaml, set: [solver.iterations=0]}}
+tables:
+  - {{title: T1, rows: [teacher, untrained]}}
+  - {{title: T2, rows: [all]}}
+"""
+
+
+def test_experiment_spec_becomes_label_train_eval_commands(tmp_path):
+    spec = load_experiment(write_spec(tmp_path, SPEC.format(gt=tmp_path / "gt.json")))
+    steps = {s.name: s for s in experiment_steps(spec, tmp_path / "out")}
+    assert list(steps) == ["eval-set", "teacher-1x", "teacher-12x", "teacher-eval", "all-train",
+                           "all-eval", "untrained-train", "untrained-eval"]  # fmt: skip
+    assert "--downscale 12 --preset single" in steps["teacher-12x"].command
+    train = steps["all-train"].command
+    # orpose_all: 20k iterations, steps 14k/16k/18k -> shortened to 40 with the same shape
+    assert "solver.iterations=40" in train and "'solver.steps=[28,32,36]'" in train
+    assert "'data.train=[labels.json]'" in train and "--resume" in train
+    assert "solver.iterations=0" in steps["untrained-train"].command
+    assert "--scales 1 12" in steps["all-eval"].command
+
+
+def test_schedule_override_keeps_the_paper_schedule_shape(tmp_path):
+    from orpose.paths import configs_dir
+
+    spec = load_experiment(write_spec(tmp_path, SPEC.format(gt="gt.json")))
+    spec.iterations, spec.iterations_factor = None, 0.05
+    sets = schedule_overrides(configs_dir() / "orpose_fixed_8x.yaml", spec, [])
+    # fixed_8x: 10k iterations, steps 7k/8k/9k, warm-up 100 -> 500, 350/400/450, 50
+    assert sets[:3] == ["solver.iterations=500", "solver.steps=[350,400,450]",
+                        "solver.warmup_iterations=50"]  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("runs: {a: {teacher: single}}", "gt: missing"),
+        ("gt: g.json\nrunz: {}", "unknown key"),
+        ("gt: g.json\nruns: {a: {teacher: single, model: m.pt}}", "runs.a: give exactly one"),
+        ("gt: g.json\nruns: {a: {teacher: best}}", "runs.a.teacher: expected single or full"),
+        ("gt: g.json\nruns: {a: {teacher: single}}\ntables: [{rows: [b]}]", "'b' is not a run"),
+        ("gt: g.json\nruns: {a: {train: orpose_all.yaml}}", "train: training runs need"),
+    ],
+)
+def test_bad_experiment_specs_name_the_file_and_the_key(tmp_path, text, message):
+    path = write_spec(tmp_path, text)
+    with pytest.raises(ExperimentError, match=re.escape(message)) as err:
+        load_experiment(path)
+    assert str(path) in str(err.value)
+
+
+def test_experiment_runs_and_tables_on_real_images(tmp_path, shared, val500, monkeypatch):
+    """Teacher, an untrained and a 2-iteration student on 2 real images: the results page's
+    numbers are the runs' metrics.csv, and the teacher's equal pycocotools' own evaluation."""
+    from orpose.cli import main
+
+    monkeypatch.setenv("ORPOSE_SHARED", str(shared))
+    monkeypatch.chdir(tmp_path)
+    assert main(["data", "subset", str(val500), "--num", "2", "--with-keypoints",
+                 "--out", "gt2.json"]) == 0  # fmt: skip
+    spec = write_spec(
+        tmp_path,
+        """
+gt: gt2.json
+scales: [1, 12]
+train: [gt2.json]
+schedule: {iterations: 2}
+set: [student.backbone=resnet18_fpn, "student.head_convs=[32]", "student.min_size=[160]",
+      student.max_size=224, student.lifters=false, solver.batch_size=1, data.num_workers=0]
+eval: {max_detections: 5, proposals: 50}
+runs:
+  teacher: {teacher: single}
+  untrained: {train: orpose_fixed_1x.yaml, set: [solver.iterations=0]}
+  tiny: {train: orpose_all.yaml}
+tables:
+  - {title: Table 1, rows: [teacher, untrained]}
+  - {title: Table 2, rows: [tiny]}
+""",
+    )
+    assert main(["experiment", str(spec), "--out", "exp"]) == 0
+    results = (tmp_path / "exp/results.md").read_text()
+    assert "## Table 1" in results and "## Table 2" in results
+    assert (tmp_path / "exp/table1_ap_vs_scale.png").stat().st_size > 1000
+    with open(tmp_path / "exp/runs/teacher/eval/metrics.csv") as f:
+        teacher = {r["scale"]: r for r in csv.DictReader(f)}
+    kpt_1x = float(teacher["1x"]["keypoint_ap"])
+    assert f"| teacher | {float(teacher['1x']['box_ap']):.1f} | {kpt_1x:.1f} |" in results
+    assert kpt_1x == pytest.approx(100 * cocoeval_keypoint_ap(
+        tmp_path / "gt2.json", tmp_path / "exp/runs/teacher/pred_1x.json"), abs=1e-6)  # fmt: skip
+    assert (tmp_path / "exp/runs/untrained/train/last.pt").exists()  # iterations=0 -> checkpoint
+    assert "| tiny |" in results
+    # a second invocation finds every step done and only rewrites the page
+    assert main(["experiment", str(spec), "--out", "exp"]) == 0
+    assert "earlier run" in (tmp_path / "exp/results.md").read_text()
+
+
+def cocoeval_keypoint_ap(gt_path: Path, labels_path: Path) -> float:
+    """pycocotools on its own: the teacher's soft keypoints as results, matched by file name."""
+    from pycocotools.coco import COCO
+    from pycocotools.cocoeval import COCOeval
+
+    gt = COCO(str(gt_path))
+    by_name = {Path(img["file_name"]).name: img["id"] for img in gt.dataset["images"]}
+    labels = json.loads(labels_path.read_text())
+    ids = {img["id"]: by_name[Path(img["file_name"]).name] for img in labels["images"]}
+    results = [{"image_id": ids[a["image_id"]], "category_id": 1, "bbox": a["bbox"],
+                "score": a["score"], "keypoints": a["keypoints_soft"]}
+               for a in labels["annotations"]]  # fmt: skip
+    ev = COCOeval(gt, gt.loadRes(results), "keypoints")
+    ev.evaluate()
+    ev.accumulate()
+    ev.summarize()
+    return float(ev.stats[0])
+
+
+def test_demo_quick_runs_every_stage_and_writes_the_report(tmp_path, shared, monkeypatch):
+    from orpose.cli import main
+
+    monkeypatch.setenv("ORPOSE_SHARED", str(shared))  # --shared sets it; restored afterwards
+
+    out = tmp_path / "demo"
+    assert main(["demo", "--quick", "--out", str(out), "--shared", str(shared)]) == 0
+    report = (out / "report.md").read_text()
+    with open(out / "eval/student/metrics.csv") as f:
+        student = {r["scale"]: r for r in csv.DictReader(f)}
+    assert (
+        f"| {float(student['12x']['box_ap']):.1f} | {float(student['12x']['keypoint_ap']):.1f} |"
+        in report
+    )
+    linked = re.findall(r'(?:src="|\]\()([^")]+\.(?:png|jpg))', report)
+    assert len(linked) >= 10
+    assert all((out / p).is_file() for p in linked), "every picture the page links exists"
+    assert "orpose train" in report and "init_lifter:" in report  # commands and config
+    labels = json.loads((out / "labels/train.json").read_text())
+    assert labels["annotations"] and "keypoints3d_soft" in labels["annotations"][0]
+    assert (out / "commands.sh").read_text().count("\norpose ") == len(
+        (out / "steps.jsonl").read_text().splitlines()
+    )
