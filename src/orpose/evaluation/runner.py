@@ -6,8 +6,6 @@ interrupted evaluation continues where it stopped; the journal is the prediction
 
 from __future__ import annotations
 
-import json
-import os
 from collections.abc import Callable
 from pathlib import Path
 
@@ -17,32 +15,22 @@ from tqdm import tqdm
 from orpose.data.coco import PoseDataset
 from orpose.data.lowres import degrade
 from orpose.data.sources import read_image_rgb
+from orpose.jsonl import JsonlWriter, read_records
 
 Predictor = Callable[[np.ndarray], list[dict]]
 
 
 def _finished(journal: Path) -> dict[int, list[dict]]:
-    done: dict[int, list[dict]] = {}
-    if not journal.exists():
-        return done
-    with open(journal) as f:
-        for line in f:
-            try:
-                entry = json.loads(line)
-            except json.JSONDecodeError:  # a line cut by a crash: redo that image
-                continue
-            done[entry["image_id"]] = entry["results"]
-    return done
+    return {entry["image_id"]: entry["results"] for entry in read_records(journal)}
 
 
 def predict_dataset(predictor: Predictor, gt: PoseDataset, scale: float, journal: Path,
                     limit: int | None = None) -> list[dict]:  # fmt: skip
     """Results for every image of ``gt`` degraded by ``scale`` (journal-backed, resumable)."""
-    journal.parent.mkdir(parents=True, exist_ok=True)
     done = _finished(journal)
     images = gt.images[:limit] if limit else gt.images
     todo = [img for img in images if img["id"] not in done]
-    with open(journal, "a") as f:
+    with JsonlWriter(journal) as writer:
         skipped = len(images) - len(todo)
         progress = tqdm(todo, f"predict {scale:g}x", len(images), unit="img", initial=skipped)
         for img in progress:
@@ -50,8 +38,6 @@ def predict_dataset(predictor: Predictor, gt: PoseDataset, scale: float, journal
             results = predictor(image)
             for r in results:
                 r["image_id"] = img["id"]
-            f.write(json.dumps({"image_id": img["id"], "results": results}) + "\n")
-            f.flush()
-            os.fsync(f.fileno())
+            writer.append({"image_id": img["id"], "results": results})
             done[img["id"]] = results
     return [r for img in images for r in done[img["id"]]]

@@ -13,12 +13,11 @@ files are written from the journal:
 
 from __future__ import annotations
 
-import json
-import os
 from pathlib import Path
 from typing import Any
 
 from orpose.data.coco import write_json_atomic
+from orpose.jsonl import JsonlWriter, read_records
 
 JOURNAL_NAME = "predictions.jsonl"
 RESULTS_NAME = "results.json"
@@ -36,20 +35,10 @@ class PredictionJournal:
         self.path = path
         self.entries: dict[str, dict[str, Any]] = {}
         path.parent.mkdir(parents=True, exist_ok=True)
-        if resume and path.exists():
-            self._load()
-        elif path.exists():
-            path.unlink()
-        self._file = open(path, "a")  # noqa: SIM115 - kept open for the whole run
-
-    def _load(self) -> None:
-        with open(self.path) as f:
-            for line in f:
-                try:
-                    entry = json.loads(line)
-                except json.JSONDecodeError:  # a line cut by a crash: that frame is redone
-                    continue
+        if resume:  # a line cut by a crash is dropped: that frame is redone
+            for entry in read_records(path):
                 self.entries[entry["image"]["file_name"]] = entry
+        self._writer = JsonlWriter(path, truncate=not resume)
 
     def done(self, key: str, image_id: int) -> dict[str, Any] | None:
         """The finished entry of a frame, None when it is still to do."""
@@ -63,13 +52,11 @@ class PredictionJournal:
 
     def append(self, image: dict[str, Any], results: list[dict]) -> None:
         entry = {"image": image, "results": results}
-        self._file.write(json.dumps(entry) + "\n")
-        self._file.flush()
-        os.fsync(self._file.fileno())
+        self._writer.append(entry)
         self.entries[image["file_name"]] = entry
 
     def close(self) -> None:
-        self._file.close()
+        self._writer.close()
 
     def write_outputs(self, folder: Path, info: dict[str, Any]) -> tuple[Path, Path]:
         """``results.json`` and ``images.json`` of every journalled frame, in image-id order."""

@@ -9,12 +9,13 @@ commands themselves resume their own long work (labelling and evaluation journal
 
 from __future__ import annotations
 
-import json
 import shlex
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+
+from orpose.jsonl import JsonlWriter, read_records
 
 
 class StepError(RuntimeError):
@@ -54,15 +55,7 @@ class StepRunner:
         self.records: list[StepRecord] = []
 
     def _read_journal(self) -> dict[str, dict]:
-        finished: dict[str, dict] = {}
-        if self.journal.exists():
-            for line in self.journal.read_text().splitlines():
-                try:
-                    entry = json.loads(line)
-                except json.JSONDecodeError:  # a line cut by a crash: that step reruns
-                    continue
-                finished[entry["name"]] = entry
-        return finished
+        return {entry["name"]: entry for entry in read_records(self.journal)}
 
     def is_done(self, step: Step) -> bool:
         entry = self.finished.get(step.name)
@@ -88,12 +81,9 @@ class StepRunner:
             if missing:
                 raise StepError(f"step {step.name!r} did not write {', '.join(missing)}")
             record = StepRecord(step.name, step.command, seconds)
-            with open(self.journal, "a") as f:
-                f.write(
-                    json.dumps(
-                        {"name": step.name, "command": step.command, "seconds": round(seconds, 1)}
-                    )
-                    + "\n"
+            with JsonlWriter(self.journal) as writer:
+                writer.append(
+                    {"name": step.name, "command": step.command, "seconds": round(seconds, 1)}
                 )
         self.records.append(record)
         return record
