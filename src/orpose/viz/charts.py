@@ -11,6 +11,16 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 
 
+def save_figure(fig, path: Path | str) -> Path:
+    """Lay out, write (parent folders made) and close a figure; returns the path."""
+    fig.tight_layout()
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path
+
+
 def _scale_value(label: str) -> float | None:
     try:
         return float(label.rstrip("x"))
@@ -34,12 +44,7 @@ def plot_ap_versus_scale(reports: Sequence, path: Path | str, title: str = "") -
     ax.legend()
     if title:
         ax.set_title(title)
-    fig.tight_layout()
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-    return path
+    return save_figure(fig, path)
 
 
 def plot_loss_curves(csv_path: Path | str, path: Path | str) -> Path:
@@ -59,11 +64,7 @@ def plot_loss_curves(csv_path: Path | str, path: Path | str) -> Path:
     ax.set_xlabel("iteration")
     ax.set_ylabel("loss (weighted)")
     ax.grid(alpha=0.3)
-    fig.tight_layout()
-    path = Path(path)
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return save_figure(fig, path)
 
 
 def plot_models_versus_scale(
@@ -97,9 +98,4 @@ def plot_models_versus_scale(
     axes[1].legend(fontsize=8)
     if title:
         fig.suptitle(title)
-    fig.tight_layout()
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-    return path
+    return save_figure(fig, path)

@@ -62,21 +62,16 @@ def steps_table(records: Sequence[StepRecord]) -> str:
 
 
 def machine_description() -> str:
-    """CPU, cores, GPU (if any) and library versions: numbers mean little without them."""
-    import torch
+    """CPU, cores, load, GPU (if any) and library versions: numbers mean little without them."""
+    from orpose.inference.bench import machine
 
-    cpu = platform.processor() or platform.machine()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    gpu = torch.cuda.get_device_name(0) if torch.cuda.is_available() else "none"
+    info = machine()
+    load = info.get("load_average_1min")
     return (
-        f"{cpu}, {os.cpu_count()} cores; GPU: {gpu}; Python {platform.python_version()}, "
-        f"torch {torch.__version__}, {platform.system()}"
+        f"{info['cpu']}, {info['logical_cpus']} cores"
+        + (f" (load average {load} at the end)" if load is not None else "")
+        + f"; GPU: {info.get('gpu', 'none')}; Python {platform.python_version()}, "
+        f"torch {info['torch']}, {platform.system()}"
     )
 
 
