@@ -242,3 +242,22 @@ def test_demo_quick_runs_every_stage_and_writes_the_report(tmp_path, shared, mon
     assert (out / "commands.sh").read_text().count("\norpose ") == len(
         (out / "steps.jsonl").read_text().splitlines()
     )
+
+
+def test_a_step_cannot_change_torchs_thread_count_for_the_next(tmp_path, monkeypatch):
+    import torch
+
+    from orpose.workflow import steps
+
+    def lowering_main(argv):
+        torch.set_num_threads(1)  # what `orpose lift train` does by default
+        return 0
+
+    monkeypatch.setattr("orpose.cli.main", lowering_main)
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        assert steps.run_orpose(["lift", "train"]) == 0
+        assert torch.get_num_threads() == 2
+    finally:
+        torch.set_num_threads(before)

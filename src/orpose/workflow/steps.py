@@ -93,10 +93,20 @@ class StepRunner:
 
 
 def run_orpose(argv: Sequence[str]) -> int:
-    """``orpose ARGV`` in this process; its exit code."""
+    """``orpose ARGV`` in this process; its exit code.
+
+    Torch's thread count is restored afterwards: a command may lower it for itself (``lift
+    train`` runs on one thread by default), and in one process that would slow every later step.
+    """
+    import torch
+
     from orpose.cli import main
 
-    return main([str(a) for a in argv])
+    threads = torch.get_num_threads()
+    try:
+        return main([str(a) for a in argv])
+    finally:
+        torch.set_num_threads(threads)
 
 
 def write_commands(steps: Sequence[Step], path: Path, header: str = "") -> Path:
