@@ -23,7 +23,7 @@ DEMO_CONFIG = "cpu_picodet.yaml"  # the default CPU student (docs/picodet_backbo
 
 @dataclass
 class DemoOptions:
-    """Sizes of the demo; the defaults take about ten minutes on an idle 2-core CPU."""
+    """Sizes of the demo; the defaults take about 8 minutes on an idle 2-core CPU."""
 
     out: Path = Path("orpose_demo")
     shared: Path | None = None  # models/ and data/ (default: ORPOSE_SHARED, ../shared, ./shared)

@@ -26,6 +26,7 @@ from orpose.workflow.steps import Step, StepRecord
 
 SAMPLE_IMAGES = 3  # labelled images shown at 1x and at the largest scale
 OR_SAMPLES = 4  # operating-room frames shown with their 3D skeletons
+PLOT3D_PEOPLE = 4  # the best-scoring people (>= 0.5) drawn in 3D, side by side
 
 
 def pseudo_label_summary(path: Path) -> str:
@@ -127,9 +128,10 @@ def or_samples(opts, report_dir: Path) -> list[str]:
                 network_view, found, report_dir / "or12x" / f"{stem}_{who}.jpg", 0.3
             )
             cells.append(image_link(drawn, opts.out, f"{who}, frame {stem}", width=300))
+        best = sorted((r for r in people if r["score"] >= 0.5), key=lambda r: -r["score"])
         plot = plot_people_3d(
             report_dir / "or12x" / f"{stem}_3d.png",
-            people,
+            best[:PLOT3D_PEOPLE],
             size,
             title=f"frame {stem}: student 3D (root-relative)",
         )
@@ -147,7 +149,7 @@ def or_samples(opts, report_dir: Path) -> list[str]:
         0,
         f"{len(images)} frames of {size_text} pixels; people per frame (score >= 0.3): teacher "
         f"{np.mean(teacher_counts):.1f}, student {np.mean(counts):.1f}. Left: teacher, middle: "
-        "student, right: the student's 3D.",
+        "student, right: the student's 3D of its (at most four) people scoring >= 0.5.",
     )
     return lines
 
