@@ -179,3 +179,23 @@ def test_backbone_gets_its_own_learning_rate(tmp_path):
         p.numel() for n, p in model.named_parameters() if n.startswith("backbone.body.")
     )
     assert sum(p.numel() for p in optimizer.param_groups[1]["params"]) == n_backbone
+
+
+def test_stage_two_starts_from_a_stage_one_checkpoint_with_its_own_lifters(tmp_path):
+    """Fine-tuning (docs/picodet_backbone.md): init_weights = an orpose checkpoint whose lifters
+    came from a lifter file of another width than the config's; every weight carries over."""
+    from orpose.lifting import Lifter, LifterConfig
+    from orpose.lifting.checkpoint import save_lifter
+
+    torch.manual_seed(0)
+    lifter_path = save_lifter(Lifter(LifterConfig(hidden=24, blocks=1)), tmp_path / "lifter.pt")
+    config = _tiny_config(tmp_path, 1)
+    stage1 = Trainer(load_train_config(config, [f"init_lifter={lifter_path}"]), tmp_path / "s1",
+                     "cpu").run()  # fmt: skip
+    stage2 = Trainer(load_train_config(config, [f"init_weights={stage1}", "solver.iterations=0"]),
+                     tmp_path / "s2", "cpu").run()  # fmt: skip
+    a = torch.load(stage1, weights_only=False)
+    b = torch.load(stage2, weights_only=False)
+    assert b["student_config"]["lifter_config"]["hidden"] == 24  # not the config's 16
+    for key, value in a["model"].items():
+        assert torch.equal(value, b["model"][key]), key

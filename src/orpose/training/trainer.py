@@ -13,6 +13,7 @@ each rank takes its share of every batch; rank 0 writes the files).
 from __future__ import annotations
 
 import csv
+import dataclasses
 import logging
 import math
 import os
@@ -97,7 +98,15 @@ class Trainer:
     # -- building -------------------------------------------------------------------------
     def build_model(self) -> ORPoseStudent:
         torch.manual_seed(self.config.solver.seed)
-        model = build_student(self.config.student)
+        student = self.config.student
+        if self.config.init_weights and not self.config.init_lifter:
+            # fine-tuning an orpose checkpoint (stage 2): its lifters came from a lifter file
+            # whose architecture the checkpoint records; build the same ones to load them
+            lifter_config = orpose_checkpoint_lifter_config(self.config.init_weights)
+            if lifter_config is not None:
+                student = dataclasses.replace(student, lifter_config=lifter_config)
+                self.config.student = student
+        model = build_student(student)
         if self.config.init_weights:
             from orpose.student.weights import load_torchvision_keypointrcnn
 
@@ -296,3 +305,11 @@ class Trainer:
 
         if log_path.exists():
             plot_loss_curves(log_path, self.out_dir / "loss_curves.png")
+
+
+def orpose_checkpoint_lifter_config(path: Path | str) -> dict | None:
+    """The lifter architecture saved in an orpose checkpoint; None for other weight files."""
+    state = torch.load(path, map_location="cpu", weights_only=False)
+    if isinstance(state, dict) and isinstance(state.get("student_config"), dict):
+        return dict(state["student_config"].get("lifter_config") or {})
+    return None
