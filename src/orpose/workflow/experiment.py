@@ -184,90 +184,69 @@ def scale_tag(scale: float) -> str:
     return f"{scale:g}"
 
 
+def teacher_steps(run: RunSpec, spec: ExperimentSpec, gt: Path, folder: Path) -> list[Step]:
+    """The teacher on the evaluation images at each scale, then one evaluation of them all."""
+    steps, preds = [], []
+    lifter = ["--lifter", spec.lifter] if spec.lifter else []
+    for s in spec.scales:
+        pred = folder / f"pred_{scale_tag(s)}x.json"
+        preds += ["--pred", f"{scale_tag(s)}={pred}"]
+        argv = ["label", gt, "--downscale", scale_tag(s), "--preset", run.value, *lifter,
+                "--out", pred, "--no-progress"]  # fmt: skip
+        steps.append(Step(f"{run.name}-{scale_tag(s)}x", argv, [pred],
+                          f"the teacher ({run.value}) at {scale_tag(s)}x"))  # fmt: skip
+    argv = ["eval", "--gt", gt, *preds, "--out", folder / "eval", "--no-plot"]
+    steps.append(Step(f"{run.name}-eval", argv, [folder / "eval/metrics.csv"], "its AP per scale"))
+    return steps
+
+
+def train_step(run: RunSpec, spec: ExperimentSpec, folder: Path) -> Step:
+    """``orpose train`` of one run, with the spec's data, starting weights and overrides."""
+    config = find_config(run.value, spec.path)
+    sets = [f"data.train=[{','.join(spec.train)}]"]
+    if spec.lifter:
+        sets.append(f"init_lifter={spec.lifter}")
+    if spec.init_weights:
+        sets.append(f"init_weights={spec.init_weights}")
+    sets += [*spec.set, *schedule_overrides(config, spec, run.set), *run.set]
+    argv = ["train", config, "--out", folder / "train", "--resume",
+            *[a for s in sets for a in ("--set", s)]]  # fmt: skip
+    return Step(f"{run.name}-train", argv, [folder / "train/last.pt"], f"training of {run.label}")
+
+
+def model_eval_step(run: RunSpec, spec: ExperimentSpec, gt: Path, folder: Path,
+                    checkpoint: Path) -> Step:  # fmt: skip
+    """``orpose eval --model`` of a student at every scale."""
+    options = []
+    if spec.max_detections:
+        options += ["--max-detections", spec.max_detections]
+    if spec.proposals:
+        options += ["--proposals", spec.proposals]
+    argv = ["eval", "--gt", gt, "--model", checkpoint, "--scales", *map(scale_tag, spec.scales),
+            *options, "--out", folder / "eval", "--no-plot"]  # fmt: skip
+    return Step(f"{run.name}-eval", argv, [folder / "eval/metrics.csv"], "its AP per scale")
+
+
 def experiment_steps(spec: ExperimentSpec, out: Path, only: list[str] | None = None) -> list[Step]:
     """The commands of every run (or of the ``only`` ones), in the order of the spec."""
     gt = out / "data/gt.json"
-    steps = [
-        Step("eval-set",
-             ["data", "subset", spec.gt, "--num", spec.limit or 10**9, "--out", gt,
-              *(["--images", spec.images] if spec.images else [])],
-             [gt], "the labelled evaluation images (image paths made absolute)")
-    ]  # fmt: skip
-    eval_opts = []
-    if spec.max_detections:
-        eval_opts += ["--max-detections", spec.max_detections]
-    if spec.proposals:
-        eval_opts += ["--proposals", spec.proposals]
+    subset = ["data", "subset", spec.gt, "--num", spec.limit or 10**9, "--out", gt,
+              *(["--images", spec.images] if spec.images else [])]  # fmt: skip
+    steps = [Step("eval-set", subset, [gt], "the labelled evaluation images (absolute paths)")]
     for run in spec.runs.values():
         if only and run.name not in only:
             continue
         folder = out / "runs" / run.name
-        metrics = folder / "eval/metrics.csv"
         if run.kind == "teacher":
-            preds = []
-            for s in spec.scales:
-                pred = folder / f"pred_{scale_tag(s)}x.json"
-                preds += ["--pred", f"{scale_tag(s)}={pred}"]
-                lifter = ["--lifter", spec.lifter] if spec.lifter else []
-                steps.append(
-                    Step(
-                        f"{run.name}-{scale_tag(s)}x",
-                        [
-                            "label",
-                            gt,
-                            "--downscale",
-                            scale_tag(s),
-                            "--preset",
-                            run.value,
-                            *lifter,
-                            "--out",
-                            pred,
-                            "--no-progress",
-                        ],
-                        [pred],
-                        f"the teacher ({run.value}) at {scale_tag(s)}x",
-                    )
-                )
-            steps.append(
-                Step(
-                    f"{run.name}-eval",
-                    ["eval", "--gt", gt, *preds, "--out", folder / "eval", "--no-plot"],
-                    [metrics],
-                    "its AP per scale",
-                )
-            )
+            steps += teacher_steps(run, spec, gt, folder)
             continue
         if run.kind == "train":
-            config = find_config(run.value, spec.path)
-            sets = [f"data.train=[{','.join(spec.train)}]"]
-            if spec.lifter:
-                sets.append(f"init_lifter={spec.lifter}")
-            if spec.init_weights:
-                sets.append(f"init_weights={spec.init_weights}")
-            sets += [*spec.set, *schedule_overrides(config, spec, run.set), *run.set]
-            checkpoint = folder / "train/last.pt"
-            steps.append(
-                Step(
-                    f"{run.name}-train",
-                    [
-                        "train",
-                        config,
-                        "--out",
-                        folder / "train",
-                        "--resume",
-                        *[a for s in sets for a in ("--set", s)],
-                    ],
-                    [checkpoint],
-                    f"training of {run.label}",
-                )
-            )
+            training = train_step(run, spec, folder)
+            steps.append(training)
+            checkpoint = training.outputs[0]
         else:
             checkpoint = Path(_resolve_shared(run.value))
-        steps.append(Step(f"{run.name}-eval",
-                          ["eval", "--gt", gt, "--model", checkpoint,
-                           "--scales", *map(scale_tag, spec.scales), *eval_opts,
-                           "--out", folder / "eval", "--no-plot"],
-                          [metrics], "its AP per scale"))  # fmt: skip
+        steps.append(model_eval_step(run, spec, gt, folder, checkpoint))
     for step in steps:
         step.argv = [str(a) for a in step.argv]
     return steps
