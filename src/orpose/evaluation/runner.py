@@ -24,11 +24,12 @@ def _finished(journal: Path) -> dict[int, list[dict]]:
     return {entry["image_id"]: entry["results"] for entry in read_records(journal)}
 
 
-def predict_dataset(predictor: Predictor, gt: PoseDataset, scale: float, journal: Path,
-                    limit: int | None = None) -> list[dict]:  # fmt: skip
+def predict_dataset(
+    predictor: Predictor, gt: PoseDataset, scale: float, journal: Path
+) -> list[dict]:
     """Results for every image of ``gt`` degraded by ``scale`` (journal-backed, resumable)."""
     done = _finished(journal)
-    images = gt.images[:limit] if limit else gt.images
+    images = gt.images
     todo = [img for img in images if img["id"] not in done]
     with JsonlWriter(journal) as writer:
         skipped = len(images) - len(todo)

@@ -35,13 +35,29 @@ def map_torchvision_keypointrcnn(state: dict[str, torch.Tensor]) -> dict[str, to
     return out
 
 
-def load_torchvision_keypointrcnn(model: ORPoseStudent, path: Path | str) -> list[str]:
-    """Load torchvision COCO Keypoint R-CNN weights; returns the student keys left untouched.
+def read_weight_file(path: Path | str) -> dict:
+    """A starting-weights file as saved: a torchvision state dict or an orpose checkpoint."""
+    return torch.load(path, map_location="cpu", weights_only=True)
+
+
+def checkpoint_lifter_config(saved: dict) -> dict | None:
+    """The lifter architecture an orpose checkpoint records; None for other weight files."""
+    if isinstance(saved, dict) and isinstance(saved.get("student_config"), dict):
+        return dict(saved["student_config"].get("lifter_config") or {})
+    return None
+
+
+def load_torchvision_keypointrcnn(
+    model: ORPoseStudent, path: Path | str, saved: dict | None = None
+) -> list[str]:
+    """Load torchvision COCO Keypoint R-CNN weights (or an orpose checkpoint of the same
+    architecture); returns the student keys left untouched. ``saved``: the file's content when
+    the caller has already read it with :func:`read_weight_file`.
 
     Raises ValueError naming the file when a tensor's shape does not fit (for example a
     checkpoint of another backbone).
     """
-    state = torch.load(path, map_location="cpu", weights_only=True)
+    state = read_weight_file(path) if saved is None else saved
     if isinstance(state, dict) and "model" in state and isinstance(state["model"], dict):
         state = state["model"]
     mapped = map_torchvision_keypointrcnn(state)

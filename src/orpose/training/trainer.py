@@ -98,19 +98,23 @@ class Trainer:
     # -- building -------------------------------------------------------------------------
     def build_model(self) -> ORPoseStudent:
         torch.manual_seed(self.config.solver.seed)
-        student = self.config.student
-        if self.config.init_weights and not self.config.init_lifter:
+        from orpose.student.weights import (
+            checkpoint_lifter_config,
+            load_torchvision_keypointrcnn,
+            read_weight_file,
+        )
+
+        saved = read_weight_file(self.config.init_weights) if self.config.init_weights else None
+        lifter_config = checkpoint_lifter_config(saved) if saved is not None else None
+        if lifter_config is not None and not self.config.init_lifter:
             # fine-tuning an orpose checkpoint (stage 2): its lifters came from a lifter file
             # whose architecture the checkpoint records; build the same ones to load them
-            lifter_config = orpose_checkpoint_lifter_config(self.config.init_weights)
-            if lifter_config is not None:
-                student = dataclasses.replace(student, lifter_config=lifter_config)
-                self.config.student = student
-        model = build_student(student)
-        if self.config.init_weights:
-            from orpose.student.weights import load_torchvision_keypointrcnn
-
-            load_torchvision_keypointrcnn(model, self.config.init_weights)
+            self.config.student = dataclasses.replace(
+                self.config.student, lifter_config=lifter_config
+            )
+        model = build_student(self.config.student)
+        if saved is not None:
+            load_torchvision_keypointrcnn(model, self.config.init_weights, saved)
         if self.config.init_lifter:
             from orpose.student.weights import load_lifters
 
@@ -305,11 +309,3 @@ class Trainer:
 
         if log_path.exists():
             plot_loss_curves(log_path, self.out_dir / "loss_curves.png")
-
-
-def orpose_checkpoint_lifter_config(path: Path | str) -> dict | None:
-    """The lifter architecture saved in an orpose checkpoint; None for other weight files."""
-    state = torch.load(path, map_location="cpu", weights_only=False)
-    if isinstance(state, dict) and isinstance(state.get("student_config"), dict):
-        return dict(state["student_config"].get("lifter_config") or {})
-    return None

@@ -52,7 +52,6 @@ class StepRunner:
         self.out.mkdir(parents=True, exist_ok=True)
         self.journal = self.out / "steps.jsonl"
         self.finished = self._read_journal()
-        self.records: list[StepRecord] = []
 
     def _read_journal(self) -> dict[str, dict]:
         return {entry["name"]: entry for entry in read_records(self.journal)}
@@ -85,7 +84,6 @@ class StepRunner:
                 writer.append(
                     {"name": step.name, "command": step.command, "seconds": round(seconds, 1)}
                 )
-        self.records.append(record)
         return record
 
     def run_all(self, steps: Sequence[Step]) -> list[StepRecord]:
