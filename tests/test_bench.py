@@ -10,10 +10,17 @@ import torch
 from onnx import TensorProto, helper, numpy_helper
 
 from orpose.cli import main
-from orpose.inference.bench import BenchRow, add_speedups, format_table, teacher_cost, time_calls
 from orpose.inference.flops import onnx_macs, onnx_parameters, student_flops
 from orpose.inference.predictor import limit_proposals, save_student
 from orpose.student import build_student
+from orpose.workflow.bench import (
+    BenchRow,
+    add_speedups,
+    format_table,
+    lowres_ratios,
+    teacher_cost,
+    time_calls,
+)
 from test_inference_predict import TINY
 
 
@@ -64,24 +71,32 @@ def test_student_flops_grow_with_the_people_in_the_keypoint_head():
     assert per_person >= 14 * 14 * 16 * 256 * 9
 
 
-def test_latency_statistics_and_table():
+def test_latency_statistics_table_and_ratios():
     calls = []
     times, outputs = time_calls(lambda f: calls.append(f) or len(calls), [1, 2, 3], warmup=2)
     assert len(calls) == 5 and outputs == [3, 4, 5] and len(times) == 3
-    teacher = BenchRow("teacher", "full", "onnxruntime", 2.4, 1.8, [100.0, 200.0, 300.0, 400.0])
-    student = BenchRow("student", "resnet18_fpn", "pytorch", 30.0, 50.0, [50.0, 50.0, 50.0, 150.0])
-    add_speedups([teacher, student])
+    full = "640x480"
+    teacher = BenchRow("teacher", "full", "onnxruntime", full, "detected", 2.4, 1.8,
+                       [100.0, 200.0, 300.0, 400.0])  # fmt: skip
+    single = BenchRow("teacher", "single", "onnxruntime", full, "detected", 2.4, 1.0,
+                      [75.0, 75.0])  # fmt: skip
+    student = BenchRow("student", "cpu", "onnxruntime", full, "detected", 3.0, 5.0,
+                       [50.0, 50.0, 50.0, 150.0])  # fmt: skip
+    low = BenchRow("student", "cpu", "onnxruntime", "53x40 (12x, native)", "detected", 3.0,
+                   0.5, [10.0, 10.0])  # fmt: skip
+    add_speedups([teacher, single, student, low])
     assert student.median_ms == 50.0 and student.p90_ms == pytest.approx(120.0)
     assert student.fps == pytest.approx(1000 / 75)
-    assert student.speedup == {"full": pytest.approx(250.0 / 50.0)}
-    table = format_table([teacher, student])
-    assert "resnet18_fpn" in table and "5.00" in table and "x teacher full" in table
+    assert student.speedup == {"full": pytest.approx(5.0), "single": pytest.approx(1.5)}
+    assert lowres_ratios([student, low]) == {"cpu onnxruntime": pytest.approx(0.2)}
+    table = format_table([teacher, single, student, low])
+    assert "x teacher single" in table and "x teacher full" in table and "5.00" in table
 
 
 @pytest.mark.shared
 def test_teacher_cost_counts_views_and_people(shared):
-    from orpose.inference.bench import teacher_config
     from orpose.teacher.teacher import Teacher
+    from orpose.workflow.bench import teacher_config
 
     single = Teacher.from_config(teacher_config("single"), shared / "models")
     full = Teacher.from_config(teacher_config("full"), shared / "models")
@@ -99,13 +114,18 @@ def test_bench_cli_on_a_checkpoint(tmp_path, capsys):
     frames.mkdir()
     cv2.imwrite(str(frames / "f.png"), np.full((120, 160, 3), 90, np.uint8))
     out = tmp_path / "bench.json"
-    options = "--count 1 --warmup 0 --backbones --teacher --persons 2 --proposals 50"
+    options = "--count 1 --warmup 0 --students --teacher --people"
     args = ["--frames", str(frames), "--checkpoint", str(checkpoint), "--out", str(out)]
     code = main(["bench", *args, *options.split()])
     assert code == 0
     report = json.loads(out.read_text())
-    rows = {(r["variant"], r["runtime"]) for r in report["rows"]}
-    assert rows == {("tiny", "pytorch"), ("tiny", "onnxruntime")}
+    rows = {(r["variant"], r["runtime"], r["input"]) for r in report["rows"]}
+    assert rows == {
+        (name, runtime, size)
+        for name in ("tiny",)
+        for runtime in ("pytorch", "onnxruntime")
+        for size in ("640x480", "640x480 (12x, upsampled)")
+    }
     assert all(r["gflops"] > 0 and r["median_ms"] > 0 for r in report["rows"])
     assert report["paper"]["student"]["gflops"] == 215.0 and "cpu" in report["machine"]
     assert "tiny" in capsys.readouterr().out

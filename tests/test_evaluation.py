@@ -38,7 +38,9 @@ def perturbed(results: list[dict], seed: int = 0) -> list[dict]:
             kps = np.asarray(r["keypoints"]).reshape(17, 3)
             kps[:, :2] += rng.normal(0, 6, (17, 2))
             r["keypoints"] = kps.reshape(-1).tolist()
-        r["bbox"] = (np.asarray(r["bbox"]) + rng.normal(0, 4, 4)).tolist()
+        box = np.asarray(r["bbox"]) + rng.normal(0, 4, 4)
+        box[2:] = np.maximum(box[2:], 0.0)  # a negative width or height is refused on load
+        r["bbox"] = box.tolist()
         r["score"] = float(rng.uniform(0.1, 1))
     return out
 

@@ -100,7 +100,7 @@ def test_resume_continues_bit_for_bit(tmp_path):
 def test_bad_config_is_named(tmp_path):
     path = tmp_path / "bad.yaml"
     path.write_text("solver: {iterationz: 3}\n")
-    with pytest.raises(ConfigError, match=r"bad\.yaml: solver: unknown key\(s\) iterationz"):
+    with pytest.raises(ConfigError, match=r"bad\.yaml: unknown key\(s\) solver\.iterationz"):
         load_train_config(path)
 
 

@@ -10,9 +10,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-
-class MissingResourceError(FileNotFoundError):
-    """A local model or data folder that is not where orpose was told to look."""
+from orpose.errors import MissingResourceError
 
 
 def shared_dir(required: bool = True) -> Path | None:
@@ -67,3 +65,10 @@ def configs_dir() -> Path:
             "-e .) or set ORPOSE_CONFIGS to a copy of its configs/ folder"
         )
     return path
+
+
+def expand_shared(text: str) -> str:
+    """``{shared}`` in a config value -> the shared models/data folder (configs and specs)."""
+    if "{shared}" in text:
+        text = text.replace("{shared}", str(shared_dir()))
+    return text

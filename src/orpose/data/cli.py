@@ -18,6 +18,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         default=None,
         help="image folder (default: images/ beside the file, else its folder)",
     )
+    check.add_argument(
+        "--no-decode",
+        action="store_true",
+        help="only check that the images exist (default: decode each one to its end, so that "
+        "empty, truncated or non-image files are reported)",
+    )
     check.set_defaults(func=run_check)
 
     mvor = verbs.add_parser(
@@ -69,19 +75,61 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run_check(args: argparse.Namespace) -> int:
-    from orpose.data.coco import KEYPOINT_FIELDS, load_pose_dataset
+    """Validate the file and its images: every bad image is listed on stdout, and the error
+    line (stderr, exit code 2) names the file, the first bad image and how many there are."""
+    from orpose.data.coco import (
+        KEYPOINT_FIELDS,
+        DatasetError,
+        load_pose_dataset,
+        undecodable_images,
+    )
 
     ds = load_pose_dataset(args.file, image_root=args.images, check_images=True)
+    if not args.no_decode:
+        bad = undecodable_images(ds)
+        for img, path, problem in bad:
+            print(f"bad image: id {img['id']}: {path}: {problem}")
+        if bad:
+            img, path, problem = bad[0]
+            more = f" (and {len(bad) - 1} more, listed above)" if len(bad) > 1 else ""
+            raise DatasetError(
+                f"{args.file}: image id {img['id']}: field 'file_name': {path}: {problem}; "
+                f"{len(bad)} of {len(ds.images)} images cannot be decoded{more}"
+            )
     persons = [a for a in ds.annotations if not a.get("iscrowd", 0)]
+    found = "found" if args.no_decode else "decoded"
     print(
-        f"{args.file}: valid; {len(ds.images)} images (all found under {ds.image_root}), "
+        f"{args.file}: valid; {len(ds.images)} images (all {found} under {ds.image_root}), "
         f"{len(ds.annotations)} annotations ({len(persons)} non-crowd)"
     )
     for key in KEYPOINT_FIELDS:
-        n = sum(1 for a in ds.annotations if key in a)
-        if n:
-            print(f"  {key}: {n} annotations")
+        carrying = [a for a in ds.annotations if key in a]
+        if carrying:
+            people = sum(1 for a in carrying if has_keypoints(a, key))
+            print(
+                f"  {key}: {people} people with keypoints "
+                f"({len(carrying)} annotations carry the field)"
+            )
     return 0
+
+
+def has_keypoints(ann: dict, key: str = "keypoints") -> bool:
+    """Whether an annotation holds at least one keypoint in ``key``, not merely the field.
+
+    ``keypoints``: COCO's ``num_keypoints`` > 0 when given, else a visibility > 0; other 2D fields
+    and ``keypoints3d``: a last channel (confidence / visibility) > 0; 3D lifts (no such channel):
+    a non-zero value. COCO files give boxes-only people ``keypoints`` of zeros.
+    """
+    import numpy as np
+
+    from orpose.data.coco import KEYPOINT_FIELDS
+
+    if key == "keypoints" and isinstance(ann.get("num_keypoints"), int | float):
+        return ann["num_keypoints"] > 0
+    values = np.asarray(ann.get(key) or [], dtype=np.float64)
+    if key.startswith("keypoints3d") and KEYPOINT_FIELDS.get(key) == 3:
+        return bool(np.any(values != 0))
+    return bool(np.any(values.reshape(-1, KEYPOINT_FIELDS.get(key, 3))[:, -1] > 0))
 
 
 def run_mvor_to_coco(args: argparse.Namespace) -> int:
@@ -109,7 +157,7 @@ def run_downscale(args: argparse.Namespace) -> int:
 
     specs = expand_inputs(args.inputs)
     if any(s.video for s in specs):
-        from orpose.cli import UserError
+        from orpose.errors import UserError
 
         raise UserError("downscale takes images or folders; extract video frames first")
     images = [p for s in specs for p in s.images]

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -27,6 +28,7 @@ from typing import Any
 import numpy as np
 
 from orpose.atomic import write_atomic
+from orpose.errors import DatasetError
 from orpose.skeleton import NUM_KEYPOINTS, PERSON_CATEGORY
 
 # Field name -> (values per keypoint, meaning of the last value). Lengths are per person.
@@ -37,10 +39,6 @@ KEYPOINT_FIELDS: dict[str, int] = {
     "keypoints3d_hard": 3,
     "keypoints3d": 4,
 }
-
-
-class DatasetError(ValueError):
-    """A pose file that orpose cannot use; the message names the file, the record and the field."""
 
 
 def _where(path: Path | str, record: str, field_name: str | None = None) -> str:
@@ -165,7 +163,11 @@ class PoseDataset:
         return self._by_image.get(image_id, [])
 
     def image_path(self, image: dict | int) -> Path:
-        """Where the image file lies: ``image_root / file_name`` (absolute names kept)."""
+        """Where the image file lies: ``image_root / file_name`` (absolute names kept).
+
+        Names were checked against the root when the file was loaded (see
+        :func:`file_name_problem`); a dataset built in memory is trusted as it is.
+        """
         img = self.image_by_id[image] if isinstance(image, int) else image
         name = Path(img["file_name"])
         if name.is_absolute() or self.image_root is None:
@@ -202,6 +204,37 @@ def read_json(path: Path | str) -> Any:
         raise DatasetError(f"{path}: not valid JSON ({err})") from err
 
 
+# Keys of ``info`` by which orpose's writers mark files that name images outside the image root on
+# purpose: ``orpose data subset`` (absolute paths, ``subset_of``) and ``orpose label`` (still
+# images by absolute path, video frames relative to the root, ``orpose``).
+OUTSIDE_ROOT_WRITERS = ("subset_of", "orpose")
+
+
+def names_may_leave_root(info: Any) -> bool:
+    """Whether a file was written by one of :data:`OUTSIDE_ROOT_WRITERS`."""
+    return isinstance(info, dict) and any(key in info for key in OUTSIDE_ROOT_WRITERS)
+
+
+def file_name_problem(file_name: str, root: Path) -> str | None:
+    """Why ``file_name`` leaves the image ``root``; None when it stays inside.
+
+    The test is lexical (``..`` components are folded, symbolic links are not followed), so a
+    dataset whose images are links to another disk is fine, while ``../../etc/passwd`` or an
+    absolute path outside the root is not.
+    """
+    name = Path(file_name)
+    if not name.is_absolute():
+        folded = os.path.normpath(file_name)
+        if folded == os.pardir or folded.startswith(os.pardir + os.sep):
+            return f"{file_name!r} leaves the image root {root}"
+        return None
+    folded_name = Path(os.path.normpath(name))
+    for base in {Path(os.path.abspath(root)), root.resolve()}:
+        if folded_name == base or base in folded_name.parents:
+            return None
+    return f"{file_name!r} is an absolute path outside the image root {root}"
+
+
 def default_image_root(json_path: Path) -> Path:
     """``images/`` beside the JSON file when it exists (the layout of the shared COCO subsets)."""
     beside = json_path.parent / "images"
@@ -215,6 +248,15 @@ def load_pose_dataset(
 
     ``check_images`` verifies that every image exists under ``image_root`` (default: ``images/``
     beside the file, else the file's folder), so that a long job fails before it starts.
+
+    Image file names must stay inside the image root: a relative name must not climb out of it
+    with ``..`` and an absolute name must lie under it, else a DatasetError names the file and
+    the image record. The one exception is a file that orpose wrote with names outside the root
+    on purpose, marked by its ``info`` (``subset_of``: ``orpose data subset`` writes absolute
+    paths; ``orpose``: ``orpose label`` keeps still images by absolute path and may reach its
+    frames folder with ``..``); its names are taken as written. A file from elsewhere whose
+    absolute names lie outside its default root loads with ``--images`` set to a folder above
+    them; names with ``..`` have to be rewritten relative to a root that holds the images.
     """
     path = Path(path)
     data = read_json(path)
@@ -238,6 +280,12 @@ def load_pose_dataset(
             raise DatasetError(f"{path}: annotation #{i}: field 'id': duplicate id {ann['id']}")
         ann_ids.add(ann["id"])
     root = Path(image_root) if image_root is not None else default_image_root(path)
+    if not names_may_leave_root(data.get("info")):
+        for i, img in enumerate(data["images"]):
+            problem = file_name_problem(img["file_name"], root)
+            if problem is not None:
+                where = _where(path, f"image #{i} (id {img['id']})", "file_name")
+                raise DatasetError(f"{where}: {problem}")
     dataset = PoseDataset(
         images=data["images"],
         annotations=data["annotations"],
@@ -254,6 +302,20 @@ def load_pose_dataset(
                     f"{dataset.image_path(img)} not found on disk"
                 )
     return dataset
+
+
+def undecodable_images(dataset: PoseDataset) -> list[tuple[dict, Path, str]]:
+    """``(image entry, path, problem)`` of every image whose file is not a whole, decodable image
+    (empty, not an image, truncated: see :func:`orpose.data.sources.image_file_problem`)."""
+    from orpose.data.sources import image_file_problem
+
+    bad = []
+    for img in dataset.images:
+        path = dataset.image_path(img)
+        problem = image_file_problem(path)
+        if problem is not None:
+            bad.append((img, path, problem))
+    return bad
 
 
 def keypoints_array(annotations: Sequence[dict], field_name: str = "keypoints") -> np.ndarray:

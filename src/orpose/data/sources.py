@@ -13,6 +13,8 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from orpose.errors import SourceError
+
 IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp"})
 VIDEO_SUFFIXES = frozenset({".avi", ".mp4", ".mov", ".mkv", ".mpg", ".mpeg", ".webm", ".m4v"})
 STREAM_SCHEMES = ("rtsp://", "rtsps://", "rtmp://", "http://", "https://", "udp://", "tcp://")
@@ -20,10 +22,6 @@ STREAM_SCHEMES = ("rtsp://", "rtsps://", "rtmp://", "http://", "https://", "udp:
 # Applied to every decoded RGB frame before anything else sees it (e.g. privacy downscaling), so
 # that the decoded full-size array is dropped inside the source, not kept by the caller.
 FramePrepare = Callable[[np.ndarray], np.ndarray]
-
-
-class SourceError(ValueError):
-    """An input that is neither an image, a folder of images nor a readable video."""
 
 
 @dataclass
@@ -51,6 +49,42 @@ def read_image_rgb(path: Path | str) -> np.ndarray:
     if bgr is None:
         raise OSError(f"{path}: cannot be read as an image (missing, corrupt or unsupported)")
     return cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
+
+
+def image_file_problem(path: Path | str) -> str | None:
+    """Why an image file is not a whole, decodable image; None when it is.
+
+    OpenCV decodes a truncated JPEG without an error (the missing rows come out grey, libjpeg
+    only prints "Premature end of JPEG file"), so the file is decoded to its end with Pillow,
+    which reports truncation. A file Pillow cannot identify still counts as good when OpenCV
+    decodes it (a format only OpenCV reads); a zero-byte file, a text file named ``.jpg`` or a
+    truncated image is a problem. Costs one full decode.
+    """
+    from PIL import Image, UnidentifiedImageError
+
+    path = Path(path)
+    try:
+        size = path.stat().st_size
+    except OSError as err:
+        return f"cannot be read ({err.strerror or err})"
+    if size == 0:
+        return "empty file (0 bytes)"
+    try:
+        with Image.open(path) as im:
+            im.load()
+    except Image.DecompressionBombError:
+        return None  # huge but whole: Pillow only refuses to decode it
+    except UnidentifiedImageError:
+        if cv2.imread(str(path), cv2.IMREAD_COLOR) is not None:
+            return None
+        return "not an image (unknown format or corrupt header)"
+    except Exception as err:  # Pillow raises OSError, SyntaxError, ValueError... on bad data
+        if "truncated" in str(err):
+            return "truncated image file (it ends before the image data does)"
+        if cv2.imread(str(path), cv2.IMREAD_COLOR) is not None:
+            return None
+        return f"cannot be decoded ({err})"
+    return None
 
 
 def video_frame_key(video: Path | str, index: int) -> str:

@@ -11,7 +11,8 @@ from pathlib import Path
 
 
 def parse_pred_spec(spec: str) -> tuple[str, Path]:
-    """``8=preds_8x.json`` -> ("8x", path); a bare path is the 1x row."""
+    """``8=preds_8x.json`` -> ("8x", path); a bare path is the 1x row (see
+    :func:`recorded_downscale` for files that record their own factor)."""
     if "=" in spec:
         label, path = spec.split("=", 1)
         label = label.strip()
@@ -19,6 +20,55 @@ def parse_pred_spec(spec: str) -> tuple[str, Path]:
             label = f"{float(label):g}x"
         return label, Path(path)
     return "1x", Path(spec)
+
+
+def recorded_downscale(data: object) -> float | None:
+    """The downscale factor an orpose COCO file records (``info.orpose.downscale``, written by
+    ``orpose label --downscale``), or None."""
+    info = data.get("info") if isinstance(data, dict) else None
+    header = info.get("orpose") if isinstance(info, dict) else None
+    value = header.get("downscale") if isinstance(header, dict) else None
+    if isinstance(value, int | float) and not isinstance(value, bool) and value >= 1:
+        return float(value)
+    return None
+
+
+def select_keypoint_set(data: object, which: str, path: Path) -> object:
+    """The predictions of ``data`` with the pseudo-label set ``which`` (soft / hard) to score.
+
+    An orpose COCO file is scored on ``keypoints_soft`` (and ``keypoints3d_soft``) by default;
+    ``hard`` scores COCO's ``keypoints`` field (the hard set) and its lift ``keypoints3d_hard``.
+    """
+    from orpose.errors import UserError
+
+    if which == "soft":
+        return data
+    if not isinstance(data, dict) or not isinstance(data.get("annotations"), list):
+        raise UserError(
+            f"{path}: --keypoints hard needs an orpose COCO file (pseudo labels with a soft and "
+            "a hard set); a results list has one set of keypoints"
+        )
+    drop = ("keypoints_soft", "keypoints3d_soft")
+    annotations = [
+        {k: v for k, v in a.items() if k not in drop} if isinstance(a, dict) else a
+        for a in data["annotations"]
+    ]
+    return {**data, "annotations": annotations}
+
+
+def load_pred_file(spec: str, gt, keypoints: str = "soft") -> tuple[str, list[dict]]:
+    """One ``--pred [SCALE=]FILE``: its row label and validated results."""
+    from orpose.data.coco import DatasetError, read_json
+    from orpose.evaluation.predictions import load_predictions
+
+    label, path = parse_pred_spec(spec)
+    data = read_json(path)
+    if "=" not in spec and (scale := recorded_downscale(data)) is not None:
+        label = f"{scale:g}x"
+    try:
+        return label, load_predictions(select_keypoint_set(data, keypoints, path), gt)
+    except DatasetError as e:  # in-memory data is named <predictions>: name the file
+        raise DatasetError(str(e).replace("<predictions>", str(path), 1)) from None
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -36,7 +86,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--pred",
         action="append",
         metavar="[SCALE=]FILE",
-        help="COCO results list or orpose COCO file (pseudo labels); repeatable",
+        help="COCO results list or orpose COCO file (pseudo labels); repeatable. A bare FILE "
+        "that records its downscale factor (orpose label --downscale) is reported at it",
     )
     source.add_argument(
         "--model",
@@ -80,40 +131,57 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="folder for metrics.json / metrics.csv (default: <first pred>.eval/, "
         "or eval/ beside the checkpoint)",
     )
+    p.add_argument(
+        "--skip-bad-images",
+        action="store_true",
+        help="with --model: skip ground-truth images that cannot be decoded, with a warning "
+        "(they count as images without predictions); default: stop with an error naming the "
+        "file (the predictions journaled so far are kept and resumed)",
+    )
+    p.add_argument(
+        "--keypoints",
+        choices=("soft", "hard"),
+        default="soft",
+        help="with --pred on an orpose COCO file (pseudo labels): score the soft set "
+        "(keypoints_soft, keypoints3d_soft; default) or the hard set (keypoints, "
+        "keypoints3d_hard)",
+    )
     p.add_argument("--no-plot", action="store_true", help="skip the AP-versus-scale chart")
     p.set_defaults(func=run_eval)
 
 
 def run_eval(args: argparse.Namespace) -> int:
-    from orpose.cli import UserError
     from orpose.data.coco import load_pose_dataset
-    from orpose.evaluation.predictions import load_predictions
+    from orpose.errors import UserError
     from orpose.evaluation.report import evaluate_predictions
 
+    if args.skip_bad_images and args.model is None:
+        raise UserError("--skip-bad-images applies to --model only (--pred reads no image)")
     gt = load_pose_dataset(args.gt, image_root=args.images, check_images=args.model is not None)
     if args.model is not None:
         return run_model_eval(args, gt)
-    specs = [parse_pred_spec(s) for s in args.pred]
-    labels = [label for label, _ in specs]
+    loaded = [load_pred_file(s, gt, args.keypoints) for s in args.pred]
+    labels = [label for label, _ in loaded]
     if len(set(labels)) != len(labels):
         raise UserError(f"--pred: the same scale is given twice ({', '.join(labels)})")
-    reports = [evaluate_predictions(gt, load_predictions(path, gt), label) for label, path in specs]
-    return print_and_save(reports, args.out or specs[0][1].with_suffix(".eval"), args.no_plot)
+    reports = [evaluate_predictions(gt, results, label) for label, results in loaded]
+    out = args.out or parse_pred_spec(args.pred[0])[1].with_suffix(".eval")
+    return print_and_save(reports, out, args.no_plot)
 
 
 def run_model_eval(args: argparse.Namespace, gt) -> int:
     """Predict the ground-truth images at every scale with a student, then score each."""
-    from orpose.cli import UserError
     from orpose.data.coco import PoseDataset, write_json_atomic
+    from orpose.errors import UserError
     from orpose.evaluation.report import evaluate_predictions
     from orpose.evaluation.runner import predict_dataset
-    from orpose.inference.predictor import StudentPredictor
+    from orpose.inference.predictor import StudentPredictor, limit_detections
 
     predictor = StudentPredictor.from_checkpoint(args.model, args.device, args.proposals)
     if args.max_detections is not None:
         if args.max_detections < 1:
             raise UserError(f"--max-detections must be >= 1, got {args.max_detections}")
-        predictor.model.roi_heads.detections_per_img = args.max_detections
+        limit_detections(predictor.model, args.max_detections)
     out = args.out or args.model.parent / "eval"
     if args.limit is not None:
         keep = {img["id"] for img in gt.images[: args.limit]}
@@ -127,7 +195,9 @@ def run_model_eval(args: argparse.Namespace, gt) -> int:
         )
     reports = []
     for scale in args.scales:
-        results = predict_dataset(predictor, gt, scale, out / f"pred_{scale:g}x.jsonl")
+        results = predict_dataset(
+            predictor, gt, scale, out / f"pred_{scale:g}x.jsonl", args.skip_bad_images
+        )
         write_json_atomic(out / f"pred_{scale:g}x.json", results)
         reports.append(evaluate_predictions(gt, results, scale))
     return print_and_save(reports, out, args.no_plot)

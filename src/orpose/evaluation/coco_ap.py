@@ -11,6 +11,7 @@ from pycocotools.coco import COCO
 from pycocotools.cocoeval import COCOeval
 
 from orpose.data.coco import PoseDataset
+from orpose.skeleton import NUM_KEYPOINTS
 
 # Names of the 12 / 10 numbers COCOeval.summarize() fills, in its order.
 BOX_STAT_NAMES = (
@@ -31,16 +32,22 @@ KEYPOINT_STAT_NAMES = ("AP", "AP50", "AP75", "APm", "APl", "AR", "AR50", "AR75",
 
 
 def coco_api(gt: PoseDataset) -> COCO:
-    """An in-memory pycocotools COCO object for the ground truth (no file round trip)."""
+    """An in-memory pycocotools COCO object for the ground truth (no file round trip).
+
+    A person annotated with a box but without ``keypoints`` (valid COCO, accepted by ``orpose
+    data check``) is given 17 zero keypoints and ``num_keypoints`` 0: what COCO's own files
+    hold for such a person. pycocotools then ignores it for keypoint AP (a detection on it is
+    neither a hit nor a false positive) and counts it for box AP like any person.
+    """
     data = copy.deepcopy(gt.to_json())
     for ann in data["annotations"]:
         # pycocotools needs an area; COCO's own files always have one, derived files may not.
         ann.setdefault("area", float(ann["bbox"][2] * ann["bbox"][3]))
         ann.setdefault("iscrowd", 0)
-        if "keypoints" in ann:
-            ann.setdefault(
-                "num_keypoints", int(np.count_nonzero(np.asarray(ann["keypoints"])[2::3]))
-            )
+        if "keypoints" not in ann:
+            ann["keypoints"] = [0] * (NUM_KEYPOINTS * 3)
+            ann["num_keypoints"] = 0
+        ann.setdefault("num_keypoints", int(np.count_nonzero(np.asarray(ann["keypoints"])[2::3])))
     api = COCO()
     api.dataset = data
     with contextlib.redirect_stdout(io.StringIO()):

@@ -4,14 +4,24 @@ Reference: CAMMA-public/ORPose-Color, keypoints_3d/utils_eval.py.
 
 Each ground-truth person with 3D is matched to the prediction of the same image with the highest
 OKS against its 2D ground truth (box area as the OKS scale, COCO sigmas, as the official code).
-Both poses are made root-relative to their own mid-hips; no rotation or scale alignment. Errors
-are Euclidean distances in mm in the camera frame.
+No rotation or scale alignment; errors are Euclidean distances in mm in the camera frame. Two
+numbers come out:
 
-Invisible ground-truth joints: orpose excludes them (``mpjpe``: the mean over visible
-person-joints). The official code instead zeroes them in both poses, so they add an error of 0
-while still counting in the denominator, which lowers the figure when joints are missing; that
-number is reported too as ``mpjpe_official``. A ground-truth person in an image without any 3D
-prediction is skipped by the official code; orpose does the same and counts it in ``missed``.
+- ``mpjpe`` (recommended): both poses made root-relative to their own mid-hips, invisible
+  ground-truth joints excluded (the mean over visible person-joints), persons whose two hips are
+  not both annotated skipped (``skipped_no_root``).
+- ``mpjpe_official``: MPJPE_Evaluator.process/evaluate of the official code, reproduced exactly.
+  The ground truth is made relative to the mean of its two stored hip coordinates, whether the
+  hips are annotated or not (every person with 3D counts, ``persons_official``); the prediction
+  is taken as the lifter gives it (its origin is the lifter's root, not re-rooted at its own
+  mid-hips); both are multiplied by the ground truth's visibility, so an invisible joint adds an
+  error of 0 while still counting in the denominator (each joint's error sum is divided by the
+  number of matched persons); the reported figure is the mean of the per-joint means over
+  ``joints``. The match uses the box clipped to the image (detectron2 clips ground-truth boxes
+  at load) and, on equal OKS, the highest-scoring prediction (detectron2's output order).
+
+A ground-truth person in an image without any 3D prediction is skipped by the official code;
+orpose does the same and counts it in ``missed``.
 """
 
 from __future__ import annotations
@@ -27,6 +37,7 @@ from orpose.skeleton import (
     COCO_KEYPOINTS,
     NUM_KEYPOINTS,
     OKS_SIGMAS,
+    ROOT_JOINTS,
     UPPER_BODY_JOINTS,
     root_relative,
 )
@@ -75,6 +86,7 @@ class MpjpeResult:
     persons: int  # matched persons that entered the mean
     missed: int  # ground-truth persons with 3D in images without any 3D prediction
     skipped_no_root: int  # ground-truth persons whose hips are not both visible
+    persons_official: int = 0  # matched persons in ``mpjpe_official`` (hips annotated or not)
     errors: list[dict] = field(default_factory=list)  # per person, for plots and debugging
 
     def as_dict(self) -> dict:
@@ -85,6 +97,7 @@ class MpjpeResult:
             "persons": self.persons,
             "missed": self.missed,
             "skipped_no_root": self.skipped_no_root,
+            "persons_official": self.persons_official,
         }
 
 
@@ -93,12 +106,40 @@ def pose_errors(pred3d: np.ndarray, gt3d: np.ndarray) -> np.ndarray:
     return np.linalg.norm(root_relative(pred3d) - root_relative(gt3d[:, :3]), axis=-1)
 
 
+def official_pose_errors(pred3d: np.ndarray, gt3d: np.ndarray) -> np.ndarray:
+    """Per-joint error of the official evaluator (utils_eval.py, MPJPE_Evaluator.process).
+
+    ``gt3d`` ``(17, 4)`` (x, y, z, v): relative to the mean of its two stored hips, visible or
+    not. ``pred3d`` ``(17, 3)``: used as given (root-relative as the lifter returns it). Both are
+    multiplied by the ground truth's visibility, so an invisible joint's error is 0.
+    """
+    gt3d = np.asarray(gt3d, dtype=np.float64)
+    visible = (gt3d[:, 3] > 0).astype(np.float64)[:, None]
+    pelvis = (gt3d[ROOT_JOINTS[0], :3] + gt3d[ROOT_JOINTS[1], :3]) / 2.0
+    gt_rel = (gt3d[:, :3] - pelvis) * visible
+    pred = np.asarray(pred3d, dtype=np.float64)[:, :3] * visible
+    return np.linalg.norm(pred - gt_rel, axis=-1)
+
+
+def _clipped_xywh(bbox: Sequence[float], image: dict | None) -> np.ndarray:
+    """A ground-truth box clipped to its image, as detectron2's ``Boxes.clip`` at load."""
+    x, y, w, h = (float(v) for v in bbox)
+    x1, y1, x2, y2 = x, y, x + w, y + h
+    if image and image.get("width") and image.get("height"):
+        width, height = float(image["width"]), float(image["height"])
+        x1, x2 = min(max(x1, 0.0), width), min(max(x2, 0.0), width)
+        y1, y2 = min(max(y1, 0.0), height), min(max(y2, 0.0), height)
+    return np.array([x1, y1, x2 - x1, y2 - y1])
+
+
 def summarize_errors(
     errors: np.ndarray, visible: np.ndarray, joints: Sequence[int]
 ) -> tuple[dict[str, float], float, float]:
-    """(per-joint means, mean over visible person-joints, official-convention mean).
+    """(per-joint means, mean over visible person-joints, mean with invisible joints as 0).
 
-    ``errors`` and ``visible`` are ``(P, 17)``.
+    ``errors`` and ``visible`` are ``(P, 17)``. The third number zeroes invisible joints as the
+    official code does, but over these (re-rooted) errors; ``mpjpe_official`` itself comes from
+    :func:`official_pose_errors`.
     """
     joints = list(joints)
     e, v = errors[:, joints], visible[:, joints].astype(bool)
@@ -126,45 +167,61 @@ def compute_mpjpe(
         if "keypoints3d" in r and "keypoints" in r:
             preds_by_image[r["image_id"]].append(r)
 
-    errors, visible, records = [], [], []
+    images = gt.image_by_id
+    errors, visible, records, official = [], [], [], []
     missed = no_root = 0
     for ann in gt3d_anns:
         gt3d = np.asarray(ann["keypoints3d"], dtype=np.float64).reshape(NUM_KEYPOINTS, 4)
-        if not (gt3d[11, 3] > 0 and gt3d[12, 3] > 0):
+        has_root = bool(gt3d[ROOT_JOINTS[0], 3] > 0 and gt3d[ROOT_JOINTS[1], 3] > 0)
+        if not has_root:
             no_root += 1
-            continue
         preds = preds_by_image.get(ann["image_id"], [])
         if not preds:
-            missed += 1
+            missed += int(has_root)
             continue
-        gt2d = np.asarray(ann["keypoints"], dtype=np.float64).reshape(1, NUM_KEYPOINTS, 3)
+        # a person with 3D but no 2D keypoints is matched as COCO matches one: by its box
+        gt2d = np.asarray(
+            ann.get("keypoints", [0.0] * (NUM_KEYPOINTS * 3)), dtype=np.float64
+        ).reshape(1, NUM_KEYPOINTS, 3)
         dt2d = np.asarray([p["keypoints"] for p in preds], dtype=np.float64).reshape(
             len(preds), NUM_KEYPOINTS, 3
         )
-        oks = oks_matrix(gt2d, np.asarray([ann["bbox"]], dtype=np.float64), dt2d)[0]
-        best = int(np.argmax(oks))
-        pred3d = np.asarray(preds[best]["keypoints3d"], dtype=np.float64).reshape(NUM_KEYPOINTS, 3)
-        err = pose_errors(pred3d, gt3d)
-        errors.append(err)
-        visible.append(gt3d[:, 3] > 0)
-        records.append(
-            {
-                "annotation_id": ann["id"],
-                "image_id": ann["image_id"],
-                "oks": float(oks[best]),
-                "errors": err.round(2).tolist(),
-            }
-        )
+        record = {"annotation_id": ann["id"], "image_id": ann["image_id"]}
+
+        # the official evaluator: clipped box, detections in score order (first best OKS wins)
+        order = np.argsort([-float(p.get("score", 0.0)) for p in preds], kind="stable")
+        box = _clipped_xywh(ann["bbox"], images.get(ann["image_id"]))
+        oks_off = oks_matrix(gt2d, box[None], dt2d[order])[0]
+        best_off = int(order[int(np.argmax(oks_off))])
+        pred3d_off = np.asarray(preds[best_off]["keypoints3d"], dtype=np.float64)
+        err_off = official_pose_errors(pred3d_off.reshape(NUM_KEYPOINTS, 3), gt3d)
+        official.append(err_off)
+        record["errors_official"] = err_off.round(2).tolist()
+
+        if has_root:  # orpose's recommended variant
+            oks = oks_matrix(gt2d, np.asarray([ann["bbox"]], dtype=np.float64), dt2d)[0]
+            best = int(np.argmax(oks))
+            pred3d = np.asarray(preds[best]["keypoints3d"], dtype=np.float64)
+            err = pose_errors(pred3d.reshape(NUM_KEYPOINTS, 3), gt3d)
+            errors.append(err)
+            visible.append(gt3d[:, 3] > 0)
+            record.update(oks=float(oks[best]), errors=err.round(2).tolist())
+        else:
+            record.update(oks=float(oks_off.max()), errors=None)
+        records.append(record)
     err_arr = np.asarray(errors).reshape(-1, NUM_KEYPOINTS)
     vis_arr = np.asarray(visible).reshape(-1, NUM_KEYPOINTS)
-    per_joint, mean, official = summarize_errors(err_arr, vis_arr, joints)
+    per_joint, mean, _ = summarize_errors(err_arr, vis_arr, joints)
+    off_arr = np.asarray(official).reshape(-1, NUM_KEYPOINTS)[:, list(joints)]
     return MpjpeResult(
         joints=tuple(joints),
         per_joint=per_joint,
         mpjpe=mean,
-        mpjpe_official=official,
+        # each joint's error sum / matched persons, then the mean over the joints
+        mpjpe_official=float(off_arr.mean(axis=0).mean()) if len(off_arr) else float("nan"),
         persons=len(errors),
         missed=missed,
         skipped_no_root=no_root,
+        persons_official=len(official),
         errors=records,
     )

@@ -30,6 +30,8 @@ class ScaleReport:
             "box_ap50": 100 * self.box["AP50"],
             "keypoint_ap": 100 * self.keypoints["AP"],
             "keypoint_ap50": 100 * self.keypoints["AP50"],
+            # large people (area > 96^2); pycocotools gives -1 when the ground truth has none
+            "keypoint_apl": _percent_or_nan(self.keypoints.get("APl", -1.0)),
             "mpjpe_mm": self.mpjpe.mpjpe if self.mpjpe else float("nan"),
             "mpjpe_official_mm": self.mpjpe.mpjpe_official if self.mpjpe else float("nan"),
             "mpjpe_persons": self.mpjpe.persons if self.mpjpe else 0,
@@ -44,6 +46,10 @@ class ScaleReport:
             "mpjpe": self.mpjpe.as_dict() if self.mpjpe else None,
             "predictions": self.num_predictions,
         }
+
+
+def _percent_or_nan(value: float) -> float:
+    return 100 * value if value >= 0 else float("nan")
 
 
 def scale_label(scale: float | str) -> str:
@@ -79,6 +85,7 @@ def format_table(reports: list[ScaleReport]) -> str:
         "Box-AP50",
         "Keypoint2D-AP",
         "Keypoint2D-AP50",
+        "Keypoint2D-APl",
         "Keypoint3D-MPJPE",
         "(official conv.)",
         "3D persons",
@@ -93,6 +100,7 @@ def format_table(reports: list[ScaleReport]) -> str:
                 _fmt(r["box_ap50"]),
                 _fmt(r["keypoint_ap"]),
                 _fmt(r["keypoint_ap50"]),
+                _fmt(r["keypoint_apl"]),
                 _fmt(r["mpjpe_mm"]),
                 _fmt(r["mpjpe_official_mm"]),
                 str(r["mpjpe_persons"]) if rep.mpjpe else "-",

@@ -2,10 +2,16 @@
 
 Each image's results are appended to a JSON-lines journal as soon as they exist, so an
 interrupted evaluation continues where it stopped; the journal is the prediction file's source.
+
+An image that cannot be decoded stops the run with a :class:`DatasetError` naming the ground
+truth, the image record and the file (what is journaled stays: the rerun resumes after it), or,
+with ``skip_bad_images``, is skipped with a warning and evaluated as an image without
+predictions (its people count as missed, so AP is not inflated by leaving it out).
 """
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 from pathlib import Path
 
@@ -14,8 +20,11 @@ from tqdm import tqdm
 
 from orpose.data.coco import PoseDataset
 from orpose.data.lowres import degrade
-from orpose.data.sources import read_image_rgb
+from orpose.data.sources import image_file_problem, read_image_rgb
+from orpose.errors import DatasetError
 from orpose.jsonl import JsonlWriter, read_records
+
+log = logging.getLogger(__name__)
 
 Predictor = Callable[[np.ndarray], list[dict]]
 
@@ -24,10 +33,30 @@ def _finished(journal: Path) -> dict[int, list[dict]]:
     return {entry["image_id"]: entry["results"] for entry in read_records(journal)}
 
 
+def read_gt_image(gt: PoseDataset, img: dict) -> np.ndarray:
+    """An image of the ground truth; DatasetError naming the file, record and image if bad."""
+    path = gt.image_path(img)
+    try:
+        return read_image_rgb(path)
+    except OSError as err:
+        problem = image_file_problem(path) or "cannot be decoded"
+        raise DatasetError(
+            f"{gt.path or '<ground truth>'}: image id {img['id']}: field 'file_name': "
+            f"{path}: {problem}"
+        ) from err
+
+
 def predict_dataset(
-    predictor: Predictor, gt: PoseDataset, scale: float, journal: Path
+    predictor: Predictor,
+    gt: PoseDataset,
+    scale: float,
+    journal: Path,
+    skip_bad_images: bool = False,
 ) -> list[dict]:
-    """Results for every image of ``gt`` degraded by ``scale`` (journal-backed, resumable)."""
+    """Results for every image of ``gt`` degraded by ``scale`` (journal-backed, resumable).
+
+    A skipped bad image is not journaled, so a rerun after the file is repaired predicts it.
+    """
     done = _finished(journal)
     images = gt.images
     todo = [img for img in images if img["id"] not in done]
@@ -35,7 +64,14 @@ def predict_dataset(
         skipped = len(images) - len(todo)
         progress = tqdm(todo, f"predict {scale:g}x", len(images), unit="img", initial=skipped)
         for img in progress:
-            image = degrade(read_image_rgb(gt.image_path(img)), scale)
+            try:
+                image = degrade(read_gt_image(gt, img), scale)
+            except DatasetError as err:
+                if not skip_bad_images:
+                    raise
+                log.warning("skipped %s", err)
+                done[img["id"]] = []
+                continue
             results = predictor(image)
             for r in results:
                 r["image_id"] = img["id"]

@@ -1,4 +1,4 @@
-"""Verbs of the inference stage: ``predict``, ``export`` and ``bench``."""
+"""Verbs of the inference stage: ``predict`` and ``export``."""
 
 from __future__ import annotations
 
@@ -18,10 +18,21 @@ def _positive_float(text: str) -> float:
     return value
 
 
+def _root_depth(text: str) -> float | str:
+    if text.strip().lower() == "auto":
+        return "auto"
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a depth in mm or 'auto', got {text}") from None
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"expected a depth > 0 mm, got {text}")
+    return value
+
+
 def register(subparsers: argparse._SubParsersAction) -> None:
     _register_predict(subparsers)
     _register_export(subparsers)
-    _register_bench(subparsers)
 
 
 # -- predict --
@@ -100,11 +111,12 @@ def _register_predict(subparsers: argparse._SubParsersAction) -> None:
     )
     render.add_argument(
         "--root-depth",
-        type=float,
+        type=_root_depth,
         default=None,
-        metavar="MM",
-        help="3D plots: place each pose at this root depth (mm), at its image "
-        "position, as in the paper's figures (default: root-relative)",
+        metavar="MM|auto",
+        help="3D plots: one scene with each pose at its image position, at this root depth "
+        "(mm) or, with 'auto', at the depth estimated from its 2D and 3D sizes, as in the "
+        "paper's figures (default: one body-centred panel per person)",
     )
     render.add_argument(
         "--focal",
@@ -112,6 +124,22 @@ def _register_predict(subparsers: argparse._SubParsersAction) -> None:
         default=None,
         metavar="PX",
         help="focal length for --root-depth (default: MVOR's 538 px at 640 wide)",
+    )
+    track = p.add_argument_group("tracking (videos, streams, folders of frames)")
+    track.add_argument(
+        "--track",
+        action="store_true",
+        help="give each person a track id across frames (ByteTrack on the boxes): "
+        "track_id in results.json, #id on the overlays",
+    )
+    track.add_argument(
+        "--smooth",
+        type=float,
+        default=None,
+        metavar="ALPHA",
+        help="with --track: exponential smoothing of each track's keypoints, "
+        "ALPHA * new + (1 - ALPHA) * previous (0 < ALPHA <= 1; 1: none; lag (1-ALPHA)/ALPHA "
+        "frames)",
     )
     run = p.add_argument_group("runtime")
     run.add_argument("--device", default=None, help="PyTorch device (default: cuda if available)")
@@ -135,7 +163,7 @@ def _register_predict(subparsers: argparse._SubParsersAction) -> None:
 
 def build_predictor(model: str, device: str | None, threads: int, proposals: int | None = None):
     """A PyTorch predictor for checkpoints, an onnxruntime one for .onnx files."""
-    from orpose.cli import UserError
+    from orpose.errors import UserError
 
     if model.lower().endswith(".onnx"):
         from orpose.inference.onnx_runner import OnnxStudent
@@ -153,7 +181,7 @@ def build_predictor(model: str, device: str | None, threads: int, proposals: int
 
 
 def run_predict_cli(args: argparse.Namespace) -> int:
-    from orpose.cli import UserError
+    from orpose.errors import UserError
     from orpose.inference.journal import JournalMismatch
     from orpose.inference.pipeline import PredictOptions, run_predict
 
@@ -161,6 +189,10 @@ def run_predict_cli(args: argparse.Namespace) -> int:
         raise UserError("--step must be >= 1")
     if args.downscale > 1 and args.lowres_input is not None:
         raise UserError("--downscale and --lowres-input exclude each other")
+    if args.smooth is not None and not args.track:
+        raise UserError("--smooth smooths along tracks: give --track too")
+    if args.smooth is not None and not 0 < args.smooth <= 1:
+        raise UserError(f"--smooth: expected 0 < ALPHA <= 1, got {args.smooth:g}")
     options = PredictOptions(
         out=args.out,
         score_threshold=args.score_threshold,
@@ -175,6 +207,8 @@ def run_predict_cli(args: argparse.Namespace) -> int:
         focal_px=args.focal,
         resume=not args.overwrite,
         progress=not args.no_progress,
+        track=args.track,
+        smooth=args.smooth,
     )
     try:
         predictor = build_predictor(args.model, args.device, args.threads, args.proposals)
@@ -188,6 +222,10 @@ def run_predict_cli(args: argparse.Namespace) -> int:
         f"{summary.frames} frame(s), {summary.people} people, {summary.fps:.2f} frames/s "
         f"-> {summary.results}, {summary.images}"
     )
+    if args.track:
+        print(f"{summary.tracks} track id(s) (track_id in {summary.results})")
+    if summary.stopped:
+        print(f"stopped early ({summary.stopped}): rerun the same command to resume")
     for path in summary.rendered[:5]:
         print(f"rendered {path}")
     if len(summary.rendered) > 5:
@@ -266,7 +304,7 @@ def _register_export(subparsers: argparse._SubParsersAction) -> None:
 
 
 def _size(text: str) -> tuple[int, int]:
-    from orpose.cli import UserError
+    from orpose.errors import UserError
 
     try:
         w, h = (int(v) for v in text.lower().split("x"))
@@ -282,7 +320,7 @@ def _default_check_images() -> Path | None:
 
 
 def run_export_cli(args: argparse.Namespace) -> int:
-    from orpose.cli import UserError
+    from orpose.errors import UserError
     from orpose.inference.agreement import compare_on_images
     from orpose.inference.export import (
         export_onnx,
@@ -326,128 +364,4 @@ def run_export_cli(args: argparse.Namespace) -> int:
             beyond = report.share_beyond(args.tolerance)
             if beyond > args.max_share or report.unpaired > args.max_share * report.people:
                 raise UserError("ONNX and PyTorch disagree beyond the tolerance (see above)")
-    return 0
-
-
-# -- bench --
-
-
-def _register_bench(subparsers: argparse._SubParsersAction) -> None:
-    from orpose.inference.bench import DEFAULT_BACKBONES, TEACHER_SETTINGS
-
-    p = subparsers.add_parser(
-        "bench",
-        help="parameters, GFLOPs, latency and frames/s of teacher and student on real frames",
-        description="Benchmark the teacher (each augmentation setting, onnxruntime) and the "
-        "student (each backbone, PyTorch and onnxruntime) on the same real frames at 640x480, "
-        "batch 1. Random-weight students are used unless --checkpoint is given (speed does not "
-        "depend on the weights); they detect --persons people per frame.",
-    )
-    p.add_argument(
-        "--frames",
-        type=Path,
-        default=None,
-        help="video or image folder (default: the shared PETS 2009 video)",
-    )
-    p.add_argument("--count", type=int, default=5, help="timed frames per model (default 5)")
-    p.add_argument("--warmup", type=int, default=1, help="untimed runs first (default 1)")
-    p.add_argument(
-        "--persons",
-        type=int,
-        default=5,
-        help="people per frame for the students and the GFLOPs (default 5)",
-    )
-    p.add_argument(
-        "--backbones",
-        nargs="*",
-        default=list(DEFAULT_BACKBONES),
-        help="random-weight students to time (default: all)",
-    )
-    p.add_argument(
-        "--checkpoint",
-        type=Path,
-        action="append",
-        default=[],
-        help="a trained student to time as well (repeatable)",
-    )
-    p.add_argument(
-        "--teacher",
-        nargs="*",
-        default=list(TEACHER_SETTINGS),
-        dest="teacher_settings",
-        help="teacher settings (default: single, each augmentation, full)",
-    )
-    p.add_argument(
-        "--runtimes",
-        nargs="+",
-        default=["pytorch", "onnxruntime"],
-        choices=("pytorch", "onnxruntime"),
-    )
-    p.add_argument("--threads", type=int, default=0, help="CPU threads (0: library default)")
-    p.add_argument(
-        "--proposals",
-        type=int,
-        default=None,
-        metavar="N",
-        help="students: at most N RPN proposals per frame (default: 1000, the paper's)",
-    )
-    p.add_argument(
-        "--device",
-        default="cpu",
-        help="PyTorch device of the students (cpu, cuda...); onnxruntime follows when it can",
-    )
-    p.add_argument(
-        "--quick",
-        action="store_true",
-        help="2 frames, 1 warm-up, students resnet18_fpn and mobilenet_v3_fpn, "
-        "teacher single and full",
-    )
-    p.add_argument("--out", type=Path, default=Path("bench.json"), help="JSON report")
-    p.set_defaults(func=run_bench_cli)
-
-
-def run_bench_cli(args: argparse.Namespace) -> int:
-    from orpose.inference.bench import (
-        PAPER,
-        BenchPlan,
-        format_table,
-        machine,
-        run_bench,
-        write_report,
-    )
-    from orpose.paths import shared_data
-
-    frames = args.frames or shared_data("pets09_s2l1/vtest_480x360.avi")
-    plan = BenchPlan(
-        frames=frames,
-        count=args.count,
-        warmup=args.warmup,
-        persons=args.persons,
-        backbones=tuple(args.backbones),
-        checkpoints=tuple(args.checkpoint),
-        teacher_settings=tuple(args.teacher_settings),
-        runtimes=tuple(args.runtimes),
-        threads=args.threads,
-        proposals=args.proposals,
-        device=args.device,
-    )
-    if args.quick:
-        plan.count, plan.warmup = 2, 1
-        plan.backbones = ("resnet18_fpn", "mobilenet_v3_fpn")
-        plan.teacher_settings = ("single", "full")
-    info = machine()
-    print(
-        f"machine: {info['cpu']}, {info['logical_cpus']} logical CPUs"
-        + (f", GPU {info['gpu']}" if "gpu" in info else "")
-        + f"; {plan.count} frame(s) of {frames} at 640x480, batch 1"
-    )
-    rows = run_bench(plan)
-    print(format_table(rows))
-    paper = PAPER
-    print(
-        f"paper (GPU, detectron2 models): teacher {paper['teacher']['params_m']}M parameters / "
-        f"{paper['teacher']['gflops']} GFLOPs, student {paper['student']['params_m']}M / "
-        f"{paper['student']['gflops']} GFLOPs"
-    )
-    print(f"saved {write_report(args.out, rows, plan)}")
     return 0

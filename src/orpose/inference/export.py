@@ -53,9 +53,9 @@ DEFAULT_SAMPLE_SIZE = (640, 480)  # (width, height) of the tracing image
 FIXED_SIZE_BACKBONES = frozenset({"picodet_lcnet"})
 
 
-def has_fixed_size(model: ORPoseStudent) -> bool:
+def has_fixed_size(model: nn.Module) -> bool:
     """Whether the exported graph of this student takes one image size only (see above)."""
-    return model.config.backbone in FIXED_SIZE_BACKBONES
+    return getattr(model.config, "backbone", None) in FIXED_SIZE_BACKBONES
 
 
 def sample_image(size: tuple[int, int] = DEFAULT_SAMPLE_SIZE) -> torch.Tensor:
@@ -97,13 +97,16 @@ class TraceableTransform(ORPoseTransform):
 class ExportableStudent(nn.Module):
     """The student as a function of one image tensor returning a tuple (what exporters need)."""
 
-    def __init__(self, model: ORPoseStudent):
+    def __init__(self, model: nn.Module, native: bool = False):
         super().__init__()
         model = copy.deepcopy(model).eval()
-        old = model.transform
-        model.transform = TraceableTransform(
-            old.min_size, old.max_size, old.image_mean, old.image_std
-        )
+        if native:  # the CPU student's native low-resolution path, as a graph of its own
+            model.force_native = True
+        old = getattr(model, "transform", None)
+        if isinstance(old, ORPoseTransform):  # Keypoint R-CNN: keep its resize in the graph
+            model.transform = TraceableTransform(
+                old.min_size, old.max_size, old.image_mean, old.image_std
+            )
         self.model = model.eval()  # the new transform too: in training mode it skips postprocess
         self.has_3d = bool(model.config.lifters)
 
@@ -149,15 +152,17 @@ def export_onnx(
     path: Path | str,
     sample: torch.Tensor | None = None,
     opset: int = DEFAULT_OPSET,
+    native: bool = False,
 ) -> Path:
     """Write the student as an ONNX graph with dynamic image size and number of people.
 
     ``sample`` is the tracing image ``(3, H, W)``; any image works (the graph is the same), a
-    real one is the usual choice.
+    real one is the usual choice. ``native``: the CPU student's native low-resolution path (its
+    smaller detector input and crops, for frames of at most ``native_max_side`` pixels).
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    wrapper = ExportableStudent(model.cpu()).eval()
+    wrapper = ExportableStudent(model.cpu(), native).eval()
     sample = sample_image() if sample is None else sample
     names = list(wrapper.output_names)
     dynamic = {INPUT_NAME: {1: "height", 2: "width"}, **{n: {0: "people"} for n in names}}

@@ -34,6 +34,12 @@ STUDENT_PARTS = {
     "lifters": ("model.lift_soft", "model.lift_hard"),
 }
 
+TOPDOWN_PARTS = {
+    "detector": "model.detector",
+    "pose": ("model.head.trunk", "model.head.soft", "model.head.hard"),
+    "lifters": ("model.head.lift_soft", "model.head.lift_hard"),
+}
+
 
 @dataclass
 class FlopCount:
@@ -60,7 +66,8 @@ def _fvcore_count(wrapper: torch.nn.Module, image: torch.Tensor) -> FlopCount:
         total = float(analysis.total())
         by_module = analysis.by_module()
     parts = {}
-    for part, names in STUDENT_PARTS.items():
+    kind = TOPDOWN_PARTS if "model.detector" in by_module else STUDENT_PARTS
+    for part, names in kind.items():
         names = (names,) if isinstance(names, str) else names
         parts[part] = float(sum(by_module.get(n, 0) for n in names))
     return FlopCount(total, parts, "fvcore")
@@ -81,11 +88,11 @@ def student_flops(model, image: torch.Tensor, persons: int | None = None) -> Flo
     at most ``persons`` detections), so that random-weight and trained students compare.
     """
     from orpose.inference.export import ExportableStudent
+    from orpose.inference.predictor import fix_people
 
     wrapper = ExportableStudent(model.cpu())
     if persons is not None:
-        heads = wrapper.model.roi_heads
-        heads.score_thresh, heads.detections_per_img = 0.0, persons
+        fix_people(wrapper.model, persons)
     try:
         import fvcore  # noqa: F401
     except ImportError:

@@ -13,23 +13,12 @@ import torch
 
 from orpose.inference.export import INPUT_NAME
 from orpose.inference.predictor import detections_to_results
+from orpose.onnx_session import open_session
 
 
 def image_to_input(image: np.ndarray) -> np.ndarray:
     """RGB uint8 ``(H, W, 3)`` -> float32 ``(3, H, W)`` in [0, 1], as the PyTorch predictor does."""
     return np.ascontiguousarray(image.transpose(2, 0, 1), dtype=np.float32) / np.float32(255.0)
-
-
-def session_options(threads: int = 0):
-    """onnxruntime options: ``threads`` > 0 caps the intra-op threads (0: onnxruntime decides)."""
-    import onnxruntime as ort
-
-    options = ort.SessionOptions()
-    if threads > 0:
-        options.intra_op_num_threads = threads
-        options.inter_op_num_threads = 1
-    options.log_severity_level = 3
-    return options
 
 
 class OnnxStudent:
@@ -42,16 +31,10 @@ class OnnxStudent:
         threads: int = 0,
         providers: list[str] | None = None,
     ):
-        import onnxruntime as ort
-
-        from orpose.teacher.runtime import execution_providers
-
         self.path = Path(path)
         if not self.path.is_file():
             raise FileNotFoundError(f"{self.path}: no such ONNX model")
-        self.session = ort.InferenceSession(
-            str(self.path), session_options(threads), providers=providers or execution_providers()
-        )
+        self.session = open_session(self.path, threads, providers=providers)
         inputs = [i.name for i in self.session.get_inputs()]
         if inputs != [INPUT_NAME]:
             raise ValueError(f"{self.path}: not an orpose student graph (inputs {inputs})")
@@ -68,3 +51,20 @@ class OnnxStudent:
 
     def __call__(self, image: np.ndarray) -> list[dict]:
         return detections_to_results(self.detect(image), self.score_threshold)
+
+
+class OnnxStudentPair:
+    """The CPU student's two graphs: the native low-resolution one for frames whose longer side
+    is at most ``max_side``, the full one for the others (what the PyTorch student does)."""
+
+    def __init__(self, full: OnnxStudent, native: OnnxStudent, max_side: int):
+        self.full, self.native, self.max_side = full, native, max_side
+
+    def pick(self, image: np.ndarray) -> OnnxStudent:
+        return self.native if max(image.shape[:2]) <= self.max_side else self.full
+
+    def detect(self, image: np.ndarray) -> dict[str, torch.Tensor]:
+        return self.pick(image).detect(image)
+
+    def __call__(self, image: np.ndarray) -> list[dict]:
+        return self.pick(image)(image)

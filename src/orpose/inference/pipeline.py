@@ -2,13 +2,18 @@
 
 Per frame: decode (shrunk at once in privacy mode) -> network input -> the student (PyTorch or
 ONNX Runtime) -> one journal line -> optional overlay and 3D plot. The journal makes long runs
-resumable; ``results.json`` / ``images.json`` are assembled from it at the end (and when a live
-stream is stopped with Ctrl-C).
+resumable; ``results.json`` / ``images.json`` are assembled from it at the end, also when the run
+is stopped early: by Ctrl-C, or by SIGTERM (``kill``, a job scheduler, ``docker stop``), which is
+handled the same way: the frame in flight is dropped, the overlay video is finished (a playable
+file of the frames so far) and the result files list every journaled frame; rerunning the same
+command resumes after them.
 """
 
 from __future__ import annotations
 
 import logging
+import signal
+import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -39,6 +44,7 @@ from orpose.inference.render import (
     safe_name,
     write_image_rgb,
 )
+from orpose.inference.tracking import PoseTracker
 
 log = logging.getLogger(__name__)
 Predictor = Callable[[np.ndarray], list[dict]]
@@ -58,10 +64,12 @@ class PredictOptions:
     max_frames: int | None = None  # per video or stream
     overlays: bool = False
     plot3d_every: int = 0  # 0: no 3D plots; n: every n-th frame
-    root_depth_mm: float | None = None
+    root_depth_mm: float | str | None = None  # "auto": each person at its estimated depth
     focal_px: float | None = None
     resume: bool = True
     progress: bool = True
+    track: bool = False  # track ids across frames (ByteTrack, see .tracking)
+    smooth: float | None = None  # with track: exponential smoothing of keypoints along a track
 
 
 @dataclass
@@ -84,6 +92,8 @@ class PredictSummary:
     results: Path | None = None
     images: Path | None = None
     rendered: list[Path] = field(default_factory=list)
+    stopped: str | None = None  # why the run ended early ("Ctrl-C", "SIGTERM"), None if it did not
+    tracks: int = 0  # with --track: distinct track ids
 
     @property
     def fps(self) -> float:
@@ -195,17 +205,58 @@ def _log_file(out: Path) -> Iterator[None]:
         handler.close()
 
 
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, raised in the main thread so that the run stops as on Ctrl-C."""
+
+
+class _StopOnSigterm:
+    """While active (main thread only), the first SIGTERM raises :class:`Terminated`; once
+    :meth:`disarm` is called (the results are being written) further ones are ignored, so that
+    a repeated ``kill`` cannot cut the final files short (SIGKILL still ends the process)."""
+
+    def __init__(self) -> None:
+        self.armed = False
+        self.previous: Any = None
+
+    def _handle(self, signum: int, frame: Any) -> None:
+        if self.armed:
+            self.armed = False
+            raise Terminated(signal.Signals(signum).name)
+        log.warning(
+            "%s received while writing the results: finishing first", signal.Signals(signum).name
+        )
+
+    def disarm(self) -> None:
+        self.armed = False
+
+    def __enter__(self) -> _StopOnSigterm:
+        if threading.current_thread() is threading.main_thread():
+            self.previous = signal.signal(signal.SIGTERM, self._handle)
+            self.armed = True
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self.previous is not None:
+            signal.signal(signal.SIGTERM, self.previous)
+            self.previous = None
+        self.armed = False
+
+
 def run_predict(
     predictor: Predictor,
     inputs: list[str],
     options: PredictOptions,
     info: dict[str, Any] | None = None,
 ) -> PredictSummary:
-    """Run ``predictor`` over every frame of ``inputs``; write results (and renders) to out."""
+    """Run ``predictor`` over every frame of ``inputs``; write results (and renders) to out.
+
+    Ctrl-C and SIGTERM stop the run early with everything done so far written (see the module
+    docstring); ``PredictSummary.stopped`` tells which.
+    """
     options.out.mkdir(parents=True, exist_ok=True)
     sources = plan_sources(inputs, options)
-    with _log_file(options.out):
-        return _run(predictor, sources, options, info or {})
+    with _log_file(options.out), _StopOnSigterm() as guard:
+        return _run(predictor, sources, options, info or {}, guard)
 
 
 class _Run:
@@ -219,6 +270,8 @@ class _Run:
         self.renderer = Renderer(options)
         self.summary = PredictSummary()
         self.warned = False
+        self.tracker = PoseTracker(options.smooth) if options.track else None
+        self.track_seconds = 0.0
 
     def frame(self, frame: Frame, image_id: int) -> None:
         """Predict (or take from the journal), record and render one decoded frame."""
@@ -244,6 +297,10 @@ class _Run:
         else:
             results = entry["results"]
         self.summary.frames += 1
+        if self.tracker is not None:  # after the journal: it keeps the model's own output
+            started = time.perf_counter()
+            self.tracker.update(results)  # in place, so results.json gets the ids
+            self.track_seconds += time.perf_counter() - started
         self.summary.people += len(results)
         self.renderer.frame(frame, image_id, geometry, results)
 
@@ -256,6 +313,13 @@ class _Run:
         run_info = {**info, "options": _jsonable(asdict(self.options))}
         summary.results, summary.images = self.journal.write_outputs(self.options.out, run_info)
         summary.rendered = self.renderer.rendered
+        if self.tracker is not None:
+            summary.tracks = self.tracker.last_id
+            log.info(
+                "tracking: %d track id(s), %.2f ms per frame (tracker alone)",
+                summary.tracks,
+                1000 * self.track_seconds / max(summary.frames, 1),
+            )
         log.info(
             "predict: %d frame(s) (%d run now, %.2f frames/s), %d people -> %s",
             summary.frames,
@@ -268,7 +332,11 @@ class _Run:
 
 
 def _run(
-    predictor: Predictor, sources: list[Source], options: PredictOptions, info: dict[str, Any]
+    predictor: Predictor,
+    sources: list[Source],
+    options: PredictOptions,
+    info: dict[str, Any],
+    guard: _StopOnSigterm | None = None,
 ) -> PredictSummary:
     run = _Run(predictor, options)
     totals = [s.frames for s in sources]
@@ -286,6 +354,8 @@ def _run(
     try:
         for source in sources:
             run.renderer.start_source(source)
+            if run.tracker is not None:  # journaled frames are replayed through it too
+                run.tracker.start_source(source.fps)
             for frame in _frames(source, options, run.shrinker):
                 image_id += 1  # unreadable files keep their id: ids are stable across runs
                 progress.update(1)
@@ -293,9 +363,16 @@ def _run(
                     log.warning("skipped %s: %s", frame.key, frame.error)
                     continue
                 run.frame(frame, image_id)
-    except KeyboardInterrupt:
-        log.info("stopped by the user after %d frame(s); writing what was done", run.summary.frames)
+    except KeyboardInterrupt as stop:
+        run.summary.stopped = "SIGTERM" if isinstance(stop, Terminated) else "Ctrl-C"
+        log.info(
+            "stopped (%s) after %d frame(s); writing what was done",
+            run.summary.stopped,
+            run.summary.frames,
+        )
     finally:
+        if guard is not None:
+            guard.disarm()
         progress.close()
         summary = run.finish(time.perf_counter() - started, info)
     return summary

@@ -10,33 +10,12 @@ import torch
 from orpose.student.model import ORPoseStudent, StudentConfig, build_student
 
 
-def load_student(path: Path | str, map_location: str | torch.device = "cpu") -> ORPoseStudent:
-    """A student in eval mode from a training checkpoint (``last.pt``), a converted checkpoint,
-    or an official ORPose (detectron2) checkpoint; errors name the file.
+def load_student(path: Path | str, map_location: str | torch.device = "cpu") -> torch.nn.Module:
+    """A student in eval mode from an orpose or an official ORPose (detectron2) checkpoint;
+    see :mod:`orpose.checkpoints` (errors name the file, nothing in the file runs)."""
+    from orpose.checkpoints import load_student as load
 
-    A checkpoint may record architecture ``patches`` (e.g. ``stride_in_1x1`` for weights
-    converted from detectron2), which are applied after building the student.
-    """
-    from orpose.student.detectron2_weights import (
-        apply_patches,
-        detectron2_state,
-        load_detectron2_student,
-    )
-
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"{path}: no such checkpoint")
-    state = torch.load(path, map_location=map_location, weights_only=False)
-    if detectron2_state(state) is not None:
-        return load_detectron2_student(path)[0]
-    if not isinstance(state, dict) or "model" not in state or "student_config" not in state:
-        raise ValueError(f"{path}: not an orpose student checkpoint (needs 'model' and "
-                         "'student_config') nor a detectron2 one")  # fmt: skip
-    model = build_student(StudentConfig.from_dict(state["student_config"]))
-    apply_patches(model, state.get("patches", {}))
-    model.load_state_dict(state["model"])
-    model.orpose_patches = dict(state.get("patches", {}))
-    return model.eval()
+    return load(path, map_location)
 
 
 RANDOM_PREFIX = "random:"
@@ -63,17 +42,11 @@ def model_name(spec: str | Path) -> str:
     return text.replace(":", "_") if text.startswith(RANDOM_PREFIX) else Path(text).stem
 
 
-def save_student(model: ORPoseStudent, path: Path | str) -> Path:
-    """An orpose checkpoint that :func:`load_student` reads (weights, config, and the
-    architecture patches the model carries in ``orpose_patches``)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    payload = {"model": model.state_dict(), "student_config": model.config.to_dict()}
-    patches = getattr(model, "orpose_patches", None)
-    if patches:
-        payload["patches"] = dict(patches)
-    torch.save(payload, path)
-    return path
+def save_student(model: torch.nn.Module, path: Path | str) -> Path:
+    """An orpose checkpoint that :func:`load_student` reads (see :mod:`orpose.checkpoints`)."""
+    from orpose.checkpoints import save_student as save
+
+    return save(model, path)
 
 
 def limit_proposals(model: ORPoseStudent, count: int | None) -> ORPoseStudent:
@@ -87,7 +60,31 @@ def limit_proposals(model: ORPoseStudent, count: int | None) -> ORPoseStudent:
     if count is not None:
         if count < 1:
             raise ValueError(f"the number of proposals must be >= 1, got {count}")
-        model.rpn._post_nms_top_n = {**model.rpn._post_nms_top_n, "testing": int(count)}
+        if hasattr(model, "rpn"):  # a one-stage detector (the top-down student) has none
+            model.rpn._post_nms_top_n = {**model.rpn._post_nms_top_n, "testing": int(count)}
+    return model
+
+
+def limit_detections(model: torch.nn.Module, count: int | None) -> torch.nn.Module:
+    """Keep at most ``count`` people per image (None: the model's own limit)."""
+    if count is not None:
+        if count < 1:
+            raise ValueError(f"the number of detections must be >= 1, got {count}")
+        if hasattr(model, "roi_heads"):
+            model.roi_heads.detections_per_img = int(count)
+        else:
+            model.config.max_people = int(count)
+    return model
+
+
+def fix_people(model: torch.nn.Module, count: int) -> torch.nn.Module:
+    """Make a student pose exactly ``count`` people per image (score thresholds 0): the work a
+    scene with that many people costs, whatever the weights (benchmarks, FLOP counts)."""
+    if hasattr(model, "roi_heads"):
+        model.roi_heads.score_thresh, model.roi_heads.detections_per_img = 0.0, count
+    else:
+        c = model.config
+        c.det_min_score, c.pose_min_score, c.max_people = 0.0, 0.0, count
     return model
 
 
@@ -97,7 +94,7 @@ def detections_to_results(det: dict[str, torch.Tensor], score_threshold: float =
     boxes = det["boxes"][keep].cpu().numpy().astype(np.float64)
     scores = det["scores"][keep].cpu().numpy()
     kps = det["keypoints"][keep].cpu().numpy().astype(np.float64)
-    kps[..., 2] = det["keypoints_scores"][keep].sigmoid().cpu().numpy()
+    kps[..., 2] = det["keypoints_scores"][keep].cpu().numpy()  # probabilities
     has3d = "keypoints3d" in det
     pose3d = det["keypoints3d"][keep].cpu().numpy() if has3d else None
     results = []

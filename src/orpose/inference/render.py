@@ -20,6 +20,7 @@ from orpose.viz.draw2d import draw_people
 VIDEO_FOURCC = "mp4v"  # MPEG-4 part 2: in every OpenCV FFmpeg build, any frame size (even sides)
 VIDEO_SUFFIX = ".mp4"
 MVOR_FOCAL_PX = 538.0  # MVOR's cameras (640x480): the default focal length for 3D placement
+DEFAULT_ROOT_DEPTH_MM = 4000.0  # --root-depth auto, when no person's depth can be estimated
 
 
 def safe_name(text: str) -> str:
@@ -73,22 +74,51 @@ class VideoSink:
             self.writer = None
 
 
+ROOT_DEPTH_AUTO = "auto"  # --root-depth auto: each person at its own estimated depth
+DEPTH_RANGE_MM = (500.0, 30000.0)  # estimates outside are clipped: 0.5 m to 30 m from the camera
+
+
+def estimate_root_depth(result: dict, focal_px: float, min_score: float = 0.3) -> float | None:
+    """The camera-to-mid-hips distance (mm) at which the person's 3D pose, seen by a pinhole
+    camera of ``focal_px``, has the size of its 2D pose: weak perspective, ``u - u_root =
+    focal * X / Z``, solved for ``Z`` by least squares over the joints scoring ``min_score``.
+
+    Why: the student's 3D is root-relative (its depth is unknown); its size in mm against the
+    2D size in pixels is what tells how far away a person stands. None when the two do not
+    agree in sign (a pose too small or degenerate to say).
+    """
+    kps = np.asarray(result["keypoints"], dtype=np.float64).reshape(-1, 3)
+    pose = np.asarray(result["keypoints3d"], dtype=np.float64).reshape(-1, 3)
+    uv = kps[:, :2] - kps[list(ROOT_JOINTS), :2].mean(axis=0)
+    xy = pose[:, :2] - pose[list(ROOT_JOINTS), :2].mean(axis=0)
+    confident = kps[:, 2] >= min_score
+    if confident.sum() >= 4:
+        uv, xy = uv[confident], xy[confident]
+    pixels_per_mm = float((uv * xy).sum() / max(float((xy * xy).sum()), 1e-9))
+    if not np.isfinite(pixels_per_mm) or pixels_per_mm <= 0:
+        return None
+    return float(np.clip(focal_px / pixels_per_mm, *DEPTH_RANGE_MM))
+
+
 def root_positions(
-    results: Sequence[dict], depth_mm: float, focal_px: float, size: tuple[int, int]
+    results: Sequence[dict],
+    depth_mm: float | Sequence[float],
+    focal_px: float,
+    size: tuple[int, int],
 ) -> list[np.ndarray]:
-    """Where each person's mid-hips would be at ``depth_mm``: the 2D mid-hips back-projected.
+    """Where each person's mid-hips would be at ``depth_mm`` (one for all, or one each): the
+    2D mid-hips back-projected.
 
     A pinhole camera with the principal point at the image centre; the paper's figures place
-    root-relative poses the same way (a chosen root depth, the image position for x and y).
+    root-relative poses the same way (a root depth, the image position for x and y).
     """
     cx, cy = size[0] / 2, size[1] / 2
+    depths = [depth_mm] * len(results) if np.isscalar(depth_mm) else list(depth_mm)
     roots = []
-    for r in results:
+    for r, depth in zip(results, depths, strict=True):
         kps = np.asarray(r["keypoints"], dtype=np.float64).reshape(-1, 3)
         u, v = kps[list(ROOT_JOINTS), :2].mean(axis=0)
-        roots.append(
-            np.array([(u - cx) * depth_mm / focal_px, (v - cy) * depth_mm / focal_px, depth_mm])
-        )
+        roots.append(np.array([(u - cx) * depth / focal_px, (v - cy) * depth / focal_px, depth]))
     return roots
 
 
@@ -96,25 +126,35 @@ def plot_people_3d(
     path: Path,
     results: Sequence[dict],
     size: tuple[int, int],
-    root_depth_mm: float | None = None,
+    root_depth_mm: float | str | None = None,
     focal_px: float | None = None,
     title: str = "",
 ) -> Path | None:
     """One 3D plot of every person with ``keypoints3d``; None when nobody has 3D.
 
-    Without ``root_depth_mm`` the poses are drawn root-relative (side by side in x so that they
-    do not overlap); with it, each is placed at its back-projected root at that depth.
+    Without ``root_depth_mm``: one body-centred panel per person (root-relative, mid-hips at
+    0). With a depth in mm: one scene, each person at its back-projected root at that depth;
+    with ``"auto"``: at its own depth from :func:`estimate_root_depth` (people whose depth
+    cannot be estimated take the others' median, else 4 m). Labels: track id and score.
     """
+    from orpose.viz.draw2d import person_label
     from orpose.viz.plot3d import place_at_root, plot_skeletons_3d
 
     people = [r for r in results if r.get("keypoints3d")]
     if not people:
         return None
     poses = [np.asarray(r["keypoints3d"], dtype=np.float64).reshape(-1, 3) for r in people]
-    if root_depth_mm is not None:
-        focal = focal_px or MVOR_FOCAL_PX * size[0] / 640.0
-        roots = root_positions(people, root_depth_mm, focal, size)
+    labels = [person_label(r) or "" for r in people]
+    if root_depth_mm is None:
+        return plot_skeletons_3d(poses, path, title=title, labels=labels)
+    focal = focal_px or MVOR_FOCAL_PX * size[0] / 640.0
+    if root_depth_mm == ROOT_DEPTH_AUTO:
+        found = [estimate_root_depth(r, focal) for r in people]
+        known = [d for d in found if d is not None]
+        fallback = float(np.median(known)) if known else DEFAULT_ROOT_DEPTH_MM
+        depths: float | list[float] = [fallback if d is None else d for d in found]
     else:
-        roots = [np.array([1000.0 * i, 0.0, 0.0]) for i in range(len(poses))]
+        depths = float(root_depth_mm)
+    roots = root_positions(people, depths, focal, size)
     placed = [place_at_root(p, root) for p, root in zip(poses, roots, strict=True)]
-    return plot_skeletons_3d(placed, path, title=title)
+    return plot_skeletons_3d(placed, path, title=title, labels=labels, scene=True)

@@ -2,10 +2,26 @@
 
 Public API: :class:`Lifter` (``forward(keypoints2d_px, mask) -> (N, 17, 3)`` mm, root-relative,
 camera frame; ``lift_numpy`` for arrays), :func:`load_lifter` and :func:`save_lifter`.
-See docs/lifting.md.
+See docs/lifting.md. The names are resolved lazily, so that importing the package (as the
+command line does to register its verbs) does not import torch.
 """
 
-from orpose.lifting.checkpoint import load_lifter, save_lifter
-from orpose.lifting.model import Lifter, LifterConfig
+from __future__ import annotations
+
+from typing import Any
 
 __all__ = ["Lifter", "LifterConfig", "load_lifter", "save_lifter"]
+_WHERE = {
+    "Lifter": "orpose.lifting.model",
+    "LifterConfig": "orpose.lifting.model",
+    "load_lifter": "orpose.lifting.checkpoint",
+    "save_lifter": "orpose.lifting.checkpoint",
+}
+
+
+def __getattr__(name: str) -> Any:
+    if name in _WHERE:
+        import importlib
+
+        return getattr(importlib.import_module(_WHERE[name]), name)
+    raise AttributeError(f"module 'orpose.lifting' has no attribute {name!r}")

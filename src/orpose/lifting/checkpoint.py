@@ -43,13 +43,9 @@ def save_lifter(
 
 def read_checkpoint(path: Path | str, map_location: str | torch.device = "cpu") -> dict:
     """The raw checkpoint dict, checked to be an orpose lifter."""
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"{path}: no such lifter checkpoint")
-    try:
-        payload = torch.load(path, map_location=map_location, weights_only=True)
-    except Exception as err:  # torch raises many types for a corrupt or foreign file
-        raise DatasetError(f"{path}: not a readable checkpoint ({err})") from err
+    from orpose.checkpoints import read_checkpoint
+
+    payload = read_checkpoint(path, map_location)
     if not isinstance(payload, dict) or payload.get("format") != FORMAT:
         raise DatasetError(f"{path}: not an orpose lifter checkpoint (no format '{FORMAT}')")
     if payload.get("version", 0) > VERSION:

@@ -89,7 +89,7 @@ def _train_config(args: argparse.Namespace):
             if value is not None and value != getattr(cfg.model, name[2:])
         ]
         if changed:
-            from orpose.cli import UserError
+            from orpose.errors import UserError
 
             raise UserError(f"{args.out}: cannot --resume with a different {', '.join(changed)}")
     else:

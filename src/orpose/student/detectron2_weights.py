@@ -312,15 +312,20 @@ def load_detectron2_student(
     path: Path | str,
     person_class: int = 0,
     stride_in_1x1: bool = True,
+    checkpoint: Any = None,
     **config_overrides: Any,
 ) -> tuple[ORPoseStudent, dict[str, Any]]:
     """A student with an official (detectron2) checkpoint's weights, and a loading report.
 
     The report lists ``unmapped`` detectron2 keys (the lifters), ``missing`` student keys (the
-    lifters' own), and ``patches`` (to save with the converted checkpoint).
+    lifters' own), and ``patches`` (to save with the converted checkpoint). ``checkpoint``:
+    the file's content when the caller has read it (safely, see :mod:`orpose.checkpoints`).
     """
+    from orpose.checkpoints import read_checkpoint
+
     path = Path(path)
-    checkpoint = torch.load(path, map_location="cpu", weights_only=False)
+    if checkpoint is None:
+        checkpoint = read_checkpoint(path)
     d2 = detectron2_state(checkpoint)
     if d2 is None:
         raise ValueError(f"{path}: not a detectron2 checkpoint (no '{D2_BACKBONE_PREFIX}*' keys)")

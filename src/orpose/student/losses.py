@@ -3,6 +3,18 @@
 Heatmap targets use torchvision's ``keypoints_to_heatmap`` (the Heckbert discretisation of
 Mask R-CNN): a keypoint becomes the index of one cell of the S x S heatmap of its RoI, and the loss
 is a cross-entropy over the S * S cells (a spatial softmax).
+
+Coordinate convention. Keypoints are COCO pixel indices (x = 0 is the centre of the first pixel)
+and enter as they are: cell ``floor((x - x1) * S / w)``. The decoding
+(:func:`orpose.student.roi_heads.decode_heatmaps`) returns the cell centre in the same frame, so
+the round trip is unbiased (tests/test_keypoint_convention.py). detectron2 instead adds 0.5 to
+the ground truth at load and subtracts it from its predictions: that pair goes with its aligned
+RoIAlign (``ROIAlignV2``), which samples bin j of a box at ``x1 + (j + 0.5) * bin - 0.5``. The
+student pools with torchvision's non-aligned ``MultiScaleRoIAlign`` (bin j at
+``x1 + (j + 0.5) * bin``, box numbers read as pixel indices, like torchvision's ResNet whose
+feature j is centred on pixel ``j * stride``), so heatmap cell j is centred where its features
+are sampled only without the offset; adding it would misplace every target by half a pixel
+against the features, and adding it on one side only would bias the output by 0.5 px.
 """
 
 from __future__ import annotations

@@ -10,7 +10,7 @@ lift_soft(argmax HM_soft) and lift_hard(argmax HM_hard), root-relative, mm.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field
 
 import torch
 from torch import nn
@@ -20,6 +20,7 @@ from torchvision.models.detection.faster_rcnn import FastRCNNPredictor, TwoMLPHe
 from torchvision.models.detection.transform import GeneralizedRCNNTransform, resize_keypoints
 from torchvision.ops import MultiScaleRoIAlign
 
+from orpose.config import build, option
 from orpose.lifting import Lifter
 from orpose.student.backbones import build_backbone
 from orpose.student.heads import TwoBranchKeypointHead
@@ -33,10 +34,13 @@ BRANCH_KEYS = ("keypoints_soft_branch", "keypoints_hard_branch")
 class StudentConfig:
     """Architecture and losses of the student; saved in every checkpoint."""
 
+    family: str = "keypoint_rcnn"
     backbone: str = "resnet50_fpn"  # resnet50_fpn | resnet18_fpn | mobilenet_v3_fpn | picodet_lcnet
-    backbone_init: str = "pretrained"  # picodet_lcnet: "random" = same network, random weights
+    # picodet_lcnet: "random" = the same network with random weights (the control experiment)
+    backbone_init: str = option("pretrained", choices=("pretrained", "random"))
     trainable_backbone_layers: int = 5
-    norm: str = "bn"  # backbone normalisation: bn | gn | frozen_bn (for pretrained weights)
+    # backbone normalisation: bn | gn | frozen_bn (for pretrained weights)
+    norm: str = option("bn", choices=("bn", "gn", "frozen_bn"))
     box_head_size: int = 1024  # width of the box head's two FC layers (torchvision: 1024)
     head_convs: tuple[int, ...] = (512,) * 8  # the paper's head; fewer/narrower for CPUs
     min_size: tuple[int, ...] = (480,)  # shorter image side fed to the network (training picks one)
@@ -48,7 +52,8 @@ class StudentConfig:
     single_branch: bool = False  # one heatmap branch for both label sets (ablations)
     max_keypoint_rois: int | None = None  # cap on positive RoIs per image in the keypoint head
     lifters: bool = True
-    loss_weights: dict[str, float] = field(
+    loss_weights: dict[str, float] = option(
+        merge=True,
         default_factory=lambda: {
             "loss_classifier": 1.0,
             "loss_box_reg": 1.0,
@@ -58,7 +63,7 @@ class StudentConfig:
             "loss_kp2d_soft": 1.0,
             "loss_kp3d_soft": 1.0,
             "loss_kp3d_hard": 1.0,
-        }
+        },
     )
     lift_loss_unit_mm: float = 100.0
     lifter_config: dict = field(default_factory=dict)  # LifterConfig overrides (see init_lifter)
@@ -70,18 +75,9 @@ class StudentConfig:
         return d
 
     @classmethod
-    def from_dict(cls, d: dict) -> StudentConfig:
-        known = {f.name for f in fields(cls)}
-        unknown = set(d) - known
-        if unknown:
-            raise ValueError(f"unknown student setting(s): {', '.join(sorted(unknown))}")
-        d = dict(d)
-        for key in ("head_convs", "min_size"):
-            if key in d:
-                d[key] = tuple(d[key])
-        weights = cls().loss_weights
-        weights.update(d.pop("loss_weights", {}) or {})
-        return cls(**d, loss_weights=weights)
+    def from_dict(cls, d: dict, where: str = "student") -> StudentConfig:
+        """A checked config (see :func:`orpose.config.build`); errors name ``where``."""
+        return build(cls, d, where, "student.")
 
 
 class ORPoseTransform(GeneralizedRCNNTransform):

@@ -25,7 +25,9 @@ detection backbone (an ordered dict of feature maps and ``out_channels``).
 
 from __future__ import annotations
 
+import logging
 import os
+import warnings
 from collections import OrderedDict
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
@@ -40,7 +42,10 @@ from orpose.paths import MissingResourceError, models_dir
 if TYPE_CHECKING:
     import onnx
 
-PICODET_FILE = "picodet_s_320_lcnet_pedestrian.onnx"
+log = logging.getLogger(__name__)
+
+PICODET_MODEL = "picodet_s_320_lcnet_pedestrian"  # its manifest entry
+PICODET_FILE = f"{PICODET_MODEL}.onnx"
 PICODET_ENV = "ORPOSE_PICODET_ONNX"  # a path to the ONNX file, overriding the models folder
 # The neck (CSP-PAN) outputs, strides 8/16/32/64, 96 channels each.
 PICODET_NECK_OUTPUTS = ("Div_37_o0", "Div_43_o0", "Div_49_o0", "Add_58_o0")
@@ -54,21 +59,36 @@ TARGET_OPSET = 14  # HardSwish needs 14; onnx2torch knows ReduceMean and Resize 
 
 
 def picodet_onnx_path() -> Path:
-    """The PicoDet ONNX file: ``$ORPOSE_PICODET_ONNX``, else ``<models folder>/`` + its name."""
+    """The PicoDet ONNX file: ``$ORPOSE_PICODET_ONNX``, else ``<models folder>/`` + its name.
+
+    The file in the models folder must match the manifest's sha256 (else ModelError); a file
+    the user names with ``$ORPOSE_PICODET_ONNX`` is used with a printed warning when it does not
+    match (it is then the user's own, unverified model).
+    """
+    from orpose.teacher.manifest import find_model, load_manifest, sha256_of, verify_model
+
+    spec = find_model(PICODET_MODEL, load_manifest(), "detector")
     env = os.environ.get(PICODET_ENV)
     if env:
         path = Path(env)
         if not path.is_file():
             raise MissingResourceError(f"{PICODET_ENV}={env}: no such file")
+        if sha256_of(path) != spec.sha256:
+            warnings.warn(
+                f"{PICODET_ENV}={env}: sha256 differs from the manifest's {PICODET_MODEL}; "
+                "using this unverified file because you named it",
+                stacklevel=2,
+            )
+            log.warning("%s=%s: unverified model file (sha256 differs from the manifest)",
+                        PICODET_ENV, env)  # fmt: skip
         return path
     folder = models_dir(required=True)
-    path = folder / PICODET_FILE
-    if not path.is_file():
+    if not (folder / PICODET_FILE).is_file():
         raise MissingResourceError(
-            f"{path}: not found; the picodet_lcnet backbone is built from the teacher's PicoDet "
-            f"ONNX file (set ORPOSE_SHARED, ORPOSE_MODELS or {PICODET_ENV})"
+            f"{folder / PICODET_FILE}: not found; the picodet_lcnet backbone is built from the "
+            f"teacher's PicoDet ONNX file (set ORPOSE_SHARED, ORPOSE_MODELS or {PICODET_ENV})"
         )
-    return path
+    return verify_model(spec, folder)
 
 
 # -- graph rewriting ------------------------------------------------------------------------------

@@ -15,6 +15,19 @@ from orpose.student.heads import TwoBranchKeypointHead
 from orpose.student.losses import hard_heatmap_loss, soft_heatmap_loss
 
 
+def decode_heatmaps(
+    heatmaps: torch.Tensor, boxes: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Heatmap logits ``(R, K, S, S)`` over ``boxes`` ``(R, 4)`` -> keypoints ``(R, K, 3)`` and peak
+    logits ``(R, K)``: the inverse of the targets of :mod:`orpose.student.losses`.
+
+    torchvision's ``heatmaps_to_keypoints``: each map is resized (bicubic) to ceil(w) x ceil(h)
+    cells over its box and the best cell's centre is returned, in COCO pixel indices (the frame
+    the targets were encoded in; no half-pixel shift, see the losses module).
+    """
+    return heatmaps_to_keypoints(heatmaps, boxes)
+
+
 class ORPoseRoIHeads(RoIHeads):
     """``RoIHeads`` whose keypoint branch is :class:`TwoBranchKeypointHead`.
 
@@ -91,9 +104,10 @@ class ORPoseRoIHeads(RoIHeads):
                 kps = heatmaps.new_zeros((0, heatmaps.shape[1], 3))
                 sc = heatmaps.new_zeros((0, heatmaps.shape[1]))
             else:
-                kps, sc = heatmaps_to_keypoints(heatmaps, flat_boxes)
+                kps, sc = decode_heatmaps(heatmaps, flat_boxes)
             for result, k, s in zip(results, kps.split(counts), sc.split(counts), strict=True):
                 result[key] = k
                 if key == "keypoints":
-                    result["keypoints_scores"] = s
+                    # a probability, as every student reports (the heatmap's peak logit -> (0, 1))
+                    result["keypoints_scores"] = s.sigmoid()
         return results, {}

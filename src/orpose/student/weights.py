@@ -37,7 +37,9 @@ def map_torchvision_keypointrcnn(state: dict[str, torch.Tensor]) -> dict[str, to
 
 def read_weight_file(path: Path | str) -> dict:
     """A starting-weights file as saved: a torchvision state dict or an orpose checkpoint."""
-    return torch.load(path, map_location="cpu", weights_only=True)
+    from orpose.checkpoints import read_checkpoint
+
+    return read_checkpoint(path)
 
 
 def checkpoint_lifter_config(saved: dict) -> dict | None:

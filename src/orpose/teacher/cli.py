@@ -6,7 +6,7 @@ import argparse
 import logging
 from pathlib import Path
 
-from orpose.cli import UserError
+from orpose.errors import UserError
 
 log = logging.getLogger(__name__)
 

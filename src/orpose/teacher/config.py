@@ -12,9 +12,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import yaml
-
-from orpose.cli import UserError
+from orpose.config import build, read_yaml
+from orpose.errors import UserError
 
 
 @dataclass(frozen=True)
@@ -105,14 +104,6 @@ def load_config(
         raise UserError(f"unknown teacher preset {preset!r} (choose {', '.join(PRESETS)})")
     config = PRESETS[preset]
     if path is not None:
-        path = Path(path)
-        if not path.is_file():
-            raise UserError(f"{path}: teacher config not found")
-        try:
-            data = yaml.safe_load(path.read_text()) or {}
-        except yaml.YAMLError as err:
-            raise UserError(f"{path}: not valid YAML ({err})") from err
-        if not isinstance(data, dict):
-            raise UserError(f"{path}: expected a mapping of teacher config fields")
-        config = config.replace(**data)
+        data = read_yaml(path)  # typed and range-checked like every config (orpose.config)
+        config = build(TeacherConfig, {**config.to_dict(), **data}, str(path))
     return config.replace(**overrides)

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from orpose.cli import UserError
+from orpose.errors import UserError
 from orpose.jsonl import JsonlWriter, read_records
 
 JOURNAL_FORMAT = "orpose-label-journal/1"

@@ -4,6 +4,11 @@ Resumable by construction: every finished frame is journaled (fsync) before the 
 restarted run skips journaled keys, and the COCO file is assembled from the journal at the end
 (also after a resume). Shards split the frames by their position in each input (``position %
 N == i``), so N processes or machines label disjoint parts whose union is the whole.
+
+Damaged inputs: a file that cannot be decoded is skipped with a warning and journaled as skipped
+(listed in ``info.skipped``); a file that decodes only in part (a truncated JPEG, which OpenCV
+fills with grey) is labelled with a warning naming it. A run (not a shard) in which no input at
+all could be read stops with an error instead of writing an empty file; its journal stays.
 """
 
 from __future__ import annotations
@@ -23,16 +28,17 @@ from typing import Any
 import cv2
 import numpy as np
 
-from orpose.cli import UserError
 from orpose.data.lowres import degrade
 from orpose.data.sources import (
     SourceError,
     SourceSpec,
     count_video_frames,
     expand_inputs,
+    image_file_problem,
     iter_video,
     read_image_rgb,
 )
+from orpose.errors import UserError
 from orpose.teacher.journal import Journal
 from orpose.teacher.lift3d import add_3d
 from orpose.teacher.teacher import Teacher
@@ -75,6 +81,7 @@ class Loaded:
     file: str | None = None  # the image file the labels point at (saved frame for videos)
     image: np.ndarray | None = None
     error: str | None = None
+    warning: str | None = None  # decoded, but damaged (a truncated file): labelled, with a warning
 
 
 @dataclass
@@ -124,6 +131,18 @@ def save_frame(image: np.ndarray, path: Path, fmt: str) -> None:
     os.replace(tmp, path)
 
 
+def read_checked(path: Path) -> tuple[np.ndarray | None, str | None, str | None]:
+    """``(image, error, warning)`` of a still image: OpenCV's decode (what the teacher sees), and
+    the file checked to its end, since OpenCV decodes a truncated JPEG without complaint."""
+    try:
+        image = read_image_rgb(path)
+    except OSError as err:
+        problem = image_file_problem(path)
+        return None, f"{path}: {problem}" if problem else str(err), None
+    problem = image_file_problem(path)
+    return image, None, f"{path}: {problem}; labelled as OpenCV decoded it" if problem else None
+
+
 def iter_work(
     specs: list[SourceSpec],
     video_step: int,
@@ -141,10 +160,7 @@ def iter_work(
                 if not shard.owns(position) or key in done:
                     continue
                 item = Loaded(key, image_id_for(number, position), key, file=key)
-                try:
-                    item.image = read_image_rgb(path)
-                except OSError as err:
-                    item.error = str(err)
+                item.image, item.error, item.warning = read_checked(path)
                 yield item
             continue
         video_key = str(spec.path)
@@ -299,6 +315,8 @@ def run_labelling(
                     skipped += 1
                     bar.update(1)
                     continue
+                if item.warning is not None:
+                    log.warning("damaged image %s", item.warning)
                 seen = degrade(item.image, downscale) if downscale > 1 else item.image
                 people = teacher.label(seen)
                 if lifter is not None:
@@ -313,6 +331,7 @@ def run_labelling(
                         "width": int(item.image.shape[1]),
                         "height": int(item.image.shape[0]),
                         "annotations": [person_annotation(p, threshold) for p in people],
+                        **({"warning": item.warning} if item.warning else {}),
                     }
                 )
                 images += 1
@@ -328,5 +347,10 @@ def run_labelling(
         bar.close()
     seconds = time.perf_counter() - started
     final_header, records = journal.read()
+    if shard.count == 1 and records and all("error" in r for r in records):
+        raise SourceError(
+            f"{records[0].get('error') or records[0]['key']}; none of the {len(records)} "
+            f"input(s) could be read, so {labels} was not written (journal: {journal_path})"
+        )
     write_labels(final_header or header, records, labels)
     return LabelSummary(labels, images, persons, skipped, len(done), seconds)

@@ -13,8 +13,8 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from orpose.cli import UserError
 from orpose.data.coco import hard_from_soft
+from orpose.errors import UserError
 from orpose.teacher.teacher import Person
 
 

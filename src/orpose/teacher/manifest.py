@@ -16,15 +16,11 @@ from typing import Any
 
 import yaml
 
-from orpose.cli import UserError
+from orpose.errors import ModelError
 
 DETECTOR_OUTPUTS = ("boxes_scores", "yolox")
 POSE_OUTPUTS = ("heatmap", "simcc")
 BUILTIN_MANIFEST = "models.yaml"
-
-
-class ModelError(UserError):
-    """A model that is missing, unknown, malformed in the manifest, or fails its checksum."""
 
 
 @dataclass(frozen=True)

@@ -6,14 +6,7 @@ from pathlib import Path
 
 import numpy as np
 
-
-def execution_providers() -> list[str]:
-    """CUDA first when this onnxruntime build has it; CPU always as the fallback."""
-    import onnxruntime as ort
-
-    available = ort.get_available_providers()
-    wanted = ["CUDAExecutionProvider"] if "CUDAExecutionProvider" in available else []
-    return [*wanted, "CPUExecutionProvider"]
+from orpose.onnx_session import open_session
 
 
 class OnnxModel:
@@ -23,16 +16,11 @@ class OnnxModel:
     that size, so callers always pass whole batches and never care which kind they hold.
     """
 
-    def __init__(self, path: Path | str, threads: int = 0, max_batch: int = 16) -> None:
-        import onnxruntime as ort
-
-        options = ort.SessionOptions()
-        if threads > 0:
-            options.intra_op_num_threads = threads
-            options.inter_op_num_threads = 1
-        options.log_severity_level = 3  # keep fp16-conversion warnings off the user's terminal
+    def __init__(
+        self, path: Path | str, threads: int = 0, max_batch: int = 16, spin: bool = True
+    ) -> None:
         self.path = Path(path)
-        self.session = ort.InferenceSession(str(path), options, providers=execution_providers())
+        self.session = open_session(path, threads, spin)
         first = self.session.get_inputs()[0]
         self.input_name = first.name
         batch = first.shape[0]

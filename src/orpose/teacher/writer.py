@@ -19,7 +19,6 @@ from typing import Any
 import numpy as np
 
 from orpose import __version__
-from orpose.cli import UserError
 from orpose.data.coco import (
     default_image_root,
     flatten_keypoints,
@@ -28,6 +27,7 @@ from orpose.data.coco import (
     make_image_entry,
     write_json_atomic,
 )
+from orpose.errors import UserError
 from orpose.skeleton import PERSON_CATEGORY
 from orpose.teacher.teacher import Person
 

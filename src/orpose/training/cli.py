@@ -32,9 +32,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run_train(args: argparse.Namespace) -> int:
-    from orpose.cli import UserError
+    from orpose.errors import UserError
     from orpose.training.config import ConfigError, load_train_config
-    from orpose.training.trainer import Trainer
 
     try:
         config = load_train_config(args.config, args.overrides)
@@ -43,7 +42,7 @@ def run_train(args: argparse.Namespace) -> int:
     out = args.out or Path("runs") / args.config.stem
     save_resolved_config(config, out / "config.yaml", args)
     try:
-        checkpoint = Trainer(config, out, args.device).run(resume=args.resume)
+        checkpoint = trainer_class(config)(config, out, args.device).run(resume=args.resume)
     except ValueError as err:
         raise UserError(str(err)) from err
     print(f"checkpoint: {checkpoint}\nlogs: {out / 'metrics.csv'}, {out / 'loss_curves.png'}")
@@ -60,3 +59,13 @@ def save_resolved_config(config, path: Path, args: argparse.Namespace) -> Path:
     header = f"# resolved from {args.config}" + "".join(f"\n#   --set {o}" for o in args.overrides)
     text = header + "\n" + yaml.safe_dump(config.to_dict(), sort_keys=False)
     return write_atomic(path, lambda f: f.write(text))
+
+
+def trainer_class(config):
+    """The training loop of the config's student family (see orpose.student.registry)."""
+    import importlib
+
+    from orpose.student.registry import family_of
+
+    module, name = family_of(config.student).trainer.split(":")
+    return getattr(importlib.import_module(module), name)

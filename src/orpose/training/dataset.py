@@ -16,9 +16,44 @@ import torch
 from orpose.data.coco import PoseDataset
 from orpose.data.lowres import LowResSchedule, degrade
 from orpose.data.sources import read_image_rgb
+from orpose.errors import DatasetError
 from orpose.skeleton import FLIP_INDEX, NUM_KEYPOINTS, flip_keypoints
 
 MIN_BOX_SIDE = 1.0  # px; torchvision rejects degenerate boxes
+
+
+class UnreadableImageError(DatasetError):
+    """A training image that cannot be decoded; the message names the COCO file, the image
+    record and the image file.
+
+    Raised in a DataLoader worker, it reaches the main process through torch's
+    ``ExceptionWrapper.reraise``, which builds a new exception of this type from the worker's
+    whole formatted traceback; the constructor keeps only the original one-line message, so
+    that ``orpose train`` still prints one line, with any number of workers.
+    """
+
+    def __init__(self, message: str = "") -> None:
+        if message.startswith("Caught ") and "Traceback" in message:
+            prefix = f"{type(self).__name__}: "
+            lines = [line for line in message.splitlines() if prefix in line]
+            if lines:
+                message = lines[-1].split(prefix, 1)[1]
+        super().__init__(message)
+
+
+def read_training_image(dataset: PoseDataset, info: dict):
+    """The RGB image of one record; an undecodable file stops training with a clear error."""
+    path = dataset.image_path(info)
+    try:
+        return read_image_rgb(path)
+    except OSError as err:
+        from orpose.data.sources import image_file_problem
+
+        problem = image_file_problem(path) or "cannot be decoded"
+        raise UnreadableImageError(
+            f"{dataset.path or '<dataset>'}: image id {info['id']}: field 'file_name': "
+            f"{path}: {problem}"
+        ) from err
 
 
 def soft_from_annotation(ann: dict) -> np.ndarray:
@@ -97,7 +132,7 @@ class PseudoLabelDataset(torch.utils.data.Dataset):
         index, seed = item
         rng = random.Random(seed)
         info = self.images[index]
-        image = read_image_rgb(self.dataset.image_path(info))
+        image = read_training_image(self.dataset, info)
         image = degrade(image, self.lowres.sample(rng))
         flip = self.flip and rng.random() < 0.5
         if flip:

@@ -38,8 +38,13 @@ CHECKPOINT_NAME = "last.pt"
 
 
 def lr_factor(iteration: int, solver: SolverConfig) -> float:
-    """Linear warm-up from ``warmup_factor``, then x ``gamma`` at each step (detectron2's rule)."""
-    factor = solver.gamma ** sum(1 for s in solver.steps if iteration >= s)
+    """Linear warm-up from ``warmup_factor``, then x ``gamma`` at each step (detectron2's rule),
+    or a cosine decay to 0 at the last iteration (``schedule: cosine``)."""
+    if solver.schedule == "cosine":
+        factor = 0.5 * (1 + math.cos(math.pi * min(iteration, solver.iterations) /
+                                     max(solver.iterations, 1)))  # fmt: skip
+    else:
+        factor = solver.gamma ** sum(1 for s in solver.steps if iteration >= s)
     if iteration < solver.warmup_iterations:
         alpha = iteration / solver.warmup_iterations
         factor *= solver.warmup_factor * (1 - alpha) + alpha
@@ -140,25 +145,53 @@ class Trainer:
     def checkpoint_path(self) -> Path:
         return self.out_dir / CHECKPOINT_NAME
 
+    def sync_buffers(self, model) -> None:
+        """Make every rank's buffers equal: running statistics averaged, counters from rank 0.
+
+        DistributedDataParallel averages gradients, so parameters agree, but batch norm's
+        running statistics are updated from each rank's own images (SyncBatchNorm, used on
+        GPUs, needs CUDA; gloo on CPUs has none): without this, ranks would end different.
+        """
+        if self.world_size <= 1 or not dist.is_initialized():
+            return
+        for buffer in model.buffers():
+            if buffer.is_floating_point():
+                dist.all_reduce(buffer.data, op=dist.ReduceOp.SUM)
+                buffer.data /= self.world_size
+            else:
+                dist.broadcast(buffer.data, src=0)
+
     def save(self, model, optimizer, scheduler, iteration: int) -> None:
+        self.sync_buffers(model)  # every rank takes part, before rank 0 writes
         if not self.is_main:
             return
+        from orpose.checkpoints import student_state
+
         core = model.module if hasattr(model, "module") else model
         save_torch_atomic(
             {
-                "model": core.state_dict(),
+                **student_state(core),
                 "optimizer": optimizer.state_dict(),
                 "scheduler": scheduler.state_dict(),
                 "iteration": iteration,
                 "torch_rng": torch.get_rng_state(),
                 "config": self.config.to_dict(),
-                "student_config": core.config.to_dict(),
             },
             self.checkpoint_path(),
         )
 
+    def snapshot(self, model, iteration: int) -> Path:
+        """The model at this iteration, kept (``snapshots/iter_N.pt``) for curves on held-out
+        data; a student checkpoint without the optimizer state."""
+        from orpose.checkpoints import save_student
+
+        core = model.module if hasattr(model, "module") else model
+        return save_student(core, self.out_dir / "snapshots" / f"iter_{iteration:06d}.pt")
+
     def restore(self, model, optimizer, scheduler) -> int:
-        state = torch.load(self.checkpoint_path(), map_location=self.device, weights_only=False)
+        from orpose.checkpoints import read_checkpoint
+
+        state = read_checkpoint(self.checkpoint_path(), self.device)
         model.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
         scheduler.load_state_dict(state["scheduler"])
@@ -195,23 +228,14 @@ class Trainer:
         elif resume:
             log.info("no checkpoint in %s: starting from scratch", self.out_dir)
         if self.world_size > 1:
+            if self.device.type == "cuda":  # batch statistics over all ranks' images
+                model = torch.nn.SyncBatchNorm.convert_sync_batchnorm(model)
             model = torch.nn.parallel.DistributedDataParallel(
                 model,
                 device_ids=[self.device.index] if self.device.type == "cuda" else None,
                 find_unused_parameters=True,
             )
-        dataset = load_training_sets(self.config)
-        sampler = IterationBatchSampler(
-            len(dataset), s.batch_size, s.seed, start, s.iterations, self.rank, self.world_size
-        )
-        loader = torch.utils.data.DataLoader(
-            dataset,
-            batch_sampler=sampler,
-            collate_fn=collate,
-            num_workers=self.config.data.num_workers,
-            # its own generator: creating the loader must not consume the global RNG (resume)
-            generator=torch.Generator().manual_seed(s.seed),
-        )
+        loader = self.make_loader(start)
         log_path, rows = self._open_log(start)
         tb = self._tensorboard() if self.is_main else None
         amp = s.amp and self.device.type == "cuda"
@@ -224,10 +248,10 @@ class Trainer:
             dynamic_ncols=True,
         )
         t_last, images_seen = time.perf_counter(), 0
-        for iteration, (images, targets) in enumerate(loader, start=start):
-            losses = self._step(model, optimizer, images, targets, amp)
+        for iteration, batch in enumerate(loader, start=start):
+            losses = self.train_step(model, optimizer, batch, amp)
             scheduler.step()
-            images_seen += len(images)
+            images_seen += self.batch_count(batch)
             done = iteration + 1
             bar.update(1)
             bar.set_postfix(loss=f"{losses['total']:.3f}", lr=f"{scheduler.get_last_lr()[0]:.2g}")
@@ -248,6 +272,8 @@ class Trainer:
                             tb.add_scalar(key, float(value), done)
             if done % s.checkpoint_every == 0 or done == s.iterations:
                 self.save(model, optimizer, scheduler, done)
+            if s.snapshot_every and done % s.snapshot_every == 0 and self.is_main:
+                self.snapshot(model, done)
         bar.close()
         if s.iterations == 0 and self.is_main:
             # no training asked: the starting weights (init_weights, init_lifter) become the
@@ -257,7 +283,33 @@ class Trainer:
             tb.close()
         if self.is_main:
             self._finish(log_path)
+        self.model = model.module if hasattr(model, "module") else model  # as trained, per rank
         return self.checkpoint_path()
+
+    def make_loader(self, start: int) -> torch.utils.data.DataLoader:
+        """Batches of iterations ``start`` .. ``solver.iterations`` (this rank's share)."""
+        s = self.config.solver
+        dataset = load_training_sets(self.config)
+        sampler = IterationBatchSampler(
+            len(dataset), s.batch_size, s.seed, start, s.iterations, self.rank, self.world_size
+        )
+        return torch.utils.data.DataLoader(
+            dataset,
+            batch_sampler=sampler,
+            collate_fn=collate,
+            num_workers=self.config.data.num_workers,
+            # its own generator: creating the loader must not consume the global RNG (resume)
+            generator=torch.Generator().manual_seed(s.seed),
+        )
+
+    @staticmethod
+    def batch_count(batch) -> int:
+        """Training samples in a batch (images here), for the images/s log column."""
+        return len(batch[0])
+
+    def train_step(self, model, optimizer, batch, amp: bool) -> dict[str, float]:
+        images, targets = batch
+        return self._step(model, optimizer, images, targets, amp)
 
     def _step(self, model, optimizer, images, targets, amp: bool) -> dict[str, float]:
         """One optimizer step over ``accumulate`` micro-batches; returns the mean losses."""

@@ -27,6 +27,28 @@ def joint_colour(j: int) -> tuple[int, int, int]:
     return LEFT if j in _LEFT_JOINTS else RIGHT if j in _RIGHT_JOINTS else CENTRE
 
 
+# Box colours (RGB) of tracked people: one per track id, so that an id switch shows as a change
+# of colour; matplotlib's tab10 without its grey, bright enough on dark OR frames.
+TRACK_COLOURS = (
+    (31, 119, 180), (255, 127, 14), (44, 160, 44), (214, 39, 40), (148, 103, 189),
+    (140, 86, 75), (227, 119, 194), (188, 189, 34), (23, 190, 207),
+)  # fmt: skip
+
+
+def track_colour(track_id: int) -> tuple[int, int, int]:
+    return TRACK_COLOURS[(int(track_id) - 1) % len(TRACK_COLOURS)]
+
+
+def person_label(person: dict) -> str | None:
+    """``#7 0.93`` for a tracked person (track id, score), the score alone otherwise."""
+    parts = []
+    if person.get("track_id") is not None:
+        parts.append(f"#{person['track_id']}")
+    if "score" in person:
+        parts.append(f"{person['score']:.2f}")
+    return " ".join(parts) or None
+
+
 def draw_box(
     image: np.ndarray,
     box_xywh: Sequence[float],
@@ -86,12 +108,15 @@ def draw_people(
     threshold: float = 0.0,
     show_boxes: bool = True,
 ) -> np.ndarray:
-    """A copy of an RGB image with every person's box (and score) and skeleton drawn."""
+    """A copy of an RGB image with every person's box (score; track id as ``#id`` in the track's
+    colour when tracked) and skeleton drawn."""
     canvas = np.ascontiguousarray(image.copy())
     for person in people:
         if show_boxes and "bbox" in person:
-            label = f"{person['score']:.2f}" if "score" in person else None
-            draw_box(canvas, person["bbox"], label=label)
+            tracked = person.get("track_id") is not None
+            colour = track_colour(person["track_id"]) if tracked else (255, 255, 255)
+            thickness = max(1, max(canvas.shape[:2]) // 400) if tracked else 1
+            draw_box(canvas, person["bbox"], colour, person_label(person), thickness)
         kps = person.get(keypoint_field) or person.get("keypoints")
         if kps:
             draw_skeleton(canvas, np.asarray(kps), threshold)

@@ -1,7 +1,13 @@
-"""3D skeleton plots (matplotlib), in the camera frame with the image's y axis pointing down.
+"""3D skeleton plots (matplotlib) that read at a glance.
 
-As in the paper's figures, a root-relative pose can be placed at a given root depth so that
-several people share one scene.
+Two layouts, both drawn upright (the camera frame's y points down; plots show height = -y, x to
+the right and depth z receding) with equal scale on the three axes, limits fitted to what is
+drawn plus a margin and three ticks per axis:
+
+- panels (default): one panel per person, body-centred (mid-hips at the origin), in mm, all at
+  one scale so that the people compare;
+- scene: everyone in one camera-frame scene, in metres, each person at its root (see
+  ``orpose.inference.render.root_positions``), as the paper places root-relative poses.
 """
 
 from __future__ import annotations
@@ -14,9 +20,15 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 import numpy as np
+from matplotlib.ticker import FuncFormatter, MaxNLocator
 
-from orpose.skeleton import LIMBS
+from orpose.skeleton import LIMBS, root_position
 from orpose.viz.draw2d import joint_colour, limb_colour
+
+MARGIN = 0.12  # added to each side of the fitted limits, as a share of the extent
+MIN_HALF_MM = 150.0  # no axis narrower than 30 cm: a side-on pose stays a readable box
+PANEL_COLUMNS = 4
+TICKS = 3
 
 
 def _rgb(c: tuple[int, int, int]) -> tuple[float, float, float]:
@@ -28,46 +40,105 @@ def place_at_root(pose3d: np.ndarray, root: Sequence[float]) -> np.ndarray:
     return np.asarray(pose3d, dtype=np.float64)[:, :3] + np.asarray(root, dtype=np.float64)
 
 
+def to_plot_axes(points: np.ndarray) -> np.ndarray:
+    """Camera-frame ``(N, 3)`` points (x right, y down, z forward) as plotted: (x, z, -y)."""
+    p = np.asarray(points, dtype=np.float64)[:, :3]
+    return np.stack([p[:, 0], p[:, 2], -p[:, 1]], axis=1)
+
+
+def fitted_limits(points: np.ndarray, margin: float = MARGIN, min_half: float = MIN_HALF_MM):
+    """``(3, 2)`` axis limits around ``(N, 3)`` points: their extent plus ``margin`` on each
+    side, at least ``min_half`` either side of the centre."""
+    pts = np.asarray(points, dtype=np.float64).reshape(-1, 3)
+    pts = pts[np.isfinite(pts).all(axis=1)]
+    if not len(pts):
+        pts = np.zeros((1, 3))
+    lo, hi = pts.min(axis=0), pts.max(axis=0)
+    half = np.maximum((hi - lo) / 2 * (1 + 2 * margin), min_half)
+    centre = (lo + hi) / 2
+    return np.stack([centre - half, centre + half], axis=1)
+
+
+def _draw_pose(ax, plotted: np.ndarray, shown: np.ndarray) -> None:
+    for a, b in LIMBS:
+        if shown[a] and shown[b]:
+            ax.plot(*zip(plotted[a], plotted[b], strict=True), color=_rgb(limb_colour(a, b)), lw=2)
+    ax.scatter(*plotted[shown].T, s=8, c=[_rgb(joint_colour(j)) for j in np.flatnonzero(shown)])
+
+
+def _style(ax, limits: np.ndarray, unit: str, per_unit: float) -> None:
+    """Equal scale (box sides proportional to the limits), few ticks, readable units."""
+    names = ("x", "depth z", "height -y")
+    axes = (ax.xaxis, ax.yaxis, ax.zaxis)
+    setters = (ax.set_xlim, ax.set_ylim, ax.set_zlim)
+    label_setters = (ax.set_xlabel, ax.set_ylabel, ax.set_zlabel)
+    ticks = FuncFormatter(lambda v, _pos: f"{v / per_unit:g}")
+    for axis, setter, set_label, (lo, hi), name in zip(
+        axes, setters, label_setters, limits, names, strict=True
+    ):
+        setter(lo, hi)
+        axis.set_major_locator(MaxNLocator(TICKS, steps=[1, 2, 2.5, 5, 10]))
+        axis.set_major_formatter(ticks)
+        set_label(f"{name} ({unit})", fontsize=8, labelpad=-2)
+    ax.tick_params(labelsize=7, pad=0)
+    ax.set_box_aspect(tuple(limits[:, 1] - limits[:, 0]), zoom=0.85)
+
+
 def plot_skeletons_3d(
     poses: Sequence[np.ndarray],
     path: Path | str | None = None,
     visible: Sequence[np.ndarray] | None = None,
     title: str = "",
-    elev: float = -70,
-    azim: float = -90,
+    elev: float = 12,
+    azim: float = -70,
+    labels: Sequence[str] | None = None,
+    scene: bool = False,
 ):
-    """Plot ``(17, 3)`` poses in mm (camera frame: x right, y down, z forward).
+    """Plot ``(17, 3)`` camera-frame poses in mm (x right, y down, z forward).
 
-    The default view looks roughly along the camera's axis, as the image does. Returns the
-    figure, or saves it and returns the path when ``path`` is given.
+    ``scene=False``: one body-centred panel per pose (mm); ``scene=True``: all poses where they
+    are, in one scene (m). ``labels`` name the people (panel titles, or text above each head).
+    The default view is from just above the camera, a little to the side, so that depth shows.
+    Returns the figure, or saves it and returns the path when ``path`` is given.
     """
-    fig = plt.figure(figsize=(5, 5))
-    ax = fig.add_subplot(projection="3d")
-    all_points = []
-    for i, pose in enumerate(poses):
-        p = np.asarray(pose, dtype=np.float64)[:, :3]
-        shown = np.ones(len(p), bool) if visible is None else np.asarray(visible[i], bool)
-        for a, b in LIMBS:
-            if shown[a] and shown[b]:
-                ax.plot(*zip(p[a], p[b], strict=True), color=_rgb(limb_colour(a, b)), lw=2)
-        ax.scatter(
-            p[shown, 0],
-            p[shown, 1],
-            p[shown, 2],
-            s=10,
-            c=[_rgb(joint_colour(j)) for j in np.flatnonzero(shown)],
-        )
-        all_points.append(p[shown])
-    pts = np.concatenate(all_points) if all_points else np.zeros((1, 3))
-    centre, half = pts.mean(axis=0), max(np.ptp(pts, axis=0).max() / 2, 500.0)
-    for setter, c in zip((ax.set_xlim, ax.set_ylim, ax.set_zlim), centre, strict=True):
-        setter(c - half, c + half)
-    ax.set_xlabel("x (mm)")
-    ax.set_ylabel("y (mm)")
-    ax.set_zlabel("z (mm)")
-    ax.view_init(elev=elev, azim=azim)
-    if title:
-        ax.set_title(title)
+    poses = [np.asarray(p, dtype=np.float64)[:, :3] for p in poses]
+    shown = [
+        np.ones(len(p), bool) if visible is None else np.asarray(visible[i], bool)
+        for i, p in enumerate(poses)
+    ]
+    labels = list(labels) if labels is not None else [""] * len(poses)
+    if scene or len(poses) <= 1:
+        fig = plt.figure(figsize=(5.2, 5))
+        ax = fig.add_subplot(projection="3d")
+        centred = not scene
+        plotted = [to_plot_axes(p - root_position(p) if centred else p) for p in poses]
+        drawn = [q[m] for q, m in zip(plotted, shown, strict=True)]
+        limits = fitted_limits(np.concatenate(drawn) if drawn else np.zeros((1, 3)))
+        for q, m, label in zip(plotted, shown, labels, strict=True):
+            _draw_pose(ax, q, m)
+            if label and m.any():
+                top = q[m][np.argmax(q[m][:, 2])]
+                ax.text(top[0], top[1], top[2] + 120, label, fontsize=8, ha="center")
+        _style(ax, limits, "mm" if centred else "m", 1.0 if centred else 1000.0)
+        ax.view_init(elev=elev, azim=azim)
+        if title:
+            ax.set_title(title, fontsize=9)
+    else:
+        columns = min(PANEL_COLUMNS, len(poses))
+        rows = -(-len(poses) // columns)
+        fig = plt.figure(figsize=(3.3 * columns, 3.4 * rows + 0.3))
+        plotted = [to_plot_axes(p - root_position(p)) for p in poses]
+        drawn = [q[m] for q, m in zip(plotted, shown, strict=True)]
+        limits = fitted_limits(np.concatenate(drawn))  # one scale for all: people compare
+        for i, (q, m, label) in enumerate(zip(plotted, shown, labels, strict=True)):
+            ax = fig.add_subplot(rows, columns, i + 1, projection="3d")
+            _draw_pose(ax, q, m)
+            _style(ax, limits, "mm", 1.0)
+            ax.view_init(elev=elev, azim=azim)
+            if label:
+                ax.set_title(label, fontsize=9)
+        if title:
+            fig.suptitle(title, fontsize=10)
     if path is None:
         return fig
     path = Path(path)

@@ -15,7 +15,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "short student training with low-resolution augmentation, teacher and student AP at "
         "each downscale factor on real labelled images, and student predictions on real 12x "
         "operating-room frames. Writes OUT/report.md (tables, charts, overlays, 3D skeletons, "
-        "the exact commands and config). About 8 minutes on an idle 2-core CPU; rerunning resumes.",
+        "the exact commands and config). About 20 minutes on an idle 2-core CPU; rerunning "
+        "resumes.",
     )
     p.add_argument("--out", type=Path, default=Path("orpose_demo"), help="[orpose_demo]")
     p.add_argument(
@@ -25,11 +26,17 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="folder holding models/ and data/ (default: $ORPOSE_SHARED, ../shared)",
     )
     p.add_argument(
-        "--iterations", type=int, default=None, help="student training iterations of 4 images [200]"
+        "--iterations",
+        type=int,
+        default=None,
+        help="student training iterations of 16 person crops and 4 images [300]",
     )
-    p.add_argument("--unlabelled-images", type=int, default=None, help="[60]")
+    p.add_argument("--unlabelled-images", type=int, default=None, help="[200]")
     p.add_argument(
-        "--video-step", type=int, default=None, help="label every k-th frame of the PETS video [40]"
+        "--pool-images", type=int, default=None, help="sports photos of person_pool/lspet [400]"
+    )
+    p.add_argument(
+        "--video-step", type=int, default=None, help="label every k-th frame of the PETS video [20]"
     )
     p.add_argument(
         "--val-images", type=int, default=None, help="labelled images for the AP tables [40]"
@@ -54,6 +61,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     p.set_defaults(func=run_demo_cli)
     register_experiment(subparsers)
+    register_bench(subparsers)
 
 
 def run_demo_cli(args: argparse.Namespace) -> int:
@@ -65,6 +73,7 @@ def run_demo_cli(args: argparse.Namespace) -> int:
         for key in (
             "iterations",
             "unlabelled_images",
+            "pool_images",
             "video_step",
             "val_images",
             "scales",
@@ -74,7 +83,7 @@ def run_demo_cli(args: argparse.Namespace) -> int:
         )
         if (value := getattr(args, key)) is not None
     }
-    for key in ("iterations", "unlabelled_images", "video_step", "val_images"):
+    for key in ("iterations", "unlabelled_images", "pool_images", "video_step", "val_images"):
         if key in given and given[key] < 1:
             raise_user_error(f"--{key.replace('_', '-')} must be >= 1, got {given[key]}")
     opts = (
@@ -91,7 +100,7 @@ def run_demo_cli(args: argparse.Namespace) -> int:
 
 
 def raise_user_error(message: str) -> None:
-    from orpose.cli import UserError
+    from orpose.errors import UserError
 
     raise UserError(message)
 
@@ -123,4 +132,97 @@ def run_experiment_cli(args: argparse.Namespace) -> int:
         raise_user_error(str(err))
     if not args.dry_run:
         print(f"\nresults: {path}")
+    return 0
+
+
+# -- bench --
+
+
+def register_bench(subparsers: argparse._SubParsersAction) -> None:
+    from orpose.workflow.bench import CPU_STUDENT, PEOPLE_SWEEP, TEACHER_SETTINGS
+
+    p = subparsers.add_parser(
+        "bench",
+        help="parameters, GFLOPs, latency and frames/s of teacher and students on real frames",
+        description="Benchmark the teacher (onnxruntime) and the students (onnxruntime, "
+        "PyTorch) on the same real frames at 640x480, batch 1, and on the same frames shrunk "
+        "12x (53x40: the CPU student's native low-resolution path), plus the CPU student with "
+        "exactly 1, 5, 10 and 20 people per frame. Speed does not depend on the weights: "
+        "without --checkpoint the CPU student is timed at its start.",
+    )
+    p.add_argument("--frames", type=Path, default=None,
+                   help="video or image folder (default: the shared PETS 2009 video)")  # fmt: skip
+    p.add_argument("--count", type=int, default=10, help="timed frames per row (default 10)")
+    p.add_argument("--warmup", type=int, default=2, help="untimed runs first (default 2)")
+    p.add_argument(
+        "--students",
+        nargs="*",
+        default=[CPU_STUDENT],
+        help=f"{CPU_STUDENT} and/or Keypoint R-CNN backbones with random weights "
+        "(resnet50_fpn, resnet18_fpn, mobilenet_v3_fpn, picodet_lcnet) [cpu_student]",
+    )
+    p.add_argument("--checkpoint", type=Path, action="append", default=[],
+                   help="a trained student to time as well (repeatable)")  # fmt: skip
+    p.add_argument("--teacher", nargs="*", default=["single", "full"], dest="teacher_settings",
+                   choices=TEACHER_SETTINGS, help="teacher settings [single full]")  # fmt: skip
+    p.add_argument("--runtimes", nargs="+", default=["onnxruntime", "pytorch"],
+                   choices=("onnxruntime", "pytorch"))  # fmt: skip
+    p.add_argument("--people", type=int, nargs="*", default=list(PEOPLE_SWEEP),
+                   help="forced people per frame for the cost per person [1 5 10 20]")  # fmt: skip
+    p.add_argument("--threads", type=int, default=0, help="CPU threads (0: library default)")
+    p.add_argument("--device", default="cpu", help="PyTorch device of the students")
+    p.add_argument("--quick", action="store_true",
+                   help="3 frames, 1 warm-up, onnxruntime only, people 1 and 5")  # fmt: skip
+    p.add_argument("--out", type=Path, default=Path("bench.json"), help="JSON report")
+    p.set_defaults(func=run_bench_cli)
+
+
+def run_bench_cli(args: argparse.Namespace) -> int:
+    from orpose.paths import shared_data
+    from orpose.workflow.bench import (
+        PAPER,
+        BenchPlan,
+        format_table,
+        lowres_ratios,
+        machine,
+        run_bench,
+        save_report,
+    )
+
+    for name in ("count", "warmup"):
+        if getattr(args, name) < (1 if name == "count" else 0):
+            raise_user_error(f"--{name} must be >= {1 if name == 'count' else 0}")
+    if any(n < 1 for n in args.people):
+        raise_user_error("--people: every count must be >= 1")
+    frames = args.frames or shared_data("pets09_s2l1/vtest_480x360.avi")
+    plan = BenchPlan(
+        frames=frames,
+        count=args.count,
+        warmup=args.warmup,
+        students=tuple(args.students),
+        checkpoints=tuple(args.checkpoint),
+        teacher_settings=tuple(args.teacher_settings),
+        runtimes=tuple(args.runtimes),
+        people=tuple(args.people),
+        threads=args.threads,
+        device=args.device,
+    )
+    if args.quick:
+        plan.count, plan.warmup, plan.runtimes, plan.people = 3, 1, ("onnxruntime",), (1, 5)
+    info = machine()
+    print(
+        f"machine: {info['cpu']}, {info['logical_cpus']} logical CPUs"
+        + (f", GPU {info['gpu']}" if "gpu" in info else "")
+        + f"; {plan.count} frame(s) of {frames} at 640x480, batch 1"
+    )
+    rows = run_bench(plan)
+    print(format_table(rows))
+    for name, ratio in lowres_ratios(rows).items():
+        print(f"{name}: a 12x frame costs {ratio:.2f} of a 1x frame")
+    print(
+        f"paper (GPU, detectron2 models): teacher {PAPER['teacher']['params_m']}M parameters / "
+        f"{PAPER['teacher']['gflops']} GFLOPs, student {PAPER['student']['params_m']}M / "
+        f"{PAPER['student']['gflops']} GFLOPs"
+    )
+    print(f"saved {save_report(args.out, rows, plan)}")
     return 0

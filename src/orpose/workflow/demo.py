@@ -1,7 +1,8 @@
 """``orpose demo``: the whole method, small, on the shared data, in minutes on a CPU.
 
-teacher labels unlabelled images and video frames -> a lifter is trained (or loaded) -> the student
-(PicoDet backbone, ORPose_all low-resolution schedule) trains on the pseudo labels -> teacher and
+teacher labels unlabelled images and video frames -> a lifter is trained (or loaded) -> the CPU
+student (PicoDet + TinyPose, built from the teacher's own models, configs/cpu_student.yaml) learns
+low resolution by distillation (ORPose_all schedule) -> teacher and
 student are scored on real labelled images at 1x/8x/10x/12x -> the student predicts the real 12x
 operating-room frames -> a report folder with tables, charts, overlays and 3D skeletons.
 
@@ -18,23 +19,24 @@ from pathlib import Path
 from orpose.paths import configs_dir, shared_dir
 from orpose.workflow.steps import Step, StepRunner, write_commands
 
-DEMO_CONFIG = "cpu_picodet.yaml"  # the default CPU student (docs/picodet_backbone.md)
+DEMO_CONFIG = "cpu_student.yaml"  # the default CPU student (docs/student.md)
 
 
 @dataclass
 class DemoOptions:
-    """Sizes of the demo; the defaults take about 8 minutes on an idle 2-core CPU."""
+    """Sizes of the demo; the defaults take about 20 minutes on an idle 2-core CPU."""
 
     out: Path = Path("orpose_demo")
     shared: Path | None = None  # models/ and data/ (default: ORPOSE_SHARED, ../shared, ./shared)
-    unlabelled_images: int = 60  # from coco_person_unlabeled300
-    video_step: int = 40  # every k-th frame of the PETS video (795 frames)
+    unlabelled_images: int = 200  # from coco_person_unlabeled300
+    pool_images: int = 400  # from person_pool/lspet (sports photos: varied poses)
+    video_step: int = 20  # every k-th frame of the PETS video (795 frames)
     val_images: int = 40  # labelled images of coco_person_val500 for the AP tables
     scales: list[float] = field(default_factory=lambda: [1, 8, 10, 12])
     lifter: Path | None = None  # an existing lifter checkpoint instead of training one
     lifter_epochs: int = 3
     teacher_preset: str = "single"  # "full" (test-time augmentation) is ~7x slower
-    iterations: int = 200  # student SGD iterations (batch 4)
+    iterations: int = 300  # student iterations (16 person crops + 4 images each)
     or_frames: int = 120  # real 12x operating-room frames to predict
     max_detections: int = 20  # people per image kept by the student in evaluation
 
@@ -43,6 +45,7 @@ class DemoOptions:
         """A one-to-two-minute run of every stage (what the test suite runs): numbers are noise."""
         sizes = dict(
             unlabelled_images=4,
+            pool_images=2,
             video_step=400,
             val_images=3,
             scales=[1, 12],
@@ -61,6 +64,7 @@ def demo_steps(opts: DemoOptions, data: Path) -> list[Step]:
     """The demo's commands, in order; paths under ``opts.out``."""
     d = opts.out
     unlabelled, val, or12 = d / "data/unlabelled.json", d / "data/val.json", d / "data/or12x.json"
+    pool = d / "data/pool.json"
     lifter = opts.lifter or d / "lifter/lifter.pt"
     labels = d / "labels/train.json"
     student = d / "student"
@@ -78,6 +82,20 @@ def demo_steps(opts: DemoOptions, data: Path) -> list[Step]:
             ],
             [unlabelled],
             "a fixed part of the unlabelled image pool",
+        ),
+        Step(
+            "pool-subset",
+            [
+                "data",
+                "subset",
+                data / "person_pool/lspet",
+                "--num",
+                opts.pool_images,
+                "--out",
+                pool,
+            ],
+            [pool],
+            "more unlabelled people, in varied poses",
         ),
         Step(
             "val-subset",
@@ -126,6 +144,7 @@ def demo_steps(opts: DemoOptions, data: Path) -> list[Step]:
             [
                 "label",
                 unlabelled,
+                pool,
                 data / "pets09_s2l1/vtest_480x360.avi",
                 "--video-step",
                 opts.video_step,
@@ -170,22 +189,16 @@ def demo_steps(opts: DemoOptions, data: Path) -> list[Step]:
                 "--set",
                 f"data.train=[{labels}]",
                 "--set",
-                "data.lowres=all",
-                "--set",
                 f"solver.iterations={opts.iterations}",
                 "--set",
-                f"solver.steps=[{int(opts.iterations * 0.75)},{int(opts.iterations * 0.9)}]",
-                "--set",
-                "solver.lr=0.02",
-                "--set",
-                f"solver.warmup_iterations={min(50, max(1, opts.iterations // 5))}",
+                f"solver.warmup_iterations={min(20, max(1, opts.iterations // 5))}",
                 "--set",
                 f"solver.checkpoint_every={max(1, min(50, opts.iterations))}",
                 "--set",
                 f"init_lifter={lifter}",
             ],
             [student / "last.pt"],
-            "the student on the pseudo labels, ORPose_all low-resolution schedule",
+            "the student learns low resolution from the teacher (ORPose_all schedule)",
         )
     )
     teacher_preds = []
@@ -301,6 +314,7 @@ def run_demo(opts: DemoOptions) -> Path:
     data = shared / "data"
     for needed in (
         "coco_person_unlabeled300/images",
+        "person_pool/lspet",
         "coco_person_val500/person_keypoints.json",
         "pets09_s2l1/vtest_480x360.avi",
         "or_lowres_12x",

@@ -184,22 +184,26 @@ def write_demo_report(
         f"{machine_description()}.",
         "## What ran",
         "1. The teacher (person detector, top-down 2D pose, lifter) labelled "
-        f"{opts.unlabelled_images} unlabelled COCO images and every {opts.video_step}th frame of "
-        f"the PETS video: {pseudo_label_summary(d / 'labels/train.json')}",
-        "2. The student (Keypoint R-CNN on the teacher detector's pretrained PicoDet features, "
-        f"two heatmap branches and two lifters) trained {opts.iterations} iterations of 4 images "
-        "on those pseudo labels, each image degraded at a random factor of the ORPose_all "
-        "schedule (1x to 12x).",
+        f"{opts.unlabelled_images} unlabelled COCO images, {opts.pool_images} sports photos "
+        f"(person_pool/lspet) and every {opts.video_step}th frame of the PETS video: "
+        f"{pseudo_label_summary(d / 'labels/train.json')}",
+        "2. The CPU student (one network built from the teacher's own pretrained models: the "
+        "PicoDet detector, RoIAlign crops, the TinyPose trunk with the paper's two heatmap "
+        f"branches, two lifters) trained {opts.iterations} iterations of 16 person crops and 4 "
+        "images, each degraded at a random factor of the ORPose_all schedule (1x to 12x), "
+        "against the teacher's outputs on the same crops and images at full resolution and "
+        "against the soft and hard pseudo labels. Untrained, it equals the single-pass teacher.",
         f"3. Both were scored on {opts.val_images} real labelled images (coco_person_val500) "
         "degraded at each factor, and the student predicted real 12x operating-room frames.",
         "## Teacher and student at each downscale factor",
         "COCO AP in %, as in the paper's tables (MPJPE needs 3D ground truth, which these images "
         "do not have).\n\n" + metrics_table(models, scales),
         image_link(chart, d, "AP versus downscale factor"),
-        "How to read it: a few minutes of CPU training give a student far from converged; the "
-        "paper trains 20k iterations of 32 images on GPUs. What the demo shows is the chain "
-        "working end to end on real data; docs/student.md and docs/picodet_backbone.md give the "
-        "numbers of longer runs, and `orpose demo --iterations N` trains longer.",
+        "How to read it: the student starts as the single-pass teacher; what the minutes of "
+        "training change is low resolution (8x-12x), where the teacher was never trained, while "
+        f"1x should stay close. {opts.val_images} images give noisy AP "
+        "(a few points); docs/student.md has the longer CPU recipe on all 500 images, and "
+        "`orpose demo --iterations N` trains longer.",
         "## Training curves",
         image_link(loss_png, d, "student loss curves"),
         "## Pseudo labels (soft set drawn)",

@@ -20,14 +20,11 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from orpose.paths import configs_dir
+from orpose.errors import ExperimentError
+from orpose.paths import configs_dir, expand_shared
 from orpose.workflow.steps import Step
 
 RUN_KINDS = ("teacher", "train", "model")
-
-
-class ExperimentError(ValueError):
-    """A spec that cannot be run; the message names the file and the key."""
 
 
 @dataclass
@@ -68,14 +65,6 @@ def _fail(path: Path, key: str, message: str) -> ExperimentError:
     return ExperimentError(f"{path}: {key}: {message}")
 
 
-def _resolve_shared(text: str) -> str:
-    if "{shared}" in text:
-        from orpose.paths import shared_dir
-
-        text = text.replace("{shared}", str(shared_dir()))
-    return text
-
-
 def _str_list(data: dict, key: str, path: Path) -> list[str]:
     value = data.get(key) or []
     if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
@@ -85,7 +74,8 @@ def _str_list(data: dict, key: str, path: Path) -> list[str]:
 
 def load_experiment(path: Path | str) -> ExperimentSpec:
     """Read and check a spec (``base:`` inheritance as in training configs)."""
-    from orpose.training.config import ConfigError, read_yaml_with_base
+    from orpose.config import read_yaml_with_base
+    from orpose.errors import ConfigError
 
     path = Path(path)
     try:
@@ -127,19 +117,19 @@ def load_experiment(path: Path | str) -> ExperimentSpec:
     schedule = data.get("schedule") or {}
     evaluation = data.get("eval") or {}
     needs_training = any(r.kind == "train" for r in runs.values())
-    train = [_resolve_shared(t) for t in _str_list(data, "train", path)]
+    train = [expand_shared(t) for t in _str_list(data, "train", path)]
     if needs_training and not train:
         raise _fail(path, "train", "training runs need pseudo-label files (orpose label)")
     return ExperimentSpec(
         path=path,
-        gt=Path(_resolve_shared(str(data["gt"]))),
-        images=Path(_resolve_shared(str(data["images"]))) if data.get("images") else None,
+        gt=Path(expand_shared(str(data["gt"]))),
+        images=Path(expand_shared(str(data["images"]))) if data.get("images") else None,
         limit=data.get("limit"),
         scales=[float(s) for s in data.get("scales") or [1, 8, 10, 12]],
         train=train,
-        lifter=_resolve_shared(str(data["lifter"])) if data.get("lifter") else None,
+        lifter=expand_shared(str(data["lifter"])) if data.get("lifter") else None,
         init_weights=(
-            _resolve_shared(str(data["init_weights"])) if data.get("init_weights") else None
+            expand_shared(str(data["init_weights"])) if data.get("init_weights") else None
         ),
         iterations=schedule.get("iterations"),
         iterations_factor=float(schedule.get("iterations_factor", 1.0)),
@@ -245,7 +235,7 @@ def experiment_steps(spec: ExperimentSpec, out: Path, only: list[str] | None = N
             steps.append(training)
             checkpoint = training.outputs[0]
         else:
-            checkpoint = Path(_resolve_shared(run.value))
+            checkpoint = Path(expand_shared(run.value))
         steps.append(model_eval_step(run, spec, gt, folder, checkpoint))
     for step in steps:
         step.argv = [str(a) for a in step.argv]

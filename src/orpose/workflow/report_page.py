@@ -63,7 +63,7 @@ def steps_table(records: Sequence[StepRecord]) -> str:
 
 def machine_description() -> str:
     """CPU, cores, load, GPU (if any) and library versions: numbers mean little without them."""
-    from orpose.inference.bench import machine
+    from orpose.workflow.bench import machine
 
     info = machine()
     load = info.get("load_average_1min")

@@ -98,11 +98,11 @@ def run_orpose(argv: Sequence[str]) -> int:
     """
     import torch
 
-    from orpose.cli import main
+    from orpose.commands import run
 
     threads = torch.get_num_threads()
     try:
-        return main([str(a) for a in argv])
+        return run([str(a) for a in argv])
     finally:
         torch.set_num_threads(threads)
 

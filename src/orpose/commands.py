@@ -1,0 +1,63 @@
+"""The verbs of ``orpose`` and their dispatch: the parser built from every stage's ``cli``
+module, and :func:`run`, which turns an argument list into an exit code.
+
+Each stage package owns its verbs in a ``cli`` module exposing ``register(subparsers)``; that
+function adds its parser(s) and sets ``func`` (called with the parsed namespace, returning an
+exit code). Heavy imports (torch, onnxruntime) happen inside the ``func``s, so ``orpose --help``
+stays fast. Errors of the user's input (:class:`orpose.errors.OrposeError`) become one line on
+stderr and exit code 2. The entry point (:mod:`orpose.cli`) and the in-process steps of
+``orpose demo`` / ``orpose experiment`` both run commands through here.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import logging
+import sys
+
+from orpose import __version__
+from orpose.errors import OrposeError
+
+# Stage order of the paper's Figure 1; each module registers its own verbs.
+COMMAND_MODULES: tuple[str, ...] = (
+    "orpose.data.cli",
+    "orpose.teacher.cli",
+    "orpose.lifting.cli",
+    "orpose.training.cli",
+    "orpose.evaluation.cli",
+    "orpose.inference.cli",
+    "orpose.workflow.cli",
+)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="orpose",
+        description="Multi-person 2D/3D pose estimation for operating-room cameras, trained "
+        "without manual labels (teacher -> pseudo labels -> low-resolution student).",
+    )
+    parser.add_argument("--version", action="version", version=f"orpose {__version__}")
+    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for module_name in COMMAND_MODULES:
+        importlib.import_module(module_name).register(subparsers)
+    return parser
+
+
+def run(argv: list[str] | None = None) -> int:
+    """Parse ``argv`` (default: the process's) and run the verb; its exit code."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.INFO,
+        format="%(levelname)s %(name)s: %(message)s",
+    )
+    if not getattr(args, "func", None):
+        parser.print_help()
+        return 2
+    try:
+        return int(args.func(args) or 0)
+    except (OrposeError, FileNotFoundError) as err:
+        print(f"orpose {args.command}: error: {err}", file=sys.stderr)
+        return 2

@@ -1,0 +1,246 @@
+"""The keypoint-head abstraction both students share: branches, lifters, losses and decoding.
+
+The paper's head (DESIGN.md sections 3-5) has two heatmap branches, HM_soft and HM_hard, each
+feeding its own 2D-to-3D lifter; the 2D losses compare each branch with its pseudo-label set and
+the 3D losses compare each lifter (fed the teacher's 2D) with the soft 3D labels. At inference the
+2D keypoints come from the mean of both branches and the 3D from the mean of both lifters, each
+lifter fed its own branch's keypoints.
+
+:class:`KeypointHead` owns what does not depend on the network around it: the branch layout
+(two branches, or one shared by both label sets for the paper's Table 3 ablations), the lifters
+and their losses. Each family adds its trunk, its 2D losses and its decoding, as detectron2 keeps
+each ROI head's loss beside it:
+
+- :class:`orpose.student.roi_heads.RCNNKeypointHead` (Keypoint R-CNN, the paper's student):
+  RoIAlign features -> conv stack -> two ConvTranspose branches, spatial cross-entropy losses;
+- :class:`TopDownKeypointHead` (the CPU student): image crops -> a pretrained top-down pose
+  trunk -> two 1x1-conv branches, heatmap regression losses and dense distillation.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from orpose.student.losses import lifting_loss
+
+BRANCHES = ("soft", "hard")
+
+
+class KeypointHead(nn.Module):
+    """Branch layout and lifters. Subclasses set ``self.soft`` and ``self.hard`` (the same
+    module when ``single_branch``) through :meth:`make_branches`."""
+
+    def __init__(self, single_branch: bool = False, lifter_config: dict | None = None):
+        super().__init__()
+        self.single_branch = single_branch
+        self.lifter_config = lifter_config
+        if lifter_config is not None:
+            from orpose.lifting import Lifter
+
+            self.lift_soft = Lifter(**lifter_config)
+            self.lift_hard = Lifter(**lifter_config)
+
+    @property
+    def has_lifters(self) -> bool:
+        return hasattr(self, "lift_soft")
+
+    def make_branches(self, branch: nn.Module) -> None:
+        """``branch`` becomes HM_soft; HM_hard is a copy of it, or the same module."""
+        self.soft = branch
+        self.hard = branch if self.single_branch else copy.deepcopy(branch)
+
+    def set_lifters(self, lifter: nn.Module) -> None:
+        """Both lifters start from one trained lifter (its architecture wins)."""
+        self.lift_soft = lifter
+        self.lift_hard = copy.deepcopy(lifter)
+        self.lifter_config = lifter.config.to_dict()
+
+    def lifting_losses(
+        self,
+        soft: torch.Tensor,
+        hard: torch.Tensor,
+        target_mm: torch.Tensor,
+        unit_mm: float,
+    ) -> dict[str, torch.Tensor]:
+        """L3D_soft and L3D_hard: each lifter on the teacher's 2D ``(N, 17, 3)`` (x, y, v or
+        confidence), against the soft 3D labels ``(N, 17, 3)`` mm."""
+        if not self.has_lifters:
+            return {}
+        if len(target_mm) == 0:
+            zero = sum(p.sum() for p in self.lift_soft.parameters()) * 0
+            return {"loss_kp3d_soft": zero, "loss_kp3d_hard": zero.clone()}
+        lifted_soft = self.lift_soft(soft[..., :2], soft[..., 2] > 0)
+        lifted_hard = self.lift_hard(hard[..., :2], hard[..., 2] > 0)
+        return {
+            "loss_kp3d_soft": lifting_loss(lifted_soft, target_mm, unit_mm),
+            "loss_kp3d_hard": lifting_loss(lifted_hard, target_mm, unit_mm),
+        }
+
+    def lift(self, soft_xy: torch.Tensor, hard_xy: torch.Tensor) -> torch.Tensor:
+        """3D ``(N, 17, 3)`` mm: the mean of both lifters, each on its own branch's keypoints."""
+        visible = torch.ones(soft_xy.shape[:2], dtype=torch.bool, device=soft_xy.device)
+        return (self.lift_soft(soft_xy, visible) + self.lift_hard(hard_xy, visible)) / 2
+
+
+# -- heatmap regression (top-down models) ---------------------------------------------------------
+
+
+def gaussian_heatmaps(
+    points: torch.Tensor, amplitude: torch.Tensor, size: tuple[int, int], sigma: float = 2.0
+) -> torch.Tensor:
+    """Heatmaps ``(N, K, H, W)`` with a Gaussian of peak ``amplitude`` ``(N, K)`` centred on each
+    point ``(N, K, 2)`` (x, y in heatmap cells, sub-cell precision); the targets top-down models
+    such as PP-TinyPose and HRNet are trained with (sigma 2 cells)."""
+    h, w = size
+    ys = torch.arange(h, dtype=points.dtype, device=points.device).view(1, 1, h, 1)
+    xs = torch.arange(w, dtype=points.dtype, device=points.device).view(1, 1, 1, w)
+    dx = xs - points[..., 0, None, None]
+    dy = ys - points[..., 1, None, None]
+    return amplitude[..., None, None] * torch.exp(-(dx * dx + dy * dy) / (2 * sigma * sigma))
+
+
+def heatmap_loss(
+    predicted: torch.Tensor, target: torch.Tensor, weight: torch.Tensor | None = None
+) -> torch.Tensor:
+    """Squared error summed over each heatmap's cells, averaged over the weighted heatmaps.
+
+    ``weight`` ``(N, K)`` (default 1): 0 leaves a keypoint out (not in the hard set). Summing
+    over cells keeps the loss of one heatmap independent of its resolution's cell count
+    (a wrong peak costs about pi * sigma^2, about 12.6 for sigma 2, whatever the map size).
+    """
+    per_map = (predicted.float() - target.float()).pow(2).sum((-2, -1))
+    if weight is None:
+        return per_map.mean() if per_map.numel() else predicted.sum() * 0
+    total = weight.sum()
+    if total <= 0:
+        return predicted.sum() * 0
+    return (per_map * weight).sum() / total
+
+
+def dark_refine(heatmaps: torch.Tensor, kernel: int = 11) -> tuple[torch.Tensor, torch.Tensor]:
+    """Peaks of ``(N, K, H, W)`` heatmaps with DARK sub-cell refinement, in torch.
+
+    The same rule as the teacher's :func:`orpose.teacher.decode.refine_dark` (a Newton step on
+    the log of the Gaussian-blurred map at the integer argmax, kept only where the log map is
+    concave and the step is at most one cell); written with tensor ops so that it runs inside
+    the student's graph (ONNX export included). Returns (x, y) in cells ``(N, K, 2)`` and the
+    maximum of each map ``(N, K)``, clipped to [0, 1].
+    """
+    n, k, h, w = heatmaps.shape
+    flat = heatmaps.reshape(n, k, h * w)
+    peak, index = flat.max(-1)
+    x = (index % w).to(heatmaps.dtype)
+    y = torch.div(index, w, rounding_mode="floor").to(heatmaps.dtype)
+    sigma = 0.3 * ((kernel - 1) * 0.5 - 1) + 0.8  # OpenCV's default for this kernel size
+    taps = torch.arange(kernel, dtype=heatmaps.dtype, device=heatmaps.device) - (kernel - 1) / 2
+    g = torch.exp(-(taps**2) / (2 * sigma**2))
+    g = g / g.sum()
+    maps = heatmaps.reshape(n * k, 1, h, w)
+    pad = kernel // 2
+    # OpenCV's GaussianBlur reflects the border (BORDER_REFLECT_101 = torch's "reflect")
+    blurred = F.conv2d(F.pad(maps, (pad, pad, 0, 0), mode="reflect"), g.view(1, 1, 1, -1))
+    blurred = F.conv2d(F.pad(blurred, (0, 0, pad, pad), mode="reflect"), g.view(1, 1, -1, 1))
+    log = torch.log(blurred.clamp_min(1e-10)).reshape(n, k, h, w)
+    xi, yi = x.long(), y.long()
+    inside = (xi > 0) & (xi < w - 1) & (yi > 0) & (yi < h - 1)
+    xc, yc = xi.clamp(1, w - 2), yi.clamp(1, h - 2)
+
+    def at(dy: int, dx: int) -> torch.Tensor:
+        return log.reshape(n, k, h * w).gather(-1, ((yc + dy) * w + xc + dx)[..., None])[..., 0]
+
+    dx = 0.5 * (at(0, 1) - at(0, -1))
+    dy = 0.5 * (at(1, 0) - at(-1, 0))
+    dxx = at(0, 1) - 2 * at(0, 0) + at(0, -1)
+    dyy = at(1, 0) - 2 * at(0, 0) + at(-1, 0)
+    dxy = 0.25 * (at(1, 1) - at(1, -1) - at(-1, 1) + at(-1, -1))
+    det = dxx * dyy - dxy * dxy
+    concave = (det > 1e-12) & (dxx < 0) & inside
+    safe = torch.where(concave, det, torch.ones_like(det))
+    step_x = -(dyy * dx - dxy * dy) / safe
+    step_y = -(dxx * dy - dxy * dx) / safe
+    ok = concave & (step_x.abs() <= 1) & (step_y.abs() <= 1)
+    zero = torch.zeros_like(step_x)
+    x = x + torch.where(ok, step_x, zero)
+    y = y + torch.where(ok, step_y, zero)
+    return torch.stack([x, y], -1), peak.clamp(0.0, 1.0)
+
+
+class TopDownKeypointHead(KeypointHead):
+    """A pretrained top-down trunk on person crops, then two 1x1-conv heatmap branches.
+
+    The branches start as copies of the trunk's own last layer (PP-TinyPose: 40 -> 17 channels
+    at stride 4), so the untrained student already predicts what the pretrained model does.
+
+    Losses (all heatmap regression, the loss the trunk was trained with; weights in the config):
+    - ``loss_kp2d_hard``: HM_hard against unit Gaussians at the hard set's keypoints (those
+      with v > 0 only);
+    - ``loss_kp2d_soft``: HM_soft against Gaussians of peak c at the soft set's keypoints (a
+      doubtful keypoint asks for a low, not a missing, peak: the heatmap analogue of the
+      official code's confidence-scaled logits);
+    - ``loss_kp2d_kd``: HM_soft against the teacher's own heatmaps of the same crop at full
+      resolution (dense distillation; at 1x it also keeps the student close to where it started).
+    """
+
+    def __init__(
+        self,
+        trunk: nn.Module,
+        last_layer: nn.Conv2d,
+        input_size: tuple[int, int],
+        stride: int = 4,
+        single_branch: bool = False,
+        lifter_config: dict | None = None,
+        sigma: float = 2.0,
+        dark_kernel: int = 11,
+    ):
+        super().__init__(single_branch, lifter_config)
+        self.trunk = trunk
+        self.make_branches(copy.deepcopy(last_layer))
+        self.input_size = tuple(input_size)  # (width, height) of a crop
+        self.stride = stride
+        self.sigma = sigma
+        self.dark_kernel = dark_kernel
+
+    @property
+    def map_size(self) -> tuple[int, int]:
+        """(width, height) of the heatmaps."""
+        w, h = self.input_size
+        return math.ceil(w / self.stride), math.ceil(h / self.stride)
+
+    def forward(self, crops: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """HM_soft and HM_hard ``(R, 17, H, W)`` of normalised crops ``(R, 3, h, w)``."""
+        (features,) = self.trunk(crops)
+        return self.soft(features), self.hard(features)
+
+    def losses(
+        self,
+        hm_soft: torch.Tensor,
+        hm_hard: torch.Tensor,
+        soft: torch.Tensor,
+        hard: torch.Tensor,
+        teacher: torch.Tensor | None = None,
+    ) -> dict[str, torch.Tensor]:
+        """The 2D losses; ``soft`` / ``hard`` ``(R, 17, 3)`` in crop pixels (x, y, c or v),
+        ``teacher`` ``(R, 17, H, W)`` heatmaps of the clean crops (None: no distillation)."""
+        size = hm_soft.shape[-2:]
+        cells_soft = soft[..., :2] / self.stride
+        cells_hard = hard[..., :2] / self.stride
+        soft_target = gaussian_heatmaps(cells_soft, soft[..., 2].clamp(0, 1), size, self.sigma)
+        visible = (hard[..., 2] > 0).to(hm_hard.dtype)
+        hard_target = gaussian_heatmaps(cells_hard, visible, size, self.sigma)
+        out = {
+            "loss_kp2d_hard": heatmap_loss(hm_hard, hard_target, visible),
+            "loss_kp2d_soft": heatmap_loss(hm_soft, soft_target),
+        }
+        if teacher is not None:
+            out["loss_kp2d_kd"] = heatmap_loss(hm_soft, teacher)
+        return out
+
+    def decode(self, heatmaps: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Keypoints in crop pixels ``(R, 17, 2)`` and their scores ``(R, 17)`` in [0, 1]."""
+        cells, scores = dark_refine(heatmaps, self.dark_kernel)
+        return cells * self.stride, scores

@@ -1,0 +1,331 @@
+"""The CPU student: one network that detects people, crops them and estimates their 2D/3D pose.
+
+Why this design (docs/student.md): the paper's student starts from COCO-pretrained Keypoint
+R-CNN weights; the only pretrained weights here are the teacher's PP-PicoDet detector and
+PP-TinyPose networks. So the student is built from them, as one ``nn.Module`` with one forward
+pass and no test-time augmentation:
+
+1. the whole image, resized to the detector's input, goes through :class:`PicoDet` (imported
+   natively from the teacher's ONNX file, decoding written for any input size), then NMS;
+2. each detected person is cut from the image with ``roi_align`` (the teacher's crop
+   geometry: the box widened to the pose input's aspect and enlarged 1.25x; one bilinear sample
+   per output pixel, as ``cv2.warpAffine`` cuts the teacher's crops);
+3. the crops go through :class:`TopDownKeypointHead`: the PP-TinyPose trunk, natively imported,
+   then the two heatmap branches HM_soft and HM_hard, split from its last layer;
+4. keypoints = DARK-refined peaks of mean(HM_soft, HM_hard); 3D = mean of the two lifters, each on
+   its branch's keypoints; the person score is the detection score times the mean confident
+   keypoint score (the teacher's rescoring).
+
+Untrained, the student therefore equals the single-pass teacher; training (see
+:mod:`orpose.training.topdown`) teaches both parts low resolution by distillation.
+
+A checkpoint holds the ONNX graphs the student was imported from (as bytes, parsed by ``onnx``,
+never executed) and their sha256, so a saved student rebuilds without the teacher's files.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torchvision.models.detection._utils import _topk_min
+from torchvision.ops import batched_nms, clip_boxes_to_image, remove_small_boxes, roi_align
+
+from orpose.config import build, option
+from orpose.errors import ModelError
+from orpose.student.keypoint_head import TopDownKeypointHead
+from orpose.student.onnx_import import import_onnx
+from orpose.student.picodet import PicoDet, find_head_tensors
+
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+RESCORE_KEYPOINT_THRESHOLD = 0.2  # as the teacher's det_x_pose person score
+PRE_NMS_TOP_K = 1000
+
+
+@dataclass
+class TopDownConfig:
+    """Architecture, inference thresholds and losses of the top-down student."""
+
+    family: str = "picodet_tinypose"
+    detector: str = "picodet_s_320_lcnet_pedestrian"  # manifest names of the starting models
+    pose_model: str = "tinypose_256x192"
+    detector_size: tuple[int, int] = (320, 320)  # (width, height) the image is resized to
+    crop_size: tuple[int, int] = (192, 256)  # (width, height) of a person crop
+    # The native low-resolution path: an input whose longer side is at most native_max_side
+    # (e.g. a 12x frame, 53x40) runs at these sizes instead (0: never); see docs/inference.md
+    native_max_side: int = option(160, min=0)
+    native_detector_size: tuple[int, int] = (160, 160)
+    native_crop_size: tuple[int, int] = (96, 128)
+    box_padding: float = option(1.25, min=1)
+    det_min_score: float = option(0.05, min=0, max=1)
+    nms_iou: float = option(0.6, above=0, max=1)
+    pose_min_score: float = option(0.2, min=0, max=1)  # below: not posed (and not returned)
+    max_people: int = option(20, min=1)
+    single_branch: bool = False
+    lifters: bool = True
+    lifter_config: dict = field(default_factory=dict)
+    heatmap_sigma: float = 2.0
+    dark_kernel: int = 11
+    lift_loss_unit_mm: float = 100.0
+    loss_weights: dict[str, float] = option(
+        merge=True,
+        default_factory=lambda: {
+            "loss_det_kd": 1.0,
+            "loss_kp2d_hard": 1.0,
+            "loss_kp2d_soft": 1.0,
+            "loss_kp2d_kd": 1.0,
+            "loss_kp3d_soft": 1.0,
+            "loss_kp3d_hard": 1.0,
+        },
+    )
+
+    def to_dict(self) -> dict:
+        d = asdict(self)
+        for key in ("detector_size", "crop_size", "native_detector_size", "native_crop_size"):
+            d[key] = list(d[key])
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict, where: str = "student") -> TopDownConfig:
+        """A checked config (see :func:`orpose.config.build`); errors name ``where``."""
+        return build(cls, d, where, "student.")
+
+
+def onnx_sources(config: TopDownConfig) -> dict[str, bytes]:
+    """The verified ONNX files of the starting models, read from the models folder."""
+    from orpose.paths import models_dir
+    from orpose.teacher.manifest import find_model, load_manifest, verify_model
+
+    manifest = load_manifest()
+    out = {}
+    for role, name, task in (("detector", config.detector, "detector"),
+                             ("pose", config.pose_model, "pose")):  # fmt: skip
+        spec = find_model(name, manifest, task)
+        out[role] = Path(verify_model(spec, models_dir())).read_bytes()
+    return out
+
+
+class TopDownStudent(nn.Module):
+    """Detector + RoIAlign crops + two-branch pose head + lifters, one module.
+
+    - ``forward(images)`` (eval): a list of RGB ``(3, H, W)`` tensors in [0, 1] -> per image a
+      dict with ``boxes`` (x1y1x2y2), ``scores`` (person score), ``det_scores``, ``labels``,
+      ``keypoints`` ``(N, 17, 3)`` (x, y, 1), ``keypoints_scores`` ``(N, 17)`` in [0, 1],
+      ``keypoints_soft_branch`` / ``keypoints_hard_branch`` and ``keypoints3d`` (mm).
+    - training uses the parts: :meth:`detector_input`, ``detector.levels``, :meth:`crop`,
+      ``head``; see :mod:`orpose.training.topdown`.
+    """
+
+    def __init__(self, config: TopDownConfig, sources: dict[str, bytes] | None = None):
+        super().__init__()
+        import onnx
+
+        self.config = config
+        sources = sources if sources is not None else onnx_sources(config)
+        self.sources = dict(sources)
+        self.sha256 = {k: hashlib.sha256(v).hexdigest() for k, v in sources.items()}
+        det_model = onnx.load_from_string(sources["detector"])
+        names, strides = find_head_tensors(det_model)
+        self.detector = PicoDet(import_onnx(det_model, names), strides)
+        pose_model = onnx.load_from_string(sources["pose"])
+        trunk, last = import_pose_trunk(pose_model)
+        lifter_config = dict(config.lifter_config) if config.lifters else None
+        self.head = TopDownKeypointHead(
+            trunk,
+            last,
+            config.crop_size,
+            stride=config.crop_size[1] // heatmap_height(pose_model),
+            single_branch=config.single_branch,
+            lifter_config=lifter_config,
+            sigma=config.heatmap_sigma,
+            dark_kernel=config.dark_kernel,
+        )
+        # None: the path follows the input's size; True/False forces one (ONNX export, tests)
+        self.force_native: bool | None = None
+        self.register_buffer("mean", torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1), False)
+        self.register_buffer("std", torch.tensor(IMAGENET_STD).view(1, 3, 1, 1), False)
+
+    # -- the parts, shared by training and inference ----------------------------------------
+    def normalise(self, pixels: torch.Tensor) -> torch.Tensor:
+        return (pixels - self.mean) / self.std
+
+    def sizes(self, native: bool) -> tuple[tuple[int, int], tuple[int, int]]:
+        """(detector input, crop) sizes as (width, height): the full or the native path's."""
+        c = self.config
+        return (c.native_detector_size, c.native_crop_size) if native else (
+            c.detector_size, c.crop_size)  # fmt: skip
+
+    def is_native(self, image: torch.Tensor) -> bool:
+        """Whether an image is small enough for the native low-resolution path."""
+        if self.force_native is not None:
+            return self.force_native
+        return 0 < max(image.shape[-2:]) <= self.config.native_max_side
+
+    def detector_input(self, images: torch.Tensor, native: bool = False) -> torch.Tensor:
+        """``(N, 3, H, W)`` images in [0, 1] -> the detector's normalised input (stretched)."""
+        w, h = self.sizes(native)[0]
+        resized = F.interpolate(images, size=(h, w), mode="bilinear", align_corners=False)
+        return self.normalise(resized)
+
+    def crop_regions(self, boxes: torch.Tensor) -> torch.Tensor:
+        """Each box's crop region (x1, y1, x2, y2) ``(R, 4)``: widened or heightened to the crop
+        aspect (both paths' crops have the same), then enlarged by ``box_padding`` (the teacher's
+        ``box_region``)."""
+        cw, ch = self.config.crop_size
+        aspect = cw / ch
+        cx = (boxes[:, 0] + boxes[:, 2]) / 2
+        cy = (boxes[:, 1] + boxes[:, 3]) / 2
+        w = (boxes[:, 2] - boxes[:, 0]).clamp_min(1.0)
+        h = (boxes[:, 3] - boxes[:, 1]).clamp_min(1.0)
+        w, h = torch.maximum(w, h * aspect), torch.maximum(h, w / aspect)
+        w, h = w * self.config.box_padding, h * self.config.box_padding
+        return torch.stack([cx - w / 2, cy - h / 2, cx + w / 2, cy + h / 2], 1)
+
+    def crop(
+        self,
+        images: torch.Tensor,
+        regions: torch.Tensor,
+        index: torch.Tensor,
+        native: bool = False,
+    ) -> torch.Tensor:
+        """Normalised crops ``(R, 3, ch, cw)`` of ``regions`` (image ``index`` of each) from
+        ``images`` ``(N, 3, H, W)`` in [0, 1]; outside the image is black, as the teacher pads.
+
+        Crop pixel u samples image pixel x = region.x1 + u * width / cw (pixel indices, as
+        ``cv2.warpAffine`` cuts the teacher's crops), with one bilinear sample per crop pixel.
+        """
+        cw, ch = self.sizes(native)[1]
+        scale = self._region_scale(regions, native)
+        # roi_align(aligned=True) samples bin j of a box at x1 + (j + 0.5) * bin - 0.5
+        shift = (0.5 - 0.5 * scale).repeat(1, 2)
+        rois = torch.cat([index[:, None].to(regions.dtype), regions + shift], 1)
+        crops = roi_align(images, rois, (ch, cw), spatial_scale=1.0, sampling_ratio=1,
+                          aligned=True)  # fmt: skip
+        return self.normalise(crops)
+
+    def _region_scale(self, regions: torch.Tensor, native: bool = False) -> torch.Tensor:
+        """Image pixels per crop pixel ``(R, 2)`` along x and y."""
+        cw, ch = self.sizes(native)[1]
+        return torch.stack(
+            [(regions[:, 2] - regions[:, 0]) / cw, (regions[:, 3] - regions[:, 1]) / ch], 1
+        )
+
+    def crop_to_image(
+        self, points: torch.Tensor, regions: torch.Tensor, native: bool = False
+    ) -> torch.Tensor:
+        """Crop-pixel points ``(R, K, 2)`` -> image pixels (the inverse of :meth:`crop`)."""
+        return regions[:, None, :2] + points * self._region_scale(regions, native)[:, None]
+
+    def image_to_crop(
+        self, points: torch.Tensor, regions: torch.Tensor, native: bool = False
+    ) -> torch.Tensor:
+        """Image-pixel points ``(R, K, 2)`` -> crop pixels."""
+        return (points - regions[:, None, :2]) / self._region_scale(regions, native)[:, None]
+
+    # -- inference ---------------------------------------------------------------------------
+    def detect(
+        self, image: torch.Tensor, native: bool = False
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Person boxes (image pixels) and detection scores of one ``(3, H, W)`` image."""
+        c = self.config
+        h, w = image.shape[-2:]
+        scores, boxes = self.detector(self.detector_input(image[None], native))
+        scores, boxes = scores[0], boxes[0]
+        dw, dh = self.sizes(native)[0]
+        size = image_size(image).to(boxes)  # (h, w), a tensor also while tracing for ONNX
+        scale = torch.stack([size[1] / dw, size[0] / dh]).repeat(2)
+        boxes = boxes * scale
+        keep = scores >= c.det_min_score
+        scores, boxes = scores[keep], boxes[keep]
+        top = scores.topk(_topk_min(scores, PRE_NMS_TOP_K, 0)).indices
+        scores, boxes = scores[top], clip_boxes_to_image(boxes[top], (h, w))
+        keep = remove_small_boxes(boxes, 1e-3)
+        scores, boxes = scores[keep], boxes[keep]
+        keep = batched_nms(boxes, scores, torch.zeros_like(scores, dtype=torch.long), c.nms_iou)
+        keep = keep[scores[keep] >= c.pose_min_score][: c.max_people]
+        return boxes[keep], scores[keep]
+
+    def pose(
+        self, image: torch.Tensor, boxes: torch.Tensor, native: bool = False
+    ) -> dict[str, torch.Tensor]:
+        """Keypoints of the given persons of one image (the second half of the forward)."""
+        regions = self.crop_regions(boxes)
+        index = torch.zeros(boxes.shape[0], dtype=torch.long, device=boxes.device)
+        hm_soft, hm_hard = self.head(self.crop(image[None], regions, index, native))
+        out = {}
+        for key, maps in (("keypoints", (hm_soft + hm_hard) / 2),
+                          ("keypoints_soft_branch", hm_soft),
+                          ("keypoints_hard_branch", hm_hard)):  # fmt: skip
+            points, scores = self.head.decode(maps)
+            xy = self.crop_to_image(points, regions, native)
+            out[key] = torch.cat([xy, torch.ones_like(xy[..., :1])], -1)
+            if key == "keypoints":
+                out["keypoints_scores"] = scores
+        if self.head.has_lifters:
+            out["keypoints3d"] = self.head.lift(
+                out["keypoints_soft_branch"][..., :2], out["keypoints_hard_branch"][..., :2]
+            )
+        return out
+
+    def forward(self, images: list[torch.Tensor]) -> list[dict[str, torch.Tensor]]:
+        results = []
+        for image in images:
+            native = self.is_native(image)
+            boxes, det_scores = self.detect(image, native)
+            out = self.pose(image, boxes, native)
+            conf = out["keypoints_scores"]
+            confident = (conf >= RESCORE_KEYPOINT_THRESHOLD).to(conf.dtype)
+            mean = (conf * confident).sum(-1) / confident.sum(-1).clamp_min(1.0)
+            out.update(
+                boxes=boxes,
+                det_scores=det_scores,
+                scores=det_scores * mean,
+                labels=torch.ones_like(det_scores, dtype=torch.long),
+            )
+            results.append(out)
+        return results
+
+
+def image_size(image: torch.Tensor) -> torch.Tensor:
+    """``(height, width)`` of a ``(..., H, W)`` tensor as a float tensor; traced as a shape
+    (not a constant) so that an exported graph accepts any image size."""
+    if torch.jit.is_tracing():
+        return torch._shape_as_tensor(image)[-2:].float()
+    return torch.tensor(image.shape[-2:], dtype=torch.float32)
+
+
+def heatmap_height(pose_model) -> int:
+    """Rows of the pose model's heatmap output."""
+    for output in pose_model.graph.output:
+        dims = [d.dim_value for d in output.type.tensor_type.shape.dim]
+        if len(dims) == 4:
+            return dims[2]
+    raise ModelError("pose model: no 4-D heatmap output")
+
+
+def import_pose_trunk(pose_model) -> tuple[nn.Module, nn.Conv2d]:
+    """A top-down heatmap model's trunk (everything but its last 1x1 convolution) and that
+    convolution, which becomes the two branches."""
+    from onnx import numpy_helper
+
+    from orpose.student.onnx_import import make_conv
+
+    graph = pose_model.graph
+    producer = {out: node for node in graph.node for out in node.output}
+    consts = {t.name: numpy_helper.to_array(t) for t in graph.initializer}
+    heatmap = next(o.name for o in graph.output if len(o.type.tensor_type.shape.dim) == 4)
+    node, add = producer[heatmap], None
+    while node.op_type in ("Identity", "Add"):
+        add = node if node.op_type == "Add" else add
+        node = producer[node.input[0]]
+    if node.op_type != "Conv":
+        raise ModelError("pose model: its heatmaps do not come from a convolution")
+    last, _ = make_conv(node, consts, add)
+    if last.kernel_size != (1, 1):
+        raise ModelError("pose model: its last layer is not a 1x1 convolution")
+    return import_onnx(pose_model, [node.input[0]]), last

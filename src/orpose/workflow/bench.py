@@ -1,0 +1,430 @@
+"""``orpose bench``: size, cost and speed of the teacher and the students on the same real frames.
+
+Rows, all measured in one run on the same frames (640x480, batch 1):
+
+- the teacher (onnxruntime), each setting asked for (single pass, each test-time augmentation
+  alone, full), on the full-resolution frames; the single pass also on the frames degraded 12x
+  (the paper's protocol: shrunk, then upsampled back);
+- each student, in each runtime (onnxruntime, PyTorch), on the full-resolution frames and on the
+  frames shrunk 12x (53x40) fed as they are (the native low-resolution path of the CPU student;
+  other students see them upsampled back), with the people they detect;
+- the CPU student in onnxruntime with exactly 1, 5, 10, 20 people per frame (its top-down pose
+  part runs once per person): the cost of each additional person.
+
+Each student row carries its speed-up over the single-pass and the full teacher at 1x (median
+latency ratio). Parameters and GFLOPs (multiply-accumulates, see :mod:`orpose.inference.flops`)
+are counted at the row's input size and number of people.
+"""
+
+from __future__ import annotations
+
+import os
+import platform
+import statistics
+import tempfile
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+BENCH_SIZE = (640, 480)  # (width, height): the paper's MVOR frames
+LOWRES_SCALE = 12
+TEACHER_SETTINGS = ("single", "det_flip", "det_scales", "pose_flip", "pose_scales", "full")
+PEOPLE_SWEEP = (1, 5, 10, 20)
+CPU_STUDENT = "cpu_student"  # the pretrained CPU student, untrained (speed needs no training)
+PAPER = {
+    "teacher": {"params_m": 250.1, "gflops": 1048.8},
+    "student": {"params_m": 67.9, "gflops": 215.0},
+}
+
+
+@dataclass
+class BenchRow:
+    """One model, in one runtime, on one kind of input."""
+
+    model: str  # teacher | student
+    variant: str  # teacher setting, or student name
+    runtime: str  # onnxruntime | pytorch
+    input: str  # e.g. "640x480" or "53x40 (12x, native)"
+    people: str  # "detected" or the forced number
+    params_m: float
+    gflops: float
+    latencies_ms: list[float] = field(default_factory=list)
+    people_per_frame: float = 0.0
+    speedup: dict[str, float] = field(default_factory=dict)  # teacher setting -> its time / ours
+
+    @property
+    def median_ms(self) -> float:
+        return statistics.median(self.latencies_ms) if self.latencies_ms else float("nan")
+
+    @property
+    def p90_ms(self) -> float:
+        return float(np.percentile(self.latencies_ms, 90)) if self.latencies_ms else float("nan")
+
+    @property
+    def fps(self) -> float:
+        return 1000.0 / statistics.mean(self.latencies_ms) if self.latencies_ms else float("nan")
+
+    def as_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d.update(median_ms=self.median_ms, p90_ms=self.p90_ms, fps=self.fps)
+        return d
+
+
+def load_frames(source: Path, count: int, size: tuple[int, int] = BENCH_SIZE) -> list[np.ndarray]:
+    """``count`` RGB frames spread over a video (or the first images of a folder), at ``size``."""
+    import cv2
+
+    from orpose.data.sources import count_video_frames, iter_video, list_images, read_image_rgb
+
+    if source.is_dir():
+        images = [read_image_rgb(p) for p in list_images(source)[:count]]
+    else:
+        step = max(1, count_video_frames(source) // max(count, 1))
+        images = [f.image for f in iter_video(source, step=step, limit=count)]
+    if not images:
+        raise ValueError(f"{source}: no frame to benchmark on")
+    return [cv2.resize(im, size, interpolation=cv2.INTER_LINEAR) for im in images]
+
+
+def time_calls(
+    run: Callable[[np.ndarray], Any], frames: Sequence[np.ndarray], warmup: int
+) -> tuple[list[float], list[Any]]:
+    """Latency in ms of ``run`` on each frame after ``warmup`` untimed calls; and its outputs."""
+    for i in range(warmup):
+        run(frames[i % len(frames)])
+    times, outputs = [], []
+    for frame in frames:
+        start = time.perf_counter()
+        outputs.append(run(frame))
+        times.append((time.perf_counter() - start) * 1000.0)
+    return times, outputs
+
+
+def machine() -> dict[str, Any]:
+    """What the numbers were measured on."""
+    import torch
+
+    cpu = platform.processor() or "unknown CPU"
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    info: dict[str, Any] = {
+        "cpu": cpu,
+        "logical_cpus": os.cpu_count(),
+        "torch": torch.__version__,
+        "torch_threads": torch.get_num_threads(),
+    }
+    if hasattr(os, "getloadavg"):
+        info["load_average_1min"] = round(os.getloadavg()[0], 2)
+    if torch.cuda.is_available():
+        info["gpu"] = torch.cuda.get_device_name(0)
+    try:
+        import onnxruntime as ort
+
+        info["onnxruntime"] = ort.__version__
+        info["onnxruntime_providers"] = ort.get_available_providers()
+    except ImportError:
+        pass
+    return info
+
+
+def shrink(frames: Sequence[np.ndarray], scale: float, upsample: bool) -> list[np.ndarray]:
+    """Frames shrunk by ``scale`` (the paper's bilinear), upsampled back when asked."""
+    from orpose.data.lowres import degrade, downsample
+
+    return [degrade(f, scale) if upsample else downsample(f, scale) for f in frames]
+
+
+# -- teacher --------------------------------------------------------------------------------------
+
+
+def teacher_config(setting: str, people: int | None = None):
+    """A teacher preset (``single``, ``full``) or ``single`` plus one augmentation; ``people``:
+    pose exactly that many detections per frame (score threshold 0)."""
+    from orpose.teacher.config import AUGMENTATIONS, PRESETS
+
+    if setting in PRESETS:
+        config = PRESETS[setting]
+    elif setting in AUGMENTATIONS:
+        config = PRESETS["single"].replace(**AUGMENTATIONS[setting])
+    else:
+        raise ValueError(
+            f"unknown teacher setting {setting!r}; known: {', '.join(TEACHER_SETTINGS)}"
+        )
+    if people is not None:
+        config = config.replace(min_person_score=0.0, det_min_score=0.0,
+                                det_max_detections=people)  # fmt: skip
+    return config
+
+
+def teacher_cost(teacher, persons: int, size: tuple[int, int] = BENCH_SIZE) -> tuple[float, float]:
+    """(parameters in millions, GFLOPs) of one frame of ``size`` with ``persons`` people.
+
+    The detector runs once per view of its augmentations, the pose model once per person and
+    pose augmentation; each run's MACs are counted on its ONNX graph.
+    """
+    from orpose.inference.flops import onnx_macs, onnx_parameters
+    from orpose.teacher.tta import detection_views, pose_augmentations
+
+    cfg = teacher.config
+    det_path, pose_path = teacher.detector.model.path, teacher.pose.model.path
+    views = detection_views(*size, cfg.det_scales, cfg.det_flip, cfg.det_tile_overlap)
+    pose_runs = persons * len(pose_augmentations(cfg.pose_scales, cfg.pose_flip))
+    macs = onnx_macs(det_path) * len(views) + onnx_macs(pose_path) * pose_runs
+    params = onnx_parameters(det_path) + onnx_parameters(pose_path)
+    return params / 1e6, macs / 1e9
+
+
+def bench_teacher(
+    setting: str, frames: Sequence[np.ndarray], warmup: int, threads: int, label: str
+) -> BenchRow:
+    from orpose.paths import models_dir
+    from orpose.teacher.teacher import Teacher
+
+    teacher = Teacher.from_config(teacher_config(setting), models_dir(), threads=threads)
+    times, outputs = time_calls(teacher.label, frames, warmup)
+    people = float(np.mean([len(o) for o in outputs]))
+    params, gflops = teacher_cost(teacher, round(people))
+    return BenchRow("teacher", setting, "onnxruntime", label, "detected", params, gflops,
+                    times, people)  # fmt: skip
+
+
+# -- students -------------------------------------------------------------------------------------
+
+
+def cpu_student():
+    """The CPU student at its start (the single-pass teacher as one network)."""
+    from orpose.student.topdown import TopDownConfig, TopDownStudent
+
+    return TopDownStudent(TopDownConfig()).eval()
+
+
+def random_rcnn_student(backbone: str):
+    """A random-weight Keypoint R-CNN student (frozen batch norm): speed needs no training."""
+    import torch
+
+    from orpose.student.model import StudentConfig, build_student
+
+    torch.manual_seed(0)
+    return build_student(StudentConfig(backbone=backbone, norm="frozen_bn")).eval()
+
+
+def has_native_path(model) -> bool:
+    return getattr(model.config, "native_max_side", 0) > 0
+
+
+@dataclass
+class StudentRunner:
+    """One student in one runtime: ``run(frame)`` -> results; native graph for small frames."""
+
+    run: Callable[[np.ndarray], list[dict]]
+    runtime: str
+
+
+def student_runners(model, name: str, runtimes: Sequence[str], threads: int, workdir: Path,
+                    sample: np.ndarray, small: np.ndarray,
+                    device: str = "cpu") -> list[StudentRunner]:  # fmt: skip
+    """PyTorch and/or onnxruntime runners (the ONNX graphs are exported to ``workdir``)."""
+    from orpose.inference.export import export_onnx
+    from orpose.inference.onnx_runner import OnnxStudent, OnnxStudentPair
+    from orpose.inference.predictor import StudentPredictor
+
+    runners = []
+    if "pytorch" in runtimes:
+        runtime = "pytorch" if device == "cpu" else f"pytorch-{device}"
+        runners.append(StudentRunner(StudentPredictor(model, device), runtime))
+    if "onnxruntime" in runtimes:
+        model = model.cpu()
+        full = export_onnx(model, workdir / f"{name}.onnx", _tensor(sample))
+        runner = OnnxStudent(full, threads=threads)
+        if has_native_path(model):
+            native = export_onnx(model, workdir / f"{name}_native.onnx", _tensor(small),
+                                 native=True)  # fmt: skip
+            runner = OnnxStudentPair(runner, OnnxStudent(native, threads=threads),
+                                     model.config.native_max_side)  # fmt: skip
+        runners.append(StudentRunner(runner, "onnxruntime"))
+    return runners
+
+
+def _tensor(image: np.ndarray):
+    import torch
+
+    return torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1).float() / 255.0
+
+
+def student_gflops(model, frame: np.ndarray, people: int) -> float:
+    from orpose.inference.flops import student_flops
+
+    return student_flops(model, _tensor(frame), people).gflops
+
+
+def bench_students(
+    name: str, model, plan: BenchPlan, frames: list[np.ndarray], workdir: Path
+) -> list[BenchRow]:
+    """A student's rows: each runtime at 1x and 12x, then the people sweep (onnxruntime)."""
+    from orpose.inference.predictor import fix_people
+    from orpose.student.model import count_parameters
+
+    params = count_parameters(model) / 1e6
+    native = has_native_path(model)
+    small = shrink(frames, LOWRES_SCALE, upsample=not native)
+    w, h = small[0].shape[1], small[0].shape[0]
+    low_label = f"{w}x{h} ({LOWRES_SCALE}x, {'native' if native else 'upsampled'})"
+    inputs = [(f"{BENCH_SIZE[0]}x{BENCH_SIZE[1]}", frames)]
+    if LOWRES_SCALE in plan.scales:
+        inputs.append((low_label, small))
+    rows = []
+    runners = student_runners(model, name, plan.runtimes, plan.threads, workdir, frames[0],
+                              small[0], plan.device)  # fmt: skip
+    for runner in runners:
+        for label, images in inputs:
+            times, outputs = time_calls(runner.run, images, plan.warmup)
+            people = float(np.mean([len(o) for o in outputs]))
+            gflops = student_gflops(model.cpu(), images[0], max(1, round(people)))
+            rows.append(BenchRow("student", name, runner.runtime, label, "detected", params,
+                                 gflops, times, people))  # fmt: skip
+    if plan.people and "onnxruntime" in plan.runtimes:
+        for count in plan.people:
+            forced = fix_people(_copy(model), count)
+            (runner,) = student_runners(forced, f"{name}_{count}", ("onnxruntime",),
+                                        plan.threads, workdir, frames[0], small[0])  # fmt: skip
+            times, outputs = time_calls(runner.run, frames, plan.warmup)
+            people = float(np.mean([len(o) for o in outputs]))
+            rows.append(BenchRow("student", name, runner.runtime, inputs[0][0], str(count),
+                                 params, student_gflops(forced, frames[0], count), times,
+                                 people))  # fmt: skip
+    return rows
+
+
+def _copy(model):
+    import copy
+
+    return copy.deepcopy(model).eval()
+
+
+def add_speedups(rows: list[BenchRow]) -> None:
+    """Each student row's speed-up over each teacher setting at full resolution (median
+    latency ratio)."""
+    full_res = f"{BENCH_SIZE[0]}x{BENCH_SIZE[1]}"
+    teachers = {
+        r.variant: r.median_ms for r in rows if r.model == "teacher" and r.input == full_res
+    }
+    for row in rows:
+        if row.model == "student":
+            row.speedup = {k: v / row.median_ms for k, v in teachers.items()}
+
+
+def lowres_ratios(rows: Sequence[BenchRow]) -> dict[str, float]:
+    """Per student and runtime: median latency at 12x / median at 1x (people as detected)."""
+    out = {}
+    for row in rows:
+        if row.model != "student" or row.people != "detected" or "x," not in row.input:
+            continue
+        base = next(
+            (r for r in rows if r.model == "student" and r.variant == row.variant
+             and r.runtime == row.runtime and r.people == "detected" and "x," not in r.input),
+            None,
+        )  # fmt: skip
+        if base is not None:
+            out[f"{row.variant} {row.runtime}"] = row.median_ms / base.median_ms
+    return out
+
+
+# -- report ---------------------------------------------------------------------------------------
+
+
+def format_table(rows: Sequence[BenchRow]) -> str:
+    """A plain-text table with the speed-ups over the single-pass and the full teacher."""
+    head = ("model", "variant", "runtime", "input", "people", "params (M)", "GFLOPs",
+            "median ms", "p90 ms", "frames/s", "x teacher single", "x teacher full")  # fmt: skip
+    lines = []
+    for r in rows:
+        people = r.people if r.people != "detected" else f"{r.people_per_frame:.1f} detected"
+        lines.append((
+            r.model, r.variant, r.runtime, r.input, people, f"{r.params_m:.2f}",
+            f"{r.gflops:.2f}", f"{r.median_ms:.0f}", f"{r.p90_ms:.0f}", f"{r.fps:.2f}",
+            *(f"{r.speedup[k]:.2f}" if k in r.speedup else "-" for k in ("single", "full")),
+        ))  # fmt: skip
+    widths = [max(len(str(x)) for x in col) for col in zip(head, *lines, strict=True)]
+    fmt = "  ".join(f"{{:<{w}}}" for w in widths)
+    out = [fmt.format(*head), fmt.format(*("-" * w for w in widths))]
+    out += [fmt.format(*line) for line in lines]
+    return "\n".join(out)
+
+
+@dataclass
+class BenchPlan:
+    """What one ``orpose bench`` run measures."""
+
+    frames: Path
+    count: int = 10
+    warmup: int = 2
+    students: tuple[str, ...] = (CPU_STUDENT,)  # CPU_STUDENT and/or R-CNN backbone names
+    checkpoints: tuple[Path, ...] = ()
+    teacher_settings: tuple[str, ...] = ("single", "full")
+    runtimes: tuple[str, ...] = ("onnxruntime", "pytorch")
+    scales: tuple[int, ...] = (1, LOWRES_SCALE)
+    people: tuple[int, ...] = PEOPLE_SWEEP  # forced people per frame (onnxruntime only)
+    threads: int = 0
+    device: str = "cpu"  # PyTorch device of the students
+
+
+def run_bench(plan: BenchPlan, log: Callable[[str], None] = print) -> list[BenchRow]:
+    """Every row of the plan, teacher first; a model that cannot be built is reported, skipped."""
+    import torch
+
+    from orpose.checkpoints import load_student
+    from orpose.errors import OrposeError
+
+    if plan.threads > 0:
+        torch.set_num_threads(plan.threads)
+    frames = load_frames(plan.frames, plan.count)
+    rows: list[BenchRow] = []
+    full_res = f"{BENCH_SIZE[0]}x{BENCH_SIZE[1]}"
+    for setting in plan.teacher_settings:
+        log(f"teacher {setting} ...")
+        rows.append(bench_teacher(setting, frames, plan.warmup, plan.threads, full_res))
+    if LOWRES_SCALE in plan.scales and "single" in plan.teacher_settings:
+        log(f"teacher single at {LOWRES_SCALE}x ...")
+        label = f"{full_res} ({LOWRES_SCALE}x, upsampled)"
+        degraded = shrink(frames, LOWRES_SCALE, upsample=True)
+        rows.append(bench_teacher("single", degraded, plan.warmup, plan.threads, label))
+    builders = [(s, (cpu_student if s == CPU_STUDENT else
+                     lambda s=s: random_rcnn_student(s))) for s in plan.students]  # fmt: skip
+    builders += [(Path(c).stem, lambda c=c: load_student(c)) for c in plan.checkpoints]
+    with tempfile.TemporaryDirectory(prefix="orpose_bench_") as tmp:
+        for name, build in builders:
+            log(f"student {name} ...")
+            try:
+                model = build()
+            except (OrposeError, FileNotFoundError, ImportError, ValueError) as err:
+                log(f"  skipped: {err}")
+                continue
+            rows += bench_students(name, model, plan, frames, Path(tmp))
+    add_speedups(rows)
+    return rows
+
+
+def save_report(path: Path, rows: Sequence[BenchRow], plan: BenchPlan) -> Path:
+    from orpose.data.coco import write_json_atomic
+
+    settings = asdict(plan)
+    settings["frames"] = str(plan.frames)
+    settings["checkpoints"] = [str(c) for c in plan.checkpoints]
+    settings["size"] = list(BENCH_SIZE)
+    payload = {
+        "machine": machine(),
+        "settings": settings,
+        "paper": PAPER,
+        "rows": [r.as_dict() for r in rows],
+        "lowres_over_full": lowres_ratios(rows),
+    }
+    return write_json_atomic(path, payload)

@@ -1,0 +1,115 @@
+"""The CPU student's losses on tiny hand-computed cases, its training samples' geometry, and one
+real training step."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+import yaml
+
+from orpose.student.keypoint_head import gaussian_heatmaps, heatmap_loss
+from orpose.teacher.geometry import crop_for_box
+from orpose.training.distillation_data import crop_matrix, transform_points
+from orpose.training.topdown import distribution_focal_loss, quality_focal_loss
+
+
+def test_gaussian_targets():
+    maps = gaussian_heatmaps(torch.tensor([[[2.0, 1.0]]]), torch.tensor([[0.5]]), (4, 5), 2.0)
+    assert maps.shape == (1, 1, 4, 5)
+    assert maps[0, 0, 1, 2] == pytest.approx(0.5)
+    assert maps[0, 0, 1, 3] == pytest.approx(0.5 * math.exp(-1 / 8))
+    assert maps[0, 0, 3, 4] == pytest.approx(0.5 * math.exp(-8 / 8))
+
+
+def test_heatmap_loss_by_hand():
+    predicted = torch.tensor([[[[1.0, 0.0]], [[0.5, 0.5]]]])  # (1, 2, 1, 2)
+    target = torch.zeros_like(predicted)
+    # per map: 1 + 0 = 1, and 0.25 + 0.25 = 0.5
+    assert heatmap_loss(predicted, target).item() == pytest.approx(0.75)
+    weight = torch.tensor([[0.0, 2.0]])
+    assert heatmap_loss(predicted, target, weight).item() == pytest.approx(0.5)
+    assert heatmap_loss(predicted, target, torch.zeros(1, 2)).item() == 0.0
+
+
+def test_distribution_focal_loss_by_hand():
+    logits = torch.zeros(2, 8)  # uniform over 8 bins
+    loss = distribution_focal_loss(logits, torch.tensor([2.5, 3.0]))
+    assert torch.allclose(loss, torch.full((2,), math.log(8.0)))
+    peaked = torch.full((1, 8), -20.0)
+    peaked[0, 3] = 20.0
+    assert distribution_focal_loss(peaked, torch.tensor([3.0])).item() < 1e-6
+
+
+def test_quality_focal_loss_by_hand():
+    p = torch.tensor([0.2, 0.9])
+    t = torch.tensor([0.2, 0.5])
+    loss = quality_focal_loss(p.log(), (1 - p).log(), p, t).item()
+    bce = -(0.5 * math.log(0.9) + 0.5 * math.log(0.1))
+    assert loss == pytest.approx(bce * 0.4**2)  # the first cell is already right: weight 0
+
+
+def test_unjittered_training_crop_is_the_teachers_crop():
+    box = np.array([30.0, 40.0, 130.0, 300.0])
+    ours = crop_matrix(box, (192, 256), 1.25)
+    theirs = crop_for_box(box, (192, 256), 1.25).matrix()
+    assert np.allclose(ours, theirs)
+    mirrored = crop_matrix(box, (192, 256), 1.25, flip=True)
+    point = np.array([[50.0, 80.0]])
+    u = transform_points(point, ours)[0, 0]
+    assert transform_points(point, mirrored)[0, 0] == pytest.approx(191.0 - u)
+
+
+@pytest.mark.slow
+def test_training_steps_on_a_real_image_lower_the_loss(shared, tmp_path):
+    """The teacher labels one real unlabelled image; three steps of the student on that batch
+    lower its loss on the same batch (same crops, same targets)."""
+    from orpose.data.coco import write_json_atomic
+    from orpose.data.sources import read_image_rgb
+    from orpose.teacher.config import PRESETS
+    from orpose.teacher.teacher import Teacher
+    from orpose.training.config import load_train_config
+    from orpose.training.topdown import TopDownTrainer
+
+    folder = shared / "data" / "coco_person_unlabeled300" / "images"
+    image_path = sorted(folder.iterdir())[0]
+    image = read_image_rgb(image_path)
+    people = Teacher.from_config(PRESETS["single"], shared / "models", threads=2).label(image)
+    assert people, "the teacher should find people in this image"
+    annotations = []
+    for i, p in enumerate(people):
+        x1, y1, x2, y2 = (float(v) for v in p.box)
+        hard = p.keypoints.copy()
+        hard[:, 2] = (hard[:, 2] > 0.5) * 2.0
+        annotations.append({"id": i + 1, "image_id": 1, "category_id": 1, "iscrowd": 0,
+                            "bbox": [x1, y1, x2 - x1, y2 - y1], "score": p.score,
+                            "keypoints": hard.ravel().tolist(),
+                            "keypoints_soft": p.keypoints.ravel().tolist()})  # fmt: skip
+    h, w = image.shape[:2]
+    labels = write_json_atomic(tmp_path / "labels.json", {
+        "images": [{"id": 1, "file_name": str(image_path), "width": w, "height": h}],
+        "annotations": annotations,
+    })  # fmt: skip
+    config_path = tmp_path / "c.yaml"
+    config_path.write_text(yaml.safe_dump({
+        "student": {"family": "picodet_tinypose", "lifters": False},
+        "data": {"train": [str(labels)], "lowres": "all"},
+        "solver": {"iterations": 1, "batch_size": 4, "detector_batch_size": 1,
+                   "optimizer": "adamw", "lr": 2e-4, "weight_decay": 0.0,
+                   "warmup_iterations": 0},
+    }))  # fmt: skip
+    trainer = TopDownTrainer(load_train_config(config_path), tmp_path / "out", "cpu")
+    model = trainer.build_model()
+    optimizer, _ = trainer.build_optimizer(model)
+    batch = next(iter(trainer.make_loader(0)))
+
+    def total() -> float:
+        with torch.no_grad():
+            return float(sum(trainer.losses(model, model, batch).values()))
+
+    before = total()
+    for _ in range(3):
+        trainer.train_step(model, optimizer, batch, amp=False)
+    assert total() < before

@@ -1,0 +1,140 @@
+"""The CPU student (PicoDet + RoIAlign + TinyPose): against the teacher it is built from, through
+a checkpoint file, and through ONNX Runtime."""
+
+from __future__ import annotations
+
+import cv2
+import numpy as np
+import pytest
+import torch
+
+from orpose.checkpoints import load_student, save_student
+from orpose.data.sources import read_image_rgb
+from orpose.errors import ModelError
+from orpose.student.keypoint_head import dark_refine
+from orpose.student.topdown import TopDownConfig, TopDownStudent
+from orpose.teacher.decode import refine_dark
+from orpose.teacher.geometry import crop_for_box
+
+
+@pytest.fixture(scope="module")
+def student(shared):
+    torch.manual_seed(0)
+    return TopDownStudent(TopDownConfig(lifter_config={"hidden": 64})).eval()
+
+
+@pytest.fixture(scope="module")
+def images(val500):
+    folder = val500.parent / "images"
+    return [read_image_rgb(p) for p in sorted(folder.iterdir())[:4]]
+
+
+def _tensor(image: np.ndarray) -> torch.Tensor:
+    return torch.from_numpy(image).permute(2, 0, 1).float() / 255.0
+
+
+def test_dark_refine_equals_the_teachers_numpy_rule():
+    rng = np.random.default_rng(0)
+    ys, xs = np.mgrid[0:64, 0:48]
+    maps = np.zeros((2, 17, 64, 48), np.float32)
+    for n in range(2):
+        for k in range(17):
+            cx, cy = rng.uniform(2, 45), rng.uniform(2, 61)
+            maps[n, k] = np.exp(-((xs - cx) ** 2 + (ys - cy) ** 2) / 8) * rng.uniform(0.3, 1)
+    maps += rng.uniform(0, 0.02, maps.shape).astype(np.float32)
+    flat = maps.reshape(2, 17, -1)
+    index = flat.argmax(-1)
+    integer = np.stack([index % 48, index // 48], -1).astype(np.float64)
+    reference = refine_dark(maps, integer, 11)
+    ours, peak = dark_refine(torch.from_numpy(maps), 11)
+    assert np.abs(ours.numpy() - reference).max() < 1e-3
+    assert np.allclose(peak.numpy(), flat.max(-1).clip(0, 1))
+
+
+def test_crop_is_the_teachers_warp(student, images):
+    image = images[0]
+    box = np.array([100.0, 60.0, 260.0, 420.0])
+    crop = crop_for_box(box, (192, 256), padding=1.25)
+    reference = cv2.warpAffine(image.astype(np.float32), crop.matrix(), (192, 256),
+                               flags=cv2.INTER_LINEAR, borderValue=0)  # fmt: skip
+    regions = student.crop_regions(torch.from_numpy(box[None]).float())
+    ours = student.crop(_tensor(image)[None], regions, torch.zeros(1, dtype=torch.long))
+    pixels = (ours * student.std + student.mean)[0].permute(1, 2, 0).numpy() * 255
+    assert np.abs(pixels - reference)[2:-2, 2:-2].mean() < 0.05
+    points = torch.tensor([[[10.0, 20.0], [150.5, 240.25]]])
+    back = student.crop_to_image(student.image_to_crop(points, regions), regions)
+    assert torch.allclose(back, points, atol=1e-4)
+
+
+def _match(ours: dict, people: list) -> list[tuple[int, int]]:
+    from torchvision.ops import box_iou
+
+    if not people or not len(ours["boxes"]):
+        return []
+    teacher = torch.tensor(np.array([p.box for p in people]), dtype=torch.float32)
+    iou = box_iou(ours["boxes"], teacher)
+    return [(i, int(iou[i].argmax())) for i in range(len(iou)) if iou[i].max() > 0.9]
+
+
+def test_untrained_student_is_the_single_pass_teacher(shared, student, images):
+    from orpose.teacher.config import PRESETS
+    from orpose.teacher.teacher import Teacher
+
+    teacher = Teacher.from_config(
+        PRESETS["single"].replace(min_person_score=0.2), shared / "models", threads=2
+    )
+    distances, matched, total = [], 0, 0
+    for image in images:
+        people = teacher.label(image)
+        with torch.no_grad():
+            (ours,) = student([_tensor(image)])
+        pairs = _match(ours, people)
+        matched += len(pairs)
+        total += min(len(people), len(ours["boxes"]))
+        for i, j in pairs:
+            d = ours["keypoints"][i, :, :2].numpy() - people[j].keypoints[:, :2]
+            box = people[j].box
+            cell = max(box[2] - box[0], (box[3] - box[1]) * 0.75) * 1.25 / 48  # px per cell
+            confident = people[j].keypoints[:, 2] > 0.5
+            distances.append(np.linalg.norm(d, axis=-1)[confident] / cell)
+    distances = np.concatenate(distances)  # in heatmap cells, keypoints the teacher is sure of
+    assert matched >= 0.9 * total and matched >= 10
+    assert np.median(distances) < 0.05
+    # boxes differ by a pixel or so (the teacher resizes uint8 pixels): rarely a whole cell
+    assert np.mean(distances < 1.0) > 0.95
+
+
+def test_checkpoint_round_trip_and_tampering(student, images, tmp_path):
+    path = save_student(student, tmp_path / "student.pt")
+    loaded = load_student(path)
+    with torch.no_grad():
+        (a,) = student([_tensor(images[1])])
+        (b,) = loaded([_tensor(images[1])])
+    assert torch.equal(a["keypoints"], b["keypoints"]) and torch.equal(a["boxes"], b["boxes"])
+    assert torch.allclose(a["keypoints3d"], b["keypoints3d"])
+    state = torch.load(path, weights_only=True)
+    state["sources"]["pose"][100] ^= 1
+    torch.save(state, tmp_path / "tampered.pt")
+    with pytest.raises(ModelError, match=r"tampered\.pt: field 'sources\.pose': sha256"):
+        load_student(tmp_path / "tampered.pt")
+
+
+@pytest.mark.slow
+def test_onnx_export_agrees_on_portrait_and_landscape(student, images, tmp_path):
+    from orpose.inference.export import export_onnx
+    from orpose.inference.onnx_runner import OnnxStudent
+    from orpose.inference.predictor import StudentPredictor
+
+    landscape = images[0] if images[0].shape[1] > images[0].shape[0] else images[2]
+    portrait = np.ascontiguousarray(landscape.transpose(1, 0, 2)[:, ::-1])
+    path = export_onnx(student, tmp_path / "student.onnx", _tensor(landscape))
+    runner, torch_predictor = OnnxStudent(path, threads=2), StudentPredictor(student, "cpu")
+    for image in (landscape, portrait):
+        ours, theirs = torch_predictor(image), runner(image)
+        assert len(ours) == len(theirs) > 0
+        kps = np.array([r["keypoints"] for r in ours]).reshape(-1, 3)[:, :2]
+        onnx_kps = np.array([r["keypoints"] for r in theirs]).reshape(-1, 3)[:, :2]
+        close = np.linalg.norm(kps - onnx_kps, axis=-1) < 0.05
+        assert close.mean() > 0.98
+        assert np.allclose([r["bbox"] for r in ours], [r["bbox"] for r in theirs], atol=0.05)
+        assert all("keypoints3d" in r for r in theirs)
