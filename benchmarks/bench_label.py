@@ -61,8 +61,8 @@ def bench_preset(preset: str, inputs: Path, warmup: Path, work: Path, args) -> d
 
 
 def main() -> None:
+    from orpose.onnx_session import execution_providers
     from orpose.paths import models_dir, shared_data
-    from orpose.teacher.runtime import execution_providers
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--images", type=Path, help="folder of images (default: val500)")

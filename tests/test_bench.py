@@ -10,9 +10,9 @@ import torch
 from onnx import TensorProto, helper, numpy_helper
 
 from orpose.cli import main
-from orpose.inference.flops import onnx_macs, onnx_parameters, student_flops
-from orpose.inference.predictor import limit_proposals, save_student
+from orpose.export.flops import onnx_macs, onnx_parameters, student_flops
 from orpose.student import build_student
+from orpose.student.predictor import limit_proposals, save_student
 from orpose.workflow.bench import (
     BenchRow,
     add_speedups,

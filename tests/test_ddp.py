@@ -28,7 +28,7 @@ def _run(config: Path, out: Path, ranks: int, *overrides: str) -> list[dict]:
         cmd = [sys.executable, str(WORKER), str(config), str(out), *overrides]
     else:
         cmd = [sys.executable, "-m", "torch.distributed.run", f"--nproc_per_node={ranks}",
-               "--master_port=0", str(WORKER), str(config), str(out), *overrides]  # fmt: skip
+               "--standalone", str(WORKER), str(config), str(out), *overrides]  # fmt: skip
     done = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stderr[-3000:]
     return [torch.load(out / f"rank{r}.pt", weights_only=True) for r in range(ranks)]
@@ -59,22 +59,26 @@ def test_rcnn_ranks_end_identical_with_batch_norm(tmp_path):
 
 
 def test_topdown_ddp_matches_one_process(shared, tmp_path):
-    """No batch statistics (the top-down student has none) and losses that are plain means
-    over the crops: 2 ranks x 2 crops give the same weights as 1 process with 4 crops."""
+    """No batch statistics (the top-down student has none), no native-size crops (their
+    share per rank varies) and losses that are plain means over the crops: 2 ranks x 2 crops
+    give the same weights as 1 process with 4 crops.
+
+    SGD, not Adam: Adam's first steps move every weight by about +-lr whatever the gradient's
+    size, so float rounding in a near-zero gradient would flip whole steps."""
     data = tiny_dataset_json(tmp_path)
     config = tmp_path / "td.yaml"
     config.write_text(yaml.safe_dump({
         "student": {"family": "picodet_tinypose", "lifters": False,
                     "loss_weights": {"loss_kp2d_hard": 0.0}},
-        "data": {"train": [str(data)], "lowres": "all"},
+        "data": {"train": [str(data)], "lowres": "all", "native_share": 0.0},
         "solver": {"iterations": 2, "batch_size": 4, "detector_batch_size": 0,
-                   "optimizer": "adamw", "lr": 1e-4, "weight_decay": 0.0,
-                   "warmup_iterations": 0, "checkpoint_every": 2, "log_every": 1},
+                   "optimizer": "sgd", "lr": 1e-5, "weight_decay": 0.0,
+                   "warmup_iterations": 0, "steps": [], "checkpoint_every": 2, "log_every": 1},
     }))  # fmt: skip
     (single,) = _run(config, tmp_path / "one", 1)
     rank0, rank1 = _run(config, tmp_path / "two", 2)
     assert _max_difference(rank0, rank1) == 0.0
-    assert _max_difference(single, rank0) < 1e-5
+    assert _max_difference(single, rank0) < 1e-5  # measured 2.4e-7 (float rounding)
     from orpose.student.topdown import TopDownConfig, TopDownStudent
 
     start = TopDownStudent(TopDownConfig(lifters=False)).state_dict()

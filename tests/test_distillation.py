@@ -89,6 +89,7 @@ def test_training_steps_on_a_real_image_lower_the_loss(shared, tmp_path):
                             "keypoints_soft": p.keypoints.ravel().tolist()})  # fmt: skip
     h, w = image.shape[:2]
     labels = write_json_atomic(tmp_path / "labels.json", {
+        "info": {"orpose": {"kind": "pseudo_labels"}},  # as orpose label marks its files
         "images": [{"id": 1, "file_name": str(image_path), "width": w, "height": h}],
         "annotations": annotations,
     })  # fmt: skip

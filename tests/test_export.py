@@ -5,17 +5,17 @@ import pytest
 import torch
 
 from orpose.cli import main
-from orpose.inference.agreement import Agreement, add_image, compare_on_images
-from orpose.inference.export import (
+from orpose.export.agreement import Agreement, add_image, compare_on_images
+from orpose.export.export import (
     OUTPUT_NAMES,
     ExportableStudent,
     TraceableTransform,
     export_onnx,
 )
 from orpose.inference.onnx_runner import OnnxStudent
-from orpose.inference.predictor import StudentPredictor, limit_proposals, save_student
 from orpose.student import StudentConfig, build_student
 from orpose.student.model import ORPoseTransform
+from orpose.student.predictor import StudentPredictor, limit_proposals, save_student
 
 TINY = StudentConfig(
     backbone="resnet18_fpn",

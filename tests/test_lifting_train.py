@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from orpose.data.coco import DatasetError
+from orpose.errors import ModelError
 from orpose.lifting import LifterConfig, load_lifter, save_lifter
 from orpose.lifting.checkpoint import read_checkpoint
 from orpose.lifting.evaluate import mocap_test_views, mpjpe, predict
@@ -88,15 +88,16 @@ def test_checkpoint_round_trip_gives_identical_outputs(tmp_path):
 
 
 def test_loading_bad_checkpoints(tmp_path):
-    with pytest.raises(FileNotFoundError, match=r"missing\.pt"):
+    # every problem with a checkpoint file is a ModelError naming it (orpose.checkpoints.safe)
+    with pytest.raises(ModelError, match=r"missing\.pt: no such checkpoint"):
         load_lifter(tmp_path / "missing.pt")
     junk = tmp_path / "junk.pt"
     junk.write_bytes(b"not a checkpoint")
-    with pytest.raises(DatasetError, match=r"junk\.pt"):
+    with pytest.raises(ModelError, match=r"junk\.pt"):
         load_lifter(junk)
     other = tmp_path / "other.pt"
     torch.save({"state_dict": {}}, other)
-    with pytest.raises(DatasetError, match="not an orpose lifter"):
+    with pytest.raises(ModelError, match="not an orpose lifter"):
         load_lifter(other)
 
 

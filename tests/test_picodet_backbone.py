@@ -279,7 +279,7 @@ def test_student_on_picodet_trains_and_predicts(student):
 
 
 def test_student_normalisation_is_picodets_own(student):
-    from orpose.teacher.manifest import load_manifest
+    from orpose.manifest import load_manifest
 
     spec = load_manifest()["picodet_s_320_lcnet_pedestrian"].input
     assert spec.color == "rgb" and spec.scale == pytest.approx(1 / 255)
@@ -305,3 +305,30 @@ def test_random_init_keeps_the_architecture_but_not_the_weights(picodet_file, ba
     assert all(torch.isfinite(f).all() for f in feats.values())
     with pytest.raises(ValueError, match="unknown backbone init 'imagenet'"):
         build_backbone("picodet_lcnet", 0, "gn", init="imagenet")
+
+
+def test_a_saved_student_records_and_checks_the_picodet_file(student, picodet_file, tmp_path,
+                                                             monkeypatch):  # fmt: skip
+    """The backbone is rebuilt from the ONNX file at load: the checkpoint records its sha256, and
+    a student whose file changed since it was saved is refused, naming checkpoint and file."""
+    import hashlib
+
+    from orpose.checkpoints import load_student, read_checkpoint, save_student
+    from orpose.errors import ModelError
+
+    path = save_student(student, tmp_path / "student.pt")
+    recorded = read_checkpoint(path)["model_files"]
+    digest = hashlib.sha256(picodet_file.read_bytes()).hexdigest()
+    assert recorded == {"backbone": {"file": picodet_file.name, "sha256": digest}}
+    assert load_student(path).backbone.rebuilt_from["sha256"] == digest
+    # the same graph, other bytes (a changed doc string): the user's own file, refused
+    other = onnx.load(str(picodet_file))
+    other.doc_string = "changed"
+    changed = tmp_path / "picodet_changed.onnx"
+    onnx.save(other, str(changed))
+    monkeypatch.setenv(PICODET_ENV, str(changed))
+    with pytest.warns(UserWarning, match="unverified"), pytest.raises(ModelError) as err:
+        load_student(path)
+    message = str(err.value)
+    assert "\n" not in message and "student.pt" in message and "picodet_changed.onnx" in message
+    assert digest[:12] in message and "refusing" in message

@@ -4,9 +4,9 @@ import pytest
 import torch
 from torchvision.models.detection import keypointrcnn_resnet50_fpn
 
+from orpose.checkpoints.torchvision import load_torchvision_keypointrcnn
 from orpose.student import StudentConfig, build_student
 from orpose.student.model import count_parameters
-from orpose.student.weights import load_torchvision_keypointrcnn
 
 TINY = StudentConfig(backbone="resnet18_fpn", head_convs=(32, 32), min_size=(128,), max_size=160,
                      box_batch_size_per_image=32, rpn_post_nms_top_n_train=100,
@@ -72,8 +72,8 @@ def test_inference_gives_2d_from_the_mean_heatmap_and_3d_from_both_lifters():
     assert n > 0
     assert det["keypoints"].shape == (n, 17, 3) and det["keypoints3d"].shape == (n, 17, 3)
     ones = torch.ones(n, 17, dtype=torch.bool)
-    soft3d = model.lift_soft(det["keypoints_soft_branch"][..., :2], ones)
-    hard3d = model.lift_hard(det["keypoints_hard_branch"][..., :2], ones)
+    soft3d = model.keypoint_head.lift_soft(det["keypoints_soft_branch"][..., :2], ones)
+    hard3d = model.keypoint_head.lift_hard(det["keypoints_hard_branch"][..., :2], ones)
     torch.testing.assert_close(det["keypoints3d"], (soft3d + hard3d) / 2)
     # 3D is root-relative: mid-hips at the origin
     torch.testing.assert_close((det["keypoints3d"][:, 11] + det["keypoints3d"][:, 12]) / 2,
@@ -87,7 +87,10 @@ def test_torchvision_keypoint_rcnn_weights_load_into_both_branches(tmp_path):
     torch.save(reference.state_dict(), path)
     student = build_student(StudentConfig())
     missing = load_torchvision_keypointrcnn(student, path)
-    assert all(k.startswith(("lift_soft.", "lift_hard.")) for k in missing)
+    assert all(
+        k.startswith(("roi_heads.kp_head.lift_soft.", "roi_heads.kp_head.lift_hard."))
+        for k in missing
+    )
     ref_pred = reference.roi_heads.keypoint_predictor.kps_score_lowres.weight
     for branch in (student.roi_heads.kp_head.soft, student.roi_heads.kp_head.hard):
         torch.testing.assert_close(branch.kps_score_lowres.weight, ref_pred)

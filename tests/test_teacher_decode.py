@@ -45,7 +45,7 @@ def test_yolox_decode_hand_built_tensor():
 
 
 def test_yolox_decode_rejects_wrong_row_count():
-    from orpose.teacher.manifest import ModelError
+    from orpose.manifest import ModelError
 
     with pytest.raises(ModelError, match="cells"):
         decode_yolox(np.zeros((10, 6)), 64, 32, (8, 16, 32), 0)

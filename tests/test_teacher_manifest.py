@@ -3,18 +3,21 @@
 from __future__ import annotations
 
 import hashlib
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
 
 from orpose.cli import main
-from orpose.teacher.manifest import (
+from orpose.manifest import (
     ModelError,
     find_model,
     load_manifest,
     sha256_of,
     verify_model,
 )
+from orpose.teacher.detectors import DETECTOR_ADAPTERS, build_detector
+from orpose.teacher.pose import POSE_ADAPTERS, build_pose_adapter
 
 USER_MANIFEST = """
 models:
@@ -92,7 +95,6 @@ def test_missing_model_file_says_nothing_is_downloaded(tmp_path):
 @pytest.mark.parametrize(
     ("patch", "match"),
     [
-        ("output: simcc", "must be one of"),
         ("task: pose", "task must be"),
         ('sha256: "{sha}"', "64 hexadecimal"),
     ],
@@ -103,6 +105,24 @@ def test_malformed_entries_are_rejected(tmp_path, patch, match):
     path.write_text(broken.format(sha="a" * 64))
     with pytest.raises(ModelError, match=match):
         load_manifest(path)
+
+
+def test_an_output_kind_without_adapter_is_refused_naming_manifest_and_model(tmp_path):
+    """The output kinds are the adapters' registries (one list each): the manifest checks only
+    the task, and building an adapter for an unknown kind names the manifest and the model."""
+    path = tmp_path / "bad.yaml"
+    path.write_text(USER_MANIFEST.replace("output: simcc", "output: bogus").format(sha="a" * 64))
+    spec = load_manifest(path)["my_rtmpose"]
+    assert set(POSE_ADAPTERS) == {"heatmap", "simcc"}
+    assert set(DETECTOR_ADAPTERS) == {"boxes_scores", "yolox"}
+    with pytest.raises(ModelError) as err:
+        build_pose_adapter(spec, None)
+    assert str(err.value) == (
+        f"{path}: model 'my_rtmpose': a pose output must be one of heatmap, simcc, got 'bogus'"
+    )
+    detector = replace(spec, task="detector")
+    with pytest.raises(ModelError, match=r"bad\.yaml: model 'my_rtmpose': a detector output"):
+        build_detector(detector, None)
 
 
 def test_label_cli_refuses_a_tampered_model_in_one_line(tmp_path, capsys):

@@ -5,9 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from orpose.manifest import load_manifest
 from orpose.skeleton import FLIP_INDEX, KEYPOINT_INDEX
 from orpose.teacher.boxes import Detections, nms, weighted_box_fusion
-from orpose.teacher.manifest import load_manifest
 from orpose.teacher.pose import build_pose_adapter
 from orpose.teacher.tta import (
     PoseAugmentation,

@@ -121,12 +121,13 @@ def test_checkpoint_round_trip_and_tampering(student, images, tmp_path):
 
 @pytest.mark.slow
 def test_onnx_export_agrees_on_portrait_and_landscape(student, images, tmp_path):
-    from orpose.inference.export import export_onnx
+    from orpose.export.export import export_onnx
     from orpose.inference.onnx_runner import OnnxStudent
-    from orpose.inference.predictor import StudentPredictor
+    from orpose.student.predictor import StudentPredictor
 
-    landscape = images[0] if images[0].shape[1] > images[0].shape[0] else images[2]
-    portrait = np.ascontiguousarray(landscape.transpose(1, 0, 2)[:, ::-1])
+    # real photographs of each shape (a rotated landscape shows people lying: none found)
+    landscape = next(im for im in images if im.shape[1] > im.shape[0])
+    portrait = next(im for im in images if im.shape[0] > im.shape[1])
     path = export_onnx(student, tmp_path / "student.onnx", _tensor(landscape))
     runner, torch_predictor = OnnxStudent(path, threads=2), StudentPredictor(student, "cpu")
     for image in (landscape, portrait):
@@ -138,3 +139,24 @@ def test_onnx_export_agrees_on_portrait_and_landscape(student, images, tmp_path)
         assert close.mean() > 0.98
         assert np.allclose([r["bbox"] for r in ours], [r["bbox"] for r in theirs], atol=0.05)
         assert all("keypoints3d" in r for r in theirs)
+
+
+def test_native_path_is_picked_by_input_size(student):
+    small, big = torch.zeros(3, 40, 53), torch.zeros(3, 480, 640)
+    assert student.is_native(small) and not student.is_native(big)
+    assert student.sizes(True) == ((160, 160), (96, 128))
+    student.force_native = False
+    try:
+        assert not student.is_native(small)
+    finally:
+        student.force_native = None
+
+
+def test_native_results_go_back_to_camera_pixels():
+    from orpose.inference.privacy import FrameGeometry
+
+    geometry = FrameGeometry((53, 40), (636, 480), 12.0)
+    (r,) = geometry.from_kept([{"bbox": [1.0, 2.0, 10.0, 20.0], "keypoints": [0.0, 0.0, 0.9] * 17}])
+    assert r["bbox"] == pytest.approx([12.0, 24.0, 120.0, 240.0])
+    # the centre of small pixel 0 is the centre of camera pixels 0..11: 5.5
+    assert r["keypoints"][:3] == pytest.approx([5.5, 5.5, 0.9])

@@ -253,7 +253,7 @@ def test_a_step_cannot_change_torchs_thread_count_for_the_next(tmp_path, monkeyp
         torch.set_num_threads(1)  # what `orpose lift train` does by default
         return 0
 
-    monkeypatch.setattr("orpose.cli.main", lowering_main)
+    monkeypatch.setattr(steps, "run_command", lowering_main)
     before = torch.get_num_threads()
     torch.set_num_threads(2)
     try:

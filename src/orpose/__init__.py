@@ -1,7 +1,59 @@
 """orpose: label-free multi-person 2D/3D pose estimation for the operating room.
 
-The package follows the data's path through the method: ``data`` -> ``teacher`` -> ``lifting``
--> ``student`` -> ``training`` -> ``evaluation`` -> ``inference``; stages talk through files.
+The package is a house whose floors follow the data's path through the method; stages talk
+through files (docs/architecture.md). From the bottom:
+
+1. base: errors, atomic writes, JSON lines, paths (and ``{shared}``), the skeleton, downscale
+   factors as names (``scales``), the config layer, the model manifest (``manifest.py`` +
+   ``models.yaml``), onnxruntime sessions, safe checkpoint reading and writing
+   (``checkpoints/safe.py``) and drawing (``viz``);
+2. ``data``: COCO/MVOR files, image sources, low-resolution degradation;
+3. ``lifting``: the 2D-to-3D lifter, trained on motion capture alone;
+4. ``teacher``: ONNX detector + pose model -> pseudo labels (3D through a trained lifter);
+5. ``student`` and ``checkpoints``: the students, their registry, their checkpoint formats
+   (orpose, torchvision, official detectron2) and the student as a function of an image;
+6. ``training``: distillation of the pseudo labels into a student;
+7. ``evaluation``: COCO AP and MPJPE, of files or of a student run on degraded images;
+8. ``inference``: ``orpose predict`` (images, videos, streams; privacy mode; tracking) and the
+   onnxruntime runner of exported students;
+9. ``export``: ONNX/TorchScript export, its agreement check and FLOP counts;
+10. ``workflow`` and ``commands``: ``orpose demo`` / ``experiment`` / ``bench``, which run the
+    verbs of every stage, and the verbs' dispatch;
+11. ``cli``: the entry point.
+
+A module imports only from its own floor and the floors below (:data:`FLOORS`, checked by
+tests/test_architecture.py). Lifting sits below the teacher because the teacher's 3D labels use
+the trained lifter, while the lifter needs no teacher.
 """
 
 __version__ = "0.1.0"
+
+# The floors, bottom first: module names and the packages whose modules all belong to a floor
+# (the most specific name wins: ``orpose.checkpoints.safe`` is base, the rest of
+# ``orpose.checkpoints`` is on the student's floor). "orpose" is this module only.
+FLOORS: tuple[tuple[str, ...], ...] = (
+    (
+        "orpose",
+        "orpose.errors",
+        "orpose.atomic",
+        "orpose.jsonl",
+        "orpose.paths",
+        "orpose.skeleton",
+        "orpose.scales",
+        "orpose.config",
+        "orpose.manifest",
+        "orpose.onnx_session",
+        "orpose.checkpoints.safe",
+        "orpose.viz",
+    ),
+    ("orpose.data",),
+    ("orpose.lifting",),
+    ("orpose.teacher",),
+    ("orpose.student", "orpose.checkpoints"),
+    ("orpose.training",),
+    ("orpose.evaluation",),
+    ("orpose.inference",),
+    ("orpose.export",),
+    ("orpose.workflow", "orpose.commands"),
+    ("orpose.cli",),
+)

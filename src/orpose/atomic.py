@@ -10,6 +10,8 @@ every write first removes the leftovers of the same target whose writer is gone:
 that process no longer exists; another host's (a shared folder), or a name without a writer
 (written before names carried one, ``.last.pt.XXXXXXXX.tmp``), only once it is untouched for
 :data:`STALE_AFTER_S`. The temporary files of live writers are never touched.
+
+Checkpoints go through :func:`orpose.checkpoints.safe.write_checkpoint`, which uses it.
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import IO, Any
+from typing import IO
 
 STALE_AFTER_S = 600.0  # a temporary file of an unknown writer, untouched this long, is a leftover
 _TAG = re.compile(r"orpose-(?P<host>[A-Za-z0-9_]*)-(?P<pid>[0-9]+)-[A-Za-z0-9_]+\.tmp")
@@ -120,10 +122,3 @@ def write_atomic(
         Path(tmp).unlink(missing_ok=True)
         raise
     return path
-
-
-def save_torch_atomic(payload: Any, path: Path | str) -> Path:
-    """``torch.save`` through :func:`write_atomic` (checkpoints)."""
-    import torch
-
-    return write_atomic(path, lambda f: torch.save(payload, f), binary=True)

@@ -27,6 +27,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "orpose.training.cli",
     "orpose.evaluation.cli",
     "orpose.inference.cli",
+    "orpose.export.cli",
     "orpose.workflow.cli",
 )
 

@@ -9,11 +9,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import onnxruntime as ort
+
 
 def execution_providers() -> list[str]:
     """CUDA first when this onnxruntime build has it; CPU always as the fallback."""
-    import onnxruntime as ort
-
     available = ort.get_available_providers()
     wanted = ["CUDAExecutionProvider"] if "CUDAExecutionProvider" in available else []
     return [*wanted, "CPUExecutionProvider"]
@@ -22,8 +22,6 @@ def execution_providers() -> list[str]:
 def session_options(threads: int = 0, spin: bool = True):
     """``threads`` > 0 caps the intra-op threads (0: onnxruntime decides); ``spin=False`` lets
     idle threads sleep (PyTorch shares these cores)."""
-    import onnxruntime as ort
-
     options = ort.SessionOptions()
     if threads > 0:
         options.intra_op_num_threads = threads
@@ -37,8 +35,6 @@ def session_options(threads: int = 0, spin: bool = True):
 def open_session(path: Path | str, threads: int = 0, spin: bool = True,
                  providers: list[str] | None = None):  # fmt: skip
     """An ``InferenceSession`` of an ONNX file with the options above."""
-    import onnxruntime as ort
-
     return ort.InferenceSession(
         str(path), session_options(threads, spin), providers=providers or execution_providers()
     )

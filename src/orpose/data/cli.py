@@ -5,6 +5,20 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+import numpy as np
+
+from orpose.data.coco import (
+    KEYPOINT_FIELDS,
+    DatasetError,
+    PoseDataset,
+    load_pose_dataset,
+    undecodable_images,
+    write_json_atomic,
+)
+from orpose.data.mvor import MvorDataset
+from orpose.errors import UserError
+from orpose.paths import shared_data
+
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser("data", help="check, convert and visualise datasets")
@@ -77,13 +91,6 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 def run_check(args: argparse.Namespace) -> int:
     """Validate the file and its images: every bad image is listed on stdout, and the error
     line (stderr, exit code 2) names the file, the first bad image and how many there are."""
-    from orpose.data.coco import (
-        KEYPOINT_FIELDS,
-        DatasetError,
-        load_pose_dataset,
-        undecodable_images,
-    )
-
     ds = load_pose_dataset(args.file, image_root=args.images, check_images=True)
     if not args.no_decode:
         bad = undecodable_images(ds)
@@ -120,10 +127,6 @@ def has_keypoints(ann: dict, key: str = "keypoints") -> bool:
     and ``keypoints3d``: a last channel (confidence / visibility) > 0; 3D lifts (no such channel):
     a non-zero value. COCO files give boxes-only people ``keypoints`` of zeros.
     """
-    import numpy as np
-
-    from orpose.data.coco import KEYPOINT_FIELDS
-
     if key == "keypoints" and isinstance(ann.get("num_keypoints"), int | float):
         return ann["num_keypoints"] > 0
     values = np.asarray(ann.get(key) or [], dtype=np.float64)
@@ -133,10 +136,6 @@ def has_keypoints(ann: dict, key: str = "keypoints") -> bool:
 
 
 def run_mvor_to_coco(args: argparse.Namespace) -> int:
-    from orpose.data.coco import write_json_atomic
-    from orpose.data.mvor import MvorDataset
-    from orpose.paths import shared_data
-
     path = args.mvor or shared_data("mvor/camma_mvor_2018.json")
     coco = MvorDataset(path).to_coco17(tuple(c - 1 for c in args.cameras))
     write_json_atomic(args.out, coco)
@@ -157,8 +156,6 @@ def run_downscale(args: argparse.Namespace) -> int:
 
     specs = expand_inputs(args.inputs)
     if any(s.video for s in specs):
-        from orpose.errors import UserError
-
         raise UserError("downscale takes images or folders; extract video frames first")
     images = [p for s in specs for p in s.images]
     args.out.mkdir(parents=True, exist_ok=True)
@@ -178,8 +175,6 @@ def run_downscale(args: argparse.Namespace) -> int:
 
 
 def run_subset(args: argparse.Namespace) -> int:
-    from orpose.data.coco import PoseDataset, load_pose_dataset
-
     if args.file.is_dir():
         return subset_of_folder(args.file, args.num, args.out)
     ds = load_pose_dataset(args.file, image_root=args.images, check_images=True)
@@ -208,7 +203,6 @@ def subset_of_folder(folder: Path, num: int, out: Path) -> int:
     fixed, nameable part of an unlabelled pool that ``orpose label`` can take as its input."""
     from PIL import Image
 
-    from orpose.data.coco import PoseDataset
     from orpose.data.sources import SourceError, list_images
 
     paths = list_images(folder)[:num]
@@ -227,7 +221,6 @@ def subset_of_folder(folder: Path, num: int, out: Path) -> int:
 def run_show(args: argparse.Namespace) -> int:
     import cv2
 
-    from orpose.data.coco import load_pose_dataset
     from orpose.data.sources import read_image_rgb
     from orpose.viz.draw2d import draw_people
 

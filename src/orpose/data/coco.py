@@ -232,7 +232,10 @@ def file_name_problem(file_name: str, root: Path) -> str | None:
     for base in {Path(os.path.abspath(root)), root.resolve()}:
         if folded_name == base or base in folded_name.parents:
             return None
-    return f"{file_name!r} is an absolute path outside the image root {root}"
+    return (
+        f"{file_name!r} is an absolute path outside the image root {root} "
+        "(name a folder above it with --images, or data.image_root in a training config)"
+    )
 
 
 def default_image_root(json_path: Path) -> Path:

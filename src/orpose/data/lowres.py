@@ -9,8 +9,9 @@ resize, which follows the same filter, for batches already on a device.
 
 The random schedule of ORPose_all draws s = 1 with probability 0.3, s in [2, 8] with 0.35 and
 s in [8, 12] with 0.35 (integers, bounds included as in the paper's text; the official code's
-``random_(2, 8)`` / ``random_(8, 12)`` exclude the upper bound, set ``LowResSchedule`` ranges to
-reproduce it).
+``random_(2, 8)`` / ``random_(8, 12)`` exclude the upper bound: s in {2..7} and {8..11},
+ORPose-Color keypoints_3d/utils_db.py lines 110-118; ``all_official``, i.e.
+:meth:`LowResSchedule.official_all`, reproduces it).
 """
 
 from __future__ import annotations
@@ -54,6 +55,26 @@ def degrade(image: np.ndarray, scale: float) -> np.ndarray:
     return upsample(downsample(image, scale), (w, h))
 
 
+def results_to_larger(
+    results: list[dict], small_size: tuple[int, int], large_size: tuple[int, int]
+) -> list[dict]:
+    """COCO results found on a small image, in the pixels of a larger one of the same view
+    (sizes ``(width, height)``): the native low-resolution path. Keypoints are pixel centres
+    (x -> (x + 0.5) * f - 0.5); boxes are continuous edges (x -> x * f)."""
+    sx, sy = large_size[0] / small_size[0], large_size[1] / small_size[1]
+    scaled = []
+    for r in results:
+        r = dict(r)
+        x, y, w, h = r["bbox"]
+        r["bbox"] = [x * sx, y * sy, w * sx, h * sy]
+        kps = np.asarray(r["keypoints"], dtype=np.float64).reshape(-1, 3).copy()
+        kps[:, 0] = (kps[:, 0] + 0.5) * sx - 0.5
+        kps[:, 1] = (kps[:, 1] + 0.5) * sy - 0.5
+        r["keypoints"] = kps.ravel().tolist()
+        scaled.append(r)
+    return scaled
+
+
 def degrade_tensor(image, scale: float):
     """:func:`degrade` for a float tensor ``(C, H, W)`` or ``(N, C, H, W)`` (any device)."""
     import torch.nn.functional as F
@@ -84,16 +105,20 @@ class LowResSchedule:
     low_range: tuple[int, int] = (8, 12)
 
     @classmethod
-    def paper_all(cls) -> LowResSchedule:
-        return cls()
+    def official_all(cls) -> LowResSchedule:
+        """ORPose_all as the official code draws it: s in {2..7} and {8..11}."""
+        return cls(mid_range=(2, 7), low_range=(8, 11))
 
     @classmethod
     def from_spec(cls, spec: str | float | int) -> LowResSchedule:
-        """``"all"`` for ORPose_all, or a fixed factor (``"12"``, ``12`` or ``"12x"``)."""
+        """``"all"`` for ORPose_all (the paper's bounds), ``"all_official"`` for the official
+        code's draws, or a fixed factor (``"12"``, ``12`` or ``"12x"``)."""
         if isinstance(spec, str):
             text = spec.strip().lower()
             if text == "all":
                 return cls()
+            if text == "all_official":
+                return cls.official_all()
             spec = float(text.rstrip("x"))
         if spec < 1:
             raise ValueError(f"downscale factor must be >= 1, got {spec}")

@@ -32,11 +32,6 @@ class Camera:
     to_camera1: np.ndarray  # 4x4
     image_size: tuple[int, int] = (640, 480)
 
-    @property
-    def intrinsic_matrix(self) -> np.ndarray:
-        (fx, fy), (cx, cy) = self.focal, self.principal_point
-        return np.array([[fx, 0.0, cx], [0.0, fy, cy], [0.0, 0.0, 1.0]])
-
     def from_camera1(self, points: np.ndarray) -> np.ndarray:
         """``(..., 3)`` points in camera 1's frame to this camera's frame."""
         points = np.asarray(points, dtype=np.float64)[..., :3]

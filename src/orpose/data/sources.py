@@ -12,7 +12,9 @@ from pathlib import Path
 
 import cv2
 import numpy as np
+from PIL import Image, UnidentifiedImageError
 
+from orpose.data.coco import load_pose_dataset
 from orpose.errors import SourceError
 
 IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp"})
@@ -60,8 +62,6 @@ def image_file_problem(path: Path | str) -> str | None:
     decodes it (a format only OpenCV reads); a zero-byte file, a text file named ``.jpg`` or a
     truncated image is a problem. Costs one full decode.
     """
-    from PIL import Image, UnidentifiedImageError
-
     path = Path(path)
     try:
         size = path.stat().st_size
@@ -223,8 +223,6 @@ class SourceSpec:
 
 def coco_image_paths(path: Path) -> tuple[Path, ...]:
     """The images a COCO file lists (``file_name`` resolved as the dataset loader does)."""
-    from orpose.data.coco import load_pose_dataset
-
     dataset = load_pose_dataset(path, check_images=True)
     if not dataset.images:
         raise SourceError(f"{path}: images: the COCO file lists no image")

@@ -9,6 +9,17 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from orpose.data.coco import (
+    DatasetError,
+    PoseDataset,
+    load_pose_dataset,
+    read_json,
+    write_json_atomic,
+)
+from orpose.errors import UserError
+from orpose.evaluation.predictions import load_predictions
+from orpose.scales import scale_label
+
 
 def parse_pred_spec(spec: str) -> tuple[str, Path]:
     """``8=preds_8x.json`` -> ("8x", path); a bare path is the 1x row (see
@@ -17,7 +28,7 @@ def parse_pred_spec(spec: str) -> tuple[str, Path]:
         label, path = spec.split("=", 1)
         label = label.strip()
         if label.replace(".", "", 1).isdigit():
-            label = f"{float(label):g}x"
+            label = scale_label(float(label))
         return label, Path(path)
     return "1x", Path(spec)
 
@@ -39,8 +50,6 @@ def select_keypoint_set(data: object, which: str, path: Path) -> object:
     An orpose COCO file is scored on ``keypoints_soft`` (and ``keypoints3d_soft``) by default;
     ``hard`` scores COCO's ``keypoints`` field (the hard set) and its lift ``keypoints3d_hard``.
     """
-    from orpose.errors import UserError
-
     if which == "soft":
         return data
     if not isinstance(data, dict) or not isinstance(data.get("annotations"), list):
@@ -58,13 +67,10 @@ def select_keypoint_set(data: object, which: str, path: Path) -> object:
 
 def load_pred_file(spec: str, gt, keypoints: str = "soft") -> tuple[str, list[dict]]:
     """One ``--pred [SCALE=]FILE``: its row label and validated results."""
-    from orpose.data.coco import DatasetError, read_json
-    from orpose.evaluation.predictions import load_predictions
-
     label, path = parse_pred_spec(spec)
     data = read_json(path)
     if "=" not in spec and (scale := recorded_downscale(data)) is not None:
-        label = f"{scale:g}x"
+        label = scale_label(scale)
     try:
         return label, load_predictions(select_keypoint_set(data, keypoints, path), gt)
     except DatasetError as e:  # in-memory data is named <predictions>: name the file
@@ -125,6 +131,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="with --model: RPN proposals per image (default 1000); fewer is faster on a CPU",
     )
     p.add_argument(
+        "--h36-stats",
+        type=Path,
+        default=None,
+        metavar="FILE",
+        help="with --model on an official ORPose (detectron2) checkpoint: the official "
+        "data/h36stats.json its lifters need for 3D (default: $ORPOSE_H36_STATS)",
+    )
+    p.add_argument(
         "--out",
         type=Path,
         default=None,
@@ -146,13 +160,18 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "(keypoints_soft, keypoints3d_soft; default) or the hard set (keypoints, "
         "keypoints3d_hard)",
     )
+    p.add_argument(
+        "--native-lowres",
+        action="store_true",
+        help="with --model: give the student each downscaled image as it is, not upsampled "
+        "back (the CPU student's native low-resolution path, as `predict --native-lowres`); "
+        "default: the paper's protocol. Predictions go to pred_<s>x_native.json",
+    )
     p.add_argument("--no-plot", action="store_true", help="skip the AP-versus-scale chart")
     p.set_defaults(func=run_eval)
 
 
 def run_eval(args: argparse.Namespace) -> int:
-    from orpose.data.coco import load_pose_dataset
-    from orpose.errors import UserError
     from orpose.evaluation.report import evaluate_predictions
 
     if args.skip_bad_images and args.model is None:
@@ -171,18 +190,18 @@ def run_eval(args: argparse.Namespace) -> int:
 
 def run_model_eval(args: argparse.Namespace, gt) -> int:
     """Predict the ground-truth images at every scale with a student, then score each."""
-    from orpose.data.coco import PoseDataset, write_json_atomic
-    from orpose.errors import UserError
     from orpose.evaluation.report import evaluate_predictions
     from orpose.evaluation.runner import predict_dataset
-    from orpose.inference.predictor import StudentPredictor, limit_detections
+    from orpose.student.predictor import StudentPredictor, limit_detections
 
-    predictor = StudentPredictor.from_checkpoint(args.model, args.device, args.proposals)
+    predictor = StudentPredictor.from_checkpoint(
+        args.model, args.device, args.proposals, args.h36_stats
+    )
     if args.max_detections is not None:
         if args.max_detections < 1:
             raise UserError(f"--max-detections must be >= 1, got {args.max_detections}")
         limit_detections(predictor.model, args.max_detections)
-    out = args.out or args.model.parent / "eval"
+    out = args.out or args.model.parent / ("eval_native" if args.native_lowres else "eval")
     if args.limit is not None:
         keep = {img["id"] for img in gt.images[: args.limit]}
         gt = PoseDataset(
@@ -194,11 +213,13 @@ def run_model_eval(args: argparse.Namespace, gt) -> int:
             gt.path,
         )
     reports = []
+    suffix = "_native" if args.native_lowres else ""
     for scale in args.scales:
+        name = f"pred_{scale_label(scale)}{suffix}"
         results = predict_dataset(
-            predictor, gt, scale, out / f"pred_{scale:g}x.jsonl", args.skip_bad_images
+            predictor, gt, scale, out / f"{name}.jsonl", args.skip_bad_images, args.native_lowres
         )
-        write_json_atomic(out / f"pred_{scale:g}x.json", results)
+        write_json_atomic(out / f"{name}.json", results)
         reports.append(evaluate_predictions(gt, results, scale))
     return print_and_save(reports, out, args.no_plot)
 

@@ -10,6 +10,7 @@ from pathlib import Path
 from orpose.data.coco import PoseDataset, write_json_atomic
 from orpose.evaluation.coco_ap import evaluate_ap
 from orpose.evaluation.mpjpe import MpjpeResult, compute_mpjpe
+from orpose.scales import scale_label
 
 
 @dataclass
@@ -50,13 +51,6 @@ class ScaleReport:
 
 def _percent_or_nan(value: float) -> float:
     return 100 * value if value >= 0 else float("nan")
-
-
-def scale_label(scale: float | str) -> str:
-    """``8`` -> ``"8x"``; strings are kept as the user wrote them."""
-    if isinstance(scale, str):
-        return scale
-    return f"{scale:g}x"
 
 
 def evaluate_predictions(

@@ -19,10 +19,11 @@ import numpy as np
 from tqdm import tqdm
 
 from orpose.data.coco import PoseDataset
-from orpose.data.lowres import degrade
+from orpose.data.lowres import degrade, downsample, results_to_larger
 from orpose.data.sources import image_file_problem, read_image_rgb
 from orpose.errors import DatasetError
 from orpose.jsonl import JsonlWriter, read_records
+from orpose.scales import scale_label
 
 log = logging.getLogger(__name__)
 
@@ -52,8 +53,13 @@ def predict_dataset(
     scale: float,
     journal: Path,
     skip_bad_images: bool = False,
+    native: bool = False,
 ) -> list[dict]:
     """Results for every image of ``gt`` degraded by ``scale`` (journal-backed, resumable).
+
+    ``native``: the predictor gets the small image itself (``downsample``, not upsampled back:
+    the CPU student's native low-resolution path) and its results are scaled to the image's
+    pixels; default: the paper's protocol (the small image upsampled to the original size).
 
     A skipped bad image is not journaled, so a rerun after the file is repaired predicts it.
     """
@@ -62,17 +68,25 @@ def predict_dataset(
     todo = [img for img in images if img["id"] not in done]
     with JsonlWriter(journal) as writer:
         skipped = len(images) - len(todo)
-        progress = tqdm(todo, f"predict {scale:g}x", len(images), unit="img", initial=skipped)
+        progress = tqdm(
+            todo, f"predict {scale_label(scale)}", len(images), unit="img", initial=skipped
+        )
         for img in progress:
             try:
-                image = degrade(read_gt_image(gt, img), scale)
+                image = read_gt_image(gt, img)
             except DatasetError as err:
                 if not skip_bad_images:
                     raise
                 log.warning("skipped %s", err)
                 done[img["id"]] = []
                 continue
-            results = predictor(image)
+            if native and scale > 1:
+                small = downsample(image, scale)
+                results = results_to_larger(
+                    predictor(small), small.shape[1::-1], image.shape[1::-1]
+                )
+            else:
+                results = predictor(degrade(image, scale))
             for r in results:
                 r["image_id"] = img["id"]
             writer.append({"image_id": img["id"], "results": results})

@@ -1,4 +1,4 @@
-"""Verbs of the inference stage: ``predict`` and ``export``."""
+"""The verb of the inference stage: ``predict`` (``orpose export`` is :mod:`orpose.export.cli`)."""
 
 from __future__ import annotations
 
@@ -6,9 +6,10 @@ import argparse
 import logging
 from pathlib import Path
 
-log = logging.getLogger(__name__)
+from orpose.errors import UserError
+from orpose.inference.journal import JournalMismatch
 
-EXPORT_FORMATS = ("onnx", "torchscript", "checkpoint")
+log = logging.getLogger(__name__)
 
 
 def _positive_float(text: str) -> float:
@@ -32,7 +33,6 @@ def _root_depth(text: str) -> float | str:
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     _register_predict(subparsers)
-    _register_export(subparsers)
 
 
 # -- predict --
@@ -89,6 +89,13 @@ def _register_predict(subparsers: argparse._SubParsersAction) -> None:
         metavar="S",
         help="the input is already shrunk S times (default: guessed, 640/width "
         "for frames of at most 100 px, else 1)",
+    )
+    privacy.add_argument(
+        "--native-lowres",
+        action="store_true",
+        help="give low-resolution frames to the student as they are (the CPU student's native "
+        "path: several times faster, see docs/inference.md for what it costs in AP) instead of "
+        "upsampled back to the camera size (the paper's protocol, the default)",
     )
     frames = p.add_argument_group("frames")
     frames.add_argument("--step", type=int, default=1, help="every N-th video frame")
@@ -158,31 +165,47 @@ def _register_predict(subparsers: argparse._SubParsersAction) -> None:
         help="start again instead of resuming from OUT/predictions.jsonl",
     )
     run.add_argument("--no-progress", action="store_true", help="no progress bar")
+    add_h36_stats_argument(run)
     p.set_defaults(func=run_predict_cli)
 
 
-def build_predictor(model: str, device: str | None, threads: int, proposals: int | None = None):
-    """A PyTorch predictor for checkpoints, an onnxruntime one for .onnx files."""
-    from orpose.errors import UserError
+def add_h36_stats_argument(parser) -> None:
+    """``--h36-stats FILE``: the official lifters' Human3.6M statistics (official checkpoints)."""
+    parser.add_argument(
+        "--h36-stats",
+        type=Path,
+        default=None,
+        metavar="FILE",
+        help="official ORPose (detectron2) checkpoints: the official data/h36stats.json that "
+        "their lifters need for 3D (default: $ORPOSE_H36_STATS); without it, or without lifter "
+        "weights in the checkpoint, the model gives 2D only and says so",
+    )
 
+
+def build_predictor(
+    model: str,
+    device: str | None,
+    threads: int,
+    proposals: int | None = None,
+    h36_stats: Path | None = None,
+):
+    """A PyTorch predictor for checkpoints, an onnxruntime one for .onnx files."""
     if model.lower().endswith(".onnx"):
-        from orpose.inference.onnx_runner import OnnxStudent
+        from orpose.inference.onnx_runner import load_onnx_student
 
         if proposals is not None:
             raise UserError("--proposals is fixed in an ONNX graph: give it to 'orpose export'")
-        return OnnxStudent(model, threads=threads)
+        return load_onnx_student(model, threads)
     import torch
 
-    from orpose.inference.predictor import StudentPredictor
+    from orpose.student.predictor import StudentPredictor
 
     if threads > 0:
         torch.set_num_threads(threads)
-    return StudentPredictor.from_checkpoint(model, device, proposals)
+    return StudentPredictor.from_checkpoint(model, device, proposals, h36_stats)
 
 
 def run_predict_cli(args: argparse.Namespace) -> int:
-    from orpose.errors import UserError
-    from orpose.inference.journal import JournalMismatch
     from orpose.inference.pipeline import PredictOptions, run_predict
 
     if args.step < 1:
@@ -209,9 +232,12 @@ def run_predict_cli(args: argparse.Namespace) -> int:
         progress=not args.no_progress,
         track=args.track,
         smooth=args.smooth,
+        native_lowres=args.native_lowres,
     )
     try:
-        predictor = build_predictor(args.model, args.device, args.threads, args.proposals)
+        predictor = build_predictor(
+            args.model, args.device, args.threads, args.proposals, args.h36_stats
+        )
     except ValueError as err:
         raise UserError(str(err)) from err
     try:
@@ -230,138 +256,4 @@ def run_predict_cli(args: argparse.Namespace) -> int:
         print(f"rendered {path}")
     if len(summary.rendered) > 5:
         print(f"... and {len(summary.rendered) - 5} more in {args.out}")
-    return 0
-
-
-# -- export --
-
-
-def _register_export(subparsers: argparse._SubParsersAction) -> None:
-    p = subparsers.add_parser(
-        "export",
-        help="the student to ONNX (dynamic image size), TorchScript or an orpose checkpoint",
-        description="Export a student checkpoint (orpose or official detectron2). ONNX: one graph "
-        "from an RGB float image (3, H, W) in [0, 1], any H and W, to boxes, scores, 2D keypoints "
-        "and 3D keypoints; checked against PyTorch on real images with onnxruntime.",
-    )
-    p.add_argument(
-        "checkpoint", help="student checkpoint (orpose or detectron2), or random:BACKBONE"
-    )
-    p.add_argument(
-        "--out",
-        type=Path,
-        default=None,
-        help="output folder (default: beside the checkpoint; ./exports for random:)",
-    )
-    p.add_argument(
-        "--format",
-        nargs="+",
-        choices=EXPORT_FORMATS,
-        default=["onnx"],
-        help="what to write (default: onnx); checkpoint converts e.g. a detectron2 "
-        "file into an orpose checkpoint",
-    )
-    p.add_argument("--opset", type=int, default=17, help="ONNX opset (>= 11; default 17)")
-    p.add_argument(
-        "--size",
-        default="640x480",
-        metavar="WxH",
-        help="size of the tracing image (default 640x480); the graph takes any size, except "
-        "for the picodet_lcnet backbone, whose graph takes this size only",
-    )
-    p.add_argument(
-        "--proposals",
-        type=int,
-        default=None,
-        metavar="N",
-        help="at most N RPN proposals per image in the exported model (default: 1000)",
-    )
-    p.add_argument(
-        "--check-images",
-        type=Path,
-        default=None,
-        metavar="DIR",
-        help="real images for the PyTorch/ONNX check (default: the shared "
-        "coco_person_val500 images when present)",
-    )
-    p.add_argument("--check-count", type=int, default=5, help="images checked (0: no check)")
-    p.add_argument(
-        "--tolerance",
-        type=float,
-        default=0.1,
-        metavar="PX",
-        help="keypoint difference (pixels) the check accepts (default 0.1)",
-    )
-    p.add_argument(
-        "--max-share",
-        type=float,
-        default=0.005,
-        metavar="SHARE",
-        help="share of keypoints (and of detections unpaired) allowed beyond the tolerance: "
-        "argmax ties and grid steps, see docs/inference.md (default 0.005)",
-    )
-    p.set_defaults(func=run_export_cli)
-
-
-def _size(text: str) -> tuple[int, int]:
-    from orpose.errors import UserError
-
-    try:
-        w, h = (int(v) for v in text.lower().split("x"))
-    except ValueError:
-        raise UserError(f"--size: expected WxH such as 640x480, got {text!r}") from None
-    return w, h
-
-
-def _default_check_images() -> Path | None:
-    from orpose.paths import shared_data
-
-    return shared_data("coco_person_val500/images", required=False)
-
-
-def run_export_cli(args: argparse.Namespace) -> int:
-    from orpose.errors import UserError
-    from orpose.inference.agreement import compare_on_images
-    from orpose.inference.export import (
-        export_onnx,
-        export_torchscript,
-        has_fixed_size,
-        sample_image,
-    )
-    from orpose.inference.predictor import (
-        limit_proposals,
-        model_name,
-        resolve_student,
-        save_student,
-    )
-
-    try:
-        model = limit_proposals(resolve_student(args.checkpoint), args.proposals)
-    except ValueError as err:
-        raise UserError(str(err)) from err
-    is_random = args.checkpoint.startswith("random:")
-    out = args.out or (Path("exports") if is_random else Path(args.checkpoint).parent)
-    stem = model_name(args.checkpoint)
-    images = args.check_images or _default_check_images()
-    size = _size(args.size)
-    fixed = has_fixed_size(model)
-    if fixed:
-        print(f"note: a {model.config.backbone} graph takes {size[0]}x{size[1]} images only")
-    if "checkpoint" in args.format:
-        print(f"saved {save_student(model, out / f'{stem}_orpose.pt')}")
-    if "torchscript" in args.format:
-        script = export_torchscript(model, out / f"{stem}.torchscript.pt", sample_image(size))
-        print(f"saved {script}")
-    if "onnx" in args.format:
-        onnx_path = export_onnx(model, out / f"{stem}.onnx", sample_image(size), args.opset)
-        print(f"saved {onnx_path}")
-        if args.check_count > 0:
-            if images is None:
-                raise UserError("no images for the check: give --check-images or --check-count 0")
-            resize = size if fixed else None
-            report = compare_on_images(model, onnx_path, images, args.check_count, resize)
-            print(report.describe(args.tolerance))
-            beyond = report.share_beyond(args.tolerance)
-            if beyond > args.max_share or report.unpaired > args.max_share * report.people:
-                raise UserError("ONNX and PyTorch disagree beyond the tolerance (see above)")
     return 0

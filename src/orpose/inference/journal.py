@@ -52,8 +52,10 @@ class PredictionJournal:
 
     def append(self, image: dict[str, Any], results: list[dict]) -> None:
         entry = {"image": image, "results": results}
-        self._writer.append(entry)
+        # recorded first: a signal that interrupts the write (Ctrl-C, SIGTERM during the fsync)
+        # must not drop a finished frame from the results written on the way out
         self.entries[image["file_name"]] = entry
+        self._writer.append(entry)
 
     def close(self) -> None:
         self._writer.close()

@@ -1,19 +1,34 @@
 """Run an exported student (ONNX) with onnxruntime: the same results as the PyTorch predictor.
 
 Pre-processing is only the conversion of an RGB uint8 image to float ``(3, H, W)`` in [0, 1]:
-resizing, normalisation and post-processing are inside the graph (see :mod:`.export`).
+resizing, normalisation and post-processing are inside the graph (see :mod:`orpose.export`).
+
+The graph's interface, which :mod:`orpose.export.export` writes and this module reads:
+:data:`INPUT_NAME` (float32 ``(3, H, W)``, RGB in [0, 1]) and :data:`OUTPUT_NAMES` (each with
+the number of people as its first axis; ``keypoints3d`` only for students with lifters).
 """
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from orpose.inference.export import INPUT_NAME
-from orpose.inference.predictor import detections_to_results
 from orpose.onnx_session import open_session
+from orpose.student.predictor import detections_to_results
+
+INPUT_NAME = "image"
+OUTPUT_NAMES: tuple[str, ...] = (
+    "boxes",
+    "scores",
+    "keypoints",
+    "keypoints_scores",
+    "keypoints3d",
+    "keypoints_soft_branch",
+    "keypoints_hard_branch",
+)
 
 
 def image_to_input(image: np.ndarray) -> np.ndarray:
@@ -22,7 +37,8 @@ def image_to_input(image: np.ndarray) -> np.ndarray:
 
 
 class OnnxStudent:
-    """``runner(image)`` -> COCO result dicts, like :class:`~.predictor.StudentPredictor`."""
+    """``runner(image)`` -> COCO result dicts, like
+    :class:`orpose.student.predictor.StudentPredictor`."""
 
     def __init__(
         self,
@@ -68,3 +84,19 @@ class OnnxStudentPair:
 
     def __call__(self, image: np.ndarray) -> list[dict]:
         return self.pick(image)(image)
+
+
+NATIVE_SUFFIX = "_native.onnx"  # beside student.onnx: the CPU student's native low-res graph
+
+
+def load_onnx_student(path: Path | str, threads: int = 0) -> OnnxStudent | OnnxStudentPair:
+    """An exported student; with its native low-resolution graph when ``orpose export`` wrote
+    one beside it (``<name>_native.onnx`` and the size limit in ``<name>_native.json``)."""
+    path = Path(path)
+    full = OnnxStudent(path, threads=threads)
+    native = path.with_name(path.stem + NATIVE_SUFFIX)
+    meta = native.with_suffix(".json")
+    if not native.is_file() or not meta.is_file():
+        return full
+    max_side = int(json.loads(meta.read_text())["native_max_side"])
+    return OnnxStudentPair(full, OnnxStudent(native, threads=threads), max_side)

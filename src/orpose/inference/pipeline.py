@@ -7,6 +7,10 @@ is stopped early: by Ctrl-C, or by SIGTERM (``kill``, a job scheduler, ``docker 
 handled the same way: the frame in flight is dropped, the overlay video is finished (a playable
 file of the frames so far) and the result files list every journaled frame; rerunning the same
 command resumes after them.
+
+With ``--track`` each frame's people then get track ids (and, with ``--smooth``, smoothed
+keypoints) from :mod:`.tracking`, after the journal line is written: the journal keeps the model's
+own output, and a resumed run replays the journaled frames through the tracker in order.
 """
 
 from __future__ import annotations
@@ -70,6 +74,9 @@ class PredictOptions:
     progress: bool = True
     track: bool = False  # track ids across frames (ByteTrack, see .tracking)
     smooth: float | None = None  # with track: exponential smoothing of keypoints along a track
+    # low-resolution frames given to the student as they are (the CPU student's native path)
+    # instead of upsampled back to the network size (the paper's protocol)
+    native_lowres: bool = False
 
 
 @dataclass
@@ -288,7 +295,10 @@ class _Run:
         geometry = frame_geometry(frame.image, opts.downscale, original, opts.lowres_input)
         entry = self.journal.done(frame.key, image_id)
         if entry is None:
-            results = self.predictor(geometry.network_input(frame.image))
+            if opts.native_lowres and geometry.lowres:  # the small frame as it is (faster)
+                results = geometry.from_kept(self.predictor(frame.image))
+            else:  # the paper's protocol: the small frame upsampled to the network size
+                results = self.predictor(geometry.network_input(frame.image))
             results = [r for r in results if r["score"] >= opts.score_threshold]
             for r in results:
                 r["image_id"] = image_id

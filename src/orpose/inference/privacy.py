@@ -22,7 +22,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from orpose.data.lowres import downsample, low_resolution_size, upsample
+from orpose.data.lowres import downsample, low_resolution_size, results_to_larger, upsample
 
 # Frames whose longer side is at most this are taken as already low resolution (the paper's
 # factors 8-12 turn 640x480 into 80x60 ... 53x40).
@@ -72,6 +72,13 @@ class FrameGeometry:
     def network_input(self, kept: np.ndarray) -> np.ndarray:
         """The kept (small) frame upsampled to the network size, as in training."""
         return upsample(kept, self.network_size)
+
+    def from_kept(self, results: list[dict]) -> list[dict]:
+        """Results found on the kept (small) frame itself, in network pixels: the native
+        low-resolution path (:func:`orpose.data.lowres.results_to_larger`)."""
+        if not self.lowres:
+            return results
+        return results_to_larger(results, self.kept_size, self.network_size)
 
     def to_kept(self, results: list[dict]) -> list[dict]:
         """Results scaled from network pixels down to the kept frame (for drawing only)."""

@@ -15,7 +15,7 @@ import cv2
 import numpy as np
 
 from orpose.skeleton import ROOT_JOINTS
-from orpose.viz.draw2d import draw_people
+from orpose.viz.draw2d import draw_people, person_label
 
 VIDEO_FOURCC = "mp4v"  # MPEG-4 part 2: in every OpenCV FFmpeg build, any frame size (even sides)
 VIDEO_SUFFIX = ".mp4"
@@ -137,7 +137,6 @@ def plot_people_3d(
     with ``"auto"``: at its own depth from :func:`estimate_root_depth` (people whose depth
     cannot be estimated take the others' median, else 4 m). Labels: track id and score.
     """
-    from orpose.viz.draw2d import person_label
     from orpose.viz.plot3d import place_at_root, plot_skeletons_3d
 
     people = [r for r in results if r.get("keypoints3d")]

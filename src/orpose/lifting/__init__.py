@@ -8,6 +8,7 @@ command line does to register its verbs) does not import torch.
 
 from __future__ import annotations
 
+import importlib
 from typing import Any
 
 __all__ = ["Lifter", "LifterConfig", "load_lifter", "save_lifter"]
@@ -21,7 +22,5 @@ _WHERE = {
 
 def __getattr__(name: str) -> Any:
     if name in _WHERE:
-        import importlib
-
         return getattr(importlib.import_module(_WHERE[name]), name)
     raise AttributeError(f"module 'orpose.lifting' has no attribute {name!r}")

@@ -18,6 +18,7 @@ from dataclasses import asdict, dataclass
 
 import torch
 
+from orpose.config import build
 from orpose.skeleton import ROOT_JOINTS
 
 
@@ -42,8 +43,9 @@ class CameraSampling:
         return asdict(self)
 
     @classmethod
-    def from_dict(cls, d: dict) -> CameraSampling:
-        return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in d.items()})
+    def from_dict(cls, d: dict, where: str = "camera sampling") -> CameraSampling:
+        """Checked ranges (see :func:`orpose.config.build`); errors name ``where``."""
+        return build(cls, d, where)
 
 
 @dataclass

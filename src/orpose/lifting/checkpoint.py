@@ -3,8 +3,9 @@
 One file is enough to rebuild the lifter: ``{"format", "version", "model", "state_dict",
 "config", "extra"}``. The statistics are buffers of the module, so they travel in the state dict;
 they are also copied under ``extra["statistics"]`` as plain lists for people reading the file.
-Writes go to a temporary file beside the target, then ``os.replace``: a crash mid-write never
-leaves a truncated checkpoint.
+Files are written and read through :mod:`orpose.checkpoints.safe`, as every checkpoint: written
+atomically (a crash mid-write never leaves a truncated checkpoint), loaded without running code;
+every problem with a file is a :class:`~orpose.errors.ModelError` naming it.
 """
 
 from __future__ import annotations
@@ -13,8 +14,9 @@ from pathlib import Path
 
 import torch
 
-from orpose.atomic import save_torch_atomic
-from orpose.data.coco import DatasetError
+from orpose.checkpoints.safe import read_checkpoint as read_file
+from orpose.checkpoints.safe import write_checkpoint
+from orpose.errors import ModelError
 from orpose.lifting.model import Lifter, LifterConfig
 
 FORMAT = "orpose-lifter"
@@ -38,18 +40,16 @@ def save_lifter(
         "config": dict(config or {}),
         "extra": {**(extra or {}), "statistics": stats},
     }
-    return save_torch_atomic(payload, path)
+    return write_checkpoint(payload, path)
 
 
 def read_checkpoint(path: Path | str, map_location: str | torch.device = "cpu") -> dict:
     """The raw checkpoint dict, checked to be an orpose lifter."""
-    from orpose.checkpoints import read_checkpoint
-
-    payload = read_checkpoint(path, map_location)
+    payload = read_file(path, map_location)
     if not isinstance(payload, dict) or payload.get("format") != FORMAT:
-        raise DatasetError(f"{path}: not an orpose lifter checkpoint (no format '{FORMAT}')")
+        raise ModelError(f"{path}: not an orpose lifter checkpoint (no format '{FORMAT}')")
     if payload.get("version", 0) > VERSION:
-        raise DatasetError(f"{path}: lifter checkpoint version {payload['version']} is too new")
+        raise ModelError(f"{path}: lifter checkpoint version {payload['version']} is too new")
     return payload
 
 

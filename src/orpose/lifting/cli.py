@@ -8,19 +8,19 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from orpose import paths
+from orpose.data.coco import write_json_atomic
+from orpose.errors import UserError
+
 DEFAULT_OUT = Path("runs/lifter/lifter.pt")
 CACHE_NAME = "mocap_cache.npz"
 
 
 def _default_mocap() -> str:
-    from orpose import paths
-
     return str(paths.shared_data("mocap/cmu_bvh"))
 
 
 def _default_mvor() -> str:
-    from orpose import paths
-
     return str(paths.shared_data("mvor/camma_mvor_2018.json"))
 
 
@@ -82,15 +82,13 @@ def _train_config(args: argparse.Namespace):
     from orpose.lifting.train import TrainConfig
 
     if args.resume and args.out.is_file():
-        cfg = TrainConfig.from_dict(read_checkpoint(args.out)["config"])
+        cfg = TrainConfig.from_dict(read_checkpoint(args.out)["config"], f"{args.out}: config")
         changed = [
             name
             for name, value in (("--hidden", args.hidden), ("--dropout", args.dropout))
             if value is not None and value != getattr(cfg.model, name[2:])
         ]
         if changed:
-            from orpose.errors import UserError
-
             raise UserError(f"{args.out}: cannot --resume with a different {', '.join(changed)}")
     else:
         cfg = TrainConfig()
@@ -143,7 +141,6 @@ def run_train(args: argparse.Namespace) -> int:
 def run_eval(args: argparse.Namespace) -> int:
     import torch
 
-    from orpose.data.coco import write_json_atomic
     from orpose.lifting.checkpoint import lifter_from_checkpoint, read_checkpoint
     from orpose.lifting.evaluate import (
         PAPER_MVOR_MPJPE_MM,
@@ -157,7 +154,11 @@ def run_eval(args: argparse.Namespace) -> int:
     torch.set_num_threads(max(1, args.threads))
     payload = read_checkpoint(args.checkpoint)
     lifter = lifter_from_checkpoint(payload).eval()
-    cfg = TrainConfig.from_dict(payload["config"]) if payload["config"] else TrainConfig()
+    cfg = (
+        TrainConfig.from_dict(payload["config"], f"{args.checkpoint}: config")
+        if payload["config"]
+        else TrainConfig()
+    )
     if args.mocap or not cfg.mocap or not Path(cfg.mocap).is_dir():
         cfg.mocap = str(Path(args.mocap).resolve()) if args.mocap else _default_mocap()
     _, test_joints = load_training_data(cfg, args.checkpoint.parent / CACHE_NAME)

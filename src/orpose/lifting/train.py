@@ -15,7 +15,9 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from tqdm import tqdm
 
+from orpose.config import build
 from orpose.lifting.cameras import CameraSampling
 from orpose.lifting.checkpoint import (
     lifter_from_checkpoint,
@@ -53,15 +55,9 @@ class TrainConfig:
         return asdict(self)
 
     @classmethod
-    def from_dict(cls, d: dict) -> TrainConfig:
-        d = dict(d)
-        model = LifterConfig(**d.pop("model", {}))
-        cameras = CameraSampling.from_dict(d.pop("cameras", {}))
-        masks = MaskSampling(**d.pop("masks", {}))
-        for key in ("test_subjects", "noise_px"):
-            if key in d:
-                d[key] = tuple(d[key])
-        return cls(**d, model=model, cameras=cameras, masks=masks)
+    def from_dict(cls, d: dict, where: str = "lifter training config") -> TrainConfig:
+        """A checked config (see :func:`orpose.config.build`); errors name ``where``."""
+        return build(cls, d, where)
 
 
 def split_by_subject(
@@ -176,8 +172,6 @@ def train_lifter(
     n_batches = max(len(train_t) // cfg.batch_size, 1)
     bar = None
     if progress:
-        from tqdm import tqdm
-
         bar = tqdm(total=(cfg.epochs - start_epoch) * n_batches, desc="lift train", unit="batch")
     try:
         for epoch in range(start_epoch, cfg.epochs):

@@ -1,5 +1,25 @@
-"""The student: Keypoint R-CNN with a two-branch (soft/hard) heatmap head and two 3D lifters."""
+"""The students: Keypoint R-CNN with a two-branch (soft/hard) heatmap head and two 3D lifters
+(:mod:`orpose.student.model`), the CPU top-down student (:mod:`orpose.student.topdown`) and
+their registry (:mod:`orpose.student.registry`).
 
-from orpose.student.model import ORPoseStudent, StudentConfig, build_student
+The names below are resolved lazily, so that importing a module of the package (or
+``orpose.checkpoints.safe``, whose package sits on this floor) does not import torchvision.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
 
 __all__ = ["ORPoseStudent", "StudentConfig", "build_student"]
+_WHERE = {
+    "ORPoseStudent": "orpose.student.model",
+    "StudentConfig": "orpose.student.model",
+    "build_student": "orpose.student.model",
+}
+
+
+def __getattr__(name: str) -> Any:
+    if name in _WHERE:
+        return getattr(importlib.import_module(_WHERE[name]), name)
+    raise AttributeError(f"module 'orpose.student' has no attribute {name!r}")

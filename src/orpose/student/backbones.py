@@ -1,12 +1,13 @@
 """Backbones of the student, built by torchvision with random weights (nothing is downloaded).
 
 Each factory returns (module with ``out_channels``, the feature-map names the RoI pools read, and
-anchor sizes per level). Pretrained weights come from local files: see ``orpose.student.weights``.
+anchor sizes per level). Pretrained weights come from local files: see :mod:`orpose.checkpoints`.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
 
 from torch import nn
 from torchvision.models.detection.backbone_utils import mobilenet_backbone, resnet_fpn_backbone
@@ -53,12 +54,25 @@ def _mobilenet_v3_fpn(trainable_layers: int, norm_layer: Callable):
     return backbone, ["0", "1"], ((32, 64, 128, 256, 512),) * 3
 
 
-BACKBONES: dict[str, BackboneFactory] = {
-    "resnet50_fpn": _resnet_fpn("resnet50"),
-    "resnet18_fpn": _resnet_fpn("resnet18"),
-    "mobilenet_v3_fpn": _mobilenet_v3_fpn,
-    # pretrained, built at run time from the teacher's PicoDet ONNX file (onnx_backbone.py)
-    "picodet_lcnet": picodet_lcnet_backbone,
+@dataclass(frozen=True)
+class BackboneSpec:
+    """One registered backbone and what the rest of the package needs to know about it."""
+
+    build: BackboneFactory
+    summary: str
+    fixed_size_export: bool = False  # its ONNX graph runs at the tracing image's size only
+
+
+BACKBONES: dict[str, BackboneSpec] = {
+    "resnet50_fpn": BackboneSpec(_resnet_fpn("resnet50"), "the paper's student (GPUs)"),
+    "resnet18_fpn": BackboneSpec(_resnet_fpn("resnet18"), "CPU experiments, tests"),
+    "mobilenet_v3_fpn": BackboneSpec(_mobilenet_v3_fpn, "light deployments"),
+    # onnx2torch fixes the neck's resize sizes at export
+    "picodet_lcnet": BackboneSpec(
+        picodet_lcnet_backbone,
+        "pretrained, built at run time from the teacher's PicoDet ONNX file (onnx_backbone.py)",
+        fixed_size_export=True,
+    ),
 }
 
 
@@ -80,10 +94,31 @@ def build_backbone(
         raise ValueError(f"unknown norm {norm!r}; known: {', '.join(sorted(NORM_LAYERS))}")
     if init not in BACKBONE_INITS:
         raise ValueError(f"unknown backbone init {init!r}; known: {', '.join(BACKBONE_INITS)}")
-    backbone, names, anchors = BACKBONES[name](trainable_layers, NORM_LAYERS[norm])
+    backbone, names, anchors = BACKBONES[name].build(trainable_layers, NORM_LAYERS[norm])
     if init == "random":
         reset_weights(backbone)
     return backbone, names, anchors
+
+
+def use_stride_in_1x1(backbone: nn.Module) -> int:
+    """Move each ResNet bottleneck's stride from its 3x3 to its first 1x1 convolution.
+
+    detectron2's ``RESNETS.STRIDE_IN_1X1 = True`` (its MSRA ImageNet weights, and the official
+    ORPose students trained from them): ``StudentConfig.stride_in_1x1``. ``backbone``: a
+    torchvision FPN backbone (its ``body``) or a model holding one as ``backbone``. Returns the
+    number of blocks changed (0 for ResNet-18/34, whose basic blocks have no 1x1).
+    """
+    changed = 0
+    body = getattr(getattr(backbone, "backbone", backbone), "body", None)
+    for name in ("layer1", "layer2", "layer3", "layer4"):
+        for block in getattr(body, name, []):
+            conv1, conv2 = getattr(block, "conv1", None), getattr(block, "conv2", None)
+            conv3 = getattr(block, "conv3", None)
+            if conv3 is None or conv2 is None or conv2.stride == (1, 1):
+                continue
+            conv1.stride, conv2.stride = conv2.stride, (1, 1)
+            changed += 1
+    return changed
 
 
 def reset_weights(module: nn.Module) -> int:

@@ -1,10 +1,10 @@
 """The keypoint-head abstraction both students share: branches, lifters, losses and decoding.
 
-The paper's head (DESIGN.md sections 3-5) has two heatmap branches, HM_soft and HM_hard, each
-feeding its own 2D-to-3D lifter; the 2D losses compare each branch with its pseudo-label set and
-the 3D losses compare each lifter (fed the teacher's 2D) with the soft 3D labels. At inference the
-2D keypoints come from the mean of both branches and the 3D from the mean of both lifters, each
-lifter fed its own branch's keypoints.
+The paper's head (docs/architecture.md, "Design intent") has two heatmap branches, HM_soft and
+HM_hard, each feeding its own 2D-to-3D lifter; the 2D losses compare each branch with its
+pseudo-label set and the 3D losses compare each lifter (fed the teacher's 2D) with the soft 3D
+labels. At inference the 2D keypoints come from the mean of both branches and the 3D from the
+mean of both lifters, each lifter fed its own branch's keypoints.
 
 :class:`KeypointHead` owns what does not depend on the network around it: the branch layout
 (two branches, or one shared by both label sets for the paper's Table 3 ablations), the lifters
@@ -31,6 +31,19 @@ from orpose.student.losses import lifting_loss
 BRANCHES = ("soft", "hard")
 
 
+def make_lifter(lifter_config: dict) -> nn.Module:
+    """A lifter from a config dict: orpose's :class:`~orpose.lifting.Lifter` (its overrides), or
+    the official ORPose one when ``kind`` is ``official_h36m``
+    (:mod:`orpose.student.official_lifter`; its statistics come with the weights)."""
+    from orpose.student.official_lifter import KIND, OfficialLifter
+
+    if lifter_config.get("kind") == KIND:
+        return OfficialLifter(**lifter_config)
+    from orpose.lifting import Lifter
+
+    return Lifter(**lifter_config)
+
+
 class KeypointHead(nn.Module):
     """Branch layout and lifters. Subclasses set ``self.soft`` and ``self.hard`` (the same
     module when ``single_branch``) through :meth:`make_branches`."""
@@ -40,10 +53,8 @@ class KeypointHead(nn.Module):
         self.single_branch = single_branch
         self.lifter_config = lifter_config
         if lifter_config is not None:
-            from orpose.lifting import Lifter
-
-            self.lift_soft = Lifter(**lifter_config)
-            self.lift_hard = Lifter(**lifter_config)
+            self.lift_soft = make_lifter(lifter_config)
+            self.lift_hard = make_lifter(lifter_config)
 
     @property
     def has_lifters(self) -> bool:

@@ -1,4 +1,6 @@
-"""The distillation losses of the paper (DESIGN.md section 4), each usable and testable alone.
+"""The distillation losses of the paper, each usable and testable alone.
+
+Their place in the design: docs/architecture.md, "Distillation losses".
 
 Heatmap targets use torchvision's ``keypoints_to_heatmap`` (the Heckbert discretisation of
 Mask R-CNN): a keypoint becomes the index of one cell of the S x S heatmap of its RoI, and the loss

@@ -18,13 +18,11 @@ from torchvision.models.detection import FasterRCNN
 from torchvision.models.detection.anchor_utils import AnchorGenerator
 from torchvision.models.detection.faster_rcnn import FastRCNNPredictor, TwoMLPHead
 from torchvision.models.detection.transform import GeneralizedRCNNTransform, resize_keypoints
-from torchvision.ops import MultiScaleRoIAlign
 
 from orpose.config import build, option
-from orpose.lifting import Lifter
-from orpose.student.backbones import build_backbone
+from orpose.student.backbones import build_backbone, use_stride_in_1x1
 from orpose.student.heads import TwoBranchKeypointHead
-from orpose.student.losses import lifting_loss
+from orpose.student.pooling import multiscale_roi_align
 from orpose.student.roi_heads import ORPoseRoIHeads
 
 BRANCH_KEYS = ("keypoints_soft_branch", "keypoints_hard_branch")
@@ -35,12 +33,15 @@ class StudentConfig:
     """Architecture and losses of the student; saved in every checkpoint."""
 
     family: str = "keypoint_rcnn"
-    backbone: str = "resnet50_fpn"  # resnet50_fpn | resnet18_fpn | mobilenet_v3_fpn | picodet_lcnet
+    backbone: str = "resnet50_fpn"  # a name of orpose.student.backbones.BACKBONES
     # picodet_lcnet: "random" = the same network with random weights (the control experiment)
     backbone_init: str = option("pretrained", choices=("pretrained", "random"))
     trainable_backbone_layers: int = 5
     # backbone normalisation: bn | gn | frozen_bn (for pretrained weights)
     norm: str = option("bn", choices=("bn", "gn", "frozen_bn"))
+    # ResNet bottlenecks stride in their first 1x1 convolution, as detectron2's MSRA ResNets
+    # (official ORPose students) do; torchvision strides in the 3x3 (see use_stride_in_1x1)
+    stride_in_1x1: bool = False
     box_head_size: int = 1024  # width of the box head's two FC layers (torchvision: 1024)
     head_convs: tuple[int, ...] = (512,) * 8  # the paper's head; fewer/narrower for CPUs
     min_size: tuple[int, ...] = (480,)  # shorter image side fed to the network (training picks one)
@@ -51,6 +52,15 @@ class StudentConfig:
     box_batch_size_per_image: int = 512
     single_branch: bool = False  # one heatmap branch for both label sets (ablations)
     max_keypoint_rois: int | None = None  # cap on positive RoIs per image in the keypoint head
+    # True: only positive proposals with >= 1 visible hard keypoint inside them feed the keypoint
+    # head, as detectron2's select_proposals_with_visible_keypoints in the official code
+    keypoint_rois_with_visible: bool = False
+    # detectron2's ROIAlignV2 (aligned=True) box and keypoint pooling, and RoIAlign's samples per
+    # bin side (0: adaptive, detectron2's); both set for official detectron2 weights
+    roi_align_aligned: bool = False
+    roi_sampling_ratio: int = option(2, min=0)
+    # keypoints_scores: sigmoid of the peak logit, or detectron2's probability (the official one)
+    keypoint_score: str = option("sigmoid", choices=("sigmoid", "probability"))
     lifters: bool = True
     loss_weights: dict[str, float] = option(
         merge=True,
@@ -125,7 +135,9 @@ class ORPoseStudent(FasterRCNN):
             min_size=config.min_size,
             max_size=config.max_size,
             rpn_anchor_generator=anchors,
-            box_roi_pool=MultiScaleRoIAlign(featmap_names, 7, 2),
+            box_roi_pool=multiscale_roi_align(
+                featmap_names, 7, config.roi_sampling_ratio, config.roi_align_aligned
+            ),
             box_head=TwoMLPHead(backbone.out_channels * 7 * 7, config.box_head_size),
             box_predictor=FastRCNNPredictor(config.box_head_size, 2),
             rpn_post_nms_top_n_train=config.rpn_post_nms_top_n_train,
@@ -134,72 +146,73 @@ class ORPoseStudent(FasterRCNN):
             box_batch_size_per_image=config.box_batch_size_per_image,
         )
         self.config = config
+        if config.stride_in_1x1:
+            use_stride_in_1x1(self.backbone)
         old = self.roi_heads
         self.roi_heads = ORPoseRoIHeads(
-            old.box_roi_pool,
-            old.box_head,
-            old.box_predictor,
-            0.5,
-            0.5,
-            config.box_batch_size_per_image,
-            0.25,
-            None,
-            config.box_score_thresh,
-            0.5,
-            config.detections_per_img,
-            keypoint_roi_pool=MultiScaleRoIAlign(featmap_names, 14, 2),
+            box_roi_pool=old.box_roi_pool,
+            box_head=old.box_head,
+            box_predictor=old.box_predictor,
+            fg_iou_thresh=0.5,
+            bg_iou_thresh=0.5,
+            batch_size_per_image=config.box_batch_size_per_image,
+            positive_fraction=0.25,
+            bbox_reg_weights=None,
+            score_thresh=config.box_score_thresh,
+            nms_thresh=0.5,
+            detections_per_img=config.detections_per_img,
+            keypoint_roi_pool=multiscale_roi_align(
+                featmap_names, 14, config.roi_sampling_ratio, config.roi_align_aligned
+            ),
             keypoint_head=TwoBranchKeypointHead(
-                backbone.out_channels, config.head_convs, single_branch=config.single_branch
+                backbone.out_channels,
+                config.head_convs,
+                single_branch=config.single_branch,
+                lifter_config=dict(config.lifter_config) if config.lifters else None,
+                keypoint_score=config.keypoint_score,
             ),
             max_keypoint_rois=config.max_keypoint_rois,
+            keypoint_rois_with_visible=config.keypoint_rois_with_visible,
         )
         self.transform = ORPoseTransform(
             config.min_size, config.max_size, self.transform.image_mean, self.transform.image_std
         )
-        if config.lifters:
-            self.lift_soft = Lifter(**config.lifter_config)
-            self.lift_hard = Lifter(**config.lifter_config)
+
+    @property
+    def keypoint_head(self) -> TwoBranchKeypointHead:
+        return self.roi_heads.kp_head
 
     def lifting_losses(self, targets: list[dict[str, torch.Tensor]]) -> dict[str, torch.Tensor]:
         """L3D_soft and L3D_hard: each lifter on the teacher's 2D, against the soft 3D labels."""
         with_3d = [t for t in targets if "keypoints3d_soft" in t and t["has3d"].any()]
-        if not with_3d:
-            zero = sum(p.sum() for p in self.lift_soft.parameters()) * 0
-            return {"loss_kp3d_soft": zero, "loss_kp3d_hard": zero.clone()}
-        soft = torch.cat([t["keypoints_soft"][t["has3d"]] for t in with_3d])
-        hard = torch.cat([t["keypoints"][t["has3d"]] for t in with_3d])
-        target = torch.cat([t["keypoints3d_soft"][t["has3d"]] for t in with_3d])
-        unit = self.config.lift_loss_unit_mm
-        return {
-            "loss_kp3d_soft": lifting_loss(
-                self.lift_soft(soft[..., :2], soft[..., 2] > 0), target, unit
-            ),
-            "loss_kp3d_hard": lifting_loss(
-                self.lift_hard(hard[..., :2], hard[..., 2] > 0), target, unit
-            ),
-        }
+        empty = torch.zeros(0, 17, 3)
+        soft = torch.cat([t["keypoints_soft"][t["has3d"]] for t in with_3d]) if with_3d else empty
+        hard = torch.cat([t["keypoints"][t["has3d"]] for t in with_3d]) if with_3d else empty
+        target = (
+            torch.cat([t["keypoints3d_soft"][t["has3d"]] for t in with_3d]) if with_3d else empty
+        )
+        return self.keypoint_head.lifting_losses(soft, hard, target, self.config.lift_loss_unit_mm)
 
     def lift(self, detections: list[dict[str, torch.Tensor]]) -> None:
         """Add ``keypoints3d``: the mean of both lifters on their branch's keypoints (in place)."""
         for det in detections:
             soft, hard = (det[k][..., :2] for k in BRANCH_KEYS)
-            ones = torch.ones(soft.shape[:2], dtype=torch.bool, device=soft.device)
-            det["keypoints3d"] = (self.lift_soft(soft, ones) + self.lift_hard(hard, ones)) / 2
+            det["keypoints3d"] = self.keypoint_head.lift(soft, hard)
 
     def forward(self, images, targets=None):
         out = super().forward(images, targets)
         if self.training:
-            if self.config.lifters:
+            if self.keypoint_head.has_lifters:
                 out.update(self.lifting_losses(targets))
             w = self.config.loss_weights
             return {k: v * w.get(k, 1.0) for k, v in out.items()}
-        if self.config.lifters:
+        if self.keypoint_head.has_lifters:
             self.lift(out)
         return out
 
 
 def build_student(config: StudentConfig | dict | None = None) -> ORPoseStudent:
-    """A student with randomly initialised weights (see :mod:`orpose.student.weights` to load)."""
+    """A student with randomly initialised weights (see :mod:`orpose.checkpoints` to load)."""
     if config is None:
         config = StudentConfig()
     elif isinstance(config, dict):

@@ -1,10 +1,12 @@
 """A trainable detection backbone cut, at run time, from the teacher's PicoDet ONNX detector.
 
 Why: no ImageNet or COCO weights can be downloaded here, and the only pretrained convolutional
-features at hand are inside the teacher's ONNX models (DESIGN.md, "Pretrained features available
-offline"). The ONNX file stays where it is (``<models>/picodet_s_320_lcnet_pedestrian.onnx``, or
-``$ORPOSE_PICODET_ONNX``); the module is rebuilt from it each time a student is built, so a saved
-student needs that file too (its checkpoint then overwrites the weights).
+features at hand are inside the teacher's ONNX models (docs/architecture.md, "Pretrained features
+available offline"). The ONNX file stays where it is
+(``<models>/picodet_s_320_lcnet_pedestrian.onnx``, or ``$ORPOSE_PICODET_ONNX``); the module is
+rebuilt from it each time a student is built, so a saved student needs that file too (its
+checkpoint then overwrites the weights, and records the file's sha256: loading refuses a
+checkpoint whose file has changed).
 
 How (:func:`prepare_feature_graph`, then onnx2torch):
 
@@ -25,6 +27,7 @@ detection backbone (an ordered dict of feature maps and ``out_channels``).
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import os
 import warnings
@@ -33,10 +36,12 @@ from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+import numpy as np
 import torch
 from torch import nn
 from torchvision.ops.misc import FrozenBatchNorm2d
 
+from orpose.manifest import find_model, load_manifest, sha256_of, verify_model
 from orpose.paths import MissingResourceError, models_dir
 
 if TYPE_CHECKING:
@@ -65,8 +70,6 @@ def picodet_onnx_path() -> Path:
     the user names with ``$ORPOSE_PICODET_ONNX`` is used with a printed warning when it does not
     match (it is then the user's own, unverified model).
     """
-    from orpose.teacher.manifest import find_model, load_manifest, sha256_of, verify_model
-
     spec = find_model(PICODET_MODEL, load_manifest(), "detector")
     env = os.environ.get(PICODET_ENV)
     if env:
@@ -168,7 +171,6 @@ def fold_conv_bias(graph: onnx.GraphProto, shapes: dict[str, list[int]]) -> int:
 
 def drop_unit_mul(graph: onnx.GraphProto, shapes: dict[str, list[int]]) -> int:
     """Remove ``Mul`` by a constant that is exactly 1 (the result keeps the ``Mul``'s name)."""
-    import numpy as np
     from onnx import numpy_helper
 
     inits = {t.name: t for t in graph.initializer}
@@ -307,7 +309,9 @@ class OnnxFeatureBackbone(nn.Module):
     ``forward(images)`` -> ``OrderedDict`` of the graph's outputs (named ``names``), each through
     its own ``level_norms`` module (identity when no per-level normalisation is asked for).
     ``backbone_nodes`` names the modules of ``body`` that belong to the pretrained backbone as
-    opposed to the neck (for partial freezing).
+    opposed to the neck (for partial freezing). ``rebuilt_from`` (``{"file", "sha256"}``): the
+    ONNX file the module was converted from, which a saved student records and checks at load
+    (see :mod:`orpose.checkpoints`).
     """
 
     def __init__(
@@ -317,6 +321,7 @@ class OnnxFeatureBackbone(nn.Module):
         out_channels: int,
         norm_layer: Callable[[int], nn.Module] | None = None,
         backbone_nodes: Iterable[str] = (),
+        rebuilt_from: dict[str, str] | None = None,
     ):
         super().__init__()
         self.body = body
@@ -327,6 +332,7 @@ class OnnxFeatureBackbone(nn.Module):
             for _ in self.names
         )
         self.backbone_nodes = frozenset(backbone_nodes)
+        self.rebuilt_from = dict(rebuilt_from) if rebuilt_from else None
 
     def forward(self, x: torch.Tensor) -> OrderedDict[str, torch.Tensor]:
         feats = self.body(x)
@@ -369,7 +375,8 @@ def build_onnx_feature_backbone(
             "the ONNX backbones need the onnx and onnx2torch packages (pip install onnx2torch)"
         ) from err
 
-    graph = prepare_feature_graph(onnx.load(str(path)), outputs)
+    data = Path(path).read_bytes()
+    graph = prepare_feature_graph(onnx.load_model_from_string(data), outputs)
     body = convert(graph)
     return OnnxFeatureBackbone(
         body,
@@ -377,6 +384,7 @@ def build_onnx_feature_backbone(
         out_channels,
         norm_layer=norm_layer,
         backbone_nodes=ancestor_nodes(graph.graph, backbone_outputs),
+        rebuilt_from={"file": str(path), "sha256": hashlib.sha256(data).hexdigest()},
     )
 
 

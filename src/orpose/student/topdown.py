@@ -98,8 +98,8 @@ class TopDownConfig:
 
 def onnx_sources(config: TopDownConfig) -> dict[str, bytes]:
     """The verified ONNX files of the starting models, read from the models folder."""
+    from orpose.manifest import find_model, load_manifest, verify_model
     from orpose.paths import models_dir
-    from orpose.teacher.manifest import find_model, load_manifest, verify_model
 
     manifest = load_manifest()
     out = {}

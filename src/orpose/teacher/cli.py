@@ -7,6 +7,9 @@ import logging
 from pathlib import Path
 
 from orpose.errors import UserError
+from orpose.manifest import ModelError, load_manifest, sha256_of, verify_model
+from orpose.paths import models_dir
+from orpose.teacher.config import load_config
 
 log = logging.getLogger(__name__)
 
@@ -141,8 +144,6 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def teacher_config_from_args(args: argparse.Namespace):
-    from orpose.teacher.config import load_config
-
     return load_config(
         args.preset,
         args.config,
@@ -160,8 +161,6 @@ def teacher_config_from_args(args: argparse.Namespace):
 
 
 def _models_dir(args: argparse.Namespace) -> Path | None:
-    from orpose.paths import models_dir
-
     if args.models_dir is not None:
         if not args.models_dir.is_dir():
             raise UserError(f"--models-dir {args.models_dir}: no such folder")
@@ -178,7 +177,6 @@ def run_label(args: argparse.Namespace) -> int:
     lifter = lifter_info = None
     if args.lifter is not None:
         from orpose.teacher.lift3d import load_lifter
-        from orpose.teacher.manifest import sha256_of
 
         lifter = load_lifter(args.lifter)
         lifter_info = {"path": str(args.lifter.resolve()), "sha256": sha256_of(args.lifter)}
@@ -217,8 +215,6 @@ def run_merge(args: argparse.Namespace) -> int:
 
 
 def run_models(args: argparse.Namespace) -> int:
-    from orpose.teacher.manifest import ModelError, load_manifest, verify_model
-
     folder = _models_dir(args)
     for name, spec in sorted(load_manifest(args.manifest).items()):
         try:

@@ -1,5 +1,8 @@
 """Person detector adapters: one class per output kind, all returning :class:`Detections`.
 
+Each adapter registers its kind in :data:`DETECTOR_ADAPTERS`, the one list of the detector
+output kinds (a manifest entry naming another kind is refused when its adapter is built).
+
 - ``boxes_scores``: the model already decodes boxes (PP-PicoDet style): scores ``1 x C x N``
   (after sigmoid) and boxes ``1 x N x 4`` (x1, y1, x2, y2 in input pixels); only NMS is left.
 - ``yolox``: the raw YOLOX head ``1 x N x (5 + C)`` per grid cell of every stride: centre
@@ -12,8 +15,8 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from orpose.manifest import ModelError, ModelSpec, adapter_for, register_adapter
 from orpose.teacher.boxes import Detections, clip_boxes, drop_degenerate, nms
-from orpose.teacher.manifest import ModelError, ModelSpec
 from orpose.teacher.preprocess import fit_to_input, normalize
 from orpose.teacher.runtime import OnnxModel
 
@@ -91,6 +94,10 @@ class OnnxDetector:
         raise NotImplementedError
 
 
+DETECTOR_ADAPTERS: dict[str, type[OnnxDetector]] = {}  # output kind -> adapter
+
+
+@register_adapter(DETECTOR_ADAPTERS, "boxes_scores")
 class BoxesScoresDetector(OnnxDetector):
     """PP-PicoDet style: decoded boxes and per-class sigmoid scores, no NMS inside."""
 
@@ -105,6 +112,7 @@ class BoxesScoresDetector(OnnxDetector):
         return boxes.astype(np.float64), scores[self.spec.class_id].astype(np.float64)
 
 
+@register_adapter(DETECTOR_ADAPTERS, "yolox")
 class YoloxDetector(OnnxDetector):
     """Raw YOLOX head: grid decode in numpy, as the exported model leaves it undone."""
 
@@ -115,11 +123,6 @@ class YoloxDetector(OnnxDetector):
         )
 
 
-DETECTOR_ADAPTERS: dict[str, type[OnnxDetector]] = {
-    "boxes_scores": BoxesScoresDetector,
-    "yolox": YoloxDetector,
-}
-
-
 def build_detector(spec: ModelSpec, model: OnnxModel) -> OnnxDetector:
-    return DETECTOR_ADAPTERS[spec.output](spec, model)
+    """The adapter of the entry's output kind (ModelError naming manifest and model if none)."""
+    return adapter_for(spec, DETECTOR_ADAPTERS)(spec, model)

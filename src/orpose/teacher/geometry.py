@@ -43,13 +43,6 @@ class Crop:
         """The 2 x 3 matrix for ``cv2.warpAffine`` (source image -> crop)."""
         return np.array([[self.x.scale, 0.0, self.x.shift], [0.0, self.y.scale, self.y.shift]])
 
-    def to_image(self, points: np.ndarray) -> np.ndarray:
-        """Input-pixel ``(..., 2)`` points back to image pixels."""
-        out = np.array(points, dtype=np.float64, copy=True)
-        out[..., 0] = self.x.inverse()(out[..., 0])
-        out[..., 1] = self.y.inverse()(out[..., 1])
-        return out
-
 
 def box_region(
     box: np.ndarray, aspect: float, padding: float = 1.25, scale: float = 1.0

@@ -27,6 +27,7 @@ from typing import Any
 
 import cv2
 import numpy as np
+from tqdm import tqdm
 
 from orpose.data.lowres import degrade
 from orpose.data.sources import (
@@ -289,7 +290,6 @@ def run_labelling(
     threshold = teacher.config.keypoint_threshold
     images = persons = skipped = 0
     started = time.perf_counter()
-    from tqdm import tqdm
 
     bar = tqdm(
         total=estimate_todo(specs, video_step, shard, done),

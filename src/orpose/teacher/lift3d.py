@@ -1,8 +1,8 @@
 """Optional 3D pseudo labels: the soft and hard 2D sets lifted by a trained 2D-to-3D lifter.
 
 The lifter comes from :mod:`orpose.lifting` (``load_lifter(path).lift_numpy(keypoints, threshold)``
--> ``(N, 17, 3)`` mm, root-relative); it is imported only when a checkpoint is given, so the
-teacher runs without the lifting stage installed or trained.
+-> ``(N, 17, 3)`` mm, root-relative); the lifting package resolves its names lazily, so its
+modules (and torch) load only when a checkpoint is given: the teacher runs without a lifter.
 """
 
 from __future__ import annotations
@@ -13,6 +13,7 @@ from typing import Any, Protocol
 
 import numpy as np
 
+from orpose import lifting
 from orpose.data.coco import hard_from_soft
 from orpose.errors import UserError
 from orpose.teacher.teacher import Person
@@ -23,12 +24,12 @@ class Lifter(Protocol):
 
 
 def load_lifter(path: Path | str) -> Any:
-    """The lifter of a checkpoint, through orpose.lifting (imported here, lazily)."""
+    """The lifter of a checkpoint, through orpose.lifting (whose modules load on first use)."""
     path = Path(path)
     if not path.is_file():
         raise UserError(f"{path}: lifter checkpoint not found")
     try:
-        from orpose.lifting import load_lifter as load
+        load = lifting.load_lifter  # the lifting package resolves it (and imports torch) now
     except ImportError as err:
         raise UserError(
             f"--lifter needs the orpose.lifting stage, which failed to import ({err})"

@@ -7,6 +7,9 @@ resample them onto another crop's grid (for test-time augmentation) and how to d
   input pixel = cell * stride + ``heatmap_offset`` (0 for models trained with the common
   ``int(x / stride + 0.5)`` target rule, such as HRNet and PaddleDetection's TinyPose).
 - ``simcc`` (RTMPose): ``K x (W * split)`` and ``K x (H * split)`` 1-D maps; pixel = bin / split.
+
+Each adapter registers its kind in :data:`POSE_ADAPTERS`, the one list of the pose output kinds
+(a manifest entry naming another kind is refused when its adapter is built).
 """
 
 from __future__ import annotations
@@ -16,10 +19,10 @@ from collections.abc import Sequence
 import cv2
 import numpy as np
 
+from orpose.manifest import ModelError, ModelSpec, adapter_for, register_adapter
 from orpose.skeleton import FLIP_INDEX, NUM_KEYPOINTS
 from orpose.teacher.decode import decode_heatmaps, decode_simcc
 from orpose.teacher.geometry import AxisMap, Crop, crop_for_box, resample_axis
-from orpose.teacher.manifest import ModelError, ModelSpec
 from orpose.teacher.preprocess import normalize
 from orpose.teacher.runtime import OnnxModel
 
@@ -102,6 +105,10 @@ class PoseAdapter:
         return (ref_x.then(other.x).then(self.map_x), ref_y.then(other.y).then(self.map_y))
 
 
+POSE_ADAPTERS: dict[str, type[PoseAdapter]] = {}  # output kind -> adapter
+
+
+@register_adapter(POSE_ADAPTERS, "heatmap")
 class HeatmapAdapter(PoseAdapter):
     """Heatmap models; ``decode`` uses DARK or the quarter-cell rule."""
 
@@ -135,6 +142,7 @@ class HeatmapAdapter(PoseAdapter):
         return decode_heatmaps(maps[0], method, kernel)
 
 
+@register_adapter(POSE_ADAPTERS, "simcc")
 class SimccAdapter(PoseAdapter):
     """SimCC models (RTMPose): separate x and y classifications."""
 
@@ -171,13 +179,11 @@ class SimccAdapter(PoseAdapter):
         return decode_simcc(maps[0], maps[1])
 
 
-POSE_ADAPTERS: dict[str, type[PoseAdapter]] = {"heatmap": HeatmapAdapter, "simcc": SimccAdapter}
-
-
 def build_pose_adapter(
     spec: ModelSpec, model: OnnxModel | None, map_size: tuple[int, int] | None = None
 ) -> PoseAdapter:
-    return POSE_ADAPTERS[spec.output](spec, model, map_size)
+    """The adapter of the entry's output kind (ModelError naming manifest and model if none)."""
+    return adapter_for(spec, POSE_ADAPTERS)(spec, model, map_size)
 
 
 def swap_left_right(maps: Maps) -> Maps:

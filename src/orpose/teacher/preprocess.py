@@ -5,7 +5,7 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
-from orpose.teacher.manifest import InputSpec
+from orpose.manifest import InputSpec
 
 
 def normalize(image_rgb: np.ndarray, spec: InputSpec) -> np.ndarray:

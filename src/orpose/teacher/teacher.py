@@ -8,11 +8,11 @@ from typing import Any
 
 import numpy as np
 
+from orpose.manifest import ModelSpec, adapter_for, find_model, load_manifest, verify_model
 from orpose.teacher.boxes import Detections
 from orpose.teacher.config import TeacherConfig
-from orpose.teacher.detectors import OnnxDetector, build_detector
-from orpose.teacher.manifest import ModelSpec, find_model, load_manifest, verify_model
-from orpose.teacher.pose import PoseAdapter, build_pose_adapter
+from orpose.teacher.detectors import DETECTOR_ADAPTERS, OnnxDetector, build_detector
+from orpose.teacher.pose import POSE_ADAPTERS, PoseAdapter, build_pose_adapter
 from orpose.teacher.runtime import OnnxModel
 from orpose.teacher.tta import (
     detection_views,
@@ -79,6 +79,8 @@ class Teacher:
         entries = load_manifest(manifest)
         det_spec = find_model(config.detector, entries, "detector")
         pose_spec = find_model(config.pose_model, entries, "pose")
+        # an output kind no adapter decodes is refused before any file is read
+        adapter_for(det_spec, DETECTOR_ADAPTERS), adapter_for(pose_spec, POSE_ADAPTERS)
         det_model = OnnxModel(verify_model(det_spec, models_dir), threads)
         pose_model = OnnxModel(verify_model(pose_spec, models_dir), threads)
         return cls(

@@ -3,7 +3,13 @@
 from __future__ import annotations
 
 import argparse
+import importlib
 from pathlib import Path
+
+import yaml
+
+from orpose.atomic import write_atomic
+from orpose.errors import UserError
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -32,7 +38,6 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run_train(args: argparse.Namespace) -> int:
-    from orpose.errors import UserError
     from orpose.training.config import ConfigError, load_train_config
 
     try:
@@ -52,10 +57,6 @@ def run_train(args: argparse.Namespace) -> int:
 def save_resolved_config(config, path: Path, args: argparse.Namespace) -> Path:
     """The config as trained (file + every ``--set``, paths resolved), beside the checkpoint:
     what a report cites and what reproduces the run without the command line."""
-    import yaml
-
-    from orpose.atomic import write_atomic
-
     header = f"# resolved from {args.config}" + "".join(f"\n#   --set {o}" for o in args.overrides)
     text = header + "\n" + yaml.safe_dump(config.to_dict(), sort_keys=False)
     return write_atomic(path, lambda f: f.write(text))
@@ -63,8 +64,6 @@ def save_resolved_config(config, path: Path, args: argparse.Namespace) -> Path:
 
 def trainer_class(config):
     """The training loop of the config's student family (see orpose.student.registry)."""
-    import importlib
-
     from orpose.student.registry import family_of
 
     module, name = family_of(config.student).trainer.split(":")

@@ -14,15 +14,19 @@ from pathlib import Path
 from typing import Any
 
 from orpose.config import apply_overrides, build, option, read_yaml_with_base, to_plain
+from orpose.data.lowres import LowResSchedule
 from orpose.errors import ConfigError
+from orpose.paths import expand_shared
 from orpose.student.model import StudentConfig
+from orpose.student.registry import family_of
 
 
 @dataclass
 class DataConfig:
     train: list[str] = field(default_factory=list)  # pseudo-label / ground-truth COCO files
     image_root: str | None = None  # default: images/ beside each file, else its folder
-    lowres: str | float = "1"  # "all" (ORPose_all) or a fixed factor such as 12
+    # "all" (ORPose_all), "all_official" (its official draws: s in 2..7 / 8..11) or a factor
+    lowres: str | float = "1"
     flip: bool = True
     images_with_people_only: bool = False
     num_workers: int = option(0, min=0)
@@ -82,9 +86,6 @@ class TrainConfig:
 
     @classmethod
     def from_dict(cls, d: dict, source: str = "<config>") -> TrainConfig:
-        from orpose.data.lowres import LowResSchedule
-        from orpose.student.registry import family_of
-
         if not isinstance(d, dict):
             raise ConfigError(f"{source}: expected a mapping of settings")
         d = {k: v for k, v in d.items() if k != "base"}
@@ -101,8 +102,8 @@ class TrainConfig:
             LowResSchedule.from_spec(config.data.lowres)
         except ValueError:
             raise ConfigError(
-                f"{source}: data.lowres: expected 'all' or a downscale factor >= 1 such as 12, "
-                f"got {config.data.lowres!r}"
+                f"{source}: data.lowres: expected 'all', 'all_official' or a downscale factor "
+                f">= 1 such as 12, got {config.data.lowres!r}"
             ) from None
         if config.solver.accumulate > config.solver.batch_size:
             raise ConfigError(f"{source}: solver.accumulate: larger than solver.batch_size")
@@ -122,8 +123,6 @@ def load_train_config(path: Path | str, overrides: list[str] = ()) -> TrainConfi
 def _resolve(p: str, base_dir: Path) -> Path:
     """Config paths: ``{shared}`` is the shared models/data folder (see orpose.paths); relative
     paths are taken from the working directory, else from the config file's folder."""
-    from orpose.paths import expand_shared
-
     path = Path(expand_shared(p)).expanduser()
     if path.is_absolute() or path.exists():
         return path

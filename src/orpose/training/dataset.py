@@ -15,7 +15,7 @@ import torch
 
 from orpose.data.coco import PoseDataset
 from orpose.data.lowres import LowResSchedule, degrade
-from orpose.data.sources import read_image_rgb
+from orpose.data.sources import image_file_problem, read_image_rgb
 from orpose.errors import DatasetError
 from orpose.skeleton import FLIP_INDEX, NUM_KEYPOINTS, flip_keypoints
 
@@ -47,8 +47,6 @@ def read_training_image(dataset: PoseDataset, info: dict):
     try:
         return read_image_rgb(path)
     except OSError as err:
-        from orpose.data.sources import image_file_problem
-
         problem = image_file_problem(path) or "cannot be decoded"
         raise UnreadableImageError(
             f"{dataset.path or '<dataset>'}: image id {info['id']}: field 'file_name': "

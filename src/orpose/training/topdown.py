@@ -31,7 +31,7 @@ from orpose.training.distillation_data import (
     collate,
 )
 from orpose.training.sampler import samples_for_iteration
-from orpose.training.trainer import Trainer
+from orpose.training.trainer import Trainer, unwrap
 
 QFL_BETA = 2.0  # quality focal loss exponent (Li et al., Generalized Focal Loss)
 BOX_MIN_SCORE = 0.05  # teacher cells below this score do not teach boxes
@@ -130,6 +130,22 @@ def detector_kd_losses(
     return {"loss_det_cls": cls, "loss_det_box": box}
 
 
+class DistillationForward(torch.nn.Module):
+    """The student's training forward: heatmaps of crop batches and detector levels of image
+    batches in one call, so that DistributedDataParallel (which averages gradients only for
+    passes through its wrapped module's ``forward``) sees every output."""
+
+    def __init__(self, student: torch.nn.Module):
+        super().__init__()
+        self.student = student
+
+    def forward(
+        self, crops: list[torch.Tensor], views: list[torch.Tensor]
+    ) -> tuple[list[tuple[torch.Tensor, torch.Tensor]], list[list[LevelOutputs]]]:
+        heads = [self.student.head(c) for c in crops]
+        return heads, [self.student.detector.levels(v) for v in views]
+
+
 class TopDownTrainer(Trainer):
     """The shared loop (checkpoints, exact resume, logs) with the top-down student's data and
     losses. ``solver.batch_size`` = person crops, ``solver.detector_batch_size`` = images."""
@@ -192,8 +208,8 @@ class TopDownTrainer(Trainer):
         )
 
     def dataset(self) -> DistillationData:
+        from orpose.manifest import find_model, load_manifest, verify_model
         from orpose.paths import models_dir
-        from orpose.teacher.manifest import find_model, load_manifest, verify_model
 
         c, d = self.config.student, self.config.data
         if not d.train:
@@ -225,12 +241,15 @@ class TopDownTrainer(Trainer):
             native,
         )
 
+    def distributed_module(self, model: torch.nn.Module) -> torch.nn.Module:
+        return DistillationForward(model)
+
     @staticmethod
     def batch_count(batch) -> int:
         return len(batch["people"]["crop"]) if "people" in batch else 0
 
     def train_step(self, model, optimizer, batch, amp: bool) -> dict[str, float]:
-        core = model.module if hasattr(model, "module") else model
+        core = unwrap(model)
         optimizer.zero_grad(set_to_none=True)
         losses = self.losses(model, core, batch)
         w = core.config.loss_weights
@@ -256,43 +275,50 @@ class TopDownTrainer(Trainer):
 
     def losses(self, model, core, batch) -> dict[str, torch.Tensor]:
         dev = self.device
+
+        def nhwc(images: torch.Tensor) -> torch.Tensor:
+            x = core.normalise(images.to(dev).permute(0, 3, 1, 2).float() / 255.0)
+            return x.contiguous(memory_format=torch.channels_last)
+
+        crop_groups = [g for g, key in (("people", "crop"), ("people_native", "native_crop"))
+                       if g in batch]  # fmt: skip
+        crop_keys = {"people": "crop", "people_native": "native_crop"}
+        view_groups = [(g, shift) for g, shift in (("images", 0), ("images_native", 1))
+                       if g in batch]  # fmt: skip
+        # one pass through ``model`` (the DDP wrapper under torchrun) for all inputs
+        forward = DistillationForward(core) if model is core else model
+        heads, pyramids = forward(
+            [nhwc(batch[g][crop_keys[g]]) for g in crop_groups],
+            [nhwc(batch[g]["view"]) for g, _ in view_groups],
+        )
         out: dict[str, torch.Tensor] = {}
-        if "people" in batch:
-            p = {k: v.to(dev) for k, v in batch["people"].items()}
-            crops = core.normalise(p["crop"].permute(0, 3, 1, 2).float() / 255.0)
-            crops = crops.contiguous(memory_format=torch.channels_last)
-            hm_soft, hm_hard = core.head(crops)
-            out.update(core.head.losses(hm_soft, hm_hard, p["soft"], p["hard"], p["teacher"]))
-            with3d = p["has3d"].bool()
-            out.update(
-                core.head.lifting_losses(
-                    p["soft_image"][with3d],
-                    p["hard_image"][with3d],
-                    p["pose3d"][with3d],
-                    core.config.lift_loss_unit_mm,
-                )
-            )
-        if "people_native" in batch:  # the native low-resolution path: half-size crops
-            p = {k: v.to(dev) for k, v in batch["people_native"].items()}
-            crops = core.normalise(p["native_crop"].permute(0, 3, 1, 2).float() / 255.0)
-            hm_soft, hm_hard = core.head(crops.contiguous(memory_format=torch.channels_last))
-            native = core.head.losses(
-                hm_soft, hm_hard, p["native_soft"], p["native_hard"], p["native_teacher"]
-            )
-            for k, v in native.items():
+
+        def add(losses: dict[str, torch.Tensor]) -> None:
+            for k, v in losses.items():
                 out[k] = out[k] + v if k in out else v
-        for group, shift in (("images", 0), ("images_native", 1)):
-            if group not in batch:
-                continue
-            i = {k: v.to(dev) for k, v in batch[group].items()}
-            views = core.normalise(i["view"].permute(0, 3, 1, 2).float() / 255.0)
-            levels = core.detector.levels(views.contiguous(memory_format=torch.channels_last))
-            scores, boxes = i["scores"], i["boxes"]
+
+        for group, (hm_soft, hm_hard) in zip(crop_groups, heads, strict=True):
+            p = {k: v.to(dev) for k, v in batch[group].items()}
+            if group == "people":
+                add(core.head.losses(hm_soft, hm_hard, p["soft"], p["hard"], p["teacher"]))
+                with3d = p["has3d"].bool()
+                add(
+                    core.head.lifting_losses(
+                        p["soft_image"][with3d],
+                        p["hard_image"][with3d],
+                        p["pose3d"][with3d],
+                        core.config.lift_loss_unit_mm,
+                    )
+                )
+            else:  # the native low-resolution path: half-size crops
+                add(core.head.losses(hm_soft, hm_hard, p["native_soft"], p["native_hard"],
+                                     p["native_teacher"]))  # fmt: skip
+        for (group, shift), levels in zip(view_groups, pyramids, strict=True):
+            scores, boxes = batch[group]["scores"].to(dev), batch[group]["boxes"].to(dev)
             if shift:
                 sizes = [tuple(t.shape[-2:]) for t in self.teacher_levels(core)]
                 scores, boxes = shift_levels(scores, boxes, sizes, shift)
-            for k, v in detector_kd_losses(levels, scores, boxes, core.detector.bins).items():
-                out[k] = out[k] + v if k in out else v
+            add(detector_kd_losses(levels, scores, boxes, core.detector.bins))
         return out
 
     def teacher_levels(self, core) -> list[torch.Tensor]:

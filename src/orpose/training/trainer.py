@@ -12,6 +12,7 @@ each rank takes its share of every batch; rank 0 writes the files).
 
 from __future__ import annotations
 
+import bisect
 import csv
 import dataclasses
 import logging
@@ -25,16 +26,35 @@ import torch
 import torch.distributed as dist
 from tqdm import tqdm
 
-from orpose.atomic import save_torch_atomic, write_atomic
+from orpose.atomic import write_atomic
+from orpose.checkpoints import (
+    load_lifters,
+    read_checkpoint,
+    save_student,
+    student_state,
+    write_checkpoint,
+)
+from orpose.checkpoints.torchvision import (
+    checkpoint_lifter_config,
+    load_torchvision_keypointrcnn,
+    read_weight_file,
+)
 from orpose.data.coco import load_pose_dataset
 from orpose.data.lowres import LowResSchedule
 from orpose.student.model import ORPoseStudent, build_student
 from orpose.training.config import SolverConfig, TrainConfig
 from orpose.training.dataset import PseudoLabelDataset
 from orpose.training.sampler import IterationBatchSampler
+from orpose.viz.charts import plot_loss_curves
 
 log = logging.getLogger(__name__)
 CHECKPOINT_NAME = "last.pt"
+
+
+def unwrap(model: torch.nn.Module) -> torch.nn.Module:
+    """The student inside a DistributedDataParallel wrapper (and a training view of it)."""
+    model = getattr(model, "module", model)
+    return getattr(model, "student", model)
 
 
 def lr_factor(iteration: int, solver: SolverConfig) -> float:
@@ -77,8 +97,6 @@ class _Concat(torch.utils.data.ConcatDataset):
 
     def __getitem__(self, item):
         index, seed = item
-        import bisect
-
         d = bisect.bisect_right(self.cumulative_sizes, index)
         start = 0 if d == 0 else self.cumulative_sizes[d - 1]
         return self.datasets[d][(index - start, seed)]
@@ -103,12 +121,6 @@ class Trainer:
     # -- building -------------------------------------------------------------------------
     def build_model(self) -> ORPoseStudent:
         torch.manual_seed(self.config.solver.seed)
-        from orpose.student.weights import (
-            checkpoint_lifter_config,
-            load_torchvision_keypointrcnn,
-            read_weight_file,
-        )
-
         saved = read_weight_file(self.config.init_weights) if self.config.init_weights else None
         lifter_config = checkpoint_lifter_config(saved) if saved is not None else None
         if lifter_config is not None and not self.config.init_lifter:
@@ -121,8 +133,6 @@ class Trainer:
         if saved is not None:
             load_torchvision_keypointrcnn(model, self.config.init_weights, saved)
         if self.config.init_lifter:
-            from orpose.student.weights import load_lifters
-
             load_lifters(model, self.config.init_lifter)
         return model.to(self.device)
 
@@ -140,6 +150,11 @@ class Trainer:
         )
         scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda it: lr_factor(it, s))
         return optimizer, scheduler
+
+    def distributed_module(self, model: torch.nn.Module) -> torch.nn.Module:
+        """The module DistributedDataParallel wraps: its ``forward`` must be what a training
+        step calls, since DDP averages gradients only after a pass through its own forward."""
+        return model
 
     # -- checkpoints ----------------------------------------------------------------------
     def checkpoint_path(self) -> Path:
@@ -165,10 +180,8 @@ class Trainer:
         self.sync_buffers(model)  # every rank takes part, before rank 0 writes
         if not self.is_main:
             return
-        from orpose.checkpoints import student_state
-
-        core = model.module if hasattr(model, "module") else model
-        save_torch_atomic(
+        core = unwrap(model)
+        write_checkpoint(
             {
                 **student_state(core),
                 "optimizer": optimizer.state_dict(),
@@ -183,14 +196,10 @@ class Trainer:
     def snapshot(self, model, iteration: int) -> Path:
         """The model at this iteration, kept (``snapshots/iter_N.pt``) for curves on held-out
         data; a student checkpoint without the optimizer state."""
-        from orpose.checkpoints import save_student
-
-        core = model.module if hasattr(model, "module") else model
+        core = unwrap(model)
         return save_student(core, self.out_dir / "snapshots" / f"iter_{iteration:06d}.pt")
 
     def restore(self, model, optimizer, scheduler) -> int:
-        from orpose.checkpoints import read_checkpoint
-
         state = read_checkpoint(self.checkpoint_path(), self.device)
         model.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
@@ -231,7 +240,7 @@ class Trainer:
             if self.device.type == "cuda":  # batch statistics over all ranks' images
                 model = torch.nn.SyncBatchNorm.convert_sync_batchnorm(model)
             model = torch.nn.parallel.DistributedDataParallel(
-                model,
+                self.distributed_module(model),
                 device_ids=[self.device.index] if self.device.type == "cuda" else None,
                 find_unused_parameters=True,
             )
@@ -283,7 +292,7 @@ class Trainer:
             tb.close()
         if self.is_main:
             self._finish(log_path)
-        self.model = model.module if hasattr(model, "module") else model  # as trained, per rank
+        self.model = unwrap(model)  # as trained, per rank
         return self.checkpoint_path()
 
     def make_loader(self, start: int) -> torch.utils.data.DataLoader:
@@ -357,7 +366,5 @@ class Trainer:
         write_atomic(path, write, newline="")
 
     def _finish(self, log_path: Path) -> None:
-        from orpose.viz.charts import plot_loss_curves
-
         if log_path.exists():
             plot_loss_curves(log_path, self.out_dir / "loss_curves.png")

@@ -10,6 +10,8 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 
+from orpose.scales import scale_from_label, scale_label
+
 
 def save_figure(fig, path: Path | str) -> Path:
     """Lay out, write (parent folders made) and close a figure; returns the path."""
@@ -21,16 +23,9 @@ def save_figure(fig, path: Path | str) -> Path:
     return path
 
 
-def _scale_value(label: str) -> float | None:
-    try:
-        return float(label.rstrip("x"))
-    except ValueError:
-        return None
-
-
 def plot_ap_versus_scale(reports: Sequence, path: Path | str, title: str = "") -> Path:
     """Box AP and keypoint AP (%) against the downscale factor, from ScaleReport objects."""
-    points = [(_scale_value(r.scale), r) for r in reports]
+    points = [(scale_from_label(r.scale), r) for r in reports]
     points = sorted((p for p in points if p[0] is not None), key=lambda p: p[0])
     fig, ax = plt.subplots(figsize=(5, 3.5))
     xs = [p[0] for p in points]
@@ -39,7 +34,7 @@ def plot_ap_versus_scale(reports: Sequence, path: Path | str, title: str = "") -
     ax.set_xlabel("downscale factor s (image shrunk to 1/s, then restored)")
     ax.set_ylabel("AP (%)")
     ax.set_xticks(xs)
-    ax.set_xticklabels([f"{x:g}x" for x in xs])
+    ax.set_xticklabels([scale_label(x) for x in xs])
     ax.grid(alpha=0.3)
     ax.legend()
     if title:
@@ -80,9 +75,9 @@ def plot_models_versus_scale(
     all_scales: set[float] = set()
     for name, model_rows in rows.items():
         points = sorted(
-            (_scale_value(str(r["scale"])), r)
+            (scale_from_label(str(r["scale"])), r)
             for r in model_rows
-            if _scale_value(str(r["scale"])) is not None
+            if scale_from_label(str(r["scale"])) is not None
         )
         xs = [p[0] for p in points]
         all_scales.update(xs)
@@ -92,7 +87,7 @@ def plot_models_versus_scale(
         ax.set_title(label)
         ax.set_xlabel("downscale factor s")
         ax.set_xticks(sorted(all_scales))
-        ax.set_xticklabels([f"{x:g}x" for x in sorted(all_scales)])
+        ax.set_xticklabels([scale_label(x) for x in sorted(all_scales)])
         ax.grid(alpha=0.3)
     axes[0].set_ylabel("AP (%)")
     axes[1].legend(fontsize=8)

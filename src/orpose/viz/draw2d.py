@@ -55,21 +55,23 @@ def draw_box(
     colour=(255, 255, 255),
     label: str | None = None,
     thickness: int = 1,
+    filled_label: bool = False,
 ) -> np.ndarray:
-    """Draw one ``[x, y, w, h]`` box (in place) with an optional text label."""
+    """Draw one ``[x, y, w, h]`` box (in place) with an optional text label above it;
+    ``filled_label`` writes it in black on a patch of the box's colour (legible on any
+    background: track ids on grey floors)."""
     x, y, w, h = (int(round(v)) for v in box_xywh)
     cv2.rectangle(image, (x, y), (x + w, y + h), colour, thickness, cv2.LINE_AA)
     if label:
-        cv2.putText(
-            image,
-            label,
-            (x, max(y - 3, 8)),
-            cv2.FONT_HERSHEY_SIMPLEX,
-            0.35 * max(thickness, 1),
-            colour,
-            1,
-            cv2.LINE_AA,
-        )
+        font, scale = cv2.FONT_HERSHEY_SIMPLEX, 0.35 * max(thickness, 1)
+        (tw, th), base = cv2.getTextSize(label, font, scale, 1)
+        origin = (x, max(y - 3, th + 2))
+        text_colour = colour
+        if filled_label:
+            top_left = (origin[0] - 1, origin[1] - th - 2)
+            cv2.rectangle(image, top_left, (origin[0] + tw + 1, origin[1] + base - 1), colour, -1)
+            text_colour = (0, 0, 0)
+        cv2.putText(image, label, origin, font, scale, text_colour, 1, cv2.LINE_AA)
     return image
 
 
@@ -116,7 +118,7 @@ def draw_people(
             tracked = person.get("track_id") is not None
             colour = track_colour(person["track_id"]) if tracked else (255, 255, 255)
             thickness = max(1, max(canvas.shape[:2]) // 400) if tracked else 1
-            draw_box(canvas, person["bbox"], colour, person_label(person), thickness)
+            draw_box(canvas, person["bbox"], colour, person_label(person), thickness, tracked)
         kps = person.get(keypoint_field) or person.get("keypoints")
         if kps:
             draw_skeleton(canvas, np.asarray(kps), threshold)

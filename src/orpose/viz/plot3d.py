@@ -20,7 +20,7 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 import numpy as np
-from matplotlib.ticker import FuncFormatter, MaxNLocator
+from matplotlib.ticker import FuncFormatter, MultipleLocator
 
 from orpose.skeleton import LIMBS, root_position
 from orpose.viz.draw2d import joint_colour, limb_colour
@@ -28,7 +28,7 @@ from orpose.viz.draw2d import joint_colour, limb_colour
 MARGIN = 0.12  # added to each side of the fitted limits, as a share of the extent
 MIN_HALF_MM = 150.0  # no axis narrower than 30 cm: a side-on pose stays a readable box
 PANEL_COLUMNS = 4
-TICKS = 3
+TICKS = 4  # at most, on the longest axis; the others share its step (equal scale)
 
 
 def _rgb(c: tuple[int, int, int]) -> tuple[float, float, float]:
@@ -66,6 +66,19 @@ def _draw_pose(ax, plotted: np.ndarray, shown: np.ndarray) -> None:
     ax.scatter(*plotted[shown].T, s=8, c=[_rgb(joint_colour(j)) for j in np.flatnonzero(shown)])
 
 
+def tick_step(limits: np.ndarray, ticks: int = TICKS) -> float:
+    """One round tick step (1, 2, 2.5 or 5 x 10^k) for all three axes: the smallest that gives
+    the longest axis at most ``ticks`` ticks. Shorter axes get fewer, so that labels never crowd
+    on a narrow side, and equal steps keep the equal scale visible."""
+    longest = int(np.argmax(limits[:, 1] - limits[:, 0]))
+    lo, hi = limits[longest]
+    power = 10.0 ** np.floor(np.log10(max(hi - lo, 1e-9) / ticks))
+    for step in (m * power for m in (1, 2, 2.5, 5, 10, 20, 25, 50)):
+        if np.floor(hi / step) - np.ceil(lo / step) + 1 <= ticks:
+            return float(step)
+    return float(100 * power)
+
+
 def _style(ax, limits: np.ndarray, unit: str, per_unit: float) -> None:
     """Equal scale (box sides proportional to the limits), few ticks, readable units."""
     names = ("x", "depth z", "height -y")
@@ -73,14 +86,15 @@ def _style(ax, limits: np.ndarray, unit: str, per_unit: float) -> None:
     setters = (ax.set_xlim, ax.set_ylim, ax.set_zlim)
     label_setters = (ax.set_xlabel, ax.set_ylabel, ax.set_zlabel)
     ticks = FuncFormatter(lambda v, _pos: f"{v / per_unit:g}")
+    step = tick_step(limits)
     for axis, setter, set_label, (lo, hi), name in zip(
         axes, setters, label_setters, limits, names, strict=True
     ):
         setter(lo, hi)
-        axis.set_major_locator(MaxNLocator(TICKS, steps=[1, 2, 2.5, 5, 10]))
+        axis.set_major_locator(MultipleLocator(step))
         axis.set_major_formatter(ticks)
-        set_label(f"{name} ({unit})", fontsize=8, labelpad=-2)
-    ax.tick_params(labelsize=7, pad=0)
+        set_label(f"{name} ({unit})", fontsize=8, labelpad=0)
+    ax.tick_params(labelsize=7, pad=1)
     ax.set_box_aspect(tuple(limits[:, 1] - limits[:, 0]), zoom=0.85)
 
 
@@ -126,7 +140,8 @@ def plot_skeletons_3d(
     else:
         columns = min(PANEL_COLUMNS, len(poses))
         rows = -(-len(poses) // columns)
-        fig = plt.figure(figsize=(3.3 * columns, 3.4 * rows + 0.3))
+        fig = plt.figure(figsize=(2.5 * columns, 3.4 * rows + 0.3))
+        fig.subplots_adjust(left=0, right=1, bottom=0.02, top=0.9, wspace=0.05)
         plotted = [to_plot_axes(p - root_position(p)) for p in poses]
         drawn = [q[m] for q, m in zip(plotted, shown, strict=True)]
         limits = fitted_limits(np.concatenate(drawn))  # one scale for all: people compare
@@ -143,6 +158,6 @@ def plot_skeletons_3d(
         return fig
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=110)
+    fig.savefig(path, dpi=110, bbox_inches="tight")  # 3D boxes of poses are narrow
     plt.close(fig)
     return path

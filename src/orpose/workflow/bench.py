@@ -12,7 +12,7 @@ Rows, all measured in one run on the same frames (640x480, batch 1):
   part runs once per person): the cost of each additional person.
 
 Each student row carries its speed-up over the single-pass and the full teacher at 1x (median
-latency ratio). Parameters and GFLOPs (multiply-accumulates, see :mod:`orpose.inference.flops`)
+latency ratio). Parameters and GFLOPs (multiply-accumulates, see :mod:`orpose.export.flops`)
 are counted at the row's input size and number of people.
 """
 
@@ -171,7 +171,7 @@ def teacher_cost(teacher, persons: int, size: tuple[int, int] = BENCH_SIZE) -> t
     The detector runs once per view of its augmentations, the pose model once per person and
     pose augmentation; each run's MACs are counted on its ONNX graph.
     """
-    from orpose.inference.flops import onnx_macs, onnx_parameters
+    from orpose.export.flops import onnx_macs, onnx_parameters
     from orpose.teacher.tta import detection_views, pose_augmentations
 
     cfg = teacher.config
@@ -233,9 +233,9 @@ def student_runners(model, name: str, runtimes: Sequence[str], threads: int, wor
                     sample: np.ndarray, small: np.ndarray,
                     device: str = "cpu") -> list[StudentRunner]:  # fmt: skip
     """PyTorch and/or onnxruntime runners (the ONNX graphs are exported to ``workdir``)."""
-    from orpose.inference.export import export_onnx
+    from orpose.export.export import export_onnx
     from orpose.inference.onnx_runner import OnnxStudent, OnnxStudentPair
-    from orpose.inference.predictor import StudentPredictor
+    from orpose.student.predictor import StudentPredictor
 
     runners = []
     if "pytorch" in runtimes:
@@ -261,7 +261,7 @@ def _tensor(image: np.ndarray):
 
 
 def student_gflops(model, frame: np.ndarray, people: int) -> float:
-    from orpose.inference.flops import student_flops
+    from orpose.export.flops import student_flops
 
     return student_flops(model, _tensor(frame), people).gflops
 
@@ -270,8 +270,8 @@ def bench_students(
     name: str, model, plan: BenchPlan, frames: list[np.ndarray], workdir: Path
 ) -> list[BenchRow]:
     """A student's rows: each runtime at 1x and 12x, then the people sweep (onnxruntime)."""
-    from orpose.inference.predictor import fix_people
     from orpose.student.model import count_parameters
+    from orpose.student.predictor import fix_people
 
     params = count_parameters(model) / 1e6
     native = has_native_path(model)
@@ -381,7 +381,7 @@ def run_bench(plan: BenchPlan, log: Callable[[str], None] = print) -> list[Bench
     """Every row of the plan, teacher first; a model that cannot be built is reported, skipped."""
     import torch
 
-    from orpose.checkpoints import load_student
+    from orpose.checkpoints.student import load_student
     from orpose.errors import OrposeError
 
     if plan.threads > 0:

@@ -5,6 +5,24 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from orpose.errors import UserError
+from orpose.paths import shared_data
+from orpose.workflow.bench import (
+    CPU_STUDENT,
+    PAPER,
+    PEOPLE_SWEEP,
+    TEACHER_SETTINGS,
+    BenchPlan,
+    format_table,
+    lowres_ratios,
+    machine,
+    run_bench,
+    save_report,
+)
+from orpose.workflow.demo import DemoOptions, run_demo
+from orpose.workflow.experiment import ExperimentError, run_experiment
+from orpose.workflow.steps import StepError
+
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser(
@@ -65,9 +83,6 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run_demo_cli(args: argparse.Namespace) -> int:
-    from orpose.workflow.demo import DemoOptions, run_demo
-    from orpose.workflow.steps import StepError
-
     given = {
         key: value
         for key in (
@@ -100,8 +115,6 @@ def run_demo_cli(args: argparse.Namespace) -> int:
 
 
 def raise_user_error(message: str) -> None:
-    from orpose.errors import UserError
-
     raise UserError(message)
 
 
@@ -122,9 +135,6 @@ def register_experiment(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run_experiment_cli(args: argparse.Namespace) -> int:
-    from orpose.workflow.experiment import ExperimentError, run_experiment
-    from orpose.workflow.steps import StepError
-
     out = args.out or Path("runs/experiments") / args.spec.stem
     try:
         path = run_experiment(args.spec, out, args.only, args.dry_run)
@@ -139,8 +149,6 @@ def run_experiment_cli(args: argparse.Namespace) -> int:
 
 
 def register_bench(subparsers: argparse._SubParsersAction) -> None:
-    from orpose.workflow.bench import CPU_STUDENT, PEOPLE_SWEEP, TEACHER_SETTINGS
-
     p = subparsers.add_parser(
         "bench",
         help="parameters, GFLOPs, latency and frames/s of teacher and students on real frames",
@@ -178,17 +186,6 @@ def register_bench(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run_bench_cli(args: argparse.Namespace) -> int:
-    from orpose.paths import shared_data
-    from orpose.workflow.bench import (
-        PAPER,
-        BenchPlan,
-        format_table,
-        lowres_ratios,
-        machine,
-        run_bench,
-        save_report,
-    )
-
     for name in ("count", "warmup"):
         if getattr(args, name) < (1 if name == "count" else 0):
             raise_user_error(f"--{name} must be >= {1 if name == 'count' else 0}")

@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from orpose.paths import configs_dir, shared_dir
+from orpose.scales import scale_label, scale_tag
 from orpose.workflow.steps import Step, StepRunner, write_commands
 
 DEMO_CONFIG = "cpu_student.yaml"  # the default CPU student (docs/student.md)
@@ -54,10 +55,6 @@ class DemoOptions:
             or_frames=4,
         )
         return cls(**{**sizes, **overrides})
-
-
-def fmt_scale(scale: float) -> str:
-    return f"{scale:g}"
 
 
 def demo_steps(opts: DemoOptions, data: Path) -> list[Step]:
@@ -203,11 +200,11 @@ def demo_steps(opts: DemoOptions, data: Path) -> list[Step]:
     )
     teacher_preds = []
     for s in opts.scales:
-        pred = d / f"teacher/val_{fmt_scale(s)}x.json"
-        teacher_preds.append(f"{fmt_scale(s)}={pred}")
+        pred = d / f"teacher/val_{scale_label(s)}.json"
+        teacher_preds.append(f"{scale_tag(s)}={pred}")
         steps.append(
             Step(
-                f"teacher-val-{fmt_scale(s)}x",
+                f"teacher-val-{scale_label(s)}",
                 [
                     "label",
                     val,
@@ -220,7 +217,7 @@ def demo_steps(opts: DemoOptions, data: Path) -> list[Step]:
                     "--no-progress",
                 ],
                 [pred],
-                f"the teacher on the labelled images degraded {fmt_scale(s)}x",
+                f"the teacher on the labelled images degraded {scale_label(s)}",
             )
         )
     steps.append(

@@ -7,13 +7,22 @@ pseudo labels, the training log), so the page shows what the stages produced, no
 from __future__ import annotations
 
 import json
+import os
 import shutil
 from collections.abc import Sequence
 from datetime import datetime, timezone
 from pathlib import Path
 
+import cv2
 import numpy as np
 
+from orpose.data.coco import load_pose_dataset
+from orpose.data.lowres import degrade
+from orpose.data.sources import read_image_rgb
+from orpose.evaluation.predictions import load_predictions
+from orpose.inference.render import plot_people_3d
+from orpose.scales import scale_label
+from orpose.viz.charts import plot_models_versus_scale
 from orpose.workflow.report_page import (
     draw_results,
     image_link,
@@ -27,9 +36,32 @@ from orpose.workflow.steps import Step, StepRecord
 SAMPLE_IMAGES = 3  # labelled images shown at 1x and at the largest scale
 OR_SAMPLES = 4  # operating-room frames shown with their 3D skeletons
 PLOT3D_PEOPLE = 4  # the best-scoring people (>= 0.5) drawn in 3D, side by side
+PLAUSIBLE = 0.3  # people scoring at least this are drawn and counted as found
+PLOT3D_SCORE = 0.5
+
+
+def picture(path: Path | None, base: Path, alt: str, why: str, width: int | None = None) -> str:
+    """The link to ``path``, or where it was not made, a line that says which picture is not
+    there and why: the page never links (or promises) a picture that it does not have."""
+    if path is not None and Path(path).is_file() and Path(path).stat().st_size > 0:
+        return image_link(Path(path), base, alt, width)
+    return f"*({alt}: not shown: {why})*"
+
+
+def missing(path: Path, base: Path) -> str:
+    """Why a picture made from ``path`` is absent: the file its step should have written."""
+    return f"{os.path.relpath(path, base)} was not written (its step failed or did not run)"
+
+
+def absent(paths: Sequence[Path], base: Path) -> str | None:
+    """The reason of :func:`missing` for the first of ``paths`` that does not exist, if any."""
+    gone = [p for p in paths if not Path(p).exists()]
+    return missing(gone[0], base) if gone else None
 
 
 def pseudo_label_summary(path: Path) -> str:
+    if not path.is_file():
+        return f"(no summary: {missing(path, path.parent.parent)})"
     data = json.loads(path.read_text())
     anns = data["annotations"]
     hard = [sum(v > 0 for v in a["keypoints"][2::3]) for a in anns]
@@ -47,27 +79,35 @@ def pseudo_label_summary(path: Path) -> str:
 
 def sample_comparisons(opts, report_dir: Path) -> list[str]:
     """Teacher and student on the first labelled images, at 1x and at the largest scale."""
-    from orpose.data.coco import load_pose_dataset
-    from orpose.data.lowres import degrade
-    from orpose.data.sources import read_image_rgb
-    from orpose.evaluation.predictions import load_predictions
-
     d = opts.out
+    if not (d / "data/val.json").is_file():
+        return [f"*(No labelled images shown: {missing(d / 'data/val.json', d)}.)*"]
     gt = load_pose_dataset(d / "data/val.json")
     lines = []
     for scale in sorted({min(opts.scales), max(opts.scales)}):
-        tag = f"{scale:g}x"
-        teacher = load_predictions(d / f"teacher/val_{tag}.json", gt)
-        student = load_predictions(d / f"eval/student/pred_{tag}.json", gt)
+        tag = scale_label(scale)
+        files = [d / f"teacher/val_{tag}.json", d / f"eval/student/pred_{tag}.json"]
+        why = absent(files, d)
+        if why is not None:
+            lines.append(f"**{tag}**: *(teacher and student not shown: {why})*")
+            continue
+        teacher = load_predictions(files[0], gt)
+        student = load_predictions(files[1], gt)
         row = []
         for img in gt.images[:SAMPLE_IMAGES]:
-            image = degrade(read_image_rgb(gt.image_path(img)), scale)
+            try:
+                image = degrade(read_image_rgb(gt.image_path(img)), scale)
+            except OSError as err:
+                row.append(picture(None, d, f"image {img['id']} {tag}", str(err)))
+                continue
             for who, results in (("teacher", teacher), ("student", student)):
                 mine = [r for r in results if r["image_id"] == img["id"]]
                 path = report_dir / "samples" / f"{img['id']}_{tag}_{who}.jpg"
-                draw_results(image, mine, path, min_score=0.3)
-                row.append(image_link(path, d, f"{who} {tag}", width=260))
-        lines.append(f"**{tag}** (teacher, student; people scoring >= 0.3):\n\n" + " ".join(row))
+                draw_results(image, mine, path, min_score=PLAUSIBLE)
+                row.append(picture(path, d, f"{who} {tag}", "the drawing failed", width=260))
+        lines.append(
+            f"**{tag}** (teacher, student; people scoring >= {PLAUSIBLE}):\n\n" + " ".join(row)
+        )
     return lines
 
 
@@ -98,15 +138,17 @@ def teacher_by_file(path: Path) -> dict[str, list[dict]]:
 def or_samples(opts, report_dir: Path) -> list[str]:
     """Teacher and student on the real 12x operating-room frames, drawn on the network's input
     (the 53x40 frame upsampled), and the student's 3D skeletons."""
-    import cv2
-
-    from orpose.data.sources import read_image_rgb
-    from orpose.inference.render import plot_people_3d
-
     pred = opts.out / "or_predictions"
+    why = absent([pred / "images.json", pred / "results.json"], opts.out)
+    if why is not None:
+        return [f"*(No operating-room frames shown: {why}.)*"]
     images = json.loads((pred / "images.json").read_text())["images"]
+    if not images:
+        return [f"*(No operating-room frames shown: {pred / 'images.json'} lists none.)*"]
     results = json.loads((pred / "results.json").read_text())
-    teacher = teacher_by_file(opts.out / "teacher/or12x.json")
+    teacher_file = opts.out / "teacher/or12x.json"
+    teacher = teacher_by_file(teacher_file) if teacher_file.is_file() else {}
+    no_teacher = None if teacher_file.is_file() else missing(teacher_file, opts.out)
     by_image: dict[int, list[dict]] = {}
     for r in results:
         by_image.setdefault(r["image_id"], []).append(r)
@@ -115,7 +157,11 @@ def or_samples(opts, report_dir: Path) -> list[str]:
     for i in sorted(set(picks.tolist())):
         img = images[i]
         size = (img["width"], img["height"])
-        small = read_image_rgb(img["file_name"])
+        try:
+            small = read_image_rgb(img["file_name"])
+        except OSError as err:
+            lines.append(picture(None, opts.out, f"frame {Path(img['file_name']).name}", str(err)))
+            continue
         network_view = cv2.resize(small, size, interpolation=cv2.INTER_LINEAR)
         name = Path(img["file_name"]).name
         stem = Path(name).stem
@@ -124,57 +170,86 @@ def or_samples(opts, report_dir: Path) -> list[str]:
         people = by_image.get(img["id"], [])
         cells = []
         for who, found in (("teacher", teacher_people), ("student", people)):
+            if who == "teacher" and no_teacher is not None:
+                cells.append(picture(None, opts.out, f"teacher, frame {stem}", no_teacher))
+                continue
             drawn = draw_results(
-                network_view, found, report_dir / "or12x" / f"{stem}_{who}.jpg", 0.3
+                network_view, found, report_dir / "or12x" / f"{stem}_{who}.jpg", PLAUSIBLE
             )
-            cells.append(image_link(drawn, opts.out, f"{who}, frame {stem}", width=300))
-        best = sorted((r for r in people if r["score"] >= 0.5), key=lambda r: -r["score"])
+            cells.append(
+                picture(drawn, opts.out, f"{who}, frame {stem}", "the drawing failed", 300)
+            )
+        best = sorted((r for r in people if r["score"] >= PLOT3D_SCORE), key=lambda r: -r["score"])
         plot = plot_people_3d(
             report_dir / "or12x" / f"{stem}_3d.png",
             best[:PLOT3D_PEOPLE],
             size,
-            title=f"frame {stem}: student 3D (root-relative)",
+            title=f"frame {stem}: student 3D, body-centred",
         )
-        if plot is not None:
-            cells.append(image_link(plot, opts.out, f"3D {stem}", width=300))
+        no_3d = f"no person of this frame scores >= {PLOT3D_SCORE} with 3D keypoints"
+        cells.append(picture(plot, opts.out, f"3D {stem}", no_3d, width=300))
         lines.append(" ".join(cells))
-    counts = [sum(r["score"] >= 0.3 for r in by_image.get(img["id"], [])) for img in images]
-    teacher_counts = [
-        sum(p.get("score", 1) >= 0.3 for p in teacher.get(Path(img["file_name"]).name, []))
-        for img in images
-    ]
+    lines.insert(0, people_per_frame(images, by_image, teacher, no_teacher))
+    return lines
+
+
+def people_per_frame(
+    images: list[dict],
+    student: dict[int, list[dict]],
+    teacher: dict[str, list[dict]],
+    no_teacher: str | None,
+) -> str:
+    """How many plausible people (score >= PLAUSIBLE) each model finds per frame, next to all it
+    wrote: raw counts mostly measure a model's score threshold, not what it found."""
+
+    def mean_counts(per_frame: list[list[dict]]) -> tuple[float, float]:
+        plausible = [sum(p.get("score", 0.0) >= PLAUSIBLE for p in f) for f in per_frame]
+        return float(np.mean(plausible)), float(np.mean([len(f) for f in per_frame]))
+
+    s_plausible, s_all = mean_counts([student.get(img["id"], []) for img in images])
+    text = f"student {s_plausible:.1f} (of {s_all:.1f} written)"
+    if no_teacher is None:
+        names = [Path(img["file_name"]).name for img in images]
+        t_plausible, t_all = mean_counts([teacher.get(n, []) for n in names])
+        text = f"teacher {t_plausible:.1f} (of {t_all:.1f} written), " + text
     first = images[0]
     size_text = f"{first.get('lowres_width')}x{first.get('lowres_height')}"
-    lines.insert(
-        0,
-        f"{len(images)} frames of {size_text} pixels; people per frame (score >= 0.3): teacher "
-        f"{np.mean(teacher_counts):.1f}, student {np.mean(counts):.1f}. Left: teacher, middle: "
-        "student, right: the student's 3D of its (at most four) people scoring >= 0.5.",
+    return (
+        f"{len(images)} frames of {size_text} pixels. Plausible people per frame (score >= "
+        f"{PLAUSIBLE}): {text}. Left: teacher, middle: student (people scoring >= {PLAUSIBLE} "
+        f"drawn), right: the student's 3D of its (at most {PLOT3D_PEOPLE}) people scoring >= "
+        f"{PLOT3D_SCORE}, one body-centred panel each; a missing picture says why."
     )
-    return lines
 
 
 def write_demo_report(
     opts, steps: Sequence[Step], records: Sequence[StepRecord], seconds: float
 ) -> Path:
     """Write ``<out>/report.md``; returns its path."""
-    from orpose.viz.charts import plot_models_versus_scale
-
     d = opts.out
     report_dir = d / "report"
     report_dir.mkdir(parents=True, exist_ok=True)
-    models = {
-        f"teacher ({opts.teacher_preset})": read_metrics(d / "eval/teacher/metrics.csv"),
-        f"student ({opts.iterations} iterations)": read_metrics(d / "eval/student/metrics.csv"),
+    metric_files = {
+        f"teacher ({opts.teacher_preset})": d / "eval/teacher/metrics.csv",
+        f"student ({opts.iterations} iterations)": d / "eval/student/metrics.csv",
     }
-    scales = [f"{s:g}x" for s in opts.scales]
-    chart = plot_models_versus_scale(
-        models, report_dir / "ap_vs_scale.png", f"{opts.val_images} images of coco_person_val500"
-    )
-    loss_png = report_dir / "loss_curves.png"
-    shutil.copyfile(d / "student/loss_curves.png", loss_png)
+    models = {name: read_metrics(p) if p.is_file() else [] for name, p in metric_files.items()}
+    scales = [scale_label(s) for s in opts.scales]
+    no_chart = absent(list(metric_files.values()), d)
+    chart = None
+    if no_chart is None:
+        chart = plot_models_versus_scale(
+            models,
+            report_dir / "ap_vs_scale.png",
+            f"{opts.val_images} images of coco_person_val500",
+        )
+    loss_png, trained_png = report_dir / "loss_curves.png", d / "student/loss_curves.png"
+    if trained_png.is_file():
+        shutil.copyfile(trained_png, loss_png)
     pseudo = sorted((report_dir / "pseudo_labels").glob("*.png"))
-    config = (d / "student/config.yaml").read_text()
+    no_pseudo = "report/pseudo_labels has no picture (its step failed or did not run)"
+    config_file = d / "student/config.yaml"
+    config = config_file.read_text() if config_file.is_file() else f"# {missing(config_file, d)}\n"
     now = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
 
     parts = [
@@ -198,16 +273,17 @@ def write_demo_report(
         "## Teacher and student at each downscale factor",
         "COCO AP in %, as in the paper's tables (MPJPE needs 3D ground truth, which these images "
         "do not have).\n\n" + metrics_table(models, scales),
-        image_link(chart, d, "AP versus downscale factor"),
+        picture(chart, d, "AP versus downscale factor", no_chart or ""),
         "How to read it: the student starts as the single-pass teacher; what the minutes of "
         "training change is low resolution (8x-12x), where the teacher was never trained, while "
         f"1x should stay close. {opts.val_images} images give noisy AP "
         "(a few points); docs/student.md has the longer CPU recipe on all 500 images, and "
         "`orpose demo --iterations N` trains longer.",
         "## Training curves",
-        image_link(loss_png, d, "student loss curves"),
+        picture(loss_png, d, "student loss curves", missing(trained_png, d)),
         "## Pseudo labels (soft set drawn)",
-        " ".join(image_link(p, d, p.stem, width=260) for p in pseudo),
+        " ".join(image_link(p, d, p.stem, width=260) for p in pseudo)
+        or picture(None, d, "pseudo labels", no_pseudo),
         "## Teacher and student on labelled images",
         *sample_comparisons(opts, report_dir),
         "## Teacher and student on real 12x operating-room frames",

@@ -20,9 +20,18 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from orpose.errors import ExperimentError
+from orpose.config import read_yaml_with_base
+from orpose.errors import ConfigError, ExperimentError
 from orpose.paths import configs_dir, expand_shared
-from orpose.workflow.steps import Step
+from orpose.scales import scale_label, scale_tag
+from orpose.workflow.report_page import (
+    image_link,
+    machine_description,
+    metrics_table,
+    read_metrics,
+    steps_table,
+)
+from orpose.workflow.steps import Step, StepRunner, write_commands
 
 RUN_KINDS = ("teacher", "train", "model")
 
@@ -74,9 +83,6 @@ def _str_list(data: dict, key: str, path: Path) -> list[str]:
 
 def load_experiment(path: Path | str) -> ExperimentSpec:
     """Read and check a spec (``base:`` inheritance as in training configs)."""
-    from orpose.config import read_yaml_with_base
-    from orpose.errors import ConfigError
-
     path = Path(path)
     try:
         data = read_yaml_with_base(path)
@@ -170,21 +176,17 @@ def schedule_overrides(config_path: Path, spec: ExperimentSpec, run_set: list[st
             f"solver.checkpoint_every={max(1, min(solver.checkpoint_every, total))}"]  # fmt: skip
 
 
-def scale_tag(scale: float) -> str:
-    return f"{scale:g}"
-
-
 def teacher_steps(run: RunSpec, spec: ExperimentSpec, gt: Path, folder: Path) -> list[Step]:
     """The teacher on the evaluation images at each scale, then one evaluation of them all."""
     steps, preds = [], []
     lifter = ["--lifter", spec.lifter] if spec.lifter else []
     for s in spec.scales:
-        pred = folder / f"pred_{scale_tag(s)}x.json"
+        pred = folder / f"pred_{scale_label(s)}.json"
         preds += ["--pred", f"{scale_tag(s)}={pred}"]
         argv = ["label", gt, "--downscale", scale_tag(s), "--preset", run.value, *lifter,
                 "--out", pred, "--no-progress"]  # fmt: skip
-        steps.append(Step(f"{run.name}-{scale_tag(s)}x", argv, [pred],
-                          f"the teacher ({run.value}) at {scale_tag(s)}x"))  # fmt: skip
+        steps.append(Step(f"{run.name}-{scale_label(s)}", argv, [pred],
+                          f"the teacher ({run.value}) at {scale_label(s)}"))  # fmt: skip
     argv = ["eval", "--gt", gt, *preds, "--out", folder / "eval", "--no-plot"]
     steps.append(Step(f"{run.name}-eval", argv, [folder / "eval/metrics.csv"], "its AP per scale"))
     return steps
@@ -246,15 +248,8 @@ def write_experiment_report(spec: ExperimentSpec, out: Path, records) -> Path:
     """``<out>/results.md``: one Markdown table and one AP-versus-scale chart per table of the
     spec, read from the runs' ``metrics.csv`` (runs not finished yet show as missing)."""
     from orpose.viz.charts import plot_models_versus_scale
-    from orpose.workflow.report_page import (
-        image_link,
-        machine_description,
-        metrics_table,
-        read_metrics,
-        steps_table,
-    )
 
-    scales = [f"{scale_tag(s)}x" for s in spec.scales]
+    scales = [scale_label(s) for s in spec.scales]
     parts = [
         f"# Experiment {spec.path.stem}",
         f"Spec: `{spec.path}`. Evaluation set: `{spec.gt}`"
@@ -288,8 +283,6 @@ def write_experiment_report(spec: ExperimentSpec, out: Path, records) -> Path:
 def run_experiment(spec_path: Path, out: Path, only: list[str] | None = None,
                    dry_run: bool = False) -> Path:  # fmt: skip
     """Run (or resume) the spec's runs and write ``<out>/results.md``."""
-    from orpose.workflow.steps import StepRunner, write_commands
-
     spec = load_experiment(spec_path)
     if only:
         unknown = [name for name in only if name not in spec.runs]

@@ -11,11 +11,13 @@ from pathlib import Path
 
 import numpy as np
 
+from orpose.workflow.bench import machine
 from orpose.workflow.steps import StepRecord
 
 TABLE_COLUMNS = (
     ("box_ap", "Box-AP"),
     ("keypoint_ap", "Keypoint2D-AP"),
+    ("keypoint_apl", "Keypoint2D-AP_L"),  # large people: the closest proxy for OR ceiling views
     ("mpjpe_mm", "Keypoint3D-MPJPE (mm)"),
 )
 
@@ -63,8 +65,6 @@ def steps_table(records: Sequence[StepRecord]) -> str:
 
 def machine_description() -> str:
     """CPU, cores, load, GPU (if any) and library versions: numbers mean little without them."""
-    from orpose.workflow.bench import machine
-
     info = machine()
     load = info.get("load_average_1min")
     return (

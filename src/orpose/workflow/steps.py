@@ -15,6 +15,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from orpose.commands import run as run_command
 from orpose.jsonl import JsonlWriter, read_records
 
 
@@ -98,11 +99,9 @@ def run_orpose(argv: Sequence[str]) -> int:
     """
     import torch
 
-    from orpose.commands import run
-
     threads = torch.get_num_threads()
     try:
-        return run([str(a) for a in argv])
+        return run_command([str(a) for a in argv])
     finally:
         torch.set_num_threads(threads)
 

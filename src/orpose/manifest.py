@@ -1,26 +1,35 @@
-"""The model manifest: which ONNX files the teacher may run, how to feed them, and their checksums.
+"""The model manifest: which ONNX files orpose may run, how to feed them, and their checksums.
 
 A model is used only through a manifest entry, and only when its file's sha256 matches the entry:
 a wrong or tampered file fails loudly instead of producing silently wrong pseudo labels. The
 built-in manifest (``models.yaml`` beside this module) lists the project's shared models; a user
 manifest of the same shape adds or overrides entries. Nothing is ever downloaded.
+
+At the base of the package: the teacher runs these models, and the students are built from
+them (the CPU student imports the teacher's ONNX graphs, the ``picodet_lcnet`` backbone is cut
+from the PicoDet detector). An entry names its ``task`` (detector or pose), checked here, and its
+``output`` kind, which only the adapters know: each adapter registers the kind it decodes
+(``DETECTOR_ADAPTERS`` in :mod:`orpose.teacher.detectors`, ``POSE_ADAPTERS`` in
+:mod:`orpose.teacher.pose`), and :func:`adapter_for` refuses an unknown kind, naming the manifest
+and the model.
 """
 
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import yaml
 
 from orpose.errors import ModelError
 
-DETECTOR_OUTPUTS = ("boxes_scores", "yolox")
-POSE_OUTPUTS = ("heatmap", "simcc")
+TASKS = ("detector", "pose")
 BUILTIN_MANIFEST = "models.yaml"
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -43,7 +52,7 @@ class ModelSpec:
 
     name: str
     task: str  # detector | pose
-    output: str  # boxes_scores | yolox | heatmap | simcc
+    output: str  # the adapter's kind: boxes_scores | yolox (detectors), heatmap | simcc (pose)
     file: str
     sha256: str
     input: InputSpec
@@ -56,6 +65,7 @@ class ModelSpec:
     simcc_split: float = 2.0  # simcc: bins per input pixel (RTMPose: 2)
     outputs: tuple[str, ...] = ()  # output names in the order the adapter expects (optional)
     base_dir: Path | None = field(default=None, compare=False)  # folder of a user manifest
+    manifest: str = field(default="", compare=False)  # the manifest the entry was read from
 
     def as_dict(self) -> dict[str, Any]:
         """The entry as recorded in a pseudo-label file's info (enough to reproduce the run)."""
@@ -102,11 +112,8 @@ def parse_entry(name: str, raw: Any, source: str, base_dir: Path | None = None) 
         if key not in raw:
             raise ModelError(f"{where}: field '{key}' missing")
     task, output = str(raw["task"]), str(raw["output"])
-    allowed = {"detector": DETECTOR_OUTPUTS, "pose": POSE_OUTPUTS}.get(task)
-    if allowed is None:
+    if task not in TASKS:
         raise ModelError(f"{where}: task must be detector or pose, got {task!r}")
-    if output not in allowed:
-        raise ModelError(f"{where}: a {task} output must be one of {', '.join(allowed)}")
     sha = raw["sha256"]
     if not isinstance(sha, str):  # YAML reads an unquoted all-digit checksum as a number
         raise ModelError(f"{where}: sha256 must be a quoted string of 64 hexadecimal digits")
@@ -129,6 +136,7 @@ def parse_entry(name: str, raw: Any, source: str, base_dir: Path | None = None) 
         simcc_split=float(raw.get("simcc_split", 2.0)),
         outputs=tuple(str(o) for o in raw.get("outputs", ())),
         base_dir=base_dir,
+        manifest=source,
     )
 
 
@@ -145,8 +153,8 @@ def _entries_of(text: str, source: str, base_dir: Path | None) -> dict[str, Mode
 
 def load_manifest(user_manifest: Path | str | None = None) -> dict[str, ModelSpec]:
     """The built-in entries, updated with a user manifest's (YAML or JSON) when one is given."""
-    text = resources.files("orpose.teacher").joinpath(BUILTIN_MANIFEST).read_text()
-    entries = _entries_of(text, f"orpose/teacher/{BUILTIN_MANIFEST}", None)
+    text = resources.files("orpose").joinpath(BUILTIN_MANIFEST).read_text()
+    entries = _entries_of(text, f"orpose/{BUILTIN_MANIFEST}", None)
     if user_manifest is not None:
         path = Path(user_manifest)
         if not path.is_file():
@@ -202,3 +210,27 @@ def find_model(name: str, manifest: dict[str, ModelSpec], task: str) -> ModelSpe
     if spec.task != task:
         raise ModelError(f"model '{name}' is a {spec.task}, not a {task}")
     return spec
+
+
+def register_adapter(adapters: dict[str, T], kind: str) -> Callable[[T], T]:
+    """A class decorator registering an adapter for the output ``kind`` in ``adapters``."""
+
+    def register(cls: T) -> T:
+        if kind in adapters:
+            raise ValueError(f"output kind {kind!r} is registered twice")
+        adapters[kind] = cls
+        return cls
+
+    return register
+
+
+def adapter_for(spec: ModelSpec, adapters: Mapping[str, T]) -> T:
+    """The adapter registered for the entry's output kind; an unknown kind is a ModelError
+    naming the manifest and the model."""
+    if spec.output not in adapters:
+        where = f"{spec.manifest}: " if spec.manifest else ""
+        raise ModelError(
+            f"{where}model '{spec.name}': a {spec.task} output must be one of "
+            f"{', '.join(sorted(adapters))}, got {spec.output!r}"
+        )
+    return adapters[spec.output]

@@ -1,4 +1,4 @@
-"""Load the official ORPose student checkpoints (detectron2) into the orpose student.
+"""The official ORPose student checkpoints (detectron2), converted into the orpose student.
 
 The official students (CAMMA-public/ORPose-Color, ``model_final.pth``) are detectron2
 ``GeneralizedRCNN`` models: ResNet-50-FPN, RPN, a 2-fc box head, and ``Keypoints3DROIHeads`` with
@@ -24,6 +24,7 @@ Key mapping, orpose (torchvision) name <- detectron2 name:
 ``roi_heads.kp_head.convs.{2n-2}.*``            ``roi_heads.keypoint_head.conv_fcn{n}.*``
 ``roi_heads.kp_head.hard.kps_score_lowres.*``   ``roi_heads.keypoint_head.score_lowres.*``
 ``roi_heads.kp_head.soft.kps_score_lowres.*``   ``roi_heads.keypoint_head.score_lowres_soft.*``
+``roi_heads.kp_head.lift_{b}.net.*`` (***)      ``roi_heads.keypoint_head.nw2Dto3D_{b}.*``
 =============================================  ===============================================
 
 (*) detectron2's MSRA ResNet reads BGR pixels in 0..255 minus ``pixel_mean`` divided by
@@ -36,33 +37,49 @@ background box regressor; torchvision puts background first. The person class (`
 0 in the official models) and the background rows are picked; torchvision's unused background
 box regressor is set to zero.
 
-Not mapped: the official lifters (``roi_heads.keypoint_head.nw2Dto3D_*``) take 16
-Human3.6M-normalised joints (32 numbers, Human3.6M statistics) and return 16 x 3; orpose's
-:class:`~orpose.lifting.Lifter` takes 17 COCO joints in pixels with a mask. They cannot load: the
-student's lifters keep their weights (load an orpose lifter with ``load_lifters``), and the
-skipped keys are reported.
+(***) ``{b}`` = ``soft`` / ``hard``. The official lifters take 16 Human3.6M joints normalised
+with Human3.6M statistics that the checkpoint does not hold (the official ``data/h36stats.json``);
+they load into :class:`~orpose.student.official_lifter.OfficialLifter` (the official network,
+COCO -> Human3.6M conversion and normalisation) when both lifters' weights are complete AND the
+statistics are given (``h36_stats``, else ``$ORPOSE_H36_STATS``): the student then gives the
+official 3D. Otherwise it has no lifters (no ``keypoints3d``, no 3D output in exports) and one
+warning names what is missing; the report says which (``lifters``: ``official`` or ``none``).
 
-Other detectron2 differences that no key mapping can carry: ``STRIDE_IN_1X1`` (detectron2's
-MSRA ResNets stride in the first 1x1 convolution of a bottleneck, torchvision in the 3x3: see
-:func:`use_stride_in_1x1`, applied by default and recorded in converted checkpoints), and
-``ROIAlignV2`` (aligned) pooling against torchvision's non-aligned RoIAlign (a half-pixel shift of
-the pooled features), which stays.
+Other detectron2 differences, carried by the config rather than by the weights (set by
+:func:`student_config_for`; a keyword override wins): ``STRIDE_IN_1X1`` (detectron2's MSRA
+ResNets stride in the first 1x1 convolution of a bottleneck, torchvision in the 3x3: the config
+field ``stride_in_1x1``, see :func:`orpose.student.backbones.use_stride_in_1x1`, on by default and
+saved with converted checkpoints as every config field), ``ROIAlignV2`` pooling
+(``roi_align_aligned=True``, ``roi_sampling_ratio=0``: the box and keypoint poolers of
+detectron2, see :mod:`orpose.student.pooling`), and detectron2's keypoint probability as the
+keypoint score (``keypoint_score="probability"``).
 """
 
 from __future__ import annotations
 
+import logging
 import re
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import fields
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
-from torch import nn
 
+from orpose.checkpoints.safe import read_checkpoint
 from orpose.student.model import ORPoseStudent, StudentConfig, build_student
+from orpose.student.official_lifter import (
+    H36_STATS_ENV,
+    STAT_BUFFERS,
+    OfficialLifter,
+    OfficialLifterConfig,
+    h36_stats_path,
+    official_lifter_keys,
+    read_h36_stats,
+)
 
+log = logging.getLogger(__name__)
 D2_BACKBONE_PREFIX = "backbone.bottom_up."
 IMAGENET_MEAN = (0.485, 0.456, 0.406)  # RGB, as torchvision's transform
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -70,6 +87,7 @@ D2_PIXEL_STD = (1.0, 1.0, 1.0)  # detectron2's default for MSRA weights (BGR ord
 STEM_KEY = "backbone.body.conv1.weight"
 CLS_KEY = "roi_heads.box_predictor.cls_score"
 BOX_KEY = "roi_heads.box_predictor.bbox_pred"
+D2_LIFTER_PREFIX = "roi_heads.keypoint_head.nw2Dto3D_"  # + soft / hard
 
 _RULES: tuple[tuple[str, str], ...] = (
     (r"backbone\.body\.conv1\.(.+)", r"backbone.bottom_up.stem.conv1.\1"),
@@ -95,6 +113,7 @@ _RULES: tuple[tuple[str, str], ...] = (
         r"roi_heads\.kp_head\.soft\.kps_score_lowres\.(.+)",
         r"roi_heads.keypoint_head.score_lowres_soft.\1",
     ),
+    (r"roi_heads\.kp_head\.lift_(soft|hard)\.net\.(.+)", r"roi_heads.keypoint_head.nw2Dto3D_\1.\2"),
 )
 
 
@@ -213,7 +232,7 @@ def from_detectron2(
         if f"{CLS_KEY}.{suffix}" in d2:
             state.update(predictor_from_detectron2(d2, suffix, person_class))
     used = set(mapping.values()) | {"pixel_mean", "pixel_std"}
-    return state, sorted(k for k in d2 if k not in used)
+    return state, sorted(k for k in d2 if k not in used and not k.endswith("num_batches_tracked"))
 
 
 def to_detectron2(
@@ -234,38 +253,6 @@ def to_detectron2(
 
 
 # -- architecture ---------------------------------------------------------------------------------
-
-
-def use_stride_in_1x1(model: nn.Module) -> int:
-    """Move each ResNet bottleneck's stride from its 3x3 to its first 1x1 convolution.
-
-    detectron2's ``RESNETS.STRIDE_IN_1X1 = True`` (its MSRA ImageNet weights, and the official
-    ORPose students trained from them). Returns the number of blocks changed (0 for ResNet-18/34,
-    whose basic blocks have no 1x1).
-    """
-    changed = 0
-    body = getattr(getattr(model, "backbone", None), "body", None)
-    for name in ("layer1", "layer2", "layer3", "layer4"):
-        for block in getattr(body, name, []):
-            conv1, conv2 = getattr(block, "conv1", None), getattr(block, "conv2", None)
-            conv3 = getattr(block, "conv3", None)
-            if conv3 is None or conv2 is None or conv2.stride == (1, 1):
-                continue
-            conv1.stride, conv2.stride = conv2.stride, (1, 1)
-            changed += 1
-    return changed
-
-
-PATCHES: dict[str, Callable[[nn.Module], int]] = {"stride_in_1x1": use_stride_in_1x1}
-
-
-def apply_patches(model: nn.Module, patches: Mapping[str, bool]) -> None:
-    """Re-apply the architecture patches a converted checkpoint records (see ``load_student``)."""
-    for name, on in patches.items():
-        if name not in PATCHES:
-            raise ValueError(f"unknown model patch {name!r}; known: {', '.join(PATCHES)}")
-        if on:
-            PATCHES[name](model)
 
 
 def detectron2_state(checkpoint: Any) -> dict[str, Any] | None:
@@ -298,14 +285,57 @@ def student_config_for(d2: Mapping[str, Any], **overrides: Any) -> StudentConfig
         for k, v in d2.items()
         if (m := re.fullmatch(r"roi_heads\.keypoint_head\.conv_fcn(\d+)\.weight", k))
     )
-    settings: dict[str, Any] = {"backbone": backbone, "norm": "frozen_bn"}
+    settings: dict[str, Any] = {
+        "backbone": backbone,
+        "norm": "frozen_bn",
+        # detectron2's ROIAlignV2 poolers (sampling ratio 0) and keypoint probability
+        "roi_align_aligned": True,
+        "roi_sampling_ratio": 0,
+        "keypoint_score": "probability",
+        # the official lifters replace orpose's (see load_detectron2_student)
+        "lifters": False,
+    }
     if convs:
         settings["head_convs"] = tuple(c for _, c in convs)
     fc1 = d2.get("roi_heads.box_head.fc1.weight")
     if fc1 is not None and "box_head_size" in {f.name for f in fields(StudentConfig)}:
         settings["box_head_size"] = int(_as_tensor(fc1).shape[0])
+    settings["stride_in_1x1"] = backbone == "resnet50_fpn"  # bottlenecks: detectron2's MSRA layout
     settings.update(overrides)
     return StudentConfig(**settings)
+
+
+def official_lifter_stages(d2: Mapping[str, Any], branch: str) -> int:
+    """How many residual stages a checkpoint's ``nw2Dto3D_{branch}`` lifter has (2 officially)."""
+    pattern = rf"{re.escape(D2_LIFTER_PREFIX)}{branch}\.linear_stages\.(\d+)\.w1\.weight"
+    found = [int(m.group(1)) for k in d2 if (m := re.fullmatch(pattern, k))]
+    return max(found) + 1 if found else 2
+
+
+def missing_lifter_keys(d2: Mapping[str, Any]) -> list[str]:
+    """The official lifter weights (both branches) a detectron2 checkpoint lacks."""
+    missing = []
+    for branch in ("soft", "hard"):
+        prefix = f"{D2_LIFTER_PREFIX}{branch}."
+        keys = official_lifter_keys(official_lifter_stages(d2, branch))
+        missing += [prefix + k for k in keys if prefix + k not in d2]
+    return missing
+
+
+def official_lifter_for(d2: Mapping[str, Any], stats: Mapping[str, np.ndarray]) -> OfficialLifter:
+    """An official lifter shaped as the checkpoint's (weights loaded later) with ``stats``."""
+    w1 = _as_tensor(d2[f"{D2_LIFTER_PREFIX}soft.w1.weight"])
+    config = OfficialLifterConfig(
+        hidden=int(w1.shape[0]), stages=official_lifter_stages(d2, "soft")
+    )
+    return OfficialLifter(config, dict(stats))
+
+
+def _describe_missing(keys: list[str]) -> str:
+    branches = sorted({k[len(D2_LIFTER_PREFIX) :].split(".", 1)[0] for k in keys})
+    where = ", ".join(f"{D2_LIFTER_PREFIX}{b}.*" for b in branches)
+    count = f"{len(keys)} keys of {where}, e.g. {keys[0]}"
+    return f"its lifter weights are missing or incomplete ({count})"
 
 
 def load_detectron2_student(
@@ -313,23 +343,51 @@ def load_detectron2_student(
     person_class: int = 0,
     stride_in_1x1: bool = True,
     checkpoint: Any = None,
+    h36_stats: Path | str | None = None,
     **config_overrides: Any,
 ) -> tuple[ORPoseStudent, dict[str, Any]]:
     """A student with an official (detectron2) checkpoint's weights, and a loading report.
 
-    The report lists ``unmapped`` detectron2 keys (the lifters), ``missing`` student keys (the
-    lifters' own), and ``patches`` (to save with the converted checkpoint). ``checkpoint``:
-    the file's content when the caller has read it (safely, see :mod:`orpose.checkpoints`).
-    """
-    from orpose.checkpoints import read_checkpoint
+    3D: the official lifters when the checkpoint has their weights and the Human3.6M statistics
+    are given (``h36_stats``, else ``$ORPOSE_H36_STATS``); otherwise no lifters and one logged
+    warning naming what is missing (a ``lifters`` override keeps orpose's own lifters instead).
 
+    ``stride_in_1x1``: detectron2's ResNet bottleneck strides (the config field of that name).
+    The report (also ``model.orpose_load_report``) lists ``unmapped`` detectron2 keys,
+    ``missing`` student keys, ``lifters``
+    (``official``, ``orpose`` or ``none``), ``h36_stats`` (the statistics file used, or None)
+    and ``warnings``. ``checkpoint``: the file's content when the caller has read it (safely,
+    see :mod:`orpose.checkpoints`).
+    """
     path = Path(path)
     if checkpoint is None:
         checkpoint = read_checkpoint(path)
     d2 = detectron2_state(checkpoint)
     if d2 is None:
         raise ValueError(f"{path}: not a detectron2 checkpoint (no '{D2_BACKBONE_PREFIX}*' keys)")
-    model = build_student(student_config_for(d2, **config_overrides))
+    overrides = {"stride_in_1x1": stride_in_1x1, **config_overrides}
+    model = build_student(student_config_for(d2, **overrides))
+    warnings: list[str] = []
+    lifters = "orpose" if model.keypoint_head.has_lifters else "none"
+    stats_file = None
+    if "lifters" not in config_overrides:
+        missing_weights = missing_lifter_keys(d2)
+        stats_file = h36_stats_path(h36_stats)
+        problems = [_describe_missing(missing_weights)] if missing_weights else []
+        if stats_file is None:
+            problems.append(
+                "the Human3.6M statistics of its lifters are not given (the official "
+                f"data/h36stats.json: --h36-stats FILE or ${H36_STATS_ENV})"
+            )
+        if problems:
+            stats_file = None
+            warnings.append(f"{path}: official checkpoint loaded without 3D: {'; '.join(problems)}")
+        else:
+            head = model.keypoint_head
+            head.set_lifters(official_lifter_for(d2, read_h36_stats(stats_file)))
+            model.config.lifters = True
+            model.config.lifter_config = dict(head.lifter_config)
+            lifters = "official"
     own = model.state_dict()
     state, unmapped = from_detectron2(d2, list(own), person_class)
     for key, value in state.items():
@@ -339,11 +397,19 @@ def load_detectron2_student(
                 f"'{key}' {tuple(own[key].shape)}"
             )
     missing = model.load_state_dict(state, strict=False).missing_keys
-    patches = {"stride_in_1x1": bool(stride_in_1x1 and use_stride_in_1x1(model))}
-    model.orpose_patches = patches  # saved by orpose.inference.predictor.save_student
+    stat_keys = tuple(f".{name}" for name in STAT_BUFFERS) if lifters == "official" else ()
     report = {
         "unmapped": unmapped,
-        "missing": [k for k in missing if not k.endswith("num_batches_tracked")],
-        "patches": patches,
+        "missing": [
+            k
+            for k in missing
+            if not k.endswith("num_batches_tracked") and not (stat_keys and k.endswith(stat_keys))
+        ],
+        "lifters": lifters,
+        "h36_stats": str(stats_file) if stats_file is not None else None,
+        "warnings": warnings,
     }
+    for message in warnings:
+        log.warning(message)
+    model.orpose_load_report = report
     return model.eval(), report

@@ -1,19 +1,19 @@
-"""Starting weights for the student from local files (nothing is fetched from a model hub).
+"""torchvision's COCO Keypoint R-CNN weights as the starting weights of the student.
 
-- torchvision's COCO Keypoint R-CNN ResNet-50-FPN checkpoint (``keypointrcnn_resnet50_fpn_coco-*``,
-  the paper's "default student"): backbone, RPN and box branch load as they are, the keypoint conv
-  stack into the shared convs, and the single keypoint predictor into BOTH heatmap branches.
-- an orpose lifter checkpoint: loaded into both lifters.
+torchvision's ``keypointrcnn_resnet50_fpn_coco-*`` checkpoint (the paper's "default student",
+a local file: nothing is fetched from a model hub): backbone, RPN and box branch load as they
+are, the keypoint conv stack into the shared convs, and the single keypoint predictor into BOTH
+heatmap branches. An orpose checkpoint of the same architecture loads the same way (stage 2).
 """
 
 from __future__ import annotations
 
-import copy
 from pathlib import Path
 
 import torch
+from torch import nn
 
-from orpose.student.model import ORPoseStudent
+from orpose.checkpoints.safe import read_checkpoint
 
 _PREFIX_MAP = (
     ("roi_heads.keypoint_head.", ("roi_heads.kp_head.convs.",)),
@@ -37,8 +37,6 @@ def map_torchvision_keypointrcnn(state: dict[str, torch.Tensor]) -> dict[str, to
 
 def read_weight_file(path: Path | str) -> dict:
     """A starting-weights file as saved: a torchvision state dict or an orpose checkpoint."""
-    from orpose.checkpoints import read_checkpoint
-
     return read_checkpoint(path)
 
 
@@ -50,11 +48,12 @@ def checkpoint_lifter_config(saved: dict) -> dict | None:
 
 
 def load_torchvision_keypointrcnn(
-    model: ORPoseStudent, path: Path | str, saved: dict | None = None
+    model: nn.Module, path: Path | str, saved: dict | None = None
 ) -> list[str]:
     """Load torchvision COCO Keypoint R-CNN weights (or an orpose checkpoint of the same
-    architecture); returns the student keys left untouched. ``saved``: the file's content when
-    the caller has already read it with :func:`read_weight_file`.
+    architecture) into a Keypoint R-CNN student; returns the student keys left untouched.
+    ``saved``: the file's content when the caller has already read it with
+    :func:`read_weight_file`.
 
     Raises ValueError naming the file when a tensor's shape does not fit (for example a
     checkpoint of another backbone).
@@ -80,14 +79,3 @@ def load_torchvision_keypointrcnn(
         )
     missing = model.load_state_dict(mapped, strict=False).missing_keys
     return [k for k in missing if not k.endswith("num_batches_tracked")]
-
-
-def load_lifters(model: ORPoseStudent, lifter_path: Path | str) -> None:
-    """Initialise both lifters of the student from one orpose lifter checkpoint."""
-    from orpose.lifting import load_lifter
-
-    lifter = load_lifter(lifter_path)
-    model.lift_soft = lifter
-    model.lift_hard = copy.deepcopy(lifter)
-    # the lifter's own architecture wins, so that a saved student rebuilds the same modules
-    model.config.lifter_config = lifter.config.to_dict()

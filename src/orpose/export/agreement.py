@@ -26,6 +26,8 @@ import torch
 from torchvision.ops import box_iou
 
 from orpose.data.sources import list_images, read_image_rgb
+from orpose.inference.onnx_runner import OnnxStudent
+from orpose.student.predictor import StudentPredictor
 
 PAIR_IOU = 0.5
 BRANCH_KEYS = ("keypoints_soft_branch", "keypoints_hard_branch")
@@ -137,9 +139,6 @@ def compare_on_images(
 ) -> Agreement:
     """PyTorch student vs its ONNX graph (onnxruntime, CPU) on the first ``count`` images
     (resized to ``resize_to`` = (width, height) first, for fixed-size graphs)."""
-    from orpose.inference.onnx_runner import OnnxStudent
-    from orpose.inference.predictor import StudentPredictor
-
     torch_runner = StudentPredictor(model, "cpu")
     onnx_runner = OnnxStudent(onnx_path, providers=["CPUExecutionProvider"])
     report = Agreement()

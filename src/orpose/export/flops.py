@@ -23,7 +23,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
+import onnx
 import torch
+from torch.utils.flop_counter import FlopCounterMode
+
+from orpose.export.export import ExportableStudent
+from orpose.student.predictor import fix_people
 
 STUDENT_PARTS = {
     "backbone": "model.backbone",
@@ -31,7 +36,7 @@ STUDENT_PARTS = {
     "box_head": "model.roi_heads.box_head",
     "box_predictor": "model.roi_heads.box_predictor",
     "keypoint_head": "model.roi_heads.kp_head",
-    "lifters": ("model.lift_soft", "model.lift_hard"),
+    "lifters": ("model.roi_heads.kp_head.lift_soft", "model.roi_heads.kp_head.lift_hard"),
 }
 
 TOPDOWN_PARTS = {
@@ -55,7 +60,7 @@ class FlopCount:
 
 
 def _fvcore_count(wrapper: torch.nn.Module, image: torch.Tensor) -> FlopCount:
-    from fvcore.nn import FlopCountAnalysis
+    from fvcore.nn import FlopCountAnalysis  # optional (see student_flops)
 
     analysis = FlopCountAnalysis(wrapper, (image,))
     analysis.unsupported_ops_warnings(False)
@@ -74,8 +79,6 @@ def _fvcore_count(wrapper: torch.nn.Module, image: torch.Tensor) -> FlopCount:
 
 
 def _torch_count(wrapper: torch.nn.Module, image: torch.Tensor) -> FlopCount:
-    from torch.utils.flop_counter import FlopCounterMode
-
     with FlopCounterMode(display=False) as counter, torch.no_grad():
         wrapper(image)
     return FlopCount(counter.get_total_flops() / 2.0, {}, "torch.utils.flop_counter (MACs)")
@@ -87,13 +90,10 @@ def student_flops(model, image: torch.Tensor, persons: int | None = None) -> Flo
     ``persons``: the keypoint head and lifters run on exactly this many boxes (score threshold 0,
     at most ``persons`` detections), so that random-weight and trained students compare.
     """
-    from orpose.inference.export import ExportableStudent
-    from orpose.inference.predictor import fix_people
-
     wrapper = ExportableStudent(model.cpu())
     if persons is not None:
         fix_people(wrapper.model, persons)
-    try:
+    try:  # an optional dependency
         import fvcore  # noqa: F401
     except ImportError:
         return _torch_count(wrapper, image)
@@ -106,8 +106,6 @@ def student_flops(model, image: torch.Tensor, persons: int | None = None) -> Flo
 
 def _shapes(model) -> dict[str, list[int]]:
     """Every tensor's static shape after shape inference (unknown dims are 0)."""
-    import onnx
-
     inferred = onnx.shape_inference.infer_shapes(model)
     shapes: dict[str, list[int]] = {}
     graph = inferred.graph
@@ -147,8 +145,6 @@ def onnx_macs(path: Path | str) -> int:
 
     Raises ValueError when a counted node has an unknown shape (e.g. a dynamic input size).
     """
-    import onnx
-
     model = onnx.load(str(path))
     shapes = _shapes(model)
     total = 0
@@ -164,7 +160,5 @@ def onnx_macs(path: Path | str) -> int:
 
 def onnx_parameters(path: Path | str) -> int:
     """Number of weights stored in an ONNX graph (its initializers)."""
-    import onnx
-
     model = onnx.load(str(path))
     return int(sum(np.prod(init.dims, dtype=np.int64) for init in model.graph.initializer))

@@ -1,4 +1,11 @@
-"""The student as a function from an RGB image to COCO-style person results."""
+"""The student as a function from an RGB image to COCO-style person results.
+
+Below evaluation and inference, which both run a student on images: :class:`StudentPredictor`
+(``predictor(image)`` -> result dicts), :func:`resolve_student` (a checkpoint or
+``random:BACKBONE``), the knobs both set (:func:`limit_proposals`, :func:`limit_detections`,
+:func:`fix_people`) and :func:`detections_to_results`. Checkpoints: :mod:`orpose.checkpoints`
+(``load_student`` and ``save_student`` are re-exported here).
+"""
 
 from __future__ import annotations
 
@@ -7,30 +14,37 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from orpose.checkpoints.student import load_student, save_student
 from orpose.student.model import ORPoseStudent, StudentConfig, build_student
 
-
-def load_student(path: Path | str, map_location: str | torch.device = "cpu") -> torch.nn.Module:
-    """A student in eval mode from an orpose or an official ORPose (detectron2) checkpoint;
-    see :mod:`orpose.checkpoints` (errors name the file, nothing in the file runs)."""
-    from orpose.checkpoints import load_student as load
-
-    return load(path, map_location)
-
+__all__ = [
+    "RANDOM_PREFIX",
+    "StudentPredictor",
+    "detections_to_results",
+    "fix_people",
+    "limit_detections",
+    "limit_proposals",
+    "load_student",
+    "model_name",
+    "resolve_student",
+    "save_student",
+]
 
 RANDOM_PREFIX = "random:"
 
 
-def resolve_student(spec: str | Path) -> ORPoseStudent:
+def resolve_student(spec: str | Path, h36_stats: Path | str | None = None) -> ORPoseStudent:
     """A student from a checkpoint file, or ``random:BACKBONE`` (e.g. ``random:resnet50_fpn``):
-    random weights drawn with seed 0 and frozen batch norm, as deployed.
+    random weights drawn with seed 0 and frozen batch norm, as deployed. ``h36_stats``: the
+    official lifters' statistics (official checkpoints; default ``$ORPOSE_H36_STATS``), see
+    :func:`orpose.checkpoints.load_student`.
 
     Why: trying the pipeline, exporting and benchmarking need no trained model (speed and
     PyTorch/ONNX agreement do not depend on the weights); the outputs are meaningless.
     """
     text = str(spec)
     if not text.startswith(RANDOM_PREFIX):
-        return load_student(text)
+        return load_student(text, h36_stats=h36_stats)
     torch.manual_seed(0)
     config = StudentConfig(backbone=text[len(RANDOM_PREFIX) :], norm="frozen_bn")
     return build_student(config).eval()
@@ -40,13 +54,6 @@ def model_name(spec: str | Path) -> str:
     """A file-name stem for a model spec (``random:resnet50_fpn`` -> ``random_resnet50_fpn``)."""
     text = str(spec)
     return text.replace(":", "_") if text.startswith(RANDOM_PREFIX) else Path(text).stem
-
-
-def save_student(model: torch.nn.Module, path: Path | str) -> Path:
-    """An orpose checkpoint that :func:`load_student` reads (see :mod:`orpose.checkpoints`)."""
-    from orpose.checkpoints import save_student as save
-
-    return save(model, path)
 
 
 def limit_proposals(model: ORPoseStudent, count: int | None) -> ORPoseStudent:
@@ -119,13 +126,23 @@ class StudentPredictor:
         self.device = torch.device(device)
         self.model = model.to(self.device).eval()
         self.score_threshold = score_threshold
+        # how an official checkpoint was converted (lifters, statistics, warnings), else None
+        self.load_report: dict | None = getattr(model, "orpose_load_report", None)
 
     @classmethod
     def from_checkpoint(
-        cls, path: Path | str, device: str | None = None, proposals: int | None = None, **kwargs
+        cls,
+        path: Path | str,
+        device: str | None = None,
+        proposals: int | None = None,
+        h36_stats: Path | str | None = None,
+        **kwargs,
     ):
-        """From a checkpoint file or ``random:BACKBONE`` (see :func:`resolve_student`)."""
-        return cls(limit_proposals(resolve_student(path), proposals), device, **kwargs)
+        """From a checkpoint file or ``random:BACKBONE`` (see :func:`resolve_student`); the
+        loader's report of an official checkpoint stays in ``load_report`` (its warnings, such
+        as 3D left out for want of lifter weights or statistics, are logged once at load)."""
+        model = resolve_student(path, h36_stats)
+        return cls(limit_proposals(model, proposals), device, **kwargs)
 
     @torch.inference_mode()
     def detect(self, image: np.ndarray) -> dict[str, torch.Tensor]:

@@ -6,8 +6,9 @@ normalisation, backbone, RPN, box head with NMS, both keypoint branches and both
 - takes ``image``: float32 ``(3, H, W)``, RGB in [0, 1]; batch 1; H and W are **dynamic** (any
   size; the graph resizes to the student's ``min_size``/``max_size`` itself), except for the
   ``picodet_lcnet`` backbone, whose graph takes the tracing image's size only
-  (:data:`FIXED_SIZE_BACKBONES`; export it at the camera's size);
-- returns :data:`OUTPUT_NAMES`, each with a dynamic first axis (the number of people):
+  (its registry entry in :mod:`orpose.student.backbones`; export it at the camera's size);
+- returns :data:`OUTPUT_NAMES` (the interface :mod:`orpose.inference.onnx_runner` reads), each
+  with a dynamic first axis (the number of people):
   ``boxes`` (N, 4) xyxy, ``scores`` (N,), ``keypoints`` (N, 17, 3) (x, y, 1), ``keypoints_scores``
   (N, 17) heatmap logits, ``keypoints3d`` (N, 17, 3) mm root-relative, and the two branches' 2D
   (the lifters' inputs), all in the input image's pixels.
@@ -32,30 +33,34 @@ from pathlib import Path
 
 import torch
 from torch import nn
+from torch.onnx import symbolic_helper
 from torchvision.models.detection.transform import _get_shape_onnx
 
+from orpose.inference.onnx_runner import INPUT_NAME, OUTPUT_NAMES
+from orpose.student.backbones import BACKBONES
 from orpose.student.model import ORPoseStudent, ORPoseTransform
 
-OUTPUT_NAMES: tuple[str, ...] = (
-    "boxes",
-    "scores",
-    "keypoints",
-    "keypoints_scores",
-    "keypoints3d",
-    "keypoints_soft_branch",
-    "keypoints_hard_branch",
-)
-INPUT_NAME = "image"
+__all__ = [
+    "DEFAULT_OPSET",
+    "DEFAULT_SAMPLE_SIZE",
+    "INPUT_NAME",
+    "OUTPUT_NAMES",
+    "ExportableStudent",
+    "TraceableTransform",
+    "export_onnx",
+    "export_torchscript",
+    "has_fixed_size",
+    "sample_image",
+]
 DEFAULT_OPSET = 17
 DEFAULT_SAMPLE_SIZE = (640, 480)  # (width, height) of the tracing image
-# Backbones whose exported graph only runs on images of the tracing image's network size:
-# onnx2torch (picodet_lcnet) fixes the neck's resize sizes at export.
-FIXED_SIZE_BACKBONES = frozenset({"picodet_lcnet"})
 
 
 def has_fixed_size(model: nn.Module) -> bool:
-    """Whether the exported graph of this student takes one image size only (see above)."""
-    return getattr(model.config, "backbone", None) in FIXED_SIZE_BACKBONES
+    """Whether the exported graph of this student takes one image size only (its backbone's
+    registry entry says so: onnx2torch fixes the picodet_lcnet neck's resize sizes)."""
+    spec = BACKBONES.get(getattr(model.config, "backbone", None))
+    return bool(spec and spec.fixed_size_export)
 
 
 def sample_image(size: tuple[int, int] = DEFAULT_SAMPLE_SIZE) -> torch.Tensor:
@@ -124,8 +129,6 @@ def _onnx2torch_opset(opset: int) -> Iterator[None]:
     """onnx2torch's modules (the ``picodet_lcnet`` backbone) read the export opset from
     ``torch.onnx.symbolic_helper._export_onnx_opset_version``, which current PyTorch no longer
     sets: provide it for the duration of an export."""
-    from torch.onnx import symbolic_helper
-
     name = "_export_onnx_opset_version"
     had = hasattr(symbolic_helper, name)
     old = getattr(symbolic_helper, name, None)

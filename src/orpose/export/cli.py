@@ -1,0 +1,141 @@
+"""The verb of the export stage: ``orpose export`` (ONNX, TorchScript, orpose checkpoint)."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from orpose.data.coco import write_json_atomic
+from orpose.errors import UserError
+from orpose.inference.cli import add_h36_stats_argument
+from orpose.paths import shared_data
+
+EXPORT_FORMATS = ("onnx", "torchscript", "checkpoint")
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    p = subparsers.add_parser(
+        "export",
+        help="the student to ONNX (dynamic image size), TorchScript or an orpose checkpoint",
+        description="Export a student checkpoint (orpose or official detectron2). ONNX: one graph "
+        "from an RGB float image (3, H, W) in [0, 1], any H and W, to boxes, scores, 2D keypoints "
+        "and 3D keypoints; checked against PyTorch on real images with onnxruntime.",
+    )
+    p.add_argument(
+        "checkpoint", help="student checkpoint (orpose or detectron2), or random:BACKBONE"
+    )
+    p.add_argument(
+        "--out",
+        type=Path,
+        default=None,
+        help="output folder (default: beside the checkpoint; ./exports for random:)",
+    )
+    p.add_argument(
+        "--format",
+        nargs="+",
+        choices=EXPORT_FORMATS,
+        default=["onnx"],
+        help="what to write (default: onnx); checkpoint converts e.g. a detectron2 "
+        "file into an orpose checkpoint",
+    )
+    p.add_argument("--opset", type=int, default=17, help="ONNX opset (>= 11; default 17)")
+    p.add_argument(
+        "--size",
+        default="640x480",
+        metavar="WxH",
+        help="size of the tracing image (default 640x480); the graph takes any size, except "
+        "for the picodet_lcnet backbone, whose graph takes this size only",
+    )
+    p.add_argument(
+        "--proposals",
+        type=int,
+        default=None,
+        metavar="N",
+        help="at most N RPN proposals per image in the exported model (default: 1000)",
+    )
+    p.add_argument(
+        "--check-images",
+        type=Path,
+        default=None,
+        metavar="DIR",
+        help="real images for the PyTorch/ONNX check (default: the shared "
+        "coco_person_val500 images when present)",
+    )
+    p.add_argument("--check-count", type=int, default=5, help="images checked (0: no check)")
+    add_h36_stats_argument(p)
+    p.add_argument(
+        "--tolerance",
+        type=float,
+        default=0.1,
+        metavar="PX",
+        help="keypoint difference (pixels) the check accepts (default 0.1)",
+    )
+    p.add_argument(
+        "--max-share",
+        type=float,
+        default=0.005,
+        metavar="SHARE",
+        help="share of keypoints (and of detections unpaired) allowed beyond the tolerance: "
+        "argmax ties and grid steps, see docs/inference.md (default 0.005)",
+    )
+    p.set_defaults(func=run_export_cli)
+
+
+def _size(text: str) -> tuple[int, int]:
+    try:
+        w, h = (int(v) for v in text.lower().split("x"))
+    except ValueError:
+        raise UserError(f"--size: expected WxH such as 640x480, got {text!r}") from None
+    return w, h
+
+
+def _default_check_images() -> Path | None:
+    return shared_data("coco_person_val500/images", required=False)
+
+
+def run_export_cli(args: argparse.Namespace) -> int:
+    # imported here, not at the top: the command line registers this verb at start-up,
+    # and these import torch and onnxruntime
+    from orpose.export.agreement import compare_on_images
+    from orpose.export.export import export_onnx, export_torchscript, has_fixed_size, sample_image
+    from orpose.inference.onnx_runner import NATIVE_SUFFIX
+    from orpose.student.predictor import limit_proposals, model_name, resolve_student, save_student
+
+    try:
+        model = limit_proposals(resolve_student(args.checkpoint, args.h36_stats), args.proposals)
+    except ValueError as err:
+        raise UserError(str(err)) from err
+    is_random = args.checkpoint.startswith("random:")
+    out = args.out or (Path("exports") if is_random else Path(args.checkpoint).parent)
+    stem = model_name(args.checkpoint)
+    images = args.check_images or _default_check_images()
+    size = _size(args.size)
+    fixed = has_fixed_size(model)
+    if fixed:
+        print(f"note: a {model.config.backbone} graph takes {size[0]}x{size[1]} images only")
+    if "checkpoint" in args.format:
+        print(f"saved {save_student(model, out / f'{stem}_orpose.pt')}")
+    if "torchscript" in args.format:
+        script = export_torchscript(model, out / f"{stem}.torchscript.pt", sample_image(size))
+        print(f"saved {script}")
+    if "onnx" in args.format:
+        onnx_path = export_onnx(model, out / f"{stem}.onnx", sample_image(size), args.opset)
+        print(f"saved {onnx_path}")
+        native_side = getattr(model.config, "native_max_side", 0)
+        if native_side > 0:  # the CPU student's native low-resolution path: a graph of its own
+            native = onnx_path.with_name(onnx_path.stem + NATIVE_SUFFIX)
+            small = sample_image((min(size[0], native_side), min(size[1], native_side) * 3 // 4))
+            export_onnx(model, native, small, args.opset, native=True)
+            write_json_atomic(native.with_suffix(".json"), {"native_max_side": native_side})
+            print(f"saved {native} (frames of at most {native_side} px; orpose predict and "
+                  "onnx_runner.load_onnx_student pick it by frame size)")  # fmt: skip
+        if args.check_count > 0:
+            if images is None:
+                raise UserError("no images for the check: give --check-images or --check-count 0")
+            resize = size if fixed else None
+            report = compare_on_images(model, onnx_path, images, args.check_count, resize)
+            print(report.describe(args.tolerance))
+            beyond = report.share_beyond(args.tolerance)
+            if beyond > args.max_share or report.unpaired > args.max_share * report.people:
+                raise UserError("ONNX and PyTorch disagree beyond the tolerance (see above)")
+    return 0
