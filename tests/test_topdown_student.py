@@ -160,3 +160,24 @@ def test_native_results_go_back_to_camera_pixels():
     assert r["bbox"] == pytest.approx([12.0, 24.0, 120.0, 240.0])
     # the centre of small pixel 0 is the centre of camera pixels 0..11: 5.5
     assert r["keypoints"][:3] == pytest.approx([5.5, 5.5, 0.9])
+
+
+def test_skipping_people_below_the_output_threshold_changes_no_written_result(student, images):
+    """predict raises the pose threshold to --score-threshold: a person's final score is at
+    most its detection score, so the people written are the same, each posed the same way."""
+    import copy
+
+    from orpose.student.predictor import StudentPredictor, skip_people_below
+
+    threshold, found = 0.3, 0
+    fast = skip_people_below(copy.deepcopy(student), threshold)
+    assert fast.config.pose_min_score == threshold and student.config.pose_min_score < threshold
+    for image in images:
+        everyone = [r for r in StudentPredictor(student, "cpu")(image) if r["score"] >= threshold]
+        written = [r for r in StudentPredictor(fast, "cpu")(image) if r["score"] >= threshold]
+        assert len(written) == len(everyone)
+        found += len(written)
+        for a, b in zip(sorted(everyone, key=lambda r: r["score"]),
+                        sorted(written, key=lambda r: r["score"]), strict=True):  # fmt: skip
+            assert np.allclose(a["bbox"], b["bbox"]) and np.allclose(a["keypoints"], b["keypoints"])
+    assert found > 0

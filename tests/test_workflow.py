@@ -11,8 +11,8 @@ from pathlib import Path
 import pytest
 
 from conftest import tiny_dataset_json
+from orpose.errors import ConfigError
 from orpose.workflow.experiment import (
-    ExperimentError,
     experiment_steps,
     load_experiment,
     schedule_overrides,
@@ -78,17 +78,24 @@ def test_commands_script_lists_each_step(tmp_path):
 
 
 def test_metrics_table_is_one_row_per_model_and_omits_mpjpe_without_3d():
+    def row(scale, box, kpt, apl):
+        return {"scale": scale, "box_ap": box, "keypoint_ap": kpt, "keypoint_apl": apl,
+                "mpjpe_mm": "nan"}  # fmt: skip
+
     rows = {
-        "teacher": [{"scale": "1x", "box_ap": "51.27", "keypoint_ap": "67.5", "mpjpe_mm": "nan"},
-                    {"scale": "12x", "box_ap": "16.04", "keypoint_ap": "16.6", "mpjpe_mm": "nan"}],
-        "student": [{"scale": "1x", "box_ap": "15.2", "keypoint_ap": "0.3", "mpjpe_mm": "nan"}],
-    }  # fmt: skip
+        "teacher": [row("1x", "51.27", "67.5", "71.04"), row("12x", "16.04", "16.6", "30.0")],
+        "student": [row("1x", "15.2", "0.3", "1.0")],
+    }
     lines = metrics_table(rows, ["1x", "12x"]).splitlines()
-    assert lines[0] == "| model | Box-AP 1x | Keypoint2D-AP 1x | Box-AP 12x | Keypoint2D-AP 12x |"
-    assert lines[2] == "| teacher | 51.3 | 67.5 | 16.0 | 16.6 |"
-    assert lines[3] == "| student | 15.2 | 0.3 | - | - |"  # a scale not evaluated shows "-"
-    with_3d = {"s": [{"scale": "1x", "box_ap": "1", "keypoint_ap": "2", "mpjpe_mm": "134.13"}]}
-    assert metrics_table(with_3d, ["1x"]).splitlines()[2] == "| s | 1.0 | 2.0 | 134.1 |"
+    assert lines[0] == (
+        "| model | Box-AP 1x | Keypoint2D-AP 1x | Keypoint2D-AP_L 1x | Box-AP 12x "
+        "| Keypoint2D-AP 12x | Keypoint2D-AP_L 12x |"
+    )
+    assert lines[2] == "| teacher | 51.3 | 67.5 | 71.0 | 16.0 | 16.6 | 30.0 |"
+    assert lines[3] == "| student | 15.2 | 0.3 | 1.0 | - | - | - |"  # a scale not evaluated: "-"
+    with_3d = {"s": [{"scale": "1x", "box_ap": "1", "keypoint_ap": "2", "keypoint_apl": "3",
+                      "mpjpe_mm": "134.13"}]}  # fmt: skip
+    assert metrics_table(with_3d, ["1x"]).splitlines()[2] == "| s | 1.0 | 2.0 | 3.0 | 134.1 |"
 
 
 def write_spec(tmp_path: Path, text: str) -> Path:
@@ -141,18 +148,69 @@ def test_schedule_override_keeps_the_paper_schedule_shape(tmp_path):
     ("text", "message"),
     [
         ("runs: {a: {teacher: single}}", "gt: missing"),
-        ("gt: g.json\nrunz: {}", "unknown key"),
+        ("gt: g.json\nrunz: {}", "unknown key(s) runz"),
+        ("gt: g.json\nlimit: abc\nruns: {a: {teacher: single}}", "limit: expected an integer"),
+        ("gt: g.json\nlimit: 0\nruns: {a: {teacher: single}}", "limit: must be >= 1"),
+        ("gt: g.json\nscales: [1, 0.5]\nruns: {a: {teacher: single}}", "scales: must be >= 1"),
+        ("gt: g.json\nscales: []\nruns: {a: {teacher: single}}", "scales: expected at least"),
+        ("gt: g.json\nset: a.b=1\nruns: {a: {teacher: single}}", "set: expected a list"),
+        ("gt: g.json\nschedule: {iterations: -1}\nruns: {a: {teacher: single}}",
+         "schedule.iterations: must be >= 0"),
+        ("gt: g.json\nschedule: {iterations_factor: 0}\nruns: {a: {teacher: single}}",
+         "schedule.iterations_factor: must be > 0"),
+        ("gt: g.json\nschedule: {steps: 3}\nruns: {a: {teacher: single}}",
+         "unknown key(s) schedule.steps"),
+        ("gt: g.json\neval: {proposals: 2.5}\nruns: {a: {teacher: single}}",
+         "eval.proposals: expected an integer"),
+        ("gt: g.json", "runs: no run defined"),
+        ("gt: g.json\nruns: [a]", "runs: expected a mapping"),
+        ("gt: g.json\nruns: {a: 3}", "runs.a: expected a mapping of settings"),
         ("gt: g.json\nruns: {a: {teacher: single, model: m.pt}}", "runs.a: give exactly one"),
-        ("gt: g.json\nruns: {a: {teacher: best}}", "runs.a.teacher: expected single or full"),
+        ("gt: g.json\nruns: {a: {teacher: best}}", "runs.a.teacher: expected one of single, full"),
+        ("gt: g.json\nruns: {a: {model: m.pt, lable: x}}", "unknown key(s) runs.a.lable"),
         ("gt: g.json\nruns: {a: {teacher: single}}\ntables: [{rows: [b]}]", "'b' is not a run"),
+        ("gt: g.json\nruns: {a: {teacher: single}}\ntables: [{row: [a]}]",
+         "unknown key(s) tables[0].row"),
         ("gt: g.json\nruns: {a: {train: orpose_all.yaml}}", "train: training runs need"),
     ],
-)
+)  # fmt: skip
 def test_bad_experiment_specs_name_the_file_and_the_key(tmp_path, text, message):
     path = write_spec(tmp_path, text)
-    with pytest.raises(ExperimentError, match=re.escape(message)) as err:
+    with pytest.raises(ConfigError, match=re.escape(f"{path}: ")) as err:
         load_experiment(path)
-    assert str(path) in str(err.value)
+    assert message in str(err.value)
+
+
+@pytest.mark.parametrize(
+    ("text", "key"),
+    [('limit: "abc"', "limit: expected an integer, got 'abc'"), ("limits: 3", "limits")],
+)
+def test_a_spec_with_a_wrong_type_or_an_unknown_key_fails_on_the_cli(tmp_path, capsys, text, key):
+    from orpose.cli import main
+
+    path = write_spec(tmp_path, f"gt: g.json\n{text}\nruns: {{a: {{teacher: single}}}}\n")
+    with pytest.raises(ConfigError, match=re.escape(f"{path}: ")) as err:
+        load_experiment(path)
+    assert key in str(err.value)
+    assert main(["experiment", str(path), "--dry-run", "--out", str(tmp_path / "o")]) == 2
+    assert f"{path}: " in capsys.readouterr().err and not (tmp_path / "o").exists()
+
+
+def test_spec_inherits_its_base_and_takes_null_as_the_default(tmp_path, monkeypatch):
+    (tmp_path / "shared/data").mkdir(parents=True)
+    monkeypatch.setenv("ORPOSE_SHARED", str(tmp_path / "shared"))
+    (tmp_path / "base.yaml").write_text(SPEC.format(gt='"{shared}/gt.json"') + "limit: 30\n")
+    child = write_spec(tmp_path, "base: base.yaml\nlimit: null\nschedule: {iterations: 0}\n")
+    spec = load_experiment(child)
+    assert spec.limit is None and spec.iterations == 0 and spec.scales == [1.0, 12.0]
+    assert spec.gt == (tmp_path / "shared/gt.json").resolve()
+    assert list(spec.runs) == ["teacher", "all", "untrained"]
+    assert spec.runs["untrained"].label == "untrained" and spec.tables[1].title == "T2"
+    # iterations: 0 shortens every training run to no training at all
+    from orpose.paths import configs_dir
+
+    sets = schedule_overrides(configs_dir() / "orpose_all.yaml", spec, [])
+    assert sets[0] == "solver.iterations=0"
 
 
 def test_experiment_runs_and_tables_on_real_images(tmp_path, shared, val500, monkeypatch):

@@ -161,6 +161,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "keypoints3d_hard)",
     )
     p.add_argument(
+        "--min-person-score",
+        type=float,
+        default=None,
+        metavar="S",
+        help="with --model: pose only people detected with at least S (default: the "
+        "checkpoint's; the CPU student's cost grows with each person it poses)",
+    )
+    p.add_argument(
         "--native-lowres",
         action="store_true",
         help="with --model: give the student each downscaled image as it is, not upsampled "
@@ -192,7 +200,11 @@ def run_model_eval(args: argparse.Namespace, gt) -> int:
     """Predict the ground-truth images at every scale with a student, then score each."""
     from orpose.evaluation.report import evaluate_predictions
     from orpose.evaluation.runner import predict_dataset
-    from orpose.student.predictor import StudentPredictor, limit_detections
+    from orpose.student.predictor import (
+        StudentPredictor,
+        limit_detections,
+        set_min_person_score,
+    )
 
     predictor = StudentPredictor.from_checkpoint(
         args.model, args.device, args.proposals, args.h36_stats
@@ -201,6 +213,10 @@ def run_model_eval(args: argparse.Namespace, gt) -> int:
         if args.max_detections < 1:
             raise UserError(f"--max-detections must be >= 1, got {args.max_detections}")
         limit_detections(predictor.model, args.max_detections)
+    if args.min_person_score is not None:
+        if not 0 <= args.min_person_score <= 1:
+            raise UserError(f"--min-person-score must lie in [0, 1], got {args.min_person_score}")
+        set_min_person_score(predictor.model, args.min_person_score)
     out = args.out or args.model.parent / ("eval_native" if args.native_lowres else "eval")
     if args.limit is not None:
         keep = {img["id"] for img in gt.images[: args.limit]}

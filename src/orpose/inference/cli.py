@@ -240,6 +240,10 @@ def run_predict_cli(args: argparse.Namespace) -> int:
         )
     except ValueError as err:
         raise UserError(str(err)) from err
+    if hasattr(predictor, "model"):  # a checkpoint: do not pose people that cannot be written
+        from orpose.student.predictor import skip_people_below
+
+        skip_people_below(predictor.model, args.score_threshold)
     try:
         summary = run_predict(predictor, args.inputs, options, {"model": str(args.model)})
     except JournalMismatch as err:

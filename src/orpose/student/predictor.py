@@ -84,6 +84,34 @@ def limit_detections(model: torch.nn.Module, count: int | None) -> torch.nn.Modu
     return model
 
 
+def set_min_person_score(model: torch.nn.Module, score: float | None) -> torch.nn.Module:
+    """Pose only people detected with at least ``score`` (None: the model's own threshold).
+
+    A top-down student's cost grows with every person it poses, so this is its speed/recall
+    knob: the teacher poses detections of at least 0.3 (``min_person_score``), the CPU student
+    trained here 0.2 (more people for COCO AP, which rewards low-score recall)."""
+    if score is not None:
+        if not 0 <= score <= 1:
+            raise ValueError(f"a person score threshold must lie in [0, 1], got {score}")
+        if hasattr(model, "roi_heads"):
+            model.roi_heads.score_thresh = float(score)
+        else:
+            model.config.pose_min_score = float(score)
+    return model
+
+
+def skip_people_below(model: torch.nn.Module, score: float) -> torch.nn.Module:
+    """Raise the model's person threshold to ``score`` where that changes no written result:
+    a person's final score is at most its detection score (the CPU student multiplies it by
+    keypoint scores in [0, 1]; Keypoint R-CNN keeps it), so people detected below the output
+    threshold of ``orpose predict`` would be dropped anyway, after costing a pose pass."""
+    if hasattr(model, "roi_heads"):
+        current = model.roi_heads.score_thresh
+    else:
+        current = model.config.pose_min_score
+    return set_min_person_score(model, max(float(current), min(1.0, float(score))))
+
+
 def fix_people(model: torch.nn.Module, count: int) -> torch.nn.Module:
     """Make a student pose exactly ``count`` people per image (score thresholds 0): the work a
     scene with that many people costs, whatever the weights (benchmarks, FLOP counts)."""

@@ -6,6 +6,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import matplotlib
+import numpy as np
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt
@@ -52,9 +53,16 @@ def plot_loss_curves(csv_path: Path | str, path: Path | str) -> Path:
     if rows:
         its = [int(r["iteration"]) for r in rows]
         keys = [k for k in rows[0] if k.startswith("loss_") or k == "total"]
-        for key in keys:
-            ax.plot(its, [float(r[key]) for r in rows], label=key, lw=2 if key == "total" else 1)
+        window = max(1, len(rows) // 15)  # a moving average over about 1/15 of the run
+        for i, key in enumerate(keys):
+            values = np.array([float(r[key]) for r in rows])
+            colour = "0.3" if key == "total" else f"C{i % 10}"
+            ax.plot(its, values, color=colour, lw=0.6, alpha=0.3)
+            smooth = np.convolve(values, np.ones(window) / window, mode="valid")
+            ax.plot(its[window - 1 :], smooth, color=colour, label=key,
+                    lw=2.2 if key == "total" else 1.4)  # fmt: skip
         ax.set_yscale("log")
+        ax.set_title(f"thin: logged values; thick: mean of {window} logs", fontsize=8)
         ax.legend(fontsize=7)
     ax.set_xlabel("iteration")
     ax.set_ylabel("loss (weighted)")

@@ -30,6 +30,9 @@ from typing import Any
 
 import numpy as np
 
+from orpose.teacher.config import TeacherConfig
+
+TEACHER_MIN_PERSON_SCORE = TeacherConfig.min_person_score  # the teacher poses detections above
 BENCH_SIZE = (640, 480)  # (width, height): the paper's MVOR frames
 LOWRES_SCALE = 12
 TEACHER_SETTINGS = ("single", "det_flip", "det_scales", "pose_flip", "pose_scales", "full")
@@ -375,6 +378,9 @@ class BenchPlan:
     people: tuple[int, ...] = PEOPLE_SWEEP  # forced people per frame (onnxruntime only)
     threads: int = 0
     device: str = "cpu"  # PyTorch device of the students
+    # students pose people detected with at least this score (None: each model's own); the
+    # default is the teacher's min_person_score, so that both pose the same candidates
+    student_min_score: float | None = TEACHER_MIN_PERSON_SCORE
 
 
 def run_bench(plan: BenchPlan, log: Callable[[str], None] = print) -> list[BenchRow]:
@@ -383,6 +389,7 @@ def run_bench(plan: BenchPlan, log: Callable[[str], None] = print) -> list[Bench
 
     from orpose.checkpoints.student import load_student
     from orpose.errors import OrposeError
+    from orpose.student.predictor import set_min_person_score
 
     if plan.threads > 0:
         torch.set_num_threads(plan.threads)
@@ -404,7 +411,7 @@ def run_bench(plan: BenchPlan, log: Callable[[str], None] = print) -> list[Bench
         for name, build in builders:
             log(f"student {name} ...")
             try:
-                model = build()
+                model = set_min_person_score(build(), plan.student_min_score)
             except (OrposeError, FileNotFoundError, ImportError, ValueError) as err:
                 log(f"  skipped: {err}")
                 continue

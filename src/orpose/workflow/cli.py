@@ -179,6 +179,10 @@ def register_bench(subparsers: argparse._SubParsersAction) -> None:
                    help="forced people per frame for the cost per person [1 5 10 20]")  # fmt: skip
     p.add_argument("--threads", type=int, default=0, help="CPU threads (0: library default)")
     p.add_argument("--device", default="cpu", help="PyTorch device of the students")
+    p.add_argument("--student-min-score", type=float, default=None, metavar="S",
+                   help="students pose people detected with at least S (default: the "
+                   "teacher's min_person_score, 0.3, so both pose the same candidates; -1: "
+                   "each checkpoint's own threshold)")  # fmt: skip
     p.add_argument("--quick", action="store_true",
                    help="3 frames, 1 warm-up, onnxruntime only, people 1 and 5")  # fmt: skip
     p.add_argument("--out", type=Path, default=Path("bench.json"), help="JSON report")
@@ -204,6 +208,8 @@ def run_bench_cli(args: argparse.Namespace) -> int:
         threads=args.threads,
         device=args.device,
     )
+    if args.student_min_score is not None:
+        plan.student_min_score = None if args.student_min_score < 0 else args.student_min_score
     if args.quick:
         plan.count, plan.warmup, plan.runtimes, plan.people = 3, 1, ("onnxruntime",), (1, 5)
     info = machine()

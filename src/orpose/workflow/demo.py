@@ -25,7 +25,7 @@ DEMO_CONFIG = "cpu_student.yaml"  # the default CPU student (docs/student.md)
 
 @dataclass
 class DemoOptions:
-    """Sizes of the demo; the defaults take about 20 minutes on an idle 2-core CPU."""
+    """Sizes of the demo; the defaults take about 14 minutes on an idle 2-core CPU."""
 
     out: Path = Path("orpose_demo")
     shared: Path | None = None  # models/ and data/ (default: ORPOSE_SHARED, ../shared, ./shared)

@@ -17,10 +17,11 @@ them (for example a smaller backbone).
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from pathlib import Path
+from typing import Any
 
-from orpose.config import read_yaml_with_base
+from orpose.config import build, option, read_yaml_with_base
 from orpose.errors import ConfigError, ExperimentError
 from orpose.paths import configs_dir, expand_shared
 from orpose.scales import scale_label, scale_tag
@@ -36,6 +37,53 @@ from orpose.workflow.steps import Step, StepRunner, write_commands
 RUN_KINDS = ("teacher", "train", "model")
 
 
+# -- the spec file as written: typed and range-checked by orpose.config.build ---------------------
+
+
+@dataclass
+class ScheduleKeys:
+    iterations: int | None = option(None, min=0)  # every training run shortened to this ...
+    iterations_factor: float = option(1.0, above=0)  # ... or scaled by this factor
+
+
+@dataclass
+class EvalKeys:
+    max_detections: int | None = option(None, min=1)
+    proposals: int | None = option(None, min=1)
+
+
+@dataclass
+class RunKeys:
+    """One entry of ``runs``: exactly one of ``teacher``, ``train``, ``model``."""
+
+    teacher: str | None = option(None, choices=("single", "full"))
+    train: str | None = None  # a training config (as given, beside the spec, or in configs/)
+    model: str | None = None  # a student checkpoint
+    set: list[str] = field(default_factory=list)
+    label: str | None = None
+
+
+@dataclass
+class SpecKeys:
+    """The top-level keys of a spec (docs/workflow.md); null means the default."""
+
+    gt: str = ""  # required
+    images: str | None = None
+    limit: int | None = option(None, min=1)
+    scales: list[float] = option(default_factory=lambda: [1.0, 8.0, 10.0, 12.0], min=1)
+    train: list[str] = field(default_factory=list)
+    lifter: str | None = None
+    init_weights: str | None = None
+    schedule: ScheduleKeys = field(default_factory=ScheduleKeys)
+    set: list[str] = field(default_factory=list)
+    eval: EvalKeys = field(default_factory=EvalKeys)
+    runs: dict[str, Any] = field(default_factory=dict)  # name -> RunKeys, built one by one
+    tables: list[Any] = field(default_factory=list)  # TableSpec, built one by one
+
+
+# -- the spec as the steps use it: paths resolved, runs checked -----------------------------------
+
+
 @dataclass
 class RunSpec:
     name: str
@@ -47,8 +95,8 @@ class RunSpec:
 
 @dataclass
 class TableSpec:
-    title: str
-    rows: list[str]
+    title: str = ""
+    rows: list[str] = field(default_factory=list)
 
 
 @dataclass
@@ -70,78 +118,61 @@ class ExperimentSpec:
     tables: list[TableSpec]
 
 
-def _fail(path: Path, key: str, message: str) -> ExperimentError:
-    return ExperimentError(f"{path}: {key}: {message}")
+def _fail(path: Path, key: str, message: str) -> ConfigError:
+    return ConfigError(f"{path}: {key}: {message}")
 
 
-def _str_list(data: dict, key: str, path: Path) -> list[str]:
-    value = data.get(key) or []
-    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
-        raise _fail(path, key, "expected a list of strings")
-    return value
+def _run(name: str, run: Any, path: Path) -> RunSpec:
+    keys = build(RunKeys, run, str(path), f"runs.{name}.")
+    kinds = [k for k in RUN_KINDS if getattr(keys, k) is not None]
+    if len(kinds) != 1:
+        raise _fail(path, f"runs.{name}", f"give exactly one of {', '.join(RUN_KINDS)}")
+    kind = kinds[0]
+    return RunSpec(name, kind, getattr(keys, kind), keys.set, keys.label or name)
 
 
 def load_experiment(path: Path | str) -> ExperimentSpec:
-    """Read and check a spec (``base:`` inheritance as in training configs)."""
+    """Read and check a spec (``base:`` inheritance as in training configs); every error is a
+    ConfigError naming the file and the key."""
     path = Path(path)
-    try:
-        data = read_yaml_with_base(path)
-    except ConfigError as err:
-        raise ExperimentError(str(err)) from err
-    known = {"gt", "images", "limit", "scales", "train", "lifter", "init_weights", "schedule",
-             "set", "eval", "runs", "tables"}  # fmt: skip
-    unknown = set(data) - known
-    if unknown:
-        raise _fail(path, ", ".join(sorted(unknown)), f"unknown key(s); known: {sorted(known)}")
-    if not data.get("gt"):
+    data = read_yaml_with_base(path)
+    known = {f.name for f in fields(SpecKeys)}  # a known key set to null: its default
+    keys = build(SpecKeys, {k: v for k, v in data.items() if v is not None or k not in known},
+                 str(path))  # fmt: skip
+    if not keys.gt:
         raise _fail(path, "gt", "missing: the labelled COCO file to evaluate on")
-    runs = {}
-    for name, run in (data.get("runs") or {}).items():
-        if not isinstance(run, dict):
-            raise _fail(path, f"runs.{name}", "expected a mapping")
-        kinds = [k for k in RUN_KINDS if k in run]
-        if len(kinds) != 1:
-            raise _fail(path, f"runs.{name}", f"give exactly one of {', '.join(RUN_KINDS)}")
-        extra = set(run) - {*RUN_KINDS, "set", "label"}
-        if extra:
-            raise _fail(path, f"runs.{name}", f"unknown key(s) {', '.join(sorted(extra))}")
-        kind = kinds[0]
-        value = str(run[kind])
-        if kind == "teacher" and value not in ("single", "full"):
-            raise _fail(path, f"runs.{name}.teacher", f"expected single or full, got {value!r}")
-        runs[name] = RunSpec(name, kind, value, _str_list(run, "set", path),
-                             str(run.get("label") or name))  # fmt: skip
+    if not keys.scales:
+        raise _fail(path, "scales", "expected at least one downscale factor")
+    runs = {name: _run(name, run, path) for name, run in keys.runs.items()}
     if not runs:
         raise _fail(path, "runs", "no run defined")
     tables = []
-    for i, table in enumerate(data.get("tables") or []):
-        rows = table.get("rows") or []
-        for row in rows:
+    for i, table in enumerate(keys.tables):
+        table = build(TableSpec, table, str(path), f"tables[{i}].")
+        for row in table.rows:
             if row not in runs:
                 raise _fail(path, f"tables[{i}].rows", f"{row!r} is not a run of 'runs'")
-        tables.append(TableSpec(str(table.get("title") or f"Table {i + 1}"), list(rows)))
-    schedule = data.get("schedule") or {}
-    evaluation = data.get("eval") or {}
-    needs_training = any(r.kind == "train" for r in runs.values())
-    train = [expand_shared(t) for t in _str_list(data, "train", path)]
-    if needs_training and not train:
+        tables.append(TableSpec(table.title or f"Table {i + 1}", table.rows))
+    if any(r.kind == "train" for r in runs.values()) and not keys.train:
         raise _fail(path, "train", "training runs need pseudo-label files (orpose label)")
+
+    def expanded(value: str | None) -> str | None:
+        return expand_shared(value) if value else None
+
     return ExperimentSpec(
         path=path,
-        gt=Path(expand_shared(str(data["gt"]))),
-        images=Path(expand_shared(str(data["images"]))) if data.get("images") else None,
-        limit=data.get("limit"),
-        scales=[float(s) for s in data.get("scales") or [1, 8, 10, 12]],
-        train=train,
-        lifter=expand_shared(str(data["lifter"])) if data.get("lifter") else None,
-        init_weights=(
-            expand_shared(str(data["init_weights"])) if data.get("init_weights") else None
-        ),
-        iterations=schedule.get("iterations"),
-        iterations_factor=float(schedule.get("iterations_factor", 1.0)),
-        set=_str_list(data, "set", path),
-        max_detections=evaluation.get("max_detections"),
-        proposals=evaluation.get("proposals"),
+        gt=Path(expand_shared(keys.gt)),
+        images=Path(expand_shared(keys.images)) if keys.images else None,
+        limit=keys.limit,
+        scales=keys.scales,
+        train=[expand_shared(t) for t in keys.train],
+        lifter=expanded(keys.lifter),
+        init_weights=expanded(keys.init_weights),
+        iterations=keys.schedule.iterations,
+        iterations_factor=keys.schedule.iterations_factor,
+        set=keys.set,
+        max_detections=keys.eval.max_detections,
+        proposals=keys.eval.proposals,
         runs=runs,
         tables=tables,
     )
@@ -165,7 +196,10 @@ def schedule_overrides(config_path: Path, spec: ExperimentSpec, run_set: list[st
     solver = load_train_config(config_path, [*spec.set, *run_set]).solver
     if solver.iterations == 0:
         return []
-    total = spec.iterations or max(1, round(solver.iterations * spec.iterations_factor))
+    if spec.iterations is not None:
+        total = spec.iterations
+    else:
+        total = max(1, round(solver.iterations * spec.iterations_factor))
     factor = total / solver.iterations
     steps = sorted({max(1, min(total, round(s * factor))) for s in solver.steps})
     # a shortened run still warms up over a tenth of its length (at most 50 iterations): a
