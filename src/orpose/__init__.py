@@ -35,6 +35,7 @@ FLOORS: tuple[tuple[str, ...], ...] = (
     (
         "orpose",
         "orpose.errors",
+        "orpose.lazy",
         "orpose.atomic",
         "orpose.jsonl",
         "orpose.paths",

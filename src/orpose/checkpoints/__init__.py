@@ -19,8 +19,7 @@ floor) runs this file without importing the students (a higher floor).
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from orpose.lazy import lazy_exports
 
 _SAFE = ("ArrayUnpickler", "read_checkpoint", "write_checkpoint")
 _STUDENT = (
@@ -33,12 +32,9 @@ _STUDENT = (
     "student_from_state",
     "student_state",
 )
-__all__ = sorted(_SAFE + _STUDENT)
-
-
-def __getattr__(name: str) -> Any:
-    if name in _SAFE:
-        return getattr(importlib.import_module("orpose.checkpoints.safe"), name)
-    if name in _STUDENT:
-        return getattr(importlib.import_module("orpose.checkpoints.student"), name)
-    raise AttributeError(f"module 'orpose.checkpoints' has no attribute {name!r}")
+_WHERE = {
+    **dict.fromkeys(_SAFE, "orpose.checkpoints.safe"),
+    **dict.fromkeys(_STUDENT, "orpose.checkpoints.student"),
+}
+__all__ = sorted(_WHERE)
+__getattr__ = lazy_exports(__name__, _WHERE)

@@ -55,24 +55,35 @@ def degrade(image: np.ndarray, scale: float) -> np.ndarray:
     return upsample(downsample(image, scale), (w, h))
 
 
-def results_to_larger(
-    results: list[dict], small_size: tuple[int, int], large_size: tuple[int, int]
+def scale_results(
+    results: list[dict], sx: float, sy: float, pixel_centres: bool = False
 ) -> list[dict]:
-    """COCO results found on a small image, in the pixels of a larger one of the same view
-    (sizes ``(width, height)``): the native low-resolution path. Keypoints are pixel centres
-    (x -> (x + 0.5) * f - 0.5); boxes are continuous edges (x -> x * f)."""
-    sx, sy = large_size[0] / small_size[0], large_size[1] / small_size[1]
+    """COCO results (``bbox``, ``keypoints``) with x scaled by ``sx`` and y by ``sy``.
+
+    Boxes are continuous edges (x -> x * f). Keypoints too by default; ``pixel_centres`` maps
+    them as the centres of pixels (x -> (x + 0.5) * f - 0.5), which is how results found on a
+    small image land on the pixels of the larger one it was shrunk from."""
+    shift = 0.5 if pixel_centres else 0.0
     scaled = []
     for r in results:
         r = dict(r)
         x, y, w, h = r["bbox"]
         r["bbox"] = [x * sx, y * sy, w * sx, h * sy]
         kps = np.asarray(r["keypoints"], dtype=np.float64).reshape(-1, 3).copy()
-        kps[:, 0] = (kps[:, 0] + 0.5) * sx - 0.5
-        kps[:, 1] = (kps[:, 1] + 0.5) * sy - 0.5
+        kps[:, 0] = (kps[:, 0] + shift) * sx - shift
+        kps[:, 1] = (kps[:, 1] + shift) * sy - shift
         r["keypoints"] = kps.ravel().tolist()
         scaled.append(r)
     return scaled
+
+
+def results_to_larger(
+    results: list[dict], small_size: tuple[int, int], large_size: tuple[int, int]
+) -> list[dict]:
+    """COCO results found on a small image, in the pixels of a larger one of the same view
+    (sizes ``(width, height)``): the native low-resolution path."""
+    sx, sy = large_size[0] / small_size[0], large_size[1] / small_size[1]
+    return scale_results(results, sx, sy, pixel_centres=True)
 
 
 def degrade_tensor(image, scale: float):

@@ -22,7 +22,13 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from orpose.data.lowres import downsample, low_resolution_size, results_to_larger, upsample
+from orpose.data.lowres import (
+    downsample,
+    low_resolution_size,
+    results_to_larger,
+    scale_results,
+    upsample,
+)
 
 # Frames whose longer side is at most this are taken as already low resolution (the paper's
 # factors 8-12 turn 640x480 into 80x60 ... 53x40).
@@ -86,17 +92,7 @@ class FrameGeometry:
             return results
         sx = self.kept_size[0] / self.network_size[0]
         sy = self.kept_size[1] / self.network_size[1]
-        scaled = []
-        for r in results:
-            r = dict(r)
-            x, y, w, h = r["bbox"]
-            r["bbox"] = [x * sx, y * sy, w * sx, h * sy]
-            kps = np.asarray(r["keypoints"], dtype=np.float64).reshape(-1, 3).copy()
-            kps[:, 0] *= sx
-            kps[:, 1] *= sy
-            r["keypoints"] = kps.ravel().tolist()
-            scaled.append(r)
-        return scaled
+        return scale_results(results, sx, sy)
 
 
 def frame_geometry(

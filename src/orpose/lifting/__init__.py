@@ -8,19 +8,13 @@ command line does to register its verbs) does not import torch.
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from orpose.lazy import lazy_exports
 
-__all__ = ["Lifter", "LifterConfig", "load_lifter", "save_lifter"]
 _WHERE = {
     "Lifter": "orpose.lifting.model",
     "LifterConfig": "orpose.lifting.model",
     "load_lifter": "orpose.lifting.checkpoint",
     "save_lifter": "orpose.lifting.checkpoint",
 }
-
-
-def __getattr__(name: str) -> Any:
-    if name in _WHERE:
-        return getattr(importlib.import_module(_WHERE[name]), name)
-    raise AttributeError(f"module 'orpose.lifting' has no attribute {name!r}")
+__all__ = sorted(_WHERE)
+__getattr__ = lazy_exports(__name__, _WHERE)

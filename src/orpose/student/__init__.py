@@ -8,18 +8,12 @@ The names below are resolved lazily, so that importing a module of the package (
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from orpose.lazy import lazy_exports
 
-__all__ = ["ORPoseStudent", "StudentConfig", "build_student"]
 _WHERE = {
     "ORPoseStudent": "orpose.student.model",
     "StudentConfig": "orpose.student.model",
     "build_student": "orpose.student.model",
 }
-
-
-def __getattr__(name: str) -> Any:
-    if name in _WHERE:
-        return getattr(importlib.import_module(_WHERE[name]), name)
-    raise AttributeError(f"module 'orpose.student' has no attribute {name!r}")
+__all__ = sorted(_WHERE)
+__getattr__ = lazy_exports(__name__, _WHERE)

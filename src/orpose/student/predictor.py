@@ -72,15 +72,26 @@ def limit_proposals(model: ORPoseStudent, count: int | None) -> ORPoseStudent:
     return model
 
 
+# Where each family keeps its inference limits: (Keypoint R-CNN's RoIHeads attribute, the
+# top-down student's config field).
+_LIMITS = {
+    "people": ("detections_per_img", "max_people"),
+    "score": ("score_thresh", "pose_min_score"),
+}
+
+
+def _limit(model: torch.nn.Module, which: str) -> tuple[object, str]:
+    """The object and attribute that hold ``model``'s ``which`` limit."""
+    rcnn, topdown = _LIMITS[which]
+    return (model.roi_heads, rcnn) if hasattr(model, "roi_heads") else (model.config, topdown)
+
+
 def limit_detections(model: torch.nn.Module, count: int | None) -> torch.nn.Module:
     """Keep at most ``count`` people per image (None: the model's own limit)."""
     if count is not None:
         if count < 1:
             raise ValueError(f"the number of detections must be >= 1, got {count}")
-        if hasattr(model, "roi_heads"):
-            model.roi_heads.detections_per_img = int(count)
-        else:
-            model.config.max_people = int(count)
+        setattr(*_limit(model, "people"), int(count))
     return model
 
 
@@ -93,10 +104,7 @@ def set_min_person_score(model: torch.nn.Module, score: float | None) -> torch.n
     if score is not None:
         if not 0 <= score <= 1:
             raise ValueError(f"a person score threshold must lie in [0, 1], got {score}")
-        if hasattr(model, "roi_heads"):
-            model.roi_heads.score_thresh = float(score)
-        else:
-            model.config.pose_min_score = float(score)
+        setattr(*_limit(model, "score"), float(score))
     return model
 
 
@@ -105,21 +113,17 @@ def skip_people_below(model: torch.nn.Module, score: float) -> torch.nn.Module:
     a person's final score is at most its detection score (the CPU student multiplies it by
     keypoint scores in [0, 1]; Keypoint R-CNN keeps it), so people detected below the output
     threshold of ``orpose predict`` would be dropped anyway, after costing a pose pass."""
-    if hasattr(model, "roi_heads"):
-        current = model.roi_heads.score_thresh
-    else:
-        current = model.config.pose_min_score
-    return set_min_person_score(model, max(float(current), min(1.0, float(score))))
+    current = float(getattr(*_limit(model, "score")))
+    return set_min_person_score(model, max(current, min(1.0, float(score))))
 
 
 def fix_people(model: torch.nn.Module, count: int) -> torch.nn.Module:
     """Make a student pose exactly ``count`` people per image (score thresholds 0): the work a
     scene with that many people costs, whatever the weights (benchmarks, FLOP counts)."""
-    if hasattr(model, "roi_heads"):
-        model.roi_heads.score_thresh, model.roi_heads.detections_per_img = 0.0, count
-    else:
-        c = model.config
-        c.det_min_score, c.pose_min_score, c.max_people = 0.0, 0.0, count
+    setattr(*_limit(model, "score"), 0.0)
+    setattr(*_limit(model, "people"), count)
+    if not hasattr(model, "roi_heads"):  # the top-down student also filters before NMS
+        model.config.det_min_score = 0.0
     return model
 
 

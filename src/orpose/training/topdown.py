@@ -280,11 +280,10 @@ class TopDownTrainer(Trainer):
             x = core.normalise(images.to(dev).permute(0, 3, 1, 2).float() / 255.0)
             return x.contiguous(memory_format=torch.channels_last)
 
-        crop_groups = [g for g, key in (("people", "crop"), ("people_native", "native_crop"))
-                       if g in batch]  # fmt: skip
-        crop_keys = {"people": "crop", "people_native": "native_crop"}
-        view_groups = [(g, shift) for g, shift in (("images", 0), ("images_native", 1))
-                       if g in batch]  # fmt: skip
+        crop_keys = {"people": "crop", "people_native": "native_crop"}  # group -> its crops
+        crop_groups = [g for g in crop_keys if g in batch]
+        shifts = {"images": 0, "images_native": 1}  # group -> detector levels to skip
+        view_groups = [(g, shift) for g, shift in shifts.items() if g in batch]
         # one pass through ``model`` (the DDP wrapper under torchrun) for all inputs
         forward = DistillationForward(core) if model is core else model
         heads, pyramids = forward(

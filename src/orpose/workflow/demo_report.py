@@ -17,7 +17,7 @@ import cv2
 import numpy as np
 
 from orpose.data.coco import load_pose_dataset
-from orpose.data.lowres import degrade
+from orpose.data.lowres import degrade, scale_results
 from orpose.data.sources import read_image_rgb
 from orpose.evaluation.predictions import load_predictions
 from orpose.inference.render import plot_people_3d
@@ -112,17 +112,10 @@ def sample_comparisons(opts, report_dir: Path) -> list[str]:
 
 
 def scale_people(people: list[dict], fx: float, fy: float) -> list[dict]:
-    """People (bbox, keypoints) moved from one image size to another."""
-    scaled = []
-    for p in people:
-        x, y, w, h = p["bbox"]
-        kps = np.asarray(p.get("keypoints_soft") or p["keypoints"], dtype=float).reshape(-1, 3)
-        kps[:, 0] *= fx
-        kps[:, 1] *= fy
-        scaled.append(
-            {**p, "bbox": [x * fx, y * fy, w * fx, h * fy], "keypoints": kps.ravel().tolist()}
-        )
-    return scaled
+    """People (bbox, keypoints: the soft set where there is one) moved from one image size to
+    another."""
+    chosen = [{**p, "keypoints": p.get("keypoints_soft") or p["keypoints"]} for p in people]
+    return scale_results(chosen, fx, fy)
 
 
 def teacher_by_file(path: Path) -> dict[str, list[dict]]:
