@@ -41,6 +41,10 @@ def test_dark_refine_equals_the_teachers_numpy_rule():
         for k in range(17):
             cx, cy = rng.uniform(2, 45), rng.uniform(2, 61)
             maps[n, k] = np.exp(-((xs - cx) ** 2 + (ys - cy) ** 2) / 8) * rng.uniform(0.3, 1)
+    # peaks on and next to every border: the blur window reflects there
+    for k, (cx, cy) in enumerate([(0, 30), (1, 30), (46, 30), (47, 30), (20, 0), (20, 1),
+                                  (20, 62), (20, 63), (1, 1), (46, 62)]):  # fmt: skip
+        maps[1, k] = np.exp(-((xs - cx - 0.3) ** 2 + (ys - cy + 0.2) ** 2) / 8)
     maps += rng.uniform(0, 0.02, maps.shape).astype(np.float32)
     flat = maps.reshape(2, 17, -1)
     index = flat.argmax(-1)
@@ -77,8 +81,14 @@ def _match(ours: dict, people: list) -> list[tuple[int, int]]:
 
 
 def test_untrained_student_is_the_single_pass_teacher(shared, student, images):
+    import copy
+
     from orpose.teacher.config import PRESETS
     from orpose.teacher.teacher import Teacher
+
+    # the teacher poses everyone on full-size crops; so does the student with small crops off
+    student = copy.deepcopy(student)
+    student.config.small_crop_max_height = 0
 
     teacher = Teacher.from_config(
         PRESETS["single"].replace(min_person_score=0.2), shared / "models", threads=2
@@ -102,6 +112,32 @@ def test_untrained_student_is_the_single_pass_teacher(shared, student, images):
     assert np.median(distances) < 0.05
     # boxes differ by a pixel or so (the teacher resizes uint8 pixels): rarely a whole cell
     assert np.mean(distances < 1.0) > 0.95
+
+
+def test_small_people_are_posed_on_small_crops_in_the_order_of_their_boxes(student, images):
+    import copy
+
+    image = _tensor(images[0])
+    # crop regions 1.25 x max(h, 4/3 w) tall: 60 and 50 (small crops), 250 (full crop)
+    boxes = torch.tensor([[300.0, 100.0, 330.0, 148.0], [50.0, 50.0, 150.0, 250.0],
+                          [400.0, 200.0, 430.0, 240.0]])  # fmt: skip
+    heights = student.crop_regions(boxes)[:, 3] - student.crop_regions(boxes)[:, 1]
+    assert heights.tolist() == pytest.approx([60.0, 250.0, 50.0])
+    assert student.config.small_crop_max_height == 64
+    assert student.crop(image[None], student.crop_regions(boxes[:1]), torch.zeros(1).long(),
+                        small=True).shape[-2:] == (128, 96)  # fmt: skip
+    full_only = copy.deepcopy(student)
+    full_only.config.small_crop_max_height = 0
+    with torch.no_grad():
+        mixed, everyone_full = student.pose(image, boxes), full_only.pose(image, boxes)
+        alone = [student.pose(image, boxes[i : i + 1]) for i in range(3)]
+    for key in ("keypoints", "keypoints_scores", "keypoints_soft_branch", "keypoints3d"):
+        for i in range(3):  # each person's result is where its box is
+            torch.testing.assert_close(mixed[key][i], alone[i][key][0], rtol=1e-4, atol=1e-3)
+        # the tall person went through the full crop, the others did not
+        torch.testing.assert_close(mixed[key][1], everyone_full[key][1], rtol=1e-4, atol=1e-3)
+    moved = (mixed["keypoints"] - everyone_full["keypoints"])[..., :2].abs().amax((1, 2))
+    assert moved[0] > 0.01 and moved[2] > 0.01
 
 
 def test_checkpoint_round_trip_and_tampering(student, images, tmp_path):
@@ -130,15 +166,21 @@ def test_onnx_export_agrees_on_portrait_and_landscape(student, images, tmp_path)
     portrait = next(im for im in images if im.shape[0] > im.shape[1])
     path = export_onnx(student, tmp_path / "student.onnx", _tensor(landscape))
     runner, torch_predictor = OnnxStudent(path, threads=2), StudentPredictor(student, "cpu")
+    sizes = set()
     for image in (landscape, portrait):
         ours, theirs = torch_predictor(image), runner(image)
         assert len(ours) == len(theirs) > 0
+        boxes = torch.tensor([r["bbox"] for r in ours]).float()  # x, y, w, h
+        regions = student.crop_regions(torch.cat([boxes[:, :2], boxes[:, :2] + boxes[:, 2:]], 1))
+        heights = regions[:, 3] - regions[:, 1]
+        sizes |= set((heights <= student.config.small_crop_max_height).tolist())
         kps = np.array([r["keypoints"] for r in ours]).reshape(-1, 3)[:, :2]
         onnx_kps = np.array([r["keypoints"] for r in theirs]).reshape(-1, 3)[:, :2]
         close = np.linalg.norm(kps - onnx_kps, axis=-1) < 0.05
         assert close.mean() > 0.98
         assert np.allclose([r["bbox"] for r in ours], [r["bbox"] for r in theirs], atol=0.05)
         assert all("keypoints3d" in r for r in theirs)
+    assert sizes == {True, False}  # both crop sizes were compared
 
 
 def test_native_path_is_picked_by_input_size(student):

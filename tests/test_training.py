@@ -6,6 +6,7 @@ import torch
 import yaml
 
 from conftest import person_keypoints, tiny_dataset_json
+from orpose.checkpoints import read_checkpoint
 from orpose.training.config import ConfigError, SolverConfig, load_train_config
 from orpose.training.dataset import build_target
 from orpose.training.sampler import samples_for_iteration
@@ -95,6 +96,39 @@ def test_resume_continues_bit_for_bit(tmp_path):
     rows = (tmp_path / "b" / "metrics.csv").read_text().splitlines()
     assert [r.split(",")[0] for r in rows[1:]] == ["1", "2", "3", "4"]
     assert (tmp_path / "b" / "loss_curves.png").exists()
+
+
+def test_final_weight_mix_is_the_wise_ft_average_and_resumes_from_the_raw_state(tmp_path):
+    torch.set_num_threads(1)
+    config = _tiny_config(tmp_path, 3)
+    mix = ["solver.final_weight_mix=0.25"]
+    start = Trainer(load_train_config(config, ["solver.iterations=0"]), tmp_path / "s", "cpu").run()
+    last = Trainer(load_train_config(config, mix), tmp_path / "m", "cpu").run()
+    s0, mixed = read_checkpoint(start), read_checkpoint(last)
+    raw = read_checkpoint(tmp_path / "m" / "trained.pt")
+    assert mixed["final_weight_mix"] == 0.25 and "final_weight_mix" not in raw
+    assert raw["iteration"] == mixed["iteration"] == 3
+    moved = 0
+    for key, value in mixed["model"].items():
+        if not value.is_floating_point():
+            assert torch.equal(value, raw["model"][key]), key
+            continue
+        expected = 0.25 * raw["model"][key] + 0.75 * s0["model"][key]
+        torch.testing.assert_close(value, expected, rtol=0, atol=1e-6, msg=key)
+        moved += int(not torch.equal(raw["model"][key], s0["model"][key]))
+    assert moved > 0  # training changed weights, so the mix is not trivially the start
+    # resuming a finished run changes nothing (no second mix) ...
+    again = Trainer(load_train_config(config, mix), tmp_path / "m", "cpu").run(resume=True)
+    for key, value in read_checkpoint(again)["model"].items():
+        assert torch.equal(value, mixed["model"][key]), key
+    # ... and a longer run continues from the raw state, as a straight run does
+    longer = [*mix, "solver.iterations=4"]
+    Trainer(load_train_config(config, longer), tmp_path / "m", "cpu").run(resume=True)
+    Trainer(load_train_config(config, longer), tmp_path / "straight", "cpu").run()
+    a = read_checkpoint(tmp_path / "m" / "trained.pt")["model"]
+    b = read_checkpoint(tmp_path / "straight" / "trained.pt")["model"]
+    for key, value in a.items():
+        assert torch.equal(value, b[key]), key
 
 
 def test_bad_config_is_named(tmp_path):

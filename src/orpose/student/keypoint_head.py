@@ -142,8 +142,9 @@ def dark_refine(heatmaps: torch.Tensor, kernel: int = 11) -> tuple[torch.Tensor,
     the student's graph (ONNX export included). Returns (x, y) in cells ``(N, K, 2)`` and the
     maximum of each map ``(N, K)``, clipped to [0, 1].
     """
-    n, k, h, w = heatmaps.shape
-    flat = heatmaps.reshape(n, k, h * w)
+    k, h, w = heatmaps.shape[1:]
+    # -1 for the people axis everywhere: in an exported graph it may be 0 (nobody in a group)
+    flat = heatmaps.reshape(-1, k, h * w)
     peak, index = flat.max(-1)
     x = (index % w).to(heatmaps.dtype)
     y = torch.div(index, w, rounding_mode="floor").to(heatmaps.dtype)
@@ -151,18 +152,29 @@ def dark_refine(heatmaps: torch.Tensor, kernel: int = 11) -> tuple[torch.Tensor,
     taps = torch.arange(kernel, dtype=heatmaps.dtype, device=heatmaps.device) - (kernel - 1) / 2
     g = torch.exp(-(taps**2) / (2 * sigma**2))
     g = g / g.sum()
-    maps = heatmaps.reshape(n * k, 1, h, w)
-    pad = kernel // 2
-    # OpenCV's GaussianBlur reflects the border (BORDER_REFLECT_101 = torch's "reflect")
-    blurred = F.conv2d(F.pad(maps, (pad, pad, 0, 0), mode="reflect"), g.view(1, 1, 1, -1))
-    blurred = F.conv2d(F.pad(blurred, (0, 0, pad, pad), mode="reflect"), g.view(1, 1, -1, 1))
-    log = torch.log(blurred.clamp_min(1e-10)).reshape(n, k, h, w)
     xi, yi = x.long(), y.long()
     inside = (xi > 0) & (xi < w - 1) & (yi > 0) & (yi < h - 1)
     xc, yc = xi.clamp(1, w - 2), yi.clamp(1, h - 2)
+    # Only the 3x3 cells around each peak of the blurred map are needed: blur just the
+    # (kernel + 2)^2 window around them (the same sums as blurring the whole map, about 300x
+    # less work on a 64x48 map; it was a tenth of the student's time per person on a CPU).
+    # OpenCV's GaussianBlur reflects the border (BORDER_REFLECT_101 = torch's "reflect").
+    pad = kernel // 2
+    padded = F.pad(heatmaps, (pad, pad, pad, pad), mode="reflect")
+    ph, pw = h + 2 * pad, w + 2 * pad
+    span = torch.arange(kernel + 2, device=heatmaps.device)
+    rows = (yc - 1)[..., None, None] + span[:, None]  # padded row of window row a
+    cols = (xc - 1)[..., None, None] + span[None, :]
+    cells = (kernel + 2) ** 2
+    window = padded.reshape(-1, k, ph * pw).gather(-1, (rows * pw + cols).reshape(-1, k, cells))
+    window = window.reshape(-1, k, kernel + 2, kernel + 2)
+    # band[b, b + j] = g[j]: blurred 3x3 = band @ window @ band^T
+    band = torch.stack([F.pad(g, (b, 2 - b)) for b in range(3)])
+    blurred = band @ window @ band.T
+    log = torch.log(blurred.clamp_min(1e-10))  # (n, k, 3, 3), the peak at [1, 1]
 
     def at(dy: int, dx: int) -> torch.Tensor:
-        return log.reshape(n, k, h * w).gather(-1, ((yc + dy) * w + xc + dx)[..., None])[..., 0]
+        return log[..., 1 + dy, 1 + dx]
 
     dx = 0.5 * (at(0, 1) - at(0, -1))
     dy = 0.5 * (at(1, 0) - at(-1, 0))

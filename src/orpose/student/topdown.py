@@ -16,7 +16,8 @@ pass and no test-time augmentation:
    its branch's keypoints; the person score is the detection score times the mean confident
    keypoint score (the teacher's rescoring).
 
-Untrained, the student therefore equals the single-pass teacher; training (see
+Untrained, the student therefore equals the single-pass teacher (except that people at most
+``small_crop_max_height`` pixels tall go through the trunk on half-size crops); training (see
 :mod:`orpose.training.topdown`) teaches both parts low resolution by distillation.
 
 A checkpoint holds the ONNX graphs the student was imported from (as bytes, parsed by ``onnx``,
@@ -61,6 +62,12 @@ class TopDownConfig:
     native_max_side: int = option(160, min=0)
     native_detector_size: tuple[int, int] = (160, 160)
     native_crop_size: tuple[int, int] = (96, 128)
+    # People whose crop region is at most small_crop_max_height image pixels tall are posed on
+    # small_crop_size crops (0: never): a full-size crop would upsample them 4x or more, and the
+    # trunk costs a quarter per person. Measured (docs/inference.md): 64 costs 0.2 keypoint AP
+    # at 1x on val500; 96 costs 2.3 and 128 costs 7.4 (the trunk was trained at 256x192)
+    small_crop_max_height: int = option(64, min=0)
+    small_crop_size: tuple[int, int] = (96, 128)
     box_padding: float = option(1.25, min=1)
     det_min_score: float = option(0.05, min=0, max=1)
     nms_iou: float = option(0.6, above=0, max=1)
@@ -86,7 +93,8 @@ class TopDownConfig:
 
     def to_dict(self) -> dict:
         d = asdict(self)
-        for key in ("detector_size", "crop_size", "native_detector_size", "native_crop_size"):
+        for key in ("detector_size", "crop_size", "native_detector_size", "native_crop_size",
+                    "small_crop_size"):  # fmt: skip
             d[key] = list(d[key])
         return d
 
@@ -160,6 +168,10 @@ class TopDownStudent(nn.Module):
         return (c.native_detector_size, c.native_crop_size) if native else (
             c.detector_size, c.crop_size)  # fmt: skip
 
+    def crop_shape(self, native: bool = False, small: bool = False) -> tuple[int, int]:
+        """(width, height) of a person crop: the full path's, the native path's or the small one."""
+        return tuple(self.config.small_crop_size) if small else self.sizes(native)[1]
+
     def is_native(self, image: torch.Tensor) -> bool:
         """Whether an image is small enough for the native low-resolution path."""
         if self.force_native is not None:
@@ -192,6 +204,7 @@ class TopDownStudent(nn.Module):
         regions: torch.Tensor,
         index: torch.Tensor,
         native: bool = False,
+        small: bool = False,
     ) -> torch.Tensor:
         """Normalised crops ``(R, 3, ch, cw)`` of ``regions`` (image ``index`` of each) from
         ``images`` ``(N, 3, H, W)`` in [0, 1]; outside the image is black, as the teacher pads.
@@ -199,8 +212,8 @@ class TopDownStudent(nn.Module):
         Crop pixel u samples image pixel x = region.x1 + u * width / cw (pixel indices, as
         ``cv2.warpAffine`` cuts the teacher's crops), with one bilinear sample per crop pixel.
         """
-        cw, ch = self.sizes(native)[1]
-        scale = self._region_scale(regions, native)
+        cw, ch = self.crop_shape(native, small)
+        scale = self._region_scale(regions, native, small)
         # roi_align(aligned=True) samples bin j of a box at x1 + (j + 0.5) * bin - 0.5
         shift = (0.5 - 0.5 * scale).repeat(1, 2)
         rois = torch.cat([index[:, None].to(regions.dtype), regions + shift], 1)
@@ -208,18 +221,21 @@ class TopDownStudent(nn.Module):
                           aligned=True)  # fmt: skip
         return self.normalise(crops)
 
-    def _region_scale(self, regions: torch.Tensor, native: bool = False) -> torch.Tensor:
+    def _region_scale(
+        self, regions: torch.Tensor, native: bool = False, small: bool = False
+    ) -> torch.Tensor:
         """Image pixels per crop pixel ``(R, 2)`` along x and y."""
-        cw, ch = self.sizes(native)[1]
+        cw, ch = self.crop_shape(native, small)
         return torch.stack(
             [(regions[:, 2] - regions[:, 0]) / cw, (regions[:, 3] - regions[:, 1]) / ch], 1
         )
 
     def crop_to_image(
-        self, points: torch.Tensor, regions: torch.Tensor, native: bool = False
-    ) -> torch.Tensor:
+        self, points: torch.Tensor, regions: torch.Tensor, native: bool = False,
+        small: bool = False,
+    ) -> torch.Tensor:  # fmt: skip
         """Crop-pixel points ``(R, K, 2)`` -> image pixels (the inverse of :meth:`crop`)."""
-        return regions[:, None, :2] + points * self._region_scale(regions, native)[:, None]
+        return regions[:, None, :2] + points * self._region_scale(regions, native, small)[:, None]
 
     def image_to_crop(
         self, points: torch.Tensor, regions: torch.Tensor, native: bool = False
@@ -253,23 +269,43 @@ class TopDownStudent(nn.Module):
     def pose(
         self, image: torch.Tensor, boxes: torch.Tensor, native: bool = False
     ) -> dict[str, torch.Tensor]:
-        """Keypoints of the given persons of one image (the second half of the forward)."""
+        """Keypoints of the given persons of one image (the second half of the forward).
+
+        On the full path, people no taller than ``small_crop_max_height`` (crop region) go
+        through the trunk on small crops, the others on full-size ones; the results come back in
+        the order of ``boxes``."""
         regions = self.crop_regions(boxes)
-        index = torch.zeros(boxes.shape[0], dtype=torch.long, device=boxes.device)
-        hm_soft, hm_hard = self.head(self.crop(image[None], regions, index, native))
+        limit = self.config.small_crop_max_height
+        if native or limit <= 0:
+            out = self._pose_group(image, regions, native, small=False)
+        else:
+            is_small = (regions[:, 3] - regions[:, 1]) <= limit
+            groups = [torch.nonzero(~is_small)[:, 0], torch.nonzero(is_small)[:, 0]]
+            parts = [self._pose_group(image, regions[g], False, small=bool(i))
+                     for i, g in enumerate(groups)]  # fmt: skip
+            back = torch.argsort(torch.cat(groups))  # concatenated order -> order of boxes
+            out = {key: torch.cat([p[key] for p in parts])[back] for key in parts[0]}
+        if self.head.has_lifters:
+            out["keypoints3d"] = self.head.lift(
+                out["keypoints_soft_branch"][..., :2], out["keypoints_hard_branch"][..., :2]
+            )
+        return out
+
+    def _pose_group(
+        self, image: torch.Tensor, regions: torch.Tensor, native: bool, small: bool
+    ) -> dict[str, torch.Tensor]:
+        """2D keypoints (both branches and their mean) of people cropped at one crop size."""
+        index = torch.zeros(regions.shape[0], dtype=torch.long, device=regions.device)
+        hm_soft, hm_hard = self.head(self.crop(image[None], regions, index, native, small))
         out = {}
         for key, maps in (("keypoints", (hm_soft + hm_hard) / 2),
                           ("keypoints_soft_branch", hm_soft),
                           ("keypoints_hard_branch", hm_hard)):  # fmt: skip
             points, scores = self.head.decode(maps)
-            xy = self.crop_to_image(points, regions, native)
+            xy = self.crop_to_image(points, regions, native, small)
             out[key] = torch.cat([xy, torch.ones_like(xy[..., :1])], -1)
             if key == "keypoints":
                 out["keypoints_scores"] = scores
-        if self.head.has_lifters:
-            out["keypoints3d"] = self.head.lift(
-                out["keypoints_soft_branch"][..., :2], out["keypoints_hard_branch"][..., :2]
-            )
         return out
 
     def forward(self, images: list[torch.Tensor]) -> list[dict[str, torch.Tensor]]:

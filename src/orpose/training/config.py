@@ -50,6 +50,9 @@ class SolverConfig:
     # step: x gamma at each of steps; cosine: to 0 at the last iteration
     schedule: str = option("step", choices=("step", "cosine"))
     anchor_weight: float = option(0.0, min=0)  # top-down: L2 pull towards the start (L2-SP)
+    # the final last.pt = this x trained + (1 - this) x starting weights (WiSE-FT, Wortsman et
+    # al., CVPR 2022); 1: the trained weights as they are; the raw ones stay in trained.pt
+    final_weight_mix: float = option(1.0, above=0, max=1)
     accumulate: int = option(1, min=1)  # micro-batches per step: batch_size / accumulate each
     lr: float = option(1e-3, above=0)
     steps: list[int] = option(default_factory=lambda: [2000, 3000, 4000], min=0)

@@ -49,6 +49,7 @@ from orpose.viz.charts import plot_loss_curves
 
 log = logging.getLogger(__name__)
 CHECKPOINT_NAME = "last.pt"
+TRAINED_NAME = "trained.pt"  # the raw training state when last.pt holds mixed weights
 
 
 def unwrap(model: torch.nn.Module) -> torch.nn.Module:
@@ -160,6 +161,12 @@ class Trainer:
     def checkpoint_path(self) -> Path:
         return self.out_dir / CHECKPOINT_NAME
 
+    def resume_path(self) -> Path:
+        """The training state to resume from: ``trained.pt`` once the final weights were mixed
+        (``last.pt`` then holds the mix, not the state training reached), else ``last.pt``."""
+        trained = self.out_dir / TRAINED_NAME
+        return trained if trained.exists() else self.checkpoint_path()
+
     def sync_buffers(self, model) -> None:
         """Make every rank's buffers equal: running statistics averaged, counters from rank 0.
 
@@ -176,7 +183,8 @@ class Trainer:
             else:
                 dist.broadcast(buffer.data, src=0)
 
-    def save(self, model, optimizer, scheduler, iteration: int) -> None:
+    def save(self, model, optimizer, scheduler, iteration: int, path: Path | None = None,
+             extra: dict | None = None) -> None:  # fmt: skip
         self.sync_buffers(model)  # every rank takes part, before rank 0 writes
         if not self.is_main:
             return
@@ -189,9 +197,29 @@ class Trainer:
                 "iteration": iteration,
                 "torch_rng": torch.get_rng_state(),
                 "config": self.config.to_dict(),
+                **(extra or {}),
             },
-            self.checkpoint_path(),
+            path or self.checkpoint_path(),
         )
+
+    def last_is_mixed(self) -> bool:
+        path = self.checkpoint_path()
+        return path.exists() and "final_weight_mix" in read_checkpoint(path, "cpu")
+
+    def mix_final_weights(self, model, start: dict[str, torch.Tensor]) -> None:
+        """Weight-space ensemble of the trained and the starting network (WiSE-FT): every
+        floating-point entry of the state becomes ``mix * trained + (1 - mix) * start``.
+
+        Why: fine-tuning on the teacher's pseudo labels buys low-resolution accuracy at some
+        cost at 1x; the mix keeps most of the gain and most of the starting 1x accuracy
+        (measured in docs/student.md), for no training time."""
+        mix = self.config.solver.final_weight_mix
+        core = unwrap(model)
+        state = core.state_dict()
+        with torch.no_grad():
+            for key, value in state.items():
+                if value.is_floating_point():
+                    value.copy_(mix * value + (1 - mix) * start[key].to(value))
 
     def snapshot(self, model, iteration: int) -> Path:
         """The model at this iteration, kept (``snapshots/iter_N.pt``) for curves on held-out
@@ -200,7 +228,7 @@ class Trainer:
         return save_student(core, self.out_dir / "snapshots" / f"iter_{iteration:06d}.pt")
 
     def restore(self, model, optimizer, scheduler) -> int:
-        state = read_checkpoint(self.checkpoint_path(), self.device)
+        state = read_checkpoint(self.resume_path(), self.device)
         model.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
         scheduler.load_state_dict(state["scheduler"])
@@ -229,11 +257,14 @@ class Trainer:
         s = self.config.solver
         self.out_dir.mkdir(parents=True, exist_ok=True)
         model = self.build_model()
+        mixing = s.final_weight_mix < 1
+        start_state = {k: v.detach().clone() for k, v in model.state_dict().items()
+                       if v.is_floating_point()} if mixing else {}  # fmt: skip
         optimizer, scheduler = self.build_optimizer(model)
         start = 0
-        if resume and self.checkpoint_path().exists():
+        if resume and self.resume_path().exists():
             start = self.restore(model, optimizer, scheduler)
-            log.info("resumed from %s at iteration %d", self.checkpoint_path(), start)
+            log.info("resumed from %s at iteration %d", self.resume_path(), start)
         elif resume:
             log.info("no checkpoint in %s: starting from scratch", self.out_dir)
         if self.world_size > 1:
@@ -280,7 +311,9 @@ class Trainer:
                         if key != "iteration":
                             tb.add_scalar(key, float(value), done)
             if done % s.checkpoint_every == 0 or done == s.iterations:
-                self.save(model, optimizer, scheduler, done)
+                final = mixing and done == s.iterations
+                self.save(model, optimizer, scheduler, done,
+                          self.out_dir / TRAINED_NAME if final else None)  # fmt: skip
             if s.snapshot_every and done % s.snapshot_every == 0 and self.is_main:
                 self.snapshot(model, done)
         bar.close()
@@ -288,6 +321,12 @@ class Trainer:
             # no training asked: the starting weights (init_weights, init_lifter) become the
             # checkpoint, e.g. the paper's "default student" evaluated before training
             self.save(model, optimizer, scheduler, 0)
+        if mixing and (start < s.iterations or not self.last_is_mixed()):
+            self.mix_final_weights(model, start_state)
+            self.save(model, optimizer, scheduler, s.iterations,
+                      extra={"final_weight_mix": s.final_weight_mix})  # fmt: skip
+            log.info("last.pt: %.2f x trained + %.2f x starting weights (raw: %s)",
+                     s.final_weight_mix, 1 - s.final_weight_mix, TRAINED_NAME)  # fmt: skip
         if tb is not None:
             tb.close()
         if self.is_main:

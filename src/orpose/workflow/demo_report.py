@@ -260,7 +260,8 @@ def write_demo_report(
         f"branches, two lifters) trained {opts.iterations} iterations of 16 person crops and 4 "
         "images, each degraded at a random factor of the ORPose_all schedule (1x to 12x), "
         "against the teacher's outputs on the same crops and images at full resolution and "
-        "against the soft and hard pseudo labels. Untrained, it equals the single-pass teacher.",
+        "against the soft and hard pseudo labels. Untrained, it equals the single-pass teacher "
+        "(people at most 64 px tall aside: they are posed on half-size crops).",
         f"3. Both were scored on {opts.val_images} real labelled images (coco_person_val500) "
         "degraded at each factor, and the student predicted real 12x operating-room frames.",
         "## Teacher and student at each downscale factor",
