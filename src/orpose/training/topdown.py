@@ -167,9 +167,11 @@ class TopDownTrainer(Trainer):
                 self.config.student, lifter_config=model.head.lifter_config
             )
         model.config = self.config.student
-        self.start_weights = {k: v.detach().clone() for k, v in model.named_parameters()}
         # oneDNN's convolutions are several times faster in NHWC; inputs are made NHWC too
         return model.to(self.device, memory_format=torch.channels_last)
+
+    def keeps_start_state(self) -> bool:
+        return super().keeps_start_state() or self.config.solver.anchor_weight > 0
 
     def build_optimizer(self, model: torch.nn.Module):
         s = self.config.solver
@@ -256,7 +258,7 @@ class TopDownTrainer(Trainer):
         total = sum(v * w.get(k, 1.0) for k, v in losses.items())
         if self.config.solver.anchor_weight > 0:
             pull = sum(
-                (p - self.start_weights[n].to(p.device)).pow(2).sum()
+                (p - self.start_state[n].to(p.device)).pow(2).sum()
                 for n, p in core.named_parameters()
                 if p.requires_grad
             )

@@ -161,11 +161,9 @@ class Trainer:
     def checkpoint_path(self) -> Path:
         return self.out_dir / CHECKPOINT_NAME
 
-    def resume_path(self) -> Path:
-        """The training state to resume from: ``trained.pt`` once the final weights were mixed
-        (``last.pt`` then holds the mix, not the state training reached), else ``last.pt``."""
-        trained = self.out_dir / TRAINED_NAME
-        return trained if trained.exists() else self.checkpoint_path()
+    def keeps_start_state(self) -> bool:
+        """Whether the starting weights are needed after training starts (the final mix)."""
+        return self.config.solver.final_weight_mix < 1
 
     def sync_buffers(self, model) -> None:
         """Make every rank's buffers equal: running statistics averaged, counters from rank 0.
@@ -202,11 +200,7 @@ class Trainer:
             path or self.checkpoint_path(),
         )
 
-    def last_is_mixed(self) -> bool:
-        path = self.checkpoint_path()
-        return path.exists() and "final_weight_mix" in read_checkpoint(path, "cpu")
-
-    def mix_final_weights(self, model, start: dict[str, torch.Tensor]) -> None:
+    def mix_final_weights(self, model) -> None:
         """Weight-space ensemble of the trained and the starting network (WiSE-FT): every
         floating-point entry of the state becomes ``mix * trained + (1 - mix) * start``.
 
@@ -219,7 +213,7 @@ class Trainer:
         with torch.no_grad():
             for key, value in state.items():
                 if value.is_floating_point():
-                    value.copy_(mix * value + (1 - mix) * start[key].to(value))
+                    value.copy_(mix * value + (1 - mix) * self.start_state[key].to(value))
 
     def snapshot(self, model, iteration: int) -> Path:
         """The model at this iteration, kept (``snapshots/iter_N.pt``) for curves on held-out
@@ -228,7 +222,12 @@ class Trainer:
         return save_student(core, self.out_dir / "snapshots" / f"iter_{iteration:06d}.pt")
 
     def restore(self, model, optimizer, scheduler) -> int:
-        state = read_checkpoint(self.resume_path(), self.device)
+        """Load the training state; ``self.resumed_mixed``: it ended a run whose last.pt holds
+        mixed weights (the state training reached is then ``trained.pt``)."""
+        state = read_checkpoint(self.checkpoint_path(), self.device)
+        self.resumed_mixed = "final_weight_mix" in state
+        if self.resumed_mixed:
+            state = read_checkpoint(self.out_dir / TRAINED_NAME, self.device)
         model.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
         scheduler.load_state_dict(state["scheduler"])
@@ -258,13 +257,17 @@ class Trainer:
         self.out_dir.mkdir(parents=True, exist_ok=True)
         model = self.build_model()
         mixing = s.final_weight_mix < 1
-        start_state = {k: v.detach().clone() for k, v in model.state_dict().items()
-                       if v.is_floating_point()} if mixing else {}  # fmt: skip
+        # one copy of the starting weights, for whatever needs them later (the final mix here,
+        # the top-down trainer's pull towards the start)
+        self.start_state = {}
+        if self.keeps_start_state():
+            self.start_state = {k: v.detach().clone() for k, v in model.state_dict().items()
+                                if v.is_floating_point()}  # fmt: skip
         optimizer, scheduler = self.build_optimizer(model)
-        start = 0
-        if resume and self.resume_path().exists():
+        start, self.resumed_mixed = 0, False
+        if resume and self.checkpoint_path().exists():
             start = self.restore(model, optimizer, scheduler)
-            log.info("resumed from %s at iteration %d", self.resume_path(), start)
+            log.info("resumed from %s at iteration %d", self.checkpoint_path(), start)
         elif resume:
             log.info("no checkpoint in %s: starting from scratch", self.out_dir)
         if self.world_size > 1:
@@ -321,8 +324,8 @@ class Trainer:
             # no training asked: the starting weights (init_weights, init_lifter) become the
             # checkpoint, e.g. the paper's "default student" evaluated before training
             self.save(model, optimizer, scheduler, 0)
-        if mixing and (start < s.iterations or not self.last_is_mixed()):
-            self.mix_final_weights(model, start_state)
+        if mixing and (start < s.iterations or not self.resumed_mixed):
+            self.mix_final_weights(model)
             self.save(model, optimizer, scheduler, s.iterations,
                       extra={"final_weight_mix": s.final_weight_mix})  # fmt: skip
             log.info("last.pt: %.2f x trained + %.2f x starting weights (raw: %s)",
