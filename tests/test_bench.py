@@ -1,6 +1,7 @@
 """``orpose bench``: FLOP counters, timing statistics, the table, and a small end-to-end run."""
 
 import json
+from functools import partial
 
 import cv2
 import numpy as np
@@ -15,11 +16,12 @@ from orpose.student import build_student
 from orpose.student.predictor import limit_proposals, save_student
 from orpose.workflow.bench import (
     BenchRow,
+    Timed,
     add_speedups,
     format_table,
     lowres_ratios,
     teacher_cost,
-    time_calls,
+    time_interleaved,
 )
 from test_inference_predict import TINY
 
@@ -71,10 +73,32 @@ def test_student_flops_grow_with_the_people_in_the_keypoint_head():
     assert per_person >= 14 * 14 * 16 * 256 * 9
 
 
-def test_latency_statistics_table_and_ratios():
+def test_rows_are_timed_in_alternation_and_counted_after():
     calls = []
-    times, outputs = time_calls(lambda f: calls.append(f) or len(calls), [1, 2, 3], warmup=2)
-    assert len(calls) == 5 and outputs == [3, 4, 5] and len(times) == 3
+
+    def runner(name):
+        return lambda frame: calls.append((name, frame)) or [None] * frame
+
+    def cost(people, name):
+        return float(len(name)), float(people)
+
+    def timed(name):
+        row = BenchRow("teacher", name, "onnxruntime", "640x480", "detected", 0.0, 0.0)
+        return Timed(row, runner(name), [1, 2, 3], partial(cost, name=name))
+
+    rows = [timed("a"), timed("bb")]
+    rows[1].forced_people = 5
+    time_interleaved(rows, warmup=1, progress=False)
+    # one warm-up each, then every row on frame i before frame i+1, starting one row later
+    assert calls == [("a", 1), ("bb", 1), ("a", 1), ("bb", 1), ("bb", 2), ("a", 2),
+                     ("a", 3), ("bb", 3)]  # fmt: skip
+    a, b = (t.finish() for t in rows)
+    assert len(a.latencies_ms) == 3 and a.people_per_frame == 2.0
+    assert (a.params_m, a.gflops) == (1.0, 2.0)  # counted at the people it saw
+    assert (b.params_m, b.gflops) == (2.0, 5.0)  # or at the people it was forced to
+
+
+def test_latency_statistics_table_and_ratios():
     full = "640x480"
     teacher = BenchRow("teacher", "full", "onnxruntime", full, "detected", 2.4, 1.8,
                        [100.0, 200.0, 300.0, 400.0])  # fmt: skip
@@ -107,7 +131,11 @@ def test_teacher_cost_counts_views_and_people(shared):
     assert teacher_cost(full, persons=0)[1] == pytest.approx(10 * gflops)
 
 
-def test_bench_cli_on_a_checkpoint(tmp_path, capsys):
+def test_bench_cli_on_a_checkpoint(tmp_path, capsys, monkeypatch):
+    # the CLI asks for one thread pool for the whole process: not for pytest's process, whose
+    # later tests make sessions of their own (the pool is tested in test_onnx_session.py)
+    asked = []
+    monkeypatch.setattr("orpose.onnx_session.share_one_thread_pool", asked.append)
     torch.manual_seed(0)
     checkpoint = save_student(build_student(TINY), tmp_path / "tiny.pt")
     frames = tmp_path / "frames"
@@ -129,3 +157,4 @@ def test_bench_cli_on_a_checkpoint(tmp_path, capsys):
     assert all(r["gflops"] > 0 and r["median_ms"] > 0 for r in report["rows"])
     assert report["paper"]["student"]["gflops"] == 215.0 and "cpu" in report["machine"]
     assert "tiny" in capsys.readouterr().out
+    assert asked == [0] and report["settings"]["shared_pool"]

@@ -95,3 +95,36 @@ def test_missing_output_is_named():
     graph = helper.make_graph([helper.make_node("Relu", ["x"], ["y"])], "g", [x], [y])
     with pytest.raises(OnnxImportError, match="not found in the ONNX graph: z"):
         import_onnx(helper.make_model(graph), ["z"])
+
+
+def test_exported_trunk_has_no_shape_arithmetic_and_matches_pytorch(models, tmp_path):
+    """The re-exported TinyPose carries its channel shuffles as constant Gathers and its
+    upsamplings as constant-scale Resizes (no Shape nodes: they cost ORT a node dispatch each
+    and keep its NCHWc Upsample off), and still computes the same heatmaps at any batch size."""
+    import onnxruntime as ort
+
+    trunk = import_pose_trunk(onnx.load(str(models["pose"])))[0].eval()
+
+    class Features(torch.nn.Module):  # the exporter takes a plain module returning a tensor
+        def __init__(self):
+            super().__init__()
+            self.trunk = trunk
+
+        def forward(self, x):
+            return self.trunk(x)[0]
+
+    net = Features().eval()
+    path = tmp_path / "trunk.onnx"
+    with torch.no_grad():
+        torch.onnx.export(net, (torch.zeros(2, 3, 256, 192),), str(path), input_names=["x"],
+                          dynamic_axes={"x": {0: "people"}}, opset_version=17,
+                          dynamo=False)  # fmt: skip
+    ops = [n.op_type for n in onnx.load(str(path)).graph.node]
+    assert "Shape" not in ops and "Transpose" not in ops
+    assert ops.count("Gather") >= 40  # one per channel shuffle
+    x = np.random.default_rng(2).uniform(-2, 2, (3, 3, 256, 192)).astype(np.float32)
+    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    (exported,) = session.run(None, {"x": x})
+    with torch.no_grad():
+        ours = net(torch.from_numpy(x))
+    assert np.abs(exported - ours.numpy()).max() < 1e-4

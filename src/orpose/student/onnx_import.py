@@ -203,7 +203,10 @@ class _Importer:
             )
         transpose, back, groups = pattern
         self.skip.update((id(transpose), id(back)))
-        self.env[back.output[0]] = self.call(_channel_shuffle, self.value(node.input[0]), groups)
+        channels = (self.shapes.get(node.input[0]) or [0, 0])[1]
+        self.env[back.output[0]] = self.call(
+            _channel_shuffle, self.value(node.input[0]), groups, channels
+        )
 
     def resize(self, node) -> None:
         a = _attrs(node)
@@ -217,8 +220,9 @@ class _Importer:
             ctm = a.get("coordinate_transformation_mode", b"half_pixel").decode()
             kwargs["align_corners"] = ctm == "align_corners"
         if partner is not None:
-            size = self.call(_spatial_size, self.value(partner))
-            self.env[node.output[0]] = self.call(F.interpolate, x, size=size, **kwargs)
+            self.env[node.output[0]] = self.call(
+                _resize_like, x, self.value(partner), self.static_scale(node), **kwargs
+            )
             return
         scales = self.const(node.input[2]) if len(node.input) > 2 else None
         if scales is None or scales.size != 4:
@@ -229,6 +233,14 @@ class _Importer:
         self.env[node.output[0]] = self.call(
             F.interpolate, x, scale_factor=tuple(float(s) for s in scales[2:]), **kwargs
         )
+
+    def static_scale(self, node) -> tuple[int, int] | None:
+        """The whole-number (height, width) factor of a Resize in the imported graph, if any."""
+        source, target = self.shapes.get(node.input[0]), self.shapes.get(node.output[0])
+        if not source or not target or not all(source[2:]) or not all(target[2:]):
+            return None
+        (sh, sw), (th, tw) = source[2:], target[2:]
+        return (th // sh, tw // sw) if th % sh == 0 and tw % sw == 0 else None
 
     def resize_partner(self, node) -> str | None:
         """The tensor whose size the resized one must take (same static shape, same consumer)."""
@@ -242,12 +254,17 @@ class _Importer:
                             return name
         return None
 
-    def split(self, node) -> None:
+    def split_sizes(self, node) -> list[int] | None:
+        """The channel counts of a split along the channels (None for other splits)."""
         axis = int(_attrs(node).get("axis", 0))
-        sizes = [self.shapes[out][axis] for out in node.output]
-        if not all(sizes) or axis in (0, 2, 3, -1, -2):
+        sizes = [(self.shapes.get(out) or [0, 0])[axis] for out in node.output]
+        return sizes if axis == 1 and all(sizes) else None
+
+    def split(self, node) -> None:
+        sizes = self.split_sizes(node)
+        if sizes is None:
             raise OnnxImportError(f"Split {node.output[0]}: only channel splits can be imported")
-        parts = self.call(torch.split, self.value(node.input[0]), sizes, dim=axis)
+        parts = self.call(torch.split, self.value(node.input[0]), sizes, dim=1)
         for i, out in enumerate(node.output):
             self.env[out] = self.call(operator.getitem, parts, i)
 
@@ -306,7 +323,11 @@ class _Importer:
         return module
 
 
-def _channel_shuffle(x: torch.Tensor, groups: int) -> torch.Tensor:
+def _channel_shuffle(x: torch.Tensor, groups: int, channels: int = 0) -> torch.Tensor:
+    if channels and torch.onnx.is_in_onnx_export():
+        # one Gather of constant channel indices: the reshapes below would each carry a dozen
+        # shape-arithmetic nodes (Shape, Gather, Unsqueeze, Concat) into the exported graph
+        return x.index_select(1, shuffle_index(channels, groups).to(x.device))
     n, c, h, w = x.shape
     if x.is_contiguous(memory_format=torch.channels_last) and not x.is_contiguous():
         # NHWC memory: permute the channels of each pixel in place of the NCHW round trip
@@ -316,8 +337,26 @@ def _channel_shuffle(x: torch.Tensor, groups: int) -> torch.Tensor:
     return x.reshape(n, groups, c // groups, h, w).transpose(1, 2).reshape(n, c, h, w)
 
 
-def _spatial_size(x: torch.Tensor) -> tuple[int, int]:
-    return (x.shape[-2], x.shape[-1])
+def shuffle_index(channels: int, groups: int) -> torch.Tensor:
+    """Output channel j of a channel shuffle is input channel ``index[j]``."""
+    per_group = channels // groups
+    return torch.arange(channels).view(groups, per_group).t().reshape(-1)
+
+
+def _resize_like(x: torch.Tensor, like: torch.Tensor, scale: tuple[int, int] | None,
+                 **kwargs: Any) -> torch.Tensor:  # fmt: skip
+    """``x`` resized to the spatial size of ``like``.
+
+    While exporting, by a constant whole-number factor where that gives the same size (the
+    imported networks' crops and detector inputs have fixed sizes in a graph): a Resize with
+    constant scales needs none of the shape arithmetic a size taken from ``like`` brings in.
+    """
+    h, w = like.shape[-2], like.shape[-1]
+    exact = scale is not None and (int(x.shape[-2]) * scale[0], int(x.shape[-1]) * scale[1]) == (
+        int(h), int(w))  # fmt: skip
+    if exact and torch.onnx.is_in_onnx_export():
+        return F.interpolate(x, scale_factor=(float(scale[0]), float(scale[1])), **kwargs)
+    return F.interpolate(x, size=(h, w), **kwargs)
 
 
 def _hard_sigmoid(x: torch.Tensor, alpha: float, beta: float) -> torch.Tensor:
@@ -325,7 +364,7 @@ def _hard_sigmoid(x: torch.Tensor, alpha: float, beta: float) -> torch.Tensor:
 
 
 fx.wrap("_channel_shuffle")
-fx.wrap("_spatial_size")
+fx.wrap("_resize_like")
 
 _BINARY = {"Add": operator.add, "Sub": operator.sub, "Mul": operator.mul, "Div": operator.truediv}
 _UNARY = {

@@ -11,9 +11,15 @@ Rows, all measured in one run on the same frames (640x480, batch 1):
 - the CPU student in onnxruntime with exactly 1, 5, 10, 20 people per frame (its top-down pose
   part runs once per person): the cost of each additional person.
 
-Each student row carries its speed-up over the single-pass and the full teacher at 1x (median
-latency ratio). Parameters and GFLOPs (multiply-accumulates, see :mod:`orpose.export.flops`)
-are counted at the row's input size and number of people.
+All rows are timed in alternation, frame by frame (every row on frame i, in an order that
+rotates, before any row on frame i+1): a slow minute of a shared or throttled CPU then lands on
+every row alike instead of on one (timed one after another, rows doing the same work differed by
+15-20% on the 2-core development CPU). All onnxruntime sessions share one thread pool, so that
+no row's idle threads spin against the next row's work; PyTorch rows, which that pool's threads
+would slow, are timed after the onnxruntime ones, in alternation among themselves. Each student
+row carries its speed-up over the single-pass and the full teacher at 1x (median latency ratio).
+Parameters and GFLOPs (multiply-accumulates, see :mod:`orpose.export.flops`) are counted at the
+row's input size and number of people.
 """
 
 from __future__ import annotations
@@ -25,6 +31,7 @@ import tempfile
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -93,18 +100,42 @@ def load_frames(source: Path, count: int, size: tuple[int, int] = BENCH_SIZE) ->
     return [cv2.resize(im, size, interpolation=cv2.INTER_LINEAR) for im in images]
 
 
-def time_calls(
-    run: Callable[[np.ndarray], Any], frames: Sequence[np.ndarray], warmup: int
-) -> tuple[list[float], list[Any]]:
-    """Latency in ms of ``run`` on each frame after ``warmup`` untimed calls; and its outputs."""
-    for i in range(warmup):
-        run(frames[i % len(frames)])
-    times, outputs = [], []
-    for frame in frames:
-        start = time.perf_counter()
-        outputs.append(run(frame))
-        times.append((time.perf_counter() - start) * 1000.0)
-    return times, outputs
+@dataclass
+class Timed:
+    """A row being measured: what it runs, on which frames, and how its size and cost are
+    counted once the number of people it saw is known."""
+
+    row: BenchRow
+    run: Callable[[np.ndarray], Any]
+    frames: Sequence[np.ndarray]
+    cost: Callable[[int], tuple[float, float]]  # people per frame -> (params M, GFLOPs)
+    forced_people: int | None = None
+    outputs: list[Any] = field(default_factory=list)
+
+    def finish(self) -> BenchRow:
+        """The row with its people per frame, parameters and GFLOPs filled in."""
+        counts = [len(o) for o in self.outputs]
+        self.row.people_per_frame = float(np.mean(counts)) if counts else 0.0
+        people = self.forced_people or max(0, round(self.row.people_per_frame))
+        self.row.params_m, self.row.gflops = self.cost(people)
+        return self.row
+
+
+def time_interleaved(timed: Sequence[Timed], warmup: int, progress: bool = True) -> None:
+    """Latency in ms of every row on each of its frames, in alternation: ``warmup`` untimed
+    calls per row, then frame by frame every row once, starting one row later each frame."""
+    from tqdm import tqdm
+
+    for t in timed:
+        for i in range(warmup):
+            t.run(t.frames[i % len(t.frames)])
+    count = min((len(t.frames) for t in timed), default=0)
+    for i in tqdm(range(count), desc="timing", unit="frame", disable=not progress):
+        k = i % len(timed)
+        for t in (*timed[k:], *timed[:k]):
+            start = time.perf_counter()
+            t.outputs.append(t.run(t.frames[i]))
+            t.row.latencies_ms.append((time.perf_counter() - start) * 1000.0)
 
 
 def machine() -> dict[str, Any]:
@@ -186,18 +217,13 @@ def teacher_cost(teacher, persons: int, size: tuple[int, int] = BENCH_SIZE) -> t
     return params / 1e6, macs / 1e9
 
 
-def bench_teacher(
-    setting: str, frames: Sequence[np.ndarray], warmup: int, threads: int, label: str
-) -> BenchRow:
+def prepare_teacher(setting: str, frames: Sequence[np.ndarray], threads: int, label: str) -> Timed:
     from orpose.paths import models_dir
     from orpose.teacher.teacher import Teacher
 
     teacher = Teacher.from_config(teacher_config(setting), models_dir(), threads=threads)
-    times, outputs = time_calls(teacher.label, frames, warmup)
-    people = float(np.mean([len(o) for o in outputs]))
-    params, gflops = teacher_cost(teacher, round(people))
-    return BenchRow("teacher", setting, "onnxruntime", label, "detected", params, gflops,
-                    times, people)  # fmt: skip
+    row = BenchRow("teacher", setting, "onnxruntime", label, "detected", 0.0, 0.0)
+    return Timed(row, teacher.label, frames, lambda people: teacher_cost(teacher, people))
 
 
 # -- students -------------------------------------------------------------------------------------
@@ -263,20 +289,25 @@ def _tensor(image: np.ndarray):
     return torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1).float() / 255.0
 
 
+def student_cost(model, frame: np.ndarray, people: int) -> tuple[float, float]:
+    """(parameters in millions, GFLOPs) of a student on ``frame`` with ``people`` people."""
+    from orpose.student.model import count_parameters
+
+    return count_parameters(model) / 1e6, student_gflops(model.cpu(), frame, max(1, people))
+
+
 def student_gflops(model, frame: np.ndarray, people: int) -> float:
     from orpose.export.flops import student_flops
 
     return student_flops(model, _tensor(frame), people).gflops
 
 
-def bench_students(
+def prepare_students(
     name: str, model, plan: BenchPlan, frames: list[np.ndarray], workdir: Path
-) -> list[BenchRow]:
+) -> list[Timed]:
     """A student's rows: each runtime at 1x and 12x, then the people sweep (onnxruntime)."""
-    from orpose.student.model import count_parameters
     from orpose.student.predictor import fix_people
 
-    params = count_parameters(model) / 1e6
     native = has_native_path(model)
     small = shrink(frames, LOWRES_SCALE, upsample=not native)
     w, h = small[0].shape[1], small[0].shape[0]
@@ -284,27 +315,23 @@ def bench_students(
     inputs = [(f"{BENCH_SIZE[0]}x{BENCH_SIZE[1]}", frames)]
     if LOWRES_SCALE in plan.scales:
         inputs.append((low_label, small))
-    rows = []
+    timed = []
     runners = student_runners(model, name, plan.runtimes, plan.threads, workdir, frames[0],
                               small[0], plan.device)  # fmt: skip
     for runner in runners:
         for label, images in inputs:
-            times, outputs = time_calls(runner.run, images, plan.warmup)
-            people = float(np.mean([len(o) for o in outputs]))
-            gflops = student_gflops(model.cpu(), images[0], max(1, round(people)))
-            rows.append(BenchRow("student", name, runner.runtime, label, "detected", params,
-                                 gflops, times, people))  # fmt: skip
+            row = BenchRow("student", name, runner.runtime, label, "detected", 0.0, 0.0)
+            cost = partial(student_cost, model, images[0])
+            timed.append(Timed(row, runner.run, images, cost))
     if plan.people and "onnxruntime" in plan.runtimes:
         for count in plan.people:
             forced = fix_people(_copy(model), count)
             (runner,) = student_runners(forced, f"{name}_{count}", ("onnxruntime",),
                                         plan.threads, workdir, frames[0], small[0])  # fmt: skip
-            times, outputs = time_calls(runner.run, frames, plan.warmup)
-            people = float(np.mean([len(o) for o in outputs]))
-            rows.append(BenchRow("student", name, runner.runtime, inputs[0][0], str(count),
-                                 params, student_gflops(forced, frames[0], count), times,
-                                 people))  # fmt: skip
-    return rows
+            row = BenchRow("student", name, runner.runtime, inputs[0][0], str(count), 0.0, 0.0)
+            cost = partial(student_cost, forced, frames[0])
+            timed.append(Timed(row, runner.run, frames, cost, forced_people=count))
+    return timed
 
 
 def _copy(model):
@@ -381,6 +408,10 @@ class BenchPlan:
     # students pose people detected with at least this score (None: each model's own); the
     # default is the teacher's min_person_score, so that both pose the same candidates
     student_min_score: float | None = TEACHER_MIN_PERSON_SCORE
+    # one onnxruntime thread pool for every session of this process, from now on (rows run in
+    # turn; with a pool per session, the threads of the row that just ran spin against the next
+    # one, see orpose.onnx_session): the CLI asks for it, its process ends with the bench
+    shared_pool: bool = False
 
 
 def run_bench(plan: BenchPlan, log: Callable[[str], None] = print) -> list[BenchRow]:
@@ -389,33 +420,44 @@ def run_bench(plan: BenchPlan, log: Callable[[str], None] = print) -> list[Bench
 
     from orpose.checkpoints.student import load_student
     from orpose.errors import OrposeError
+    from orpose.onnx_session import share_one_thread_pool
     from orpose.student.predictor import set_min_person_score
 
     if plan.threads > 0:
         torch.set_num_threads(plan.threads)
+    if plan.shared_pool:
+        share_one_thread_pool(plan.threads)
     frames = load_frames(plan.frames, plan.count)
-    rows: list[BenchRow] = []
+    timed: list[Timed] = []
     full_res = f"{BENCH_SIZE[0]}x{BENCH_SIZE[1]}"
     for setting in plan.teacher_settings:
         log(f"teacher {setting} ...")
-        rows.append(bench_teacher(setting, frames, plan.warmup, plan.threads, full_res))
+        timed.append(prepare_teacher(setting, frames, plan.threads, full_res))
     if LOWRES_SCALE in plan.scales and "single" in plan.teacher_settings:
-        log(f"teacher single at {LOWRES_SCALE}x ...")
         label = f"{full_res} ({LOWRES_SCALE}x, upsampled)"
         degraded = shrink(frames, LOWRES_SCALE, upsample=True)
-        rows.append(bench_teacher("single", degraded, plan.warmup, plan.threads, label))
+        timed.append(prepare_teacher("single", degraded, plan.threads, label))
     builders = [(s, (cpu_student if s == CPU_STUDENT else
                      lambda s=s: random_rcnn_student(s))) for s in plan.students]  # fmt: skip
     builders += [(Path(c).stem, lambda c=c: load_student(c)) for c in plan.checkpoints]
     with tempfile.TemporaryDirectory(prefix="orpose_bench_") as tmp:
         for name, build in builders:
-            log(f"student {name} ...")
+            log(f"student {name} (export) ...")
             try:
                 model = set_min_person_score(build(), plan.student_min_score)
             except (OrposeError, FileNotFoundError, ImportError, ValueError) as err:
                 log(f"  skipped: {err}")
                 continue
-            rows += bench_students(name, model, plan, frames, Path(tmp))
+            timed += prepare_students(name, model, plan, frames, Path(tmp))
+        # PyTorch rows apart: the shared pool's threads would spin against PyTorch's work
+        for group in (
+            [t for t in timed if t.row.runtime == "onnxruntime"],
+            [t for t in timed if t.row.runtime != "onnxruntime"],
+        ):
+            if group:
+                log(f"timing {len(group)} {group[0].row.runtime} rows in alternation ...")
+                time_interleaved(group, plan.warmup)
+    rows = [t.finish() for t in timed]
     add_speedups(rows)
     return rows
 

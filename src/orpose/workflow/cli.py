@@ -207,6 +207,7 @@ def run_bench_cli(args: argparse.Namespace) -> int:
         people=tuple(args.people),
         threads=args.threads,
         device=args.device,
+        shared_pool=True,
     )
     if args.student_min_score is not None:
         plan.student_min_score = None if args.student_min_score < 0 else args.student_min_score
