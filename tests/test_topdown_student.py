@@ -86,9 +86,9 @@ def test_untrained_student_is_the_single_pass_teacher(shared, student, images):
     from orpose.teacher.config import PRESETS
     from orpose.teacher.teacher import Teacher
 
-    # the teacher poses everyone on full-size crops; so does the student with small crops off
+    # the teacher poses everyone on full-size crops; so does the student with smaller crops off
     student = copy.deepcopy(student)
-    student.config.small_crop_max_height = 0
+    student.config.small_crop_max_height = student.config.middle_crop_max_height = 0
 
     teacher = Teacher.from_config(
         PRESETS["single"].replace(min_person_score=0.2), shared / "models", threads=2
@@ -114,30 +114,39 @@ def test_untrained_student_is_the_single_pass_teacher(shared, student, images):
     assert np.mean(distances < 1.0) > 0.95
 
 
-def test_small_people_are_posed_on_small_crops_in_the_order_of_their_boxes(student, images):
+def test_smaller_people_are_posed_on_smaller_crops_in_the_order_of_their_boxes(student, images):
     import copy
 
     image = _tensor(images[0])
-    # crop regions 1.25 x max(h, 4/3 w) tall: 60 and 50 (small crops), 250 (full crop)
+    # crop regions 1.25 x max(h, 4/3 w) tall: 60 and 50 (small crops), 250 (full crop), 90
+    # (middle crop)
     boxes = torch.tensor([[300.0, 100.0, 330.0, 148.0], [50.0, 50.0, 150.0, 250.0],
-                          [400.0, 200.0, 430.0, 240.0]])  # fmt: skip
+                          [400.0, 200.0, 430.0, 240.0], [200.0, 300.0, 240.0, 372.0]])  # fmt: skip
     heights = student.crop_regions(boxes)[:, 3] - student.crop_regions(boxes)[:, 1]
-    assert heights.tolist() == pytest.approx([60.0, 250.0, 50.0])
-    assert student.config.small_crop_max_height == 64
-    assert student.crop(image[None], student.crop_regions(boxes[:1]), torch.zeros(1).long(),
-                        small=True).shape[-2:] == (128, 96)  # fmt: skip
-    full_only = copy.deepcopy(student)
-    full_only.config.small_crop_max_height = 0
+    assert heights.tolist() == pytest.approx([60.0, 250.0, 50.0, 90.0])
+    assert student.crop_tiers() == [(64, (96, 128)), (96, (144, 192))]
+    for size in ((96, 128), (144, 192)):
+        crop = student.crop(image[None], student.crop_regions(boxes[:1]), torch.zeros(1).long(),
+                            size=size)  # fmt: skip
+        assert crop.shape[-2:] == size[::-1]
+    full_only, no_middle = copy.deepcopy(student), copy.deepcopy(student)
+    full_only.config.small_crop_max_height = full_only.config.middle_crop_max_height = 0
+    no_middle.config.middle_crop_max_height = 0
     with torch.no_grad():
         mixed, everyone_full = student.pose(image, boxes), full_only.pose(image, boxes)
-        alone = [student.pose(image, boxes[i : i + 1]) for i in range(3)]
+        small_only = no_middle.pose(image, boxes)
+        alone = [student.pose(image, boxes[i : i + 1]) for i in range(4)]
     for key in ("keypoints", "keypoints_scores", "keypoints_soft_branch", "keypoints3d"):
-        for i in range(3):  # each person's result is where its box is
+        for i in range(4):  # each person's result is where its box is
             torch.testing.assert_close(mixed[key][i], alone[i][key][0], rtol=1e-4, atol=1e-3)
-        # the tall person went through the full crop, the others did not
+        # the tall person went through the full crop, the small ones through the small crop
         torch.testing.assert_close(mixed[key][1], everyone_full[key][1], rtol=1e-4, atol=1e-3)
+        torch.testing.assert_close(mixed[key][[0, 2]], small_only[key][[0, 2]], rtol=1e-4,
+                                   atol=1e-3)  # fmt: skip
     moved = (mixed["keypoints"] - everyone_full["keypoints"])[..., :2].abs().amax((1, 2))
-    assert moved[0] > 0.01 and moved[2] > 0.01
+    assert moved[0] > 0.01 and moved[2] > 0.01 and moved[3] > 0.01
+    # the middle person's crop is neither the small nor the full one
+    assert (mixed["keypoints"][3] - small_only["keypoints"][3]).abs().max() > 0.01
 
 
 def test_checkpoint_round_trip_and_tampering(student, images, tmp_path):
@@ -167,20 +176,22 @@ def test_onnx_export_agrees_on_portrait_and_landscape(student, images, tmp_path)
     path = export_onnx(student, tmp_path / "student.onnx", _tensor(landscape))
     runner, torch_predictor = OnnxStudent(path, threads=2), StudentPredictor(student, "cpu")
     sizes = set()
-    for image in (landscape, portrait):
+    crowded = images[3]  # a square photograph of 20 people of every size
+    for image in (landscape, portrait, crowded):
         ours, theirs = torch_predictor(image), runner(image)
         assert len(ours) == len(theirs) > 0
         boxes = torch.tensor([r["bbox"] for r in ours]).float()  # x, y, w, h
         regions = student.crop_regions(torch.cat([boxes[:, :2], boxes[:, :2] + boxes[:, 2:]], 1))
         heights = regions[:, 3] - regions[:, 1]
-        sizes |= set((heights <= student.config.small_crop_max_height).tolist())
+        tiers = [limit for limit, _ in student.crop_tiers()]
+        sizes |= set(torch.bucketize(heights, torch.tensor(tiers, dtype=heights.dtype)).tolist())
         kps = np.array([r["keypoints"] for r in ours]).reshape(-1, 3)[:, :2]
         onnx_kps = np.array([r["keypoints"] for r in theirs]).reshape(-1, 3)[:, :2]
         close = np.linalg.norm(kps - onnx_kps, axis=-1) < 0.05
         assert close.mean() > 0.98
         assert np.allclose([r["bbox"] for r in ours], [r["bbox"] for r in theirs], atol=0.05)
         assert all("keypoints3d" in r for r in theirs)
-    assert sizes == {True, False}  # both crop sizes were compared
+    assert sizes == {0, 1, 2}, sizes  # every crop size was compared
 
 
 def test_native_path_is_picked_by_input_size(student):

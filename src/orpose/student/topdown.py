@@ -17,7 +17,8 @@ pass and no test-time augmentation:
    keypoint score (the teacher's rescoring).
 
 Untrained, the student therefore equals the single-pass teacher (except that people at most
-``small_crop_max_height`` pixels tall go through the trunk on half-size crops); training (see
+``small_crop_max_height`` pixels tall go through the trunk on half-size crops, and those up to
+``middle_crop_max_height`` on three-quarter-size ones); training (see
 :mod:`orpose.training.topdown`) teaches both parts low resolution by distillation.
 
 A checkpoint holds the ONNX graphs the student was imported from (as bytes, parsed by ``onnx``,
@@ -68,6 +69,13 @@ class TopDownConfig:
     # at 1x on val500; 96 costs 2.3 and 128 costs 7.4 (the trunk was trained at 256x192)
     small_crop_max_height: int = option(64, min=0)
     small_crop_size: tuple[int, int] = (96, 128)
+    # The same one size up: people taller than small_crop_max_height and at most
+    # middle_crop_max_height go through middle_crop_size crops (0: never); a 192x144 crop costs
+    # the trunk about 0.56 of a full one. Measured (docs/inference.md, first 100 val500 images):
+    # 96 costs 0.4 keypoint AP at 1x (0.1 at 12x) for 10% of the time on PETS frames; 128 costs
+    # 1.3 for 15%
+    middle_crop_max_height: int = option(96, min=0)
+    middle_crop_size: tuple[int, int] = (144, 192)
     box_padding: float = option(1.25, min=1)
     det_min_score: float = option(0.05, min=0, max=1)
     nms_iou: float = option(0.6, above=0, max=1)
@@ -94,7 +102,7 @@ class TopDownConfig:
     def to_dict(self) -> dict:
         d = asdict(self)
         for key in ("detector_size", "crop_size", "native_detector_size", "native_crop_size",
-                    "small_crop_size"):  # fmt: skip
+                    "small_crop_size", "middle_crop_size"):  # fmt: skip
             d[key] = list(d[key])
         return d
 
@@ -168,9 +176,20 @@ class TopDownStudent(nn.Module):
         return (c.native_detector_size, c.native_crop_size) if native else (
             c.detector_size, c.crop_size)  # fmt: skip
 
-    def crop_shape(self, native: bool = False, small: bool = False) -> tuple[int, int]:
-        """(width, height) of a person crop: the full path's, the native path's or the small one."""
-        return tuple(self.config.small_crop_size) if small else self.sizes(native)[1]
+    def crop_shape(
+        self, native: bool = False, size: tuple[int, int] | None = None
+    ) -> tuple[int, int]:
+        """(width, height) of a person crop: ``size`` where given (a smaller tier's, see
+        :meth:`crop_tiers`), else the full path's or the native path's."""
+        return tuple(size) if size is not None else self.sizes(native)[1]
+
+    def crop_tiers(self) -> list[tuple[int, tuple[int, int]]]:
+        """(largest crop-region height, crop size) of the smaller crop sizes of the full path,
+        smallest first; people taller than the last go through the full-size crop."""
+        c = self.config
+        tiers = [(c.small_crop_max_height, tuple(c.small_crop_size)),
+                 (c.middle_crop_max_height, tuple(c.middle_crop_size))]  # fmt: skip
+        return [t for t in tiers if t[0] > 0]
 
     def is_native(self, image: torch.Tensor) -> bool:
         """Whether an image is small enough for the native low-resolution path."""
@@ -204,7 +223,7 @@ class TopDownStudent(nn.Module):
         regions: torch.Tensor,
         index: torch.Tensor,
         native: bool = False,
-        small: bool = False,
+        size: tuple[int, int] | None = None,
     ) -> torch.Tensor:
         """Normalised crops ``(R, 3, ch, cw)`` of ``regions`` (image ``index`` of each) from
         ``images`` ``(N, 3, H, W)`` in [0, 1]; outside the image is black, as the teacher pads.
@@ -212,8 +231,8 @@ class TopDownStudent(nn.Module):
         Crop pixel u samples image pixel x = region.x1 + u * width / cw (pixel indices, as
         ``cv2.warpAffine`` cuts the teacher's crops), with one bilinear sample per crop pixel.
         """
-        cw, ch = self.crop_shape(native, small)
-        scale = self._region_scale(regions, native, small)
+        cw, ch = self.crop_shape(native, size)
+        scale = self._region_scale(regions, native, size)
         # roi_align(aligned=True) samples bin j of a box at x1 + (j + 0.5) * bin - 0.5
         shift = (0.5 - 0.5 * scale).repeat(1, 2)
         rois = torch.cat([index[:, None].to(regions.dtype), regions + shift], 1)
@@ -222,20 +241,20 @@ class TopDownStudent(nn.Module):
         return self.normalise(crops)
 
     def _region_scale(
-        self, regions: torch.Tensor, native: bool = False, small: bool = False
+        self, regions: torch.Tensor, native: bool = False, size: tuple[int, int] | None = None
     ) -> torch.Tensor:
         """Image pixels per crop pixel ``(R, 2)`` along x and y."""
-        cw, ch = self.crop_shape(native, small)
+        cw, ch = self.crop_shape(native, size)
         return torch.stack(
             [(regions[:, 2] - regions[:, 0]) / cw, (regions[:, 3] - regions[:, 1]) / ch], 1
         )
 
     def crop_to_image(
         self, points: torch.Tensor, regions: torch.Tensor, native: bool = False,
-        small: bool = False,
+        size: tuple[int, int] | None = None,
     ) -> torch.Tensor:  # fmt: skip
         """Crop-pixel points ``(R, K, 2)`` -> image pixels (the inverse of :meth:`crop`)."""
-        return regions[:, None, :2] + points * self._region_scale(regions, native, small)[:, None]
+        return regions[:, None, :2] + points * self._region_scale(regions, native, size)[:, None]
 
     def image_to_crop(
         self, points: torch.Tensor, regions: torch.Tensor, native: bool = False
@@ -271,18 +290,25 @@ class TopDownStudent(nn.Module):
     ) -> dict[str, torch.Tensor]:
         """Keypoints of the given persons of one image (the second half of the forward).
 
-        On the full path, people no taller than ``small_crop_max_height`` (crop region) go
-        through the trunk on small crops, the others on full-size ones; the results come back in
-        the order of ``boxes``."""
+        On the full path, people no taller (crop region) than a tier of :meth:`crop_tiers` go
+        through the trunk on that tier's smaller crops, the others on full-size ones; the
+        results come back in the order of ``boxes``."""
         regions = self.crop_regions(boxes)
-        limit = self.config.small_crop_max_height
-        if native or limit <= 0:
-            out = self._pose_group(image, regions, native, small=False)
+        tiers = [] if native else self.crop_tiers()
+        if not tiers:
+            out = self._pose_group(image, regions, native)
         else:
-            is_small = (regions[:, 3] - regions[:, 1]) <= limit
-            groups = [torch.nonzero(~is_small)[:, 0], torch.nonzero(is_small)[:, 0]]
-            parts = [self._pose_group(image, regions[g], False, small=bool(i))
-                     for i, g in enumerate(groups)]  # fmt: skip
+            heights = regions[:, 3] - regions[:, 1]
+            groups, sizes, below = [], [], None
+            for limit, size in tiers:
+                fits = heights <= limit
+                groups.append(fits if below is None else fits & ~below)
+                sizes.append(size)
+                below = fits if below is None else below | fits
+            groups, sizes = [~below, *groups], [None, *sizes]
+            groups = [torch.nonzero(g)[:, 0] for g in groups]
+            parts = [self._pose_group(image, regions[g], False, size)
+                     for g, size in zip(groups, sizes, strict=True)]  # fmt: skip
             back = torch.argsort(torch.cat(groups))  # concatenated order -> order of boxes
             out = {key: torch.cat([p[key] for p in parts])[back] for key in parts[0]}
         if self.head.has_lifters:
@@ -292,17 +318,18 @@ class TopDownStudent(nn.Module):
         return out
 
     def _pose_group(
-        self, image: torch.Tensor, regions: torch.Tensor, native: bool, small: bool
-    ) -> dict[str, torch.Tensor]:
+        self, image: torch.Tensor, regions: torch.Tensor, native: bool,
+        size: tuple[int, int] | None = None,
+    ) -> dict[str, torch.Tensor]:  # fmt: skip
         """2D keypoints (both branches and their mean) of people cropped at one crop size."""
         index = torch.zeros(regions.shape[0], dtype=torch.long, device=regions.device)
-        hm_soft, hm_hard = self.head(self.crop(image[None], regions, index, native, small))
+        hm_soft, hm_hard = self.head(self.crop(image[None], regions, index, native, size))
         out = {}
         for key, maps in (("keypoints", (hm_soft + hm_hard) / 2),
                           ("keypoints_soft_branch", hm_soft),
                           ("keypoints_hard_branch", hm_hard)):  # fmt: skip
             points, scores = self.head.decode(maps)
-            xy = self.crop_to_image(points, regions, native, small)
+            xy = self.crop_to_image(points, regions, native, size)
             out[key] = torch.cat([xy, torch.ones_like(xy[..., :1])], -1)
             if key == "keypoints":
                 out["keypoints_scores"] = scores
