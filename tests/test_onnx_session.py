@@ -58,3 +58,25 @@ def test_a_pool_asked_for_too_late_leaves_sessions_working(tmp_path):
     """,
     )
     assert out == "[0.0, 1.0]"
+
+
+def test_sessions_fall_back_to_their_own_pools_where_the_environment_has_none(monkeypatch):
+    """onnxruntime refuses a shared-pool session in an environment made without the pool; the
+    session is then opened with a pool of its own, and so are the later ones."""
+    import onnxruntime as ort
+
+    from orpose import onnx_session
+
+    opened = []
+
+    def session(path, options, providers):
+        opened.append(options.use_per_session_threads)
+        if not options.use_per_session_threads:
+            raise RuntimeError("session_env.EnvCreatedWithGlobalThreadPools() was false.")
+        return "session"
+
+    monkeypatch.setattr(ort, "InferenceSession", session)
+    monkeypatch.setitem(onnx_session._pool, "shared", True)
+    assert onnx_session.open_session("m.onnx", 2) == "session"
+    assert onnx_session.open_session("m.onnx", 2) == "session"
+    assert opened == [False, True, True] and not onnx_session._pool["shared"]

@@ -145,8 +145,21 @@ def test_smaller_people_are_posed_on_smaller_crops_in_the_order_of_their_boxes(s
                                    atol=1e-3)  # fmt: skip
     moved = (mixed["keypoints"] - everyone_full["keypoints"])[..., :2].abs().amax((1, 2))
     assert moved[0] > 0.01 and moved[2] > 0.01 and moved[3] > 0.01
-    # the middle person's crop is neither the small nor the full one
-    assert (mixed["keypoints"][3] - small_only["keypoints"][3]).abs().max() > 0.01
+    # the middle person went through the 192x144 crop, not the small one
+    regions = student.crop_regions(boxes[3:4])
+    with torch.no_grad():
+        middle = student._pose_group(image, regions, False, (144, 192))["keypoints"][0]
+        small = student._pose_group(image, regions, False, (96, 128))["keypoints"][0]
+    torch.testing.assert_close(mixed["keypoints"][3], middle, rtol=1e-4, atol=1e-3)
+    assert (mixed["keypoints"][3] - small).abs().max() > 0.01
+
+
+def test_crop_tiers_must_grow():
+    from orpose.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="middle_crop_max_height"):
+        TopDownConfig.from_dict({"small_crop_max_height": 64, "middle_crop_max_height": 64})
+    assert TopDownConfig.from_dict({"middle_crop_max_height": 0}).middle_crop_max_height == 0
 
 
 def test_checkpoint_round_trip_and_tampering(student, images, tmp_path):

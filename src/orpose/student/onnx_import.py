@@ -257,6 +257,8 @@ class _Importer:
     def split_sizes(self, node) -> list[int] | None:
         """The channel counts of a split along the channels (None for other splits)."""
         axis = int(_attrs(node).get("axis", 0))
+        rank = len(self.shapes.get(node.input[0]) or [])
+        axis = axis + rank if axis < 0 else axis  # -3 of a 4-D tensor is its channel axis
         sizes = [(self.shapes.get(out) or [0, 0])[axis] for out in node.output]
         return sizes if axis == 1 and all(sizes) else None
 

@@ -38,7 +38,7 @@ from torchvision.models.detection._utils import _topk_min
 from torchvision.ops import batched_nms, clip_boxes_to_image, remove_small_boxes, roi_align
 
 from orpose.config import build, option
-from orpose.errors import ModelError
+from orpose.errors import ConfigError, ModelError
 from orpose.student.keypoint_head import TopDownKeypointHead
 from orpose.student.onnx_import import import_onnx
 from orpose.student.picodet import PicoDet, find_head_tensors
@@ -109,7 +109,14 @@ class TopDownConfig:
     @classmethod
     def from_dict(cls, d: dict, where: str = "student") -> TopDownConfig:
         """A checked config (see :func:`orpose.config.build`); errors name ``where``."""
-        return build(cls, d, where, "student.")
+        config = build(cls, d, where, "student.")
+        small, middle = config.small_crop_max_height, config.middle_crop_max_height
+        if 0 < middle <= small:
+            raise ConfigError(
+                f"{where}: student.middle_crop_max_height ({middle}) must be above "
+                f"student.small_crop_max_height ({small}), or 0 (no middle crops)"
+            )
+        return config
 
 
 def onnx_sources(config: TopDownConfig) -> dict[str, bytes]:

@@ -12,14 +12,16 @@ Rows, all measured in one run on the same frames (640x480, batch 1):
   part runs once per person): the cost of each additional person.
 
 All rows are timed in alternation, frame by frame (every row on frame i, in an order that
-rotates, before any row on frame i+1): a slow minute of a shared or throttled CPU then lands on
-every row alike instead of on one (timed one after another, rows doing the same work differed by
-15-20% on the 2-core development CPU). All onnxruntime sessions share one thread pool, so that
-no row's idle threads spin against the next row's work; PyTorch rows, which that pool's threads
-would slow, are timed after the onnxruntime ones, in alternation among themselves. Each student
-row carries its speed-up over the single-pass and the full teacher at 1x (median latency ratio).
-Parameters and GFLOPs (multiply-accumulates, see :mod:`orpose.export.flops`) are counted at the
-row's input size and number of people.
+rotates, before any row on frame i+1; each row's turn starts with one untimed call on the same
+frame, so that the timed call finds the caches warm, as in a stream): a slow minute of a shared
+or throttled CPU then lands on every row alike instead of on one (timed one after another, rows
+doing the same work differed by 15-20% on the 2-core development CPU; in blocks of five frames,
+by 12%). All onnxruntime
+sessions share one thread pool, so that no row's idle threads spin against the next row's work;
+PyTorch rows, which that pool's threads would slow, are timed after the onnxruntime ones, in
+alternation among themselves. Each student row carries its speed-up over the single-pass and
+the full teacher at 1x (median latency ratio). Parameters and GFLOPs (multiply-accumulates, see
+:mod:`orpose.export.flops`) are counted at the row's input size and number of people.
 """
 
 from __future__ import annotations
@@ -121,21 +123,33 @@ class Timed:
         return self.row
 
 
-def time_interleaved(timed: Sequence[Timed], warmup: int, progress: bool = True) -> None:
+BLOCK = 1  # frames a row runs in a row before the next row's turn
+
+
+def time_interleaved(
+    timed: Sequence[Timed], warmup: int, block: int = BLOCK, progress: bool = True
+) -> None:
     """Latency in ms of every row on each of its frames, in alternation: ``warmup`` untimed
-    calls per row, then frame by frame every row once, starting one row later each frame."""
+    calls per row, then block by block (``block`` frames) every row once, starting one row
+    later each block. A row's turn begins with one untimed call on the block's first frame:
+    the rows before it left the CPU caches holding their own weights, and the steady state of a
+    camera stream (one model, frame after frame) is what is timed. Measured: the native 12x
+    graph took 18 ms run after itself and 24-29 ms right after the full-resolution graphs."""
     from tqdm import tqdm
 
     for t in timed:
         for i in range(warmup):
             t.run(t.frames[i % len(t.frames)])
     count = min((len(t.frames) for t in timed), default=0)
-    for i in tqdm(range(count), desc="timing", unit="frame", disable=not progress):
-        k = i % len(timed)
+    starts = range(0, count, block)
+    for k, first in enumerate(tqdm(starts, desc="timing", unit="block", disable=not progress)):
+        k %= max(len(timed), 1)
         for t in (*timed[k:], *timed[:k]):
-            start = time.perf_counter()
-            t.outputs.append(t.run(t.frames[i]))
-            t.row.latencies_ms.append((time.perf_counter() - start) * 1000.0)
+            t.run(t.frames[first])
+            for i in range(first, min(first + block, count)):
+                start = time.perf_counter()
+                t.outputs.append(t.run(t.frames[i]))
+                t.row.latencies_ms.append((time.perf_counter() - start) * 1000.0)
 
 
 def machine() -> dict[str, Any]:
@@ -271,7 +285,7 @@ def student_runners(model, name: str, runtimes: Sequence[str], threads: int, wor
         runtime = "pytorch" if device == "cpu" else f"pytorch-{device}"
         runners.append(StudentRunner(StudentPredictor(model, device), runtime))
     if "onnxruntime" in runtimes:
-        model = model.cpu()
+        model = _copy(model).cpu()  # the PyTorch runner above may hold the model on a GPU
         full = export_onnx(model, workdir / f"{name}.onnx", _tensor(sample))
         runner = OnnxStudent(full, threads=threads)
         if has_native_path(model):
@@ -425,8 +439,8 @@ def run_bench(plan: BenchPlan, log: Callable[[str], None] = print) -> list[Bench
 
     if plan.threads > 0:
         torch.set_num_threads(plan.threads)
-    if plan.shared_pool:
-        share_one_thread_pool(plan.threads)
+    if plan.shared_pool:  # recorded as granted or not
+        plan.shared_pool = share_one_thread_pool(plan.threads)
     frames = load_frames(plan.frames, plan.count)
     timed: list[Timed] = []
     full_res = f"{BENCH_SIZE[0]}x{BENCH_SIZE[1]}"
