@@ -354,9 +354,11 @@ def _resize_like(x: torch.Tensor, like: torch.Tensor, scale: tuple[int, int] | N
     constant scales needs none of the shape arithmetic a size taken from ``like`` brings in.
     """
     h, w = like.shape[-2], like.shape[-1]
-    exact = scale is not None and (int(x.shape[-2]) * scale[0], int(x.shape[-1]) * scale[1]) == (
-        int(h), int(w))  # fmt: skip
-    if exact and torch.onnx.is_in_onnx_export():
+    if (
+        scale is not None
+        and torch.onnx.is_in_onnx_export()  # eager calls (training) skip the size check
+        and (int(x.shape[-2]) * scale[0], int(x.shape[-1]) * scale[1]) == (int(h), int(w))
+    ):
         return F.interpolate(x, scale_factor=(float(scale[0]), float(scale[1])), **kwargs)
     return F.interpolate(x, size=(h, w), **kwargs)
 

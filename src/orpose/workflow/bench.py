@@ -16,12 +16,12 @@ rotates, before any row on frame i+1; each row's turn starts with one untimed ca
 frame, so that the timed call finds the caches warm, as in a stream): a slow minute of a shared
 or throttled CPU then lands on every row alike instead of on one (timed one after another, rows
 doing the same work differed by 15-20% on the 2-core development CPU; in blocks of five frames,
-by 12%). All onnxruntime
-sessions share one thread pool, so that no row's idle threads spin against the next row's work;
-PyTorch rows, which that pool's threads would slow, are timed after the onnxruntime ones, in
-alternation among themselves. Each student row carries its speed-up over the single-pass and
-the full teacher at 1x (median latency ratio). Parameters and GFLOPs (multiply-accumulates, see
-:mod:`orpose.export.flops`) are counted at the row's input size and number of people.
+by 12%). All onnxruntime sessions share one thread pool, so that no row's idle threads spin
+against the next row's work; PyTorch rows, which that pool's threads would slow, are timed after
+the onnxruntime ones, in alternation among themselves. Each student row carries its speed-up
+over the single-pass and the full teacher at 1x (median latency ratio). Parameters and GFLOPs
+(multiply-accumulates, see :mod:`orpose.export.flops`) are counted at the row's input size and
+number of people.
 """
 
 from __future__ import annotations
@@ -305,15 +305,11 @@ def _tensor(image: np.ndarray):
 
 def student_cost(model, frame: np.ndarray, people: int) -> tuple[float, float]:
     """(parameters in millions, GFLOPs) of a student on ``frame`` with ``people`` people."""
+    from orpose.export.flops import student_flops
     from orpose.student.model import count_parameters
 
-    return count_parameters(model) / 1e6, student_gflops(model.cpu(), frame, max(1, people))
-
-
-def student_gflops(model, frame: np.ndarray, people: int) -> float:
-    from orpose.export.flops import student_flops
-
-    return student_flops(model, _tensor(frame), people).gflops
+    flops = student_flops(model.cpu(), _tensor(frame), max(1, people))
+    return count_parameters(model) / 1e6, flops.gflops
 
 
 def prepare_students(
@@ -456,7 +452,7 @@ def run_bench(plan: BenchPlan, log: Callable[[str], None] = print) -> list[Bench
     builders += [(Path(c).stem, lambda c=c: load_student(c)) for c in plan.checkpoints]
     with tempfile.TemporaryDirectory(prefix="orpose_bench_") as tmp:
         for name, build in builders:
-            log(f"student {name} (export) ...")
+            log(f"student {name} (built, exported) ...")
             try:
                 model = set_min_person_score(build(), plan.student_min_score)
             except (OrposeError, FileNotFoundError, ImportError, ValueError) as err:

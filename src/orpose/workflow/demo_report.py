@@ -219,6 +219,8 @@ def write_demo_report(
     opts, steps: Sequence[Step], records: Sequence[StepRecord], seconds: float
 ) -> Path:
     """Write ``<out>/report.md``; returns its path."""
+    from orpose.student.topdown import TopDownConfig  # its crop limits: the demo's
+
     d = opts.out
     report_dir = d / "report"
     report_dir.mkdir(parents=True, exist_ok=True)
@@ -261,7 +263,9 @@ def write_demo_report(
         "images, each degraded at a random factor of the ORPose_all schedule (1x to 12x), "
         "against the teacher's outputs on the same crops and images at full resolution and "
         "against the soft and hard pseudo labels. Untrained, it equals the single-pass teacher "
-        "(people at most 64 px tall aside: they are posed on half-size crops).",
+        f"(people at most {TopDownConfig.small_crop_max_height} px tall aside, posed on "
+        f"half-size crops, and those up to {TopDownConfig.middle_crop_max_height} px, on "
+        "three-quarter-size ones).",
         f"3. Both were scored on {opts.val_images} real labelled images (coco_person_val500) "
         "degraded at each factor, and the student predicted real 12x operating-room frames.",
         "## Teacher and student at each downscale factor",
