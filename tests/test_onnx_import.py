@@ -73,11 +73,16 @@ def test_picodet_decoding_matches_onnxruntime(models):
     with torch.no_grad():
         ours_scores, ours_boxes = detector(torch.from_numpy(x))
         other_size = detector(torch.zeros(1, 3, 160, 224))[0]
+        pair_scores, pair_boxes = detector(torch.from_numpy(np.concatenate([x, x[:, :, ::-1]])))
     assert detector.strides == [8, 16, 32, 64]
     # the file stores fp16-converted constants: about 1e-5 on scores, 1e-3 px on boxes
     assert np.abs(ours_scores[0].numpy() - scores).max() < 1e-4
     assert np.abs(ours_boxes[0].numpy() - boxes).max() < 2e-3
     assert other_size.shape[1] == 20 * 28 + 10 * 14 + 5 * 7 + 3 * 4
+    # a batch: each image decoded on its own cells (the flipped one differs)
+    torch.testing.assert_close(pair_boxes[:1], ours_boxes, rtol=0, atol=1e-3)
+    torch.testing.assert_close(pair_scores[:1], ours_scores, rtol=0, atol=1e-5)
+    assert (pair_boxes[1] - ours_boxes[0]).abs().max() > 1
 
 
 def test_unsupported_node_names_itself():

@@ -154,6 +154,35 @@ def test_smaller_people_are_posed_on_smaller_crops_in_the_order_of_their_boxes(s
     assert (mixed["keypoints"][3] - small).abs().max() > 0.01
 
 
+def test_the_three_heatmap_sets_decoded_as_one_batch_are_each_sets_own_keypoints(student, images):
+    """_pose_group decodes mean, soft and hard heatmaps in one batch: each result must still be
+    its own set's decoding (the hard branch is perturbed so that a swap would show)."""
+    import copy
+
+    model = copy.deepcopy(student)
+    with torch.no_grad():
+        model.head.hard.weight.add_(0.05 * torch.randn_like(model.head.hard.weight))
+    image = _tensor(images[0])
+    boxes = torch.tensor([[50.0, 50.0, 150.0, 250.0], [300.0, 100.0, 340.0, 180.0]])
+    regions = model.crop_regions(boxes)
+    index = torch.zeros(2, dtype=torch.long)
+    with torch.no_grad():
+        out = model._pose_group(image, regions, False)
+        hm_soft, hm_hard = model.head(model.crop(image[None], regions, index))
+        sets = {"keypoints": (hm_soft + hm_hard) / 2, "keypoints_soft_branch": hm_soft,
+                "keypoints_hard_branch": hm_hard}  # fmt: skip
+        for key, maps in sets.items():
+            points, scores = model.head.decode(maps)
+            torch.testing.assert_close(out[key][..., :2], model.crop_to_image(points, regions))
+            if key == "keypoints":
+                torch.testing.assert_close(out["keypoints_scores"], scores)
+        empty = model._pose_group(image, regions[:0], False)
+    assert (out["keypoints_soft_branch"] - out["keypoints_hard_branch"]).abs().max() > 0.01
+    assert {k: tuple(v.shape) for k, v in empty.items()} == {
+        "keypoints": (0, 17, 3), "keypoints_scores": (0, 17),
+        "keypoints_soft_branch": (0, 17, 3), "keypoints_hard_branch": (0, 17, 3)}  # fmt: skip
+
+
 def test_crop_tiers_must_grow():
     from orpose.errors import ConfigError
 

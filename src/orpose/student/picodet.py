@@ -16,8 +16,10 @@ teacher's) and boxes with scores in input pixels at inference.
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import fx, nn
@@ -79,6 +81,19 @@ def find_head_tensors(model) -> tuple[list[str], list[int]]:
     return names, strides
 
 
+@functools.lru_cache(maxsize=16)
+def cell_grid(levels: tuple[tuple[int, int, int], ...]) -> np.ndarray:
+    """Centre x, centre y and stride ``(3, A)`` of every cell of levels given as (height, width,
+    stride), level by level, row-major. Plain numbers, so that an exported graph holds them as a
+    constant: the detector's input size is fixed in every graph (``detector_size``)."""
+    cells = []
+    for h, w, stride in levels:
+        ys, xs = np.meshgrid(np.arange(h), np.arange(w), indexing="ij")
+        cells.append(np.stack([(xs.ravel() + 0.5) * stride, (ys.ravel() + 0.5) * stride,
+                               np.full(xs.size, stride)]))  # fmt: skip
+    return np.concatenate(cells, 1)
+
+
 class PicoDet(nn.Module):
     """PicoDet body + decoding. ``forward(x)`` with ``x`` normalised ``(N, 3, H, W)``."""
 
@@ -106,22 +121,26 @@ class PicoDet(nn.Module):
 
     def decode(self, levels: list[LevelOutputs]) -> tuple[torch.Tensor, torch.Tensor]:
         """Scores ``(N, A)`` and boxes ``(N, A, 4)`` x1y1x2y2 in input pixels, over all cells of
-        all levels (level by level, row-major), as the exported model orders them."""
-        all_scores, all_boxes = [], []
-        for level in levels:
-            n, _, h, w = level.logit_a.shape
-            score = torch.sqrt(torch.sigmoid(level.logit_a) * torch.sigmoid(level.logit_b))
-            all_scores.append(score.reshape(n, h * w))
-            dist = self.distances(level.box_logits) * level.stride  # (N, 4, H, W)
-            ys = (torch.arange(h, device=dist.device, dtype=dist.dtype) + 0.5) * level.stride
-            xs = (torch.arange(w, device=dist.device, dtype=dist.dtype) + 0.5) * level.stride
-            cx = xs.view(1, 1, w).expand(n, h, w)
-            cy = ys.view(1, h, 1).expand(n, h, w)
-            box = torch.stack(
-                [cx - dist[:, 0], cy - dist[:, 1], cx + dist[:, 2], cy + dist[:, 3]], dim=-1
-            )
-            all_boxes.append(box.reshape(n, h * w, 4))
-        return torch.cat(all_scores, 1), torch.cat(all_boxes, 1)
+        all levels (level by level, row-major), as the exported model orders them.
+
+        All levels at once (one sigmoid, one softmax, one box formula): in an exported graph each
+        op of a per-level loop is a node of its own, and such small nodes cost more than their
+        work (one decoding instead of four made the student's frame about 3% faster in
+        onnxruntime, at 640x480 and at 53x40)."""
+        n = levels[0].logit_a.shape[0]
+        a = torch.cat([level.logit_a.flatten(2) for level in levels], 2)[:, 0]
+        b = torch.cat([level.logit_b.flatten(2) for level in levels], 2)[:, 0]
+        scores = torch.sqrt(torch.sigmoid(a) * torch.sigmoid(b))
+        logits = torch.cat([lv.box_logits.reshape(n, 4, self.bins, -1) for lv in levels], 3)
+        probs = F.softmax(logits, dim=2)
+        dist = (probs * self.projection.view(1, 1, -1, 1)).sum(2)  # (N, 4, A) in strides
+        grid = cell_grid(tuple((int(lv.logit_a.shape[-2]), int(lv.logit_a.shape[-1]), lv.stride)
+                                  for lv in levels))  # fmt: skip
+        cx, cy, stride = torch.as_tensor(grid, dtype=dist.dtype, device=dist.device)
+        dist = dist * stride
+        x1y1x2y2 = [cx - dist[:, 0], cy - dist[:, 1], cx + dist[:, 2], cy + dist[:, 3]]
+        boxes = torch.stack(x1y1x2y2, -1)
+        return scores, boxes
 
     def distances(self, box_logits: torch.Tensor) -> torch.Tensor:
         """Expected distance per side in strides ``(N, 4, H, W)`` from the 4 x bins logits."""

