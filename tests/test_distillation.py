@@ -4,7 +4,9 @@ real training step."""
 from __future__ import annotations
 
 import math
+import random
 
+import cv2
 import numpy as np
 import pytest
 import torch
@@ -114,3 +116,55 @@ def test_training_steps_on_a_real_image_lower_the_loss(shared, tmp_path):
     for _ in range(3):
         trainer.train_step(model, optimizer, batch, amp=False)
     assert total() < before
+
+
+class _OneImage:
+    """A pseudo-label set of one image and one person, as DistillationData reads it."""
+
+    def __init__(self):
+        self.images = [{"id": 1, "file_name": "x.png", "width": 640, "height": 480}]
+
+    def annotations_of(self, image_id: int) -> list[dict]:
+        return [{"bbox": [250.0, 120.0, 100.0, 240.0], "keypoints": [0.0] * 51}]
+
+
+def test_native_crop_is_the_full_crop_at_half_size():
+    """The native path's training crop of the small image: its pixel u' must see the image point
+    that full crop pixel 2 u' sees, its keypoints must be the full crop's halved, and the
+    teacher's heatmaps must be cut to every second cell. A linear image makes "sees" exact."""
+    from orpose.data.lowres import LowResSchedule
+    from orpose.training.distillation_data import Augmentation, DistillationData, collate
+
+    crop, native_crop = (192, 256), (96, 128)
+    data = DistillationData([_OneImage()], LowResSchedule(fixed=8.0), None, crop, (320, 320),
+                            augmentation=Augmentation(native_share=1.0),
+                            native_sizes=((160, 160), native_crop))  # fmt: skip
+    ys, xs = np.mgrid[0:480, 0:640]
+    # steep enough that half a pixel of the small image (4 px here) shows: the crop region spans
+    # x 187-413, y 90-390
+    red, green = np.clip((xs - 180) * 1.1, 0, 255), np.clip((ys - 80) * 0.8, 0, 255)
+    image = np.stack([red, green, np.full_like(red, 90)], -1).round().astype(np.uint8)
+    matrix = crop_matrix(np.array([250.0, 120.0, 350.0, 360.0]), crop, 1.25)
+    points = np.array([[40.0, 60.0, 1.0], [150.0, 200.0, 0.5]])
+    out = data.native_person(image, 8.0, matrix, points, points, random.Random(0))
+    assert out["native_crop"].shape == (128, 96, 3)
+    assert np.allclose(out["native_soft"][:, :2], points[:, :2] / 2)
+    inverse = cv2.invertAffineTransform(matrix)
+    for u, v in ((5, 7), (48, 40), (90, 20), (30, 120)):
+        x, y = transform_points(np.array([[2.0 * u, 2.0 * v]]), inverse)[0]
+        assert out["native_crop"][v, u, 0] == pytest.approx((x - 180) * 1.1, abs=1.5)
+        assert out["native_crop"][v, u, 1] == pytest.approx((y - 80) * 0.8, abs=1.5)
+    teacher = np.random.default_rng(0).random((17, 64, 48)).astype(np.float32)
+    batch = collate([{"crop": np.zeros((256, 192, 3), np.uint8), "teacher": teacher, **out}])
+    assert np.array_equal(batch["people_native"]["native_teacher"][0].numpy(),
+                          teacher[:, ::2, ::2])  # fmt: skip
+
+
+def test_native_sizes_that_cannot_be_distilled_are_refused():
+    from orpose.data.lowres import LowResSchedule
+    from orpose.training.distillation_data import DistillationData
+
+    for native in (((160, 160), (48, 64)), ((128, 128), (96, 128))):
+        with pytest.raises(ValueError, match="must be half"):
+            DistillationData([_OneImage()], LowResSchedule(fixed=8.0), None, (192, 256),
+                             (320, 320), native_sizes=native)  # fmt: skip
