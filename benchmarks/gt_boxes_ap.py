@@ -3,7 +3,8 @@
 Why: at a low resolution both the detector and the pose part lose accuracy; posing the annotated
 boxes tells which of the two holds the figure down. Each image goes through the paper's protocol
 (shrunk by s, upsampled back), then ``TopDownStudent.pose`` on its annotated people; a person's
-score is the mean of its keypoint scores.
+score is the student's own rule with a detection score of 1 (the mean of its keypoint scores of
+at least RESCORE_KEYPOINT_THRESHOLD).
 
     python benchmarks/gt_boxes_ap.py CHECKPOINT                 # first 200 val500 images, 1x 12x
     python benchmarks/gt_boxes_ap.py CHECKPOINT --count 500 --scales 1 8 10 12
@@ -27,6 +28,7 @@ from orpose.checkpoints.student import load_student
 from orpose.data.lowres import degrade
 from orpose.data.sources import read_image_rgb
 from orpose.paths import shared_dir
+from orpose.student.topdown import RESCORE_KEYPOINT_THRESHOLD
 
 
 def person_boxes(anns: list[dict]) -> torch.Tensor:
@@ -54,7 +56,7 @@ def main() -> None:
         for image_id in tqdm(ids, desc="posing annotated people", unit="img"):
             info = gt.loadImgs(image_id)[0]
             anns = gt.loadAnns(gt.getAnnIds(imgIds=image_id, iscrowd=False))
-            anns = [a for a in anns if a["num_keypoints"] > 0]
+            anns = [a for a in anns if np.any(np.asarray(a.get("keypoints", []))[2::3] > 0)]
             if not anns:
                 continue
             image = read_image_rgb(gt_path.parent / "images" / info["file_name"])
@@ -65,11 +67,15 @@ def main() -> None:
                 out = model.pose(tensor.float(), boxes)
                 for xy, scores in zip(out["keypoints"], out["keypoints_scores"], strict=True):
                     keypoints = torch.cat([xy[:, :2], scores[:, None]], 1).reshape(-1).tolist()
-                    score = float(scores.mean())
+                    confident = scores >= RESCORE_KEYPOINT_THRESHOLD
+                    score = float((scores * confident).sum() / confident.sum().clamp_min(1))
                     results[s].append({"image_id": image_id, "category_id": 1,
                                        "keypoints": keypoints, "score": score})  # fmt: skip
     print(f"{args.checkpoint}: {len(ids)} images of {gt_path}, ground-truth boxes")
     for s, found in results.items():
+        if not found:
+            print(f"{s:g}x: no annotated people with keypoints in these images")
+            continue
         with contextlib.redirect_stdout(io.StringIO()):
             e = COCOeval(gt, gt.loadRes(copy.deepcopy(found)), "keypoints")
             e.params.imgIds = ids

@@ -139,21 +139,22 @@ def test_native_crop_is_the_full_crop_at_half_size():
     data = DistillationData([_OneImage()], LowResSchedule(fixed=8.0), None, crop, (320, 320),
                             augmentation=Augmentation(native_share=1.0),
                             native_sizes=((160, 160), native_crop))  # fmt: skip
+    # a linear image, steep over a narrow person (crop region x 275-365, y 138-258; the clip
+    # bounds fall on 8-pixel block edges), so that a quarter of a full-image pixel more or less
+    # than 1.2 grey levels of rounding shows: half a native-crop pixel is 0.47 image pixels here
     ys, xs = np.mgrid[0:480, 0:640]
-    # steep enough that half a pixel of the small image (4 px here) shows: the crop region spans
-    # x 187-413, y 90-390
-    red, green = np.clip((xs - 180) * 1.1, 0, 255), np.clip((ys - 80) * 0.8, 0, 255)
+    red, green = np.clip((xs - 272) * 2.6, 0, 255), np.clip((ys - 136) * 1.9, 0, 255)
     image = np.stack([red, green, np.full_like(red, 90)], -1).round().astype(np.uint8)
-    matrix = crop_matrix(np.array([250.0, 120.0, 350.0, 360.0]), crop, 1.25)
+    matrix = crop_matrix(np.array([300.0, 150.0, 340.0, 246.0]), crop, 1.25)
     points = np.array([[40.0, 60.0, 1.0], [150.0, 200.0, 0.5]])
     out = data.native_person(image, 8.0, matrix, points, points, random.Random(0))
     assert out["native_crop"].shape == (128, 96, 3)
     assert np.allclose(out["native_soft"][:, :2], points[:, :2] / 2)
     inverse = cv2.invertAffineTransform(matrix)
-    for u, v in ((5, 7), (48, 40), (90, 20), (30, 120)):
+    for u, v in ((8, 9), (48, 40), (88, 20), (30, 118), (70, 90)):
         x, y = transform_points(np.array([[2.0 * u, 2.0 * v]]), inverse)[0]
-        assert out["native_crop"][v, u, 0] == pytest.approx((x - 180) * 1.1, abs=1.5)
-        assert out["native_crop"][v, u, 1] == pytest.approx((y - 80) * 0.8, abs=1.5)
+        assert out["native_crop"][v, u, 0] == pytest.approx((x - 272) * 2.6, abs=1.0)
+        assert out["native_crop"][v, u, 1] == pytest.approx((y - 136) * 1.9, abs=1.0)
     teacher = np.random.default_rng(0).random((17, 64, 48)).astype(np.float32)
     batch = collate([{"crop": np.zeros((256, 192, 3), np.uint8), "teacher": teacher, **out}])
     assert np.array_equal(batch["people_native"]["native_teacher"][0].numpy(),

@@ -72,13 +72,28 @@ def test_picodet_decoding_matches_onnxruntime(models):
     boxes = next(o for o in outputs if o.ndim == 3 and o.shape[-1] == 4)[0]
     with torch.no_grad():
         ours_scores, ours_boxes = detector(torch.from_numpy(x))
-        other_size = detector(torch.zeros(1, 3, 160, 224))[0]
+        wide = torch.from_numpy(x[:, :, :160, :224].copy())
+        wide_scores, wide_boxes = detector(wide)
+        wide_levels = detector.levels(wide)
         pair_scores, pair_boxes = detector(torch.from_numpy(np.concatenate([x, x[:, :, ::-1]])))
     assert detector.strides == [8, 16, 32, 64]
     # the file stores fp16-converted constants: about 1e-5 on scores, 1e-3 px on boxes
     assert np.abs(ours_scores[0].numpy() - scores).max() < 1e-4
     assert np.abs(ours_boxes[0].numpy() - boxes).max() < 2e-3
-    assert other_size.shape[1] == 20 * 28 + 10 * 14 + 5 * 7 + 3 * 4
+    # a non-square input, against a per-level reference (cells level by level, row-major)
+    assert wide_boxes.shape[1] == 20 * 28 + 10 * 14 + 5 * 7 + 3 * 4
+    start = 0
+    for level in wide_levels:
+        _, _, h, w = level.logit_a.shape
+        probs = torch.softmax(level.box_logits.reshape(1, 4, 8, h, w), 2)
+        dist = (probs * torch.arange(8.0).view(1, 1, 8, 1, 1)).sum(2)[0] * level.stride
+        cy, cx = torch.meshgrid(torch.arange(h) + 0.5, torch.arange(w) + 0.5, indexing="ij")
+        cx, cy = cx * level.stride, cy * level.stride
+        box = torch.stack([cx - dist[0], cy - dist[1], cx + dist[2], cy + dist[3]], -1)
+        score = torch.sqrt(torch.sigmoid(level.logit_a) * torch.sigmoid(level.logit_b))[0, 0]
+        torch.testing.assert_close(wide_boxes[0, start : start + h * w], box.reshape(-1, 4))
+        torch.testing.assert_close(wide_scores[0, start : start + h * w], score.reshape(-1))
+        start += h * w
     # a batch: each image decoded on its own cells (the flipped one differs)
     torch.testing.assert_close(pair_boxes[:1], ours_boxes, rtol=0, atol=1e-3)
     torch.testing.assert_close(pair_scores[:1], ours_scores, rtol=0, atol=1e-5)
