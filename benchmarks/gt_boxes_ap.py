@@ -3,8 +3,8 @@
 Why: at a low resolution both the detector and the pose part lose accuracy; posing the annotated
 boxes tells which of the two holds the figure down. Each image goes through the paper's protocol
 (shrunk by s, upsampled back), then ``TopDownStudent.pose`` on its annotated people; a person's
-score is the student's own rule with a detection score of 1 (the mean of its keypoint scores of
-at least RESCORE_KEYPOINT_THRESHOLD).
+score is the student's own rule with a detection score of 1 (``pose_confidence``: the mean of
+its confident keypoint scores).
 
     python benchmarks/gt_boxes_ap.py CHECKPOINT                 # first 200 val500 images, 1x 12x
     python benchmarks/gt_boxes_ap.py CHECKPOINT --count 500 --scales 1 8 10 12
@@ -28,7 +28,8 @@ from orpose.checkpoints.student import load_student
 from orpose.data.lowres import degrade
 from orpose.data.sources import read_image_rgb
 from orpose.paths import shared_dir
-from orpose.student.topdown import RESCORE_KEYPOINT_THRESHOLD
+from orpose.student.predictor import image_tensor
+from orpose.student.topdown import pose_confidence
 
 
 def person_boxes(anns: list[dict]) -> torch.Tensor:
@@ -63,12 +64,11 @@ def main() -> None:
             boxes = person_boxes(anns)
             for s in args.scales:
                 pixels = image if s == 1 else degrade(image, s)
-                tensor = torch.from_numpy(np.ascontiguousarray(pixels)).permute(2, 0, 1) / 255.0
-                out = model.pose(tensor.float(), boxes)
-                for xy, scores in zip(out["keypoints"], out["keypoints_scores"], strict=True):
+                out = model.pose(image_tensor(pixels), boxes)
+                confidence = pose_confidence(out["keypoints_scores"]).tolist()
+                people = zip(out["keypoints"], out["keypoints_scores"], confidence, strict=True)
+                for xy, scores, score in people:
                     keypoints = torch.cat([xy[:, :2], scores[:, None]], 1).reshape(-1).tolist()
-                    confident = scores >= RESCORE_KEYPOINT_THRESHOLD
-                    score = float((scores * confident).sum() / confident.sum().clamp_min(1))
                     results[s].append({"image_id": image_id, "category_id": 1,
                                        "keypoints": keypoints, "score": score})  # fmt: skip
     print(f"{args.checkpoint}: {len(ids)} images of {gt_path}, ground-truth boxes")

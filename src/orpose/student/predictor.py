@@ -127,6 +127,11 @@ def fix_people(model: torch.nn.Module, count: int) -> torch.nn.Module:
     return model
 
 
+def image_tensor(image: np.ndarray) -> torch.Tensor:
+    """An RGB uint8 ``(H, W, 3)`` image as the students take it: float ``(3, H, W)`` in [0, 1]."""
+    return torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1).float() / 255.0
+
+
 def detections_to_results(det: dict[str, torch.Tensor], score_threshold: float = 0.0) -> list[dict]:
     """One image's detections to COCO results (bbox xywh, keypoints [x, y, score] x 17, 3D mm)."""
     keep = det["scores"] >= score_threshold
@@ -179,8 +184,7 @@ class StudentPredictor:
     @torch.inference_mode()
     def detect(self, image: np.ndarray) -> dict[str, torch.Tensor]:
         """One RGB uint8 image -> the student's raw detections (tensors on its device)."""
-        tensor = torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1).float() / 255.0
-        (det,) = self.model([tensor.to(self.device)])
+        (det,) = self.model([image_tensor(image).to(self.device)])
         return det
 
     def __call__(self, image: np.ndarray) -> list[dict]:

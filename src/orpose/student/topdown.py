@@ -28,6 +28,8 @@ never executed) and their sha256, so a saved student rebuilds without the teache
 from __future__ import annotations
 
 import hashlib
+import itertools
+import math
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -306,14 +308,11 @@ class TopDownStudent(nn.Module):
             out = self._pose_group(image, regions, native)
         else:
             heights = regions[:, 3] - regions[:, 1]
-            groups, sizes, below = [], [], None
-            for limit, size in tiers:
-                fits = heights <= limit
-                groups.append(fits if below is None else fits & ~below)
-                sizes.append(size)
-                below = fits if below is None else below | fits
-            groups, sizes = [~below, *groups], [None, *sizes]
-            groups = [torch.nonzero(g)[:, 0] for g in groups]
+            limits = [-math.inf, *(limit for limit, _ in tiers)]  # tiers grow: (lo, hi] each
+            masks = [heights > limits[-1]]  # the full-size crop
+            masks += [(heights > lo) & (heights <= hi) for lo, hi in itertools.pairwise(limits)]
+            sizes = [None, *(size for _, size in tiers)]
+            groups = [torch.nonzero(m)[:, 0] for m in masks]
             parts = [self._pose_group(image, regions[g], False, size)
                      for g, size in zip(groups, sizes, strict=True)]  # fmt: skip
             back = torch.argsort(torch.cat(groups))  # concatenated order -> order of boxes
@@ -353,17 +352,21 @@ class TopDownStudent(nn.Module):
             native = self.is_native(image)
             boxes, det_scores = self.detect(image, native)
             out = self.pose(image, boxes, native)
-            conf = out["keypoints_scores"]
-            confident = (conf >= RESCORE_KEYPOINT_THRESHOLD).to(conf.dtype)
-            mean = (conf * confident).sum(-1) / confident.sum(-1).clamp_min(1.0)
             out.update(
                 boxes=boxes,
                 det_scores=det_scores,
-                scores=det_scores * mean,
+                scores=det_scores * pose_confidence(out["keypoints_scores"]),
                 labels=torch.ones_like(det_scores, dtype=torch.long),
             )
             results.append(out)
         return results
+
+
+def pose_confidence(keypoint_scores: torch.Tensor) -> torch.Tensor:
+    """Mean of each person's keypoint scores of at least RESCORE_KEYPOINT_THRESHOLD ``(R,)``
+    (0 where none is): the pose half of the person score, as the teacher's det x pose."""
+    confident = (keypoint_scores >= RESCORE_KEYPOINT_THRESHOLD).to(keypoint_scores.dtype)
+    return (keypoint_scores * confident).sum(-1) / confident.sum(-1).clamp_min(1.0)
 
 
 def image_size(image: torch.Tensor) -> torch.Tensor:

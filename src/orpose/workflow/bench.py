@@ -298,9 +298,9 @@ def student_runners(model, name: str, runtimes: Sequence[str], threads: int, wor
 
 
 def _tensor(image: np.ndarray):
-    import torch
+    from orpose.student.predictor import image_tensor
 
-    return torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1).float() / 255.0
+    return image_tensor(image)
 
 
 def student_cost(model, frame: np.ndarray, people: int) -> tuple[float, float]:
