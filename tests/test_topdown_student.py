@@ -277,3 +277,140 @@ def test_skipping_people_below_the_output_threshold_changes_no_written_result(st
                         sorted(written, key=lambda r: r["score"]), strict=True):  # fmt: skip
             assert np.allclose(a["bbox"], b["bbox"]) and np.allclose(a["keypoints"], b["keypoints"])
     assert found > 0
+
+
+# -- the native low-resolution path's own pose head ---------------------------------------------
+
+
+def _small(image: np.ndarray, scale: int = 12) -> np.ndarray:
+    from orpose.data.lowres import downsample
+
+    return downsample(image, scale)
+
+
+def test_untrained_native_head_is_the_teachers_128x96_pose_model(shared, student, images):
+    """On 12x frames, the native path poses each person it finds as the teacher's PP-TinyPose
+    128x96 does on the same box of the same small image (its own model, not the 256x192 one)."""
+    from orpose.teacher.config import PRESETS
+    from orpose.teacher.teacher import Teacher
+
+    assert student.native_head is not None and student.native_head.input_size == (96, 128)
+    teacher = Teacher.from_config(
+        PRESETS["single"].replace(pose_model="tinypose_128x96"), shared / "models", threads=2
+    )
+    distances = []
+    for image in images:
+        small = _small(image)
+        with torch.no_grad():
+            (ours,) = student([_tensor(small)])
+        if len(ours["boxes"]) == 0:
+            continue
+        theirs = teacher.keypoints(small, ours["boxes"].numpy())
+        regions = student.crop_regions(ours["boxes"])
+        cell = (regions[:, 3] - regions[:, 1]).numpy()[:, None] / 32  # image px per heatmap cell
+        d = np.linalg.norm(ours["keypoints"][..., :2].numpy() - theirs[..., :2], axis=-1) / cell
+        distances.append(d[theirs[..., 2] > 0.5])
+    distances = np.concatenate(distances)
+    assert len(distances) >= 20
+    assert np.median(distances) < 0.05 and np.mean(distances < 1.0) > 0.95
+
+
+def test_native_head_serves_the_native_path_only(student, images):
+    """Changing the native head moves the native path's keypoints and no full-path result; the
+    lifters (the full head's) still give the native path its 3D. (images[1] has five people
+    found at 12x.)"""
+    import copy
+
+    changed = copy.deepcopy(student)
+    with torch.no_grad():
+        changed.native_head.soft.weight.mul_(-1.0)
+        (full_a,) = student([_tensor(images[0])])
+        (full_b,) = changed([_tensor(images[0])])
+        (small_a,) = student([_tensor(_small(images[1]))])
+        (small_b,) = changed([_tensor(_small(images[1]))])
+    assert torch.equal(full_a["keypoints"], full_b["keypoints"])
+    assert len(small_a["boxes"]) > 0 and torch.equal(small_a["boxes"], small_b["boxes"])
+    assert not torch.allclose(small_a["keypoints_soft_branch"], small_b["keypoints_soft_branch"])
+    assert torch.equal(small_a["keypoints_hard_branch"], small_b["keypoints_hard_branch"])
+    assert small_a["keypoints3d"].shape == (len(small_a["boxes"]), 17, 3)
+
+
+def test_native_head_needs_crops_of_its_models_size(shared):
+    from orpose.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="native_crop_size"):
+        TopDownStudent(TopDownConfig(lifters=False, native_crop_size=(72, 96)))
+    without = TopDownStudent(TopDownConfig(lifters=False, native_max_side=0))
+    assert without.native_head is None and "native_pose" not in without.sources
+
+
+def test_checkpoint_of_a_student_without_native_head_loads_as_it_was(student, images, tmp_path):
+    """Files written before the native head: their config lacks ``native_pose_model`` and their
+    native path used the full head; they rebuild so, and start a new student's training."""
+    from orpose.checkpoints import load_weights_into
+    from orpose.checkpoints.student import student_state
+
+    old = TopDownStudent(
+        TopDownConfig(lifter_config={"hidden": 64}, native_pose_model=""),
+        sources={k: v for k, v in student.sources.items() if k != "native_pose"},
+    )
+    old.load_state_dict({k: v for k, v in student.state_dict().items()
+                         if not k.startswith("native_head.")})  # fmt: skip
+    state = student_state(old)
+    del state["student_config"]["native_pose_model"]
+    torch.save(state, tmp_path / "old.pt")
+    loaded = load_student(tmp_path / "old.pt")
+    assert loaded.native_head is None
+    with torch.no_grad():
+        (a,) = old([_tensor(_small(images[1]))])
+        (b,) = loaded([_tensor(_small(images[1]))])
+    assert len(a["boxes"]) > 0 and torch.equal(a["keypoints"], b["keypoints"])
+    # a new student starts from the old weights; its native head keeps its pretrained start
+    fresh = TopDownStudent(TopDownConfig(lifter_config={"hidden": 64}))
+    load_weights_into(fresh, tmp_path / "old.pt")
+    assert torch.equal(fresh.head.soft.weight, student.head.soft.weight)
+    assert torch.equal(fresh.native_head.soft.weight, student.native_head.soft.weight)
+    state["model"]["stray.weight"] = torch.zeros(1)
+    torch.save(state, tmp_path / "stray.pt")
+    with pytest.raises(ModelError, match=r"stray\.pt: its weights do not fit.*stray\.weight"):
+        load_weights_into(fresh, tmp_path / "stray.pt")
+
+
+def test_native_crops_train_the_native_head(student):
+    """Training's forward sends native crops through the native head and full-size crops
+    through the full head, and the gradients of each go to its own head."""
+    import copy
+
+    from orpose.training.topdown import DistillationForward
+
+    model = copy.deepcopy(student).train()
+    full, native = torch.rand(2, 3, 256, 192), torch.rand(3, 3, 128, 96)
+    (hm_full, _), (hm_native, _) = DistillationForward(model)([full, native], [], [False, True])[0]
+    with torch.no_grad():
+        assert torch.allclose(hm_full, model.head(full)[0])
+        assert torch.allclose(hm_native, model.native_head(native)[0])
+    hm_native.sum().backward()
+    assert model.native_head.soft.weight.grad.abs().sum() > 0
+    assert all(p.grad is None for p in model.head.parameters())
+
+
+@pytest.mark.slow
+def test_native_onnx_graph_agrees_with_pytorch(student, images, tmp_path):
+    """The native path's own graph (what ``orpose export`` writes as student_native.onnx), with
+    its own head, against PyTorch on 12x frames of both orientations."""
+    from orpose.export.export import export_onnx
+    from orpose.inference.onnx_runner import OnnxStudent
+    from orpose.student.predictor import StudentPredictor
+
+    smalls = [_small(images[1]), _small(images[2])]  # 53x40 landscape, 35x53 portrait
+    path = export_onnx(student, tmp_path / "native.onnx", _tensor(smalls[0]), native=True)
+    runner, torch_predictor = OnnxStudent(path, threads=2), StudentPredictor(student, "cpu")
+    for small in smalls:
+        ours, theirs = torch_predictor(small), runner(small)
+        assert len(ours) == len(theirs) > 0
+        assert np.allclose([r["bbox"] for r in ours], [r["bbox"] for r in theirs], atol=0.01)
+        kps = np.array([r["keypoints"] for r in ours]).reshape(-1, 3)[:, :2]
+        onnx_kps = np.array([r["keypoints"] for r in theirs]).reshape(-1, 3)[:, :2]
+        assert (np.linalg.norm(kps - onnx_kps, axis=-1) < 0.01).mean() > 0.98
+        assert np.allclose([r["keypoints3d"] for r in ours], [r["keypoints3d"] for r in theirs],
+                           atol=1.0)  # fmt: skip

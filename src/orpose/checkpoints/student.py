@@ -50,6 +50,11 @@ __all__ = [
 
 # Architecture changes recorded by older converted checkpoints -> the config field of each.
 LEGACY_PATCHES = {"stride_in_1x1": "stride_in_1x1"}
+# Config fields added later, per family: a saved config without one was built as this value says.
+LEGACY_DEFAULTS = {"picodet_tinypose": {"native_pose_model": ""}}  # the native path had no head
+# Parts that a later version added with pretrained starting weights of their own: a checkpoint
+# of an earlier version starts training without them (they keep their starting weights).
+ADDED_PARTS = ("native_head.",)
 
 
 def model_files(model: nn.Module) -> dict[str, dict[str, str]]:
@@ -150,6 +155,8 @@ def _config_dict(state: dict, path: Path | str) -> dict:
                 f"{', '.join(LEGACY_PATCHES)}"
             )
         config[LEGACY_PATCHES[name]] = bool(on)
+    for name, value in LEGACY_DEFAULTS.get(config.get("family"), {}).items():
+        config.setdefault(name, value)
     return config
 
 
@@ -224,8 +231,14 @@ def load_weights_into(model: nn.Module, path: Path | str) -> None:
     weights = state.get("model") if isinstance(state, dict) else None
     if not isinstance(weights, dict):
         raise ModelError(f"{path}: no 'model' weights to start from")
+    missing = [k for k in model.state_dict() if k not in weights]
+    added_only = bool(missing) and all(k.startswith(ADDED_PARTS) for k in missing)
     try:
-        model.load_state_dict(weights)
+        model.load_state_dict(weights, strict=not added_only)
+        if added_only:  # still strict about everything else
+            unexpected = [k for k in weights if k not in model.state_dict()]
+            if unexpected:
+                raise RuntimeError(f"Unexpected key(s) in state_dict: {unexpected[0]!r}")
     except RuntimeError as err:
         first = str(err).strip().splitlines()[0]
         raise ModelError(f"{path}: its weights do not fit this student ({first})") from None

@@ -41,7 +41,7 @@ STUDENT_PARTS = {
 
 TOPDOWN_PARTS = {
     "detector": "model.detector",
-    "pose": ("model.head.trunk", "model.head.soft", "model.head.hard"),
+    "pose": ("model.head.trunk", "model.head.soft", "model.head.hard", "model.native_head"),
     "lifters": ("model.head.lift_soft", "model.head.lift_hard"),
 }
 

@@ -16,6 +16,11 @@ pass and no test-time augmentation:
    its branch's keypoints; the person score is the detection score times the mean confident
    keypoint score (the teacher's rescoring).
 
+A small frame (the native low-resolution path, ``native_max_side``) runs the detector at half its
+input size and poses people on 128x96 crops with a head of its own, the teacher's PP-TinyPose
+128x96 imported the same way (``native_pose_model``): the full trunk, trained on 256x192 crops,
+sees people at half its scale there and poses them badly (docs/inference.md).
+
 Untrained, the student therefore equals the single-pass teacher (except that people at most
 ``small_crop_max_height`` pixels tall go through the trunk on half-size crops, and those up to
 ``middle_crop_max_height`` on three-quarter-size ones); training (see
@@ -65,6 +70,11 @@ class TopDownConfig:
     native_max_side: int = option(160, min=0)
     native_detector_size: tuple[int, int] = (160, 160)
     native_crop_size: tuple[int, int] = (96, 128)
+    # The native path's pose head: a pretrained top-down model made for native_crop_size crops
+    # (PP-TinyPose 128x96), with branches of its own; "" = the full path's head on half-size
+    # crops (checkpoints written before this option). Measured (docs/inference.md): keypoint AP
+    # at 12x on the native path 14.2 instead of 0.9 untrained (first 100 val500 images)
+    native_pose_model: str = "tinypose_128x96"
     # People whose crop region is at most small_crop_max_height image pixels tall are posed on
     # small_crop_size crops (0: never): a full-size crop would upsample them 4x or more, and the
     # trunk costs a quarter per person. Measured (docs/inference.md): 64 costs 0.2 keypoint AP
@@ -128,8 +138,10 @@ def onnx_sources(config: TopDownConfig) -> dict[str, bytes]:
 
     manifest = load_manifest()
     out = {}
-    for role, name, task in (("detector", config.detector, "detector"),
-                             ("pose", config.pose_model, "pose")):  # fmt: skip
+    roles = [("detector", config.detector, "detector"), ("pose", config.pose_model, "pose")]
+    if config.native_pose_model and config.native_max_side > 0:
+        roles.append(("native_pose", config.native_pose_model, "pose"))
+    for role, name, task in roles:
         spec = find_model(name, manifest, task)
         out[role] = Path(verify_model(spec, models_dir())).read_bytes()
     return out
@@ -143,7 +155,7 @@ class TopDownStudent(nn.Module):
       ``keypoints`` ``(N, 17, 3)`` (x, y, 1), ``keypoints_scores`` ``(N, 17)`` in [0, 1],
       ``keypoints_soft_branch`` / ``keypoints_hard_branch`` and ``keypoints3d`` (mm).
     - training uses the parts: :meth:`detector_input`, ``detector.levels``, :meth:`crop`,
-      ``head``; see :mod:`orpose.training.topdown`.
+      ``head`` and ``native_head`` (:meth:`head_for`); see :mod:`orpose.training.topdown`.
     """
 
     def __init__(self, config: TopDownConfig, sources: dict[str, bytes] | None = None):
@@ -157,25 +169,54 @@ class TopDownStudent(nn.Module):
         det_model = onnx.load_from_string(sources["detector"])
         names, strides = find_head_tensors(det_model)
         self.detector = PicoDet(import_onnx(det_model, names), strides)
-        pose_model = onnx.load_from_string(sources["pose"])
-        trunk, last = import_pose_trunk(pose_model)
         lifter_config = dict(config.lifter_config) if config.lifters else None
-        self.head = TopDownKeypointHead(
-            trunk,
-            last,
-            config.crop_size,
-            stride=config.crop_size[1] // heatmap_height(pose_model),
-            single_branch=config.single_branch,
-            lifter_config=lifter_config,
-            sigma=config.heatmap_sigma,
-            dark_kernel=config.dark_kernel,
-        )
+        self.head = self._pose_head(sources["pose"], config.crop_size, lifter_config)
+        # the native path's own head (no lifters: its keypoints go through the full head's)
+        self.native_head: TopDownKeypointHead | None = None
+        if config.native_pose_model and config.native_max_side > 0:
+            if "native_pose" not in sources:
+                raise ModelError(
+                    f"no 'native_pose' graph for student.native_pose_model "
+                    f"({config.native_pose_model!r})"
+                )
+            native_size = input_size(onnx.load_from_string(sources["native_pose"]))
+            if native_size != tuple(config.native_crop_size):
+                raise ConfigError(
+                    f"student.native_pose_model ({config.native_pose_model!r}) takes "
+                    f"{native_size[0]}x{native_size[1]} crops (width x height), "
+                    f"student.native_crop_size is {list(config.native_crop_size)}"
+                )
+            self.native_head = self._pose_head(sources["native_pose"], config.native_crop_size)
         # None: the path follows the input's size; True/False forces one (ONNX export, tests)
         self.force_native: bool | None = None
         self.register_buffer("mean", torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1), False)
         self.register_buffer("std", torch.tensor(IMAGENET_STD).view(1, 3, 1, 1), False)
 
+    def _pose_head(
+        self, source: bytes, crop_size: tuple[int, int], lifter_config: dict | None = None
+    ) -> TopDownKeypointHead:
+        """A two-branch head on the trunk of a top-down pose graph made for ``crop_size``."""
+        import onnx
+
+        c = self.config
+        pose_model = onnx.load_from_string(source)
+        trunk, last = import_pose_trunk(pose_model)
+        return TopDownKeypointHead(
+            trunk,
+            last,
+            crop_size,
+            stride=crop_size[1] // heatmap_height(pose_model),
+            single_branch=c.single_branch,
+            lifter_config=lifter_config,
+            sigma=c.heatmap_sigma,
+            dark_kernel=c.dark_kernel,
+        )
+
     # -- the parts, shared by training and inference ----------------------------------------
+    def head_for(self, native: bool) -> TopDownKeypointHead:
+        """The pose head of the full path, or of the native path (its own where it has one)."""
+        return self.native_head if native and self.native_head is not None else self.head
+
     def normalise(self, pixels: torch.Tensor) -> torch.Tensor:
         return (pixels - self.mean) / self.std
 
@@ -334,8 +375,9 @@ class TopDownStudent(nn.Module):
         instead of three: the native 12x frame 4-6% faster in onnxruntime, 640x480 about 1%, in
         two timings of the graphs in alternation)."""
         index = torch.zeros(regions.shape[0], dtype=torch.long, device=regions.device)
-        hm_soft, hm_hard = self.head(self.crop(image[None], regions, index, native, size))
-        points, scores = self.head.decode(torch.cat([(hm_soft + hm_hard) / 2, hm_soft, hm_hard]))
+        head = self.head_for(native)
+        hm_soft, hm_hard = head(self.crop(image[None], regions, index, native, size))
+        points, scores = head.decode(torch.cat([(hm_soft + hm_hard) / 2, hm_soft, hm_hard]))
         xy = self.crop_to_image(points, regions.repeat(3, 1), native, size)
         xy = torch.cat([xy, torch.ones_like(xy[..., :1])], -1)
         n = hm_soft.shape[0]
@@ -384,6 +426,16 @@ def heatmap_height(pose_model) -> int:
         if len(dims) == 4:
             return dims[2]
     raise ModelError("pose model: no 4-D heatmap output")
+
+
+def input_size(pose_model) -> tuple[int, int]:
+    """(width, height) of a top-down pose model's image input."""
+    inits = {t.name for t in pose_model.graph.initializer}
+    for i in pose_model.graph.input:
+        dims = [d.dim_value for d in i.type.tensor_type.shape.dim]
+        if i.name not in inits and len(dims) == 4:
+            return dims[3], dims[2]
+    raise ModelError("pose model: no 4-D image input")
 
 
 def import_pose_trunk(pose_model) -> tuple[nn.Module, nn.Conv2d]:

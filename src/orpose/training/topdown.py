@@ -140,9 +140,11 @@ class DistillationForward(torch.nn.Module):
         self.student = student
 
     def forward(
-        self, crops: list[torch.Tensor], views: list[torch.Tensor]
+        self, crops: list[torch.Tensor], views: list[torch.Tensor], native: list[bool]
     ) -> tuple[list[tuple[torch.Tensor, torch.Tensor]], list[list[LevelOutputs]]]:
-        heads = [self.student.head(c) for c in crops]
+        """Heatmaps of each crop batch (``native[i]``: through the native path's head) and the
+        detector levels of each image batch."""
+        heads = [self.student.head_for(n)(c) for c, n in zip(crops, native, strict=True)]
         return heads, [self.student.detector.levels(v) for v in views]
 
 
@@ -291,6 +293,7 @@ class TopDownTrainer(Trainer):
         heads, pyramids = forward(
             [nhwc(batch[g][crop_keys[g]]) for g in crop_groups],
             [nhwc(batch[g]["view"]) for g, _ in view_groups],
+            [g == "people_native" for g in crop_groups],
         )
         out: dict[str, torch.Tensor] = {}
 
@@ -311,9 +314,9 @@ class TopDownTrainer(Trainer):
                         core.config.lift_loss_unit_mm,
                     )
                 )
-            else:  # the native low-resolution path: half-size crops
-                add(core.head.losses(hm_soft, hm_hard, p["native_soft"], p["native_hard"],
-                                     p["native_teacher"]))  # fmt: skip
+            else:  # the native low-resolution path: half-size crops, through its own head
+                add(core.head_for(True).losses(hm_soft, hm_hard, p["native_soft"],
+                                               p["native_hard"], p["native_teacher"]))  # fmt: skip
         for (group, shift), levels in zip(view_groups, pyramids, strict=True):
             scores, boxes = batch[group]["scores"].to(dev), batch[group]["boxes"].to(dev)
             if shift:
