@@ -98,7 +98,7 @@ def test_training_steps_on_a_real_image_lower_the_loss(shared, tmp_path):
     config_path = tmp_path / "c.yaml"
     config_path.write_text(yaml.safe_dump({
         "student": {"family": "picodet_tinypose", "lifters": False},
-        "data": {"train": [str(labels)], "lowres": "all"},
+        "data": {"train": [str(labels)], "lowres": "all", "native_share": 1.0},
         "solver": {"iterations": 1, "batch_size": 4, "detector_batch_size": 1,
                    "optimizer": "adamw", "lr": 2e-4, "weight_decay": 0.0,
                    "warmup_iterations": 0},
@@ -107,6 +107,16 @@ def test_training_steps_on_a_real_image_lower_the_loss(shared, tmp_path):
     model = trainer.build_model()
     optimizer, _ = trainer.build_optimizer(model)
     batch = next(iter(trainer.make_loader(0)))
+    # native crops (of the samples degraded >= 4x) go through the native path's own head
+    assert len(batch["people_native"]["native_crop"]) > 0
+    seen = {"head": [], "native_head": []}
+    hooks = [getattr(model, name).register_forward_hook(
+                 lambda m, args, out, name=name: seen[name].append(tuple(args[0].shape[-2:])))
+             for name in seen]  # fmt: skip
+    trainer.losses(model, model, batch)
+    for hook in hooks:
+        hook.remove()
+    assert seen == {"head": [(256, 192)], "native_head": [(128, 96)]}
 
     def total() -> float:
         with torch.no_grad():

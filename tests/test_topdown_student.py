@@ -321,17 +321,22 @@ def test_native_head_serves_the_native_path_only(student, images):
     found at 12x.)"""
     import copy
 
-    changed = copy.deepcopy(student)
+    changed, full_changed = copy.deepcopy(student), copy.deepcopy(student)
     with torch.no_grad():
         changed.native_head.soft.weight.mul_(-1.0)
+        full_changed.head.soft.weight.mul_(-1.0)
         (full_a,) = student([_tensor(images[0])])
         (full_b,) = changed([_tensor(images[0])])
+        (full_c,) = full_changed([_tensor(images[0])])
         (small_a,) = student([_tensor(_small(images[1]))])
         (small_b,) = changed([_tensor(_small(images[1]))])
+        (small_c,) = full_changed([_tensor(_small(images[1]))])
     assert torch.equal(full_a["keypoints"], full_b["keypoints"])
+    assert not torch.allclose(full_a["keypoints_soft_branch"], full_c["keypoints_soft_branch"])
     assert len(small_a["boxes"]) > 0 and torch.equal(small_a["boxes"], small_b["boxes"])
     assert not torch.allclose(small_a["keypoints_soft_branch"], small_b["keypoints_soft_branch"])
     assert torch.equal(small_a["keypoints_hard_branch"], small_b["keypoints_hard_branch"])
+    assert torch.equal(small_a["keypoints_soft_branch"], small_c["keypoints_soft_branch"])
     assert small_a["keypoints3d"].shape == (len(small_a["boxes"]), 17, 3)
 
 
@@ -402,7 +407,7 @@ def test_native_onnx_graph_agrees_with_pytorch(student, images, tmp_path):
     from orpose.inference.onnx_runner import OnnxStudent
     from orpose.student.predictor import StudentPredictor
 
-    smalls = [_small(images[1]), _small(images[2])]  # 53x40 landscape, 35x53 portrait
+    smalls = [_small(images[1]), _small(images[2])]  # (w x h) 53x40 and 35x53, 12x
     path = export_onnx(student, tmp_path / "native.onnx", _tensor(smalls[0]), native=True)
     runner, torch_predictor = OnnxStudent(path, threads=2), StudentPredictor(student, "cpu")
     for small in smalls:

@@ -233,3 +233,23 @@ def test_stage_two_starts_from_a_stage_one_checkpoint_with_its_own_lifters(tmp_p
     assert b["student_config"]["lifter_config"]["hidden"] == 24  # not the config's 16
     for key, value in a["model"].items():
         assert torch.equal(value, b["model"][key]), key
+
+
+def test_a_run_started_before_the_native_head_resumes_without_it(tmp_path):
+    """--resume of a CPU-student run whose checkpoint has no ``native_pose_model`` (written before
+    the native path had its own head) keeps that architecture instead of the new default."""
+    from orpose.checkpoints.safe import write_checkpoint
+    from orpose.training.config import load_train_config
+    from orpose.training.topdown import TopDownTrainer
+
+    config_path = tmp_path / "c.yaml"
+    config_path.write_text(yaml.safe_dump({"student": {"family": "picodet_tinypose"},
+                                           "data": {"train": ["labels.json"]}}))  # fmt: skip
+    for saved, expected in (({"family": "picodet_tinypose"}, ""),
+                            ({"family": "picodet_tinypose", "native_pose_model": "x"},
+                             "tinypose_128x96")):  # fmt: skip
+        trainer = TopDownTrainer(load_train_config(config_path), tmp_path / "out", "cpu")
+        trainer.out_dir.mkdir(exist_ok=True)
+        write_checkpoint({"model": {}, "student_config": saved}, trainer.checkpoint_path())
+        trainer.keep_resumed_architecture()
+        assert trainer.config.student.native_pose_model == expected

@@ -279,6 +279,7 @@ def cocoeval_keypoint_ap(gt_path: Path, labels_path: Path) -> float:
 
 def test_demo_quick_runs_every_stage_and_writes_the_report(tmp_path, shared, monkeypatch):
     from orpose.cli import main
+    from orpose.workflow.report_page import _cell
 
     monkeypatch.setenv("ORPOSE_SHARED", str(shared))  # --shared sets it; restored afterwards
 
@@ -291,6 +292,11 @@ def test_demo_quick_runs_every_stage_and_writes_the_report(tmp_path, shared, mon
         f"| {float(student['12x']['box_ap']):.1f} | {float(student['12x']['keypoint_ap']):.1f} |"
         in report
     )
+    with open(out / "eval/student_native/metrics.csv") as f:
+        (native,) = csv.DictReader(f)  # the native path is scored at 12x only (not at 1x)
+    cells = [_cell(native[k]) for k in ("box_ap", "keypoint_ap", "keypoint_apl")]
+    assert native["scale"] == "12x"
+    assert f"| student, native low-resolution path | - | - | - | {' | '.join(cells)} |" in report
     linked = re.findall(r'(?:src="|\]\()([^")]+\.(?:png|jpg))', report)
     assert len(linked) >= 10
     assert all((out / p).is_file() for p in linked), "every picture the page links exists"

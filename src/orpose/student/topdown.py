@@ -72,8 +72,8 @@ class TopDownConfig:
     native_crop_size: tuple[int, int] = (96, 128)
     # The native path's pose head: a pretrained top-down model made for native_crop_size crops
     # (PP-TinyPose 128x96), with branches of its own; "" = the full path's head on half-size
-    # crops (checkpoints written before this option). Measured (docs/inference.md): keypoint AP
-    # at 12x on the native path 14.2 instead of 0.9 untrained (first 100 val500 images)
+    # crops (checkpoints written before this option). Measured (docs/inference.md, all 500
+    # val500 images): keypoint AP at 12x on the native path 12.6 instead of 0.5 (demo student)
     native_pose_model: str = "tinypose_128x96"
     # People whose crop region is at most small_crop_max_height image pixels tall are posed on
     # small_crop_size crops (0: never): a full-size crop would upsample them 4x or more, and the
@@ -434,6 +434,8 @@ def input_size(pose_model) -> tuple[int, int]:
     for i in pose_model.graph.input:
         dims = [d.dim_value for d in i.type.tensor_type.shape.dim]
         if i.name not in inits and len(dims) == 4:
+            if dims[2] <= 0 or dims[3] <= 0:
+                raise ModelError(f"pose model: its input {i.name!r} has no fixed height and width")
             return dims[3], dims[2]
     raise ModelError("pose model: no 4-D image input")
 

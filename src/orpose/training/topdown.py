@@ -169,6 +169,10 @@ class TopDownTrainer(Trainer):
                 self.config.student, lifter_config=model.head.lifter_config
             )
         model.config = self.config.student
+        if model.native_head is not None and self.config.data.native_share == 0:
+            # the native path is not trained: its head stays out of the optimizer (no weight
+            # decay, no pull towards its start, no optimizer state)
+            model.native_head.requires_grad_(False)
         # oneDNN's convolutions are several times faster in NHWC; inputs are made NHWC too
         return model.to(self.device, memory_format=torch.channels_last)
 

@@ -221,6 +221,21 @@ class Trainer:
         core = unwrap(model)
         return save_student(core, self.out_dir / "snapshots" / f"iter_{iteration:06d}.pt")
 
+    def keep_resumed_architecture(self) -> None:
+        """A run resumed from a checkpoint written before a config field existed continues with
+        the architecture it was started with (the field's legacy value, see
+        :data:`orpose.checkpoints.student.LEGACY_DEFAULTS`), not the field's new default."""
+        from orpose.checkpoints.student import LEGACY_DEFAULTS
+
+        saved = read_checkpoint(self.checkpoint_path(), "cpu").get("student_config")
+        student = self.config.student
+        legacy = LEGACY_DEFAULTS.get(getattr(student, "family", ""), {})
+        changes = {k: v for k, v in legacy.items() if isinstance(saved, dict) and k not in saved}
+        if changes:
+            log.info("resuming a run started before %s existed: keeping %s", list(changes),
+                     changes)  # fmt: skip
+            self.config.student = dataclasses.replace(student, **changes)
+
     def restore(self, model, optimizer, scheduler) -> int:
         """Load the training state; ``self.resumed_mixed``: it ended a run whose last.pt holds
         mixed weights (the state training reached is then ``trained.pt``)."""
@@ -255,6 +270,8 @@ class Trainer:
         """Train to ``solver.iterations``; returns the final checkpoint's path."""
         s = self.config.solver
         self.out_dir.mkdir(parents=True, exist_ok=True)
+        if resume and self.checkpoint_path().exists():
+            self.keep_resumed_architecture()
         model = self.build_model()
         mixing = s.final_weight_mix < 1
         # one copy of the starting weights, for whatever needs them later (the final mix here,

@@ -21,6 +21,14 @@ from orpose.scales import scale_label, scale_tag
 from orpose.workflow.steps import Step, StepRunner, write_commands
 
 DEMO_CONFIG = "cpu_student.yaml"  # the default CPU student (docs/student.md)
+# The native low-resolution path takes frames of at most 160 px (student.native_max_side): on the
+# 640-px val images, downscale factors from 4 on
+NATIVE_MIN_SCALE = 4
+
+
+def native_scales(scales: list[float]) -> list[float]:
+    """The demo's downscale factors at which the student's native path is also scored."""
+    return [s for s in scales if s >= NATIVE_MIN_SCALE]
 
 
 @dataclass
@@ -259,6 +267,29 @@ def demo_steps(opts: DemoOptions, data: Path) -> list[Step]:
             "the student's AP per scale",
         )
     )
+    if native_scales(opts.scales):
+        steps.append(
+            Step(
+                "student-eval-native",
+                [
+                    "eval",
+                    "--gt",
+                    val,
+                    "--model",
+                    student / "last.pt",
+                    "--scales",
+                    *native_scales(opts.scales),
+                    "--native-lowres",
+                    "--max-detections",
+                    opts.max_detections,
+                    "--out",
+                    d / "eval/student_native",
+                    "--no-plot",
+                ],
+                [d / "eval/student_native/metrics.csv"],
+                "the student's native low-resolution path (the small image as it is)",
+            )
+        )
     steps.append(
         Step(
             "student-or-12x",

@@ -38,6 +38,7 @@ OR_SAMPLES = 4  # operating-room frames shown with their 3D skeletons
 PLOT3D_PEOPLE = 4  # the best-scoring people (>= 0.5) drawn in 3D, side by side
 PLAUSIBLE = 0.3  # people scoring at least this are drawn and counted as found
 PLOT3D_SCORE = 0.5
+NATIVE_ROW = "student, native low-resolution path"  # its table row and chart line
 
 
 def picture(path: Path | None, base: Path, alt: str, why: str, width: int | None = None) -> str:
@@ -220,6 +221,7 @@ def write_demo_report(
 ) -> Path:
     """Write ``<out>/report.md``; returns its path."""
     from orpose.student.topdown import TopDownConfig  # its crop limits: the demo's
+    from orpose.workflow.demo import native_scales
 
     d = opts.out
     report_dir = d / "report"
@@ -228,9 +230,19 @@ def write_demo_report(
         f"teacher ({opts.teacher_preset})": d / "eval/teacher/metrics.csv",
         f"student ({opts.iterations} iterations)": d / "eval/student/metrics.csv",
     }
+    native = d / "eval/student_native/metrics.csv"
     models = {name: read_metrics(p) if p.is_file() else [] for name, p in metric_files.items()}
     scales = [scale_label(s) for s in opts.scales]
     no_chart = absent(list(metric_files.values()), d)
+    native_note = ""
+    if native_scales(opts.scales):
+        models[NATIVE_ROW] = read_metrics(native) if native.is_file() else []
+        native_note = (
+            f' The row "{NATIVE_ROW}" is the same student given the small image as it is '
+            "(`--native-lowres`: a 160x160 detector input and 128x96 person crops, about a "
+            "quarter of a 1x frame's work; docs/inference.md) instead of upsampled back as in "
+            "the paper's protocol" + (f" ({missing(native, d)})." if not native.is_file() else ".")
+        )
     chart = None
     if no_chart is None:
         chart = plot_models_versus_scale(
@@ -270,7 +282,7 @@ def write_demo_report(
         "degraded at each factor, and the student predicted real 12x operating-room frames.",
         "## Teacher and student at each downscale factor",
         "COCO AP in %, as in the paper's tables (MPJPE needs 3D ground truth, which these images "
-        "do not have).\n\n" + metrics_table(models, scales),
+        "do not have)." + native_note + "\n\n" + metrics_table(models, scales),
         picture(chart, d, "AP versus downscale factor", no_chart or ""),
         "How to read it: the student starts as the single-pass teacher; what the minutes of "
         "training change is low resolution (8x-12x), where the teacher was never trained, while "
