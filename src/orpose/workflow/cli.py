@@ -33,7 +33,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "short student training with low-resolution augmentation, teacher and student AP at "
         "each downscale factor on real labelled images, and student predictions on real 12x "
         "operating-room frames. Writes OUT/report.md (tables, charts, overlays, 3D skeletons, "
-        "the exact commands and config). About 14 minutes on an idle 2-core CPU; rerunning "
+        "the exact commands and config). About 8-14 minutes on an idle 2-core CPU; rerunning "
         "resumes.",
     )
     p.add_argument("--out", type=Path, default=Path("orpose_demo"), help="[orpose_demo]")
