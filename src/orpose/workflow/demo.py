@@ -65,6 +65,16 @@ class DemoOptions:
         return cls(**{**sizes, **overrides})
 
 
+def student_eval_step(
+    name: str, checkpoint: Path, val: Path, scales: list[float], max_detections: int,
+    options: list, out: Path, why: str,
+) -> Step:  # fmt: skip
+    """``orpose eval`` of the student checkpoint on the labelled images at ``scales``."""
+    argv = ["eval", "--gt", val, "--model", checkpoint, "--scales", *scales,
+            "--max-detections", max_detections, *options, "--out", out, "--no-plot"]  # fmt: skip
+    return Step(name, argv, [out / "metrics.csv"], why)
+
+
 def demo_steps(opts: DemoOptions, data: Path) -> list[Step]:
     """The demo's commands, in order; paths under ``opts.out``."""
     d = opts.out
@@ -244,52 +254,19 @@ def demo_steps(opts: DemoOptions, data: Path) -> list[Step]:
             "the teacher's AP per scale",
         )
     )
-    steps.append(
-        Step(
-            "student-eval",
-            [
-                "eval",
-                "--gt",
-                val,
-                "--model",
-                student / "last.pt",
-                "--scales",
-                *opts.scales,
-                "--max-detections",
-                opts.max_detections,
-                "--proposals",
-                300,
-                "--out",
-                d / "eval/student",
-                "--no-plot",
-            ],
-            [d / "eval/student/metrics.csv"],
-            "the student's AP per scale",
-        )
-    )
+    checkpoint = student / "last.pt"
+    paper = student_eval_step(
+        "student-eval", checkpoint, val, opts.scales, opts.max_detections,
+        ["--proposals", 300], d / "eval/student", "the student's AP per scale",
+    )  # fmt: skip
+    steps.append(paper)
     if native_scales(opts.scales):
-        steps.append(
-            Step(
-                "student-eval-native",
-                [
-                    "eval",
-                    "--gt",
-                    val,
-                    "--model",
-                    student / "last.pt",
-                    "--scales",
-                    *native_scales(opts.scales),
-                    "--native-lowres",
-                    "--max-detections",
-                    opts.max_detections,
-                    "--out",
-                    d / "eval/student_native",
-                    "--no-plot",
-                ],
-                [d / "eval/student_native/metrics.csv"],
-                "the student's native low-resolution path (the small image as it is)",
-            )
-        )
+        native = student_eval_step(
+            "student-eval-native", checkpoint, val, native_scales(opts.scales),
+            opts.max_detections, ["--native-lowres"], d / "eval/student_native",
+            "the student's native low-resolution path (the small image as it is)",
+        )  # fmt: skip
+        steps.append(native)
     steps.append(
         Step(
             "student-or-12x",
