@@ -155,9 +155,15 @@ def _config_dict(state: dict, path: Path | str) -> dict:
                 f"{', '.join(LEGACY_PATCHES)}"
             )
         config[LEGACY_PATCHES[name]] = bool(on)
-    for name, value in LEGACY_DEFAULTS.get(config.get("family"), {}).items():
-        config.setdefault(name, value)
+    config.update(legacy_fields(config))
     return config
+
+
+def legacy_fields(saved_config: dict) -> dict:
+    """The fields a saved student config lacks because they came later, each with the value
+    that says how the saved student was built (:data:`LEGACY_DEFAULTS`)."""
+    legacy = LEGACY_DEFAULTS.get(saved_config.get("family"), {})
+    return {name: value for name, value in legacy.items() if name not in saved_config}
 
 
 def student_from_state(state: Any, path: Path | str) -> nn.Module:
@@ -234,11 +240,9 @@ def load_weights_into(model: nn.Module, path: Path | str) -> None:
     missing = [k for k in model.state_dict() if k not in weights]
     added_only = bool(missing) and all(k.startswith(ADDED_PARTS) for k in missing)
     try:
-        model.load_state_dict(weights, strict=not added_only)
-        if added_only:  # still strict about everything else
-            unexpected = [k for k in weights if k not in model.state_dict()]
-            if unexpected:
-                raise RuntimeError(f"Unexpected key(s) in state_dict: {unexpected[0]!r}")
+        result = model.load_state_dict(weights, strict=not added_only)
+        if added_only and result.unexpected_keys:  # still strict about everything else
+            raise RuntimeError(f"Unexpected key(s) in state_dict: {result.unexpected_keys[0]!r}")
     except RuntimeError as err:
         first = str(err).strip().splitlines()[0]
         raise ModelError(f"{path}: its weights do not fit this student ({first})") from None

@@ -170,7 +170,8 @@ class TopDownStudent(nn.Module):
         names, strides = find_head_tensors(det_model)
         self.detector = PicoDet(import_onnx(det_model, names), strides)
         lifter_config = dict(config.lifter_config) if config.lifters else None
-        self.head = self._pose_head(sources["pose"], config.crop_size, lifter_config)
+        pose_model = onnx.load_from_string(sources["pose"])
+        self.head = self._pose_head(pose_model, config.crop_size, lifter_config)
         # the native path's own head (no lifters: its keypoints go through the full head's)
         self.native_head: TopDownKeypointHead | None = None
         if config.native_pose_model and config.native_max_side > 0:
@@ -179,27 +180,26 @@ class TopDownStudent(nn.Module):
                     f"no 'native_pose' graph for student.native_pose_model "
                     f"({config.native_pose_model!r})"
                 )
-            native_size = input_size(onnx.load_from_string(sources["native_pose"]))
+            native_model = onnx.load_from_string(sources["native_pose"])
+            native_size = input_size(native_model)
             if native_size != tuple(config.native_crop_size):
                 raise ConfigError(
                     f"student.native_pose_model ({config.native_pose_model!r}) takes "
                     f"{native_size[0]}x{native_size[1]} crops (width x height), "
                     f"student.native_crop_size is {list(config.native_crop_size)}"
                 )
-            self.native_head = self._pose_head(sources["native_pose"], config.native_crop_size)
+            self.native_head = self._pose_head(native_model, config.native_crop_size)
         # None: the path follows the input's size; True/False forces one (ONNX export, tests)
         self.force_native: bool | None = None
         self.register_buffer("mean", torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1), False)
         self.register_buffer("std", torch.tensor(IMAGENET_STD).view(1, 3, 1, 1), False)
 
     def _pose_head(
-        self, source: bytes, crop_size: tuple[int, int], lifter_config: dict | None = None
+        self, pose_model, crop_size: tuple[int, int], lifter_config: dict | None = None
     ) -> TopDownKeypointHead:
-        """A two-branch head on the trunk of a top-down pose graph made for ``crop_size``."""
-        import onnx
-
+        """A two-branch head on the trunk of a top-down pose graph (parsed ONNX) made for
+        ``crop_size``."""
         c = self.config
-        pose_model = onnx.load_from_string(source)
         trunk, last = import_pose_trunk(pose_model)
         return TopDownKeypointHead(
             trunk,

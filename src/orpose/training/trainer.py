@@ -225,16 +225,14 @@ class Trainer:
         """A run resumed from a checkpoint written before a config field existed continues with
         the architecture it was started with (the field's legacy value, see
         :data:`orpose.checkpoints.student.LEGACY_DEFAULTS`), not the field's new default."""
-        from orpose.checkpoints.student import LEGACY_DEFAULTS
+        from orpose.checkpoints.student import legacy_fields
 
         saved = read_checkpoint(self.checkpoint_path(), "cpu").get("student_config")
-        student = self.config.student
-        legacy = LEGACY_DEFAULTS.get(getattr(student, "family", ""), {})
-        changes = {k: v for k, v in legacy.items() if isinstance(saved, dict) and k not in saved}
+        changes = legacy_fields(saved) if isinstance(saved, dict) else {}
         if changes:
             log.info("resuming a run started before %s existed: keeping %s", list(changes),
                      changes)  # fmt: skip
-            self.config.student = dataclasses.replace(student, **changes)
+            self.config.student = dataclasses.replace(self.config.student, **changes)
 
     def restore(self, model, optimizer, scheduler) -> int:
         """Load the training state; ``self.resumed_mixed``: it ended a run whose last.pt holds
