@@ -175,7 +175,50 @@ def test_native_sizes_that_cannot_be_distilled_are_refused():
     from orpose.data.lowres import LowResSchedule
     from orpose.training.distillation_data import DistillationData
 
-    for native in (((160, 160), (48, 64)), ((128, 128), (96, 128))):
+    # detector not half; crop above half; crop of another aspect
+    for native in (((128, 128), (96, 128)), ((160, 160), (120, 160)), ((160, 160), (64, 96))):
         with pytest.raises(ValueError, match="must be half"):
             DistillationData([_OneImage()], LowResSchedule(fixed=8.0), None, (192, 256),
                              (320, 320), native_sizes=native)  # fmt: skip
+
+
+def test_native_crop_below_half_size_samples_the_teacher_between_cells():
+    """72x96 native crops (0.375 of 192x256): crop pixel u' sees full crop pixel u' / 0.375,
+    keypoints scale by 0.375, and native heatmap cell k is the teacher's at cell k / 0.375,
+    interpolated bilinearly (checked by hand at one cell)."""
+    from orpose.data.lowres import LowResSchedule
+    from orpose.training.distillation_data import (
+        Augmentation,
+        DistillationData,
+        collate,
+        sample_cells,
+    )
+
+    r = 0.375
+    data = DistillationData([_OneImage()], LowResSchedule(fixed=8.0), None, (192, 256),
+                            (320, 320), augmentation=Augmentation(native_share=1.0),
+                            native_sizes=((160, 160), (72, 96)))  # fmt: skip
+    ys, xs = np.mgrid[0:480, 0:640]
+    red, green = np.clip((xs - 272) * 2.6, 0, 255), np.clip((ys - 136) * 1.9, 0, 255)
+    image = np.stack([red, green, np.full_like(red, 90)], -1).round().astype(np.uint8)
+    matrix = crop_matrix(np.array([300.0, 150.0, 340.0, 246.0]), (192, 256), 1.25)
+    points = np.array([[40.0, 60.0, 1.0], [150.0, 200.0, 0.5]])
+    out = data.native_person(image, 8.0, matrix, points, points, random.Random(0))
+    assert out["native_crop"].shape == (96, 72, 3)
+    assert np.allclose(out["native_soft"][:, :2], points[:, :2] * r)
+    inverse = cv2.invertAffineTransform(matrix)
+    for u, v in ((6, 7), (36, 30), (66, 15), (22, 88), (52, 67)):
+        x, y = transform_points(np.array([[u / r, v / r]]), inverse)[0]
+        assert out["native_crop"][v, u, 0] == pytest.approx((x - 272) * 2.6, abs=1.5)
+        assert out["native_crop"][v, u, 1] == pytest.approx((y - 136) * 1.9, abs=1.5)
+    teacher = np.random.default_rng(0).random((17, 64, 48)).astype(np.float32)
+    batch = collate([{"crop": np.zeros((256, 192, 3), np.uint8), "teacher": teacher, **out}])
+    cells = batch["people_native"]["native_teacher"][0].numpy()
+    assert cells.shape == (17, 24, 18)
+    fy, fx = 5 / r - 13, 7 / r - 18  # native cell (y 5, x 7) = teacher cell (13.33, 18.67)
+    t = teacher[3]
+    hand = ((1 - fy) * (1 - fx) * t[13, 18] + (1 - fy) * fx * t[13, 19]
+            + fy * (1 - fx) * t[14, 18] + fy * fx * t[14, 19])  # fmt: skip
+    assert cells[3, 5, 7] == pytest.approx(hand, abs=1e-5)
+    assert np.array_equal(sample_cells(torch.from_numpy(teacher[None]), 0.5)[0].numpy(),
+                          teacher[:, ::2, ::2])  # fmt: skip

@@ -295,6 +295,7 @@ def test_untrained_native_head_is_the_teachers_128x96_pose_model(shared, student
     from orpose.teacher.teacher import Teacher
 
     assert student.native_head is not None and student.native_head.input_size == (96, 128)
+    assert student.unmixed_prefixes == ()  # made for these crops: the final weight mix keeps it
     teacher = Teacher.from_config(
         PRESETS["single"].replace(pose_model="tinypose_128x96"), shared / "models", threads=2
     )
@@ -340,13 +341,37 @@ def test_native_head_serves_the_native_path_only(student, images):
     assert small_a["keypoints3d"].shape == (len(small_a["boxes"]), 17, 3)
 
 
-def test_native_head_needs_crops_of_its_models_size(shared):
+def test_native_crops_keep_the_crop_aspect_and_at_most_the_models_size(shared):
     from orpose.errors import ConfigError
 
-    with pytest.raises(ConfigError, match="native_crop_size"):
-        TopDownStudent(TopDownConfig(lifters=False, native_crop_size=(72, 96)))
+    for size in ((64, 96), (120, 160)):  # another aspect; larger than PP-TinyPose 128x96's input
+        with pytest.raises(ConfigError, match="native_crop_size"):
+            TopDownStudent(TopDownConfig(lifters=False, native_crop_size=size))
     without = TopDownStudent(TopDownConfig(lifters=False, native_max_side=0))
     assert without.native_head is None and "native_pose" not in without.sources
+
+
+def test_native_head_on_smaller_crops_keeps_its_models_stride(shared, images):
+    """72x96 native crops (trained at that size, cpu_student_long.yaml): the head keeps the
+    pretrained model's heatmap stride (4), so a heatmap peak at cell (x, y) is crop pixel
+    (4x, 4y), and keypoints come back in image pixels of the small frame."""
+    small = TopDownStudent(TopDownConfig(lifters=False, native_crop_size=(72, 96)))
+    head = small.native_head
+    assert head.stride == 4 and head.map_size == (18, 24) and small.head.stride == 4
+    assert small.unmixed_prefixes == ("native_head.",)  # its 128x96 start is not kept
+    heatmaps = torch.zeros(1, 17, 24, 18)
+    heatmaps[0, :, 10, 7] = 1.0
+    points, _ = head.decode(heatmaps)
+    torch.testing.assert_close(points[0, 0], torch.tensor([28.0, 40.0]), rtol=0, atol=0.05)
+    frame = _tensor(_small(images[1]))
+    with torch.no_grad():
+        (out,) = small([frame])
+        index = torch.zeros(len(out["boxes"]), dtype=torch.long)
+        crops = small.crop(frame[None], small.crop_regions(out["boxes"]), index, native=True)
+    assert len(out["boxes"]) > 0 and crops.shape[-2:] == (96, 72)
+    regions = small.crop_regions(out["boxes"])[:, None]  # each person's keypoints in its crop
+    xy = out["keypoints"][..., :2]
+    assert bool(((xy >= regions[..., :2] - 1e-3) & (xy <= regions[..., 2:] + 1e-3)).all())
 
 
 def test_checkpoint_of_a_student_without_native_head_loads_as_it_was(student, images, tmp_path):
@@ -403,6 +428,17 @@ def test_native_crops_train_the_native_head(student):
 def test_native_onnx_graph_agrees_with_pytorch(student, images, tmp_path):
     """The native path's own graph (what ``orpose export`` writes as student_native.onnx), with
     its own head, against PyTorch on 12x frames of both orientations."""
+    _check_native_onnx(student, images, tmp_path)
+
+
+def test_native_onnx_graph_on_smaller_crops_agrees_with_pytorch(shared, images, tmp_path):
+    """The same with 72x96 native crops, where the trunk's coarser branches no longer halve
+    exactly (96x72 -> ... -> 3x3): the graph resizes to each branch's size, as PyTorch does."""
+    config = TopDownConfig(lifter_config={"hidden": 64}, native_crop_size=(72, 96))
+    _check_native_onnx(TopDownStudent(config).eval(), images, tmp_path)
+
+
+def _check_native_onnx(student, images, tmp_path) -> None:
     from orpose.export.export import export_onnx
     from orpose.inference.onnx_runner import OnnxStudent
     from orpose.student.predictor import StudentPredictor

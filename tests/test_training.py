@@ -253,3 +253,28 @@ def test_a_run_started_before_the_native_head_resumes_without_it(tmp_path):
         write_checkpoint({"model": {}, "student_config": saved}, trainer.checkpoint_path())
         trainer.keep_resumed_architecture()
         assert trainer.config.student.native_pose_model == expected
+
+
+def test_final_weight_mix_leaves_parts_the_model_names_as_trained(tmp_path):
+    """WiSE-FT keeps 1x accuracy; a native head trained on crops smaller than its pretrained
+    input (whose start has no accuracy there) is named in ``unmixed_prefixes`` and stays as
+    trained, as does nothing else; the 128x96 native head is mixed as before."""
+    from orpose.training.config import load_train_config
+    from orpose.training.topdown import TopDownTrainer
+
+    config_path = tmp_path / "c.yaml"
+    config_path.write_text(yaml.safe_dump({"student": {"family": "picodet_tinypose"},
+                                           "data": {"train": ["labels.json"]},
+                                           "solver": {"final_weight_mix": 0.25}}))  # fmt: skip
+    trainer = TopDownTrainer(load_train_config(config_path), tmp_path / "out", "cpu")
+    for unmixed in ((), ("native_head.",)):
+        model = torch.nn.ModuleDict({"head": torch.nn.Linear(2, 2),
+                                     "native_head": torch.nn.Linear(2, 2)})  # fmt: skip
+        model.unmixed_prefixes = unmixed
+        trainer.start_state = {k: torch.zeros_like(v) for k, v in model.state_dict().items()}
+        trained = {k: v.clone() for k, v in model.state_dict().items()}
+        trainer.mix_final_weights(model)
+        for key, value in model.state_dict().items():
+            kept = key.startswith(unmixed) if unmixed else False
+            expected = trained[key] if kept else 0.25 * trained[key]
+            torch.testing.assert_close(value, expected, rtol=0, atol=1e-7, msg=key)

@@ -17,9 +17,10 @@ pass and no test-time augmentation:
    keypoint score (the teacher's rescoring).
 
 A small frame (the native low-resolution path, ``native_max_side``) runs the detector at half its
-input size and poses people on 128x96 crops with a head of its own, the teacher's PP-TinyPose
-128x96 imported the same way (``native_pose_model``): the full trunk, trained on 256x192 crops,
-sees people at half its scale there and poses them badly (docs/inference.md).
+input size and poses people on 128x96 crops (or smaller ones, trained as such) with a head of
+its own, the teacher's PP-TinyPose 128x96 imported the same way (``native_pose_model``): the full
+trunk, trained on 256x192 crops, sees people at half its scale there and poses them badly
+(docs/inference.md).
 
 Untrained, the student therefore equals the single-pass teacher (except that people at most
 ``small_crop_max_height`` pixels tall go through the trunk on half-size crops, and those up to
@@ -69,6 +70,9 @@ class TopDownConfig:
     # (e.g. a 12x frame, 53x40) runs at these sizes instead (0: never); see docs/inference.md
     native_max_side: int = option(160, min=0)
     native_detector_size: tuple[int, int] = (160, 160)
+    # at most the native pose model's input, with crop_size's aspect; smaller crops must be
+    # trained. Measured (docs/inference.md): 72x96 in the longer recipe makes a 12x frame 0.20 of
+    # a 1x frame instead of 0.27, for keypoint AP 11.0 instead of 14.4 at 12x
     native_crop_size: tuple[int, int] = (96, 128)
     # The native path's pose head: a pretrained top-down model made for native_crop_size crops
     # (PP-TinyPose 128x96), with branches of its own; "" = the full path's head on half-size
@@ -165,6 +169,7 @@ class TopDownStudent(nn.Module):
         self.config = config
         sources = sources if sources is not None else onnx_sources(config)
         self.sources = dict(sources)
+        self.unmixed_prefixes: tuple[str, ...] = ()  # state keys a final weight mix skips
         self.sha256 = {k: hashlib.sha256(v).hexdigest() for k, v in sources.items()}
         det_model = onnx.load_from_string(sources["detector"])
         names, strides = find_head_tensors(det_model)
@@ -181,14 +186,13 @@ class TopDownStudent(nn.Module):
                     f"({config.native_pose_model!r})"
                 )
             native_model = onnx.load_from_string(sources["native_pose"])
-            native_size = input_size(native_model)
-            if native_size != tuple(config.native_crop_size):
-                raise ConfigError(
-                    f"student.native_pose_model ({config.native_pose_model!r}) takes "
-                    f"{native_size[0]}x{native_size[1]} crops (width x height), "
-                    f"student.native_crop_size is {list(config.native_crop_size)}"
-                )
+            native_input = input_size(native_model)
+            check_native_crop(config, native_input)
             self.native_head = self._pose_head(native_model, config.native_crop_size)
+            if tuple(config.native_crop_size) != native_input:
+                # trained on crops its pretrained start was not made for: the final weight mix
+                # (solver.final_weight_mix) leaves it as trained
+                self.unmixed_prefixes = ("native_head.",)
         # None: the path follows the input's size; True/False forces one (ONNX export, tests)
         self.force_native: bool | None = None
         self.register_buffer("mean", torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1), False)
@@ -205,7 +209,7 @@ class TopDownStudent(nn.Module):
             trunk,
             last,
             crop_size,
-            stride=crop_size[1] // heatmap_height(pose_model),
+            stride=input_size(pose_model)[1] // heatmap_height(pose_model),
             single_branch=c.single_branch,
             lifter_config=lifter_config,
             sigma=c.heatmap_sigma,
@@ -426,6 +430,20 @@ def heatmap_height(pose_model) -> int:
         if len(dims) == 4:
             return dims[2]
     raise ModelError("pose model: no 4-D heatmap output")
+
+
+def check_native_crop(config: TopDownConfig, model_size: tuple[int, int]) -> None:
+    """The native crops may be smaller than the native pose model's input (the head is then
+    trained at that size, see docs/inference.md) but keep the full path's aspect: both paths
+    share the crop regions. Errors name the keys."""
+    (w, h), (fw, fh) = config.native_crop_size, config.crop_size
+    if w * fh != h * fw or w > model_size[0] or h > model_size[1]:
+        raise ConfigError(
+            f"student.native_crop_size {list(config.native_crop_size)} must keep the aspect of "
+            f"student.crop_size {list(config.crop_size)} and be at most the "
+            f"input of student.native_pose_model ({config.native_pose_model!r}: "
+            f"{model_size[0]}x{model_size[1]}, width x height)"
+        )
 
 
 def input_size(pose_model) -> tuple[int, int]:

@@ -25,6 +25,7 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 import torch
+import torch.nn.functional as F
 
 from orpose.data.coco import PoseDataset
 from orpose.data.lowres import LowResSchedule, degrade, downsample
@@ -158,16 +159,24 @@ class DistillationData(torch.utils.data.Dataset):
         self.detector_size = tuple(detector_size)
         self.padding = padding
         self.aug = augmentation or Augmentation()
-        # (detector, crop) sizes of the native low-resolution path (None: not trained): its crops
-        # must be half the full ones (their heatmap cells are every second teacher cell) and its
-        # detector input half (its levels are the teacher's next coarser ones)
+        # (detector, crop) sizes of the native low-resolution path (None: not trained): its
+        # detector input must be half the full one (its levels are the teacher's next coarser
+        # ones), its crops the full crops scaled by native_ratio <= 1/2 (same aspect), whose
+        # heatmap cells are then the teacher's sampled every 1 / native_ratio cells
         self.native = native_sizes
+        self.native_ratio = 0.5
         if native_sizes is not None:
             (dw, dh), (cw, ch) = native_sizes
-            if (2 * dw, 2 * dh) != self.detector_size or (2 * cw, 2 * ch) != self.crop_size:
+            self.native_ratio = ch / self.crop_size[1]
+            if (
+                (2 * dw, 2 * dh) != self.detector_size
+                or cw * self.crop_size[1] != ch * self.crop_size[0]
+                or self.native_ratio > 0.5
+            ):
                 raise ValueError(
-                    f"the native path's sizes {native_sizes} must be half of the detector "
-                    f"{self.detector_size} and crop {self.crop_size} sizes to be distilled"
+                    f"the native path's sizes {native_sizes} must be half of the detector size "
+                    f"{self.detector_size} and at most half of the crop size {self.crop_size}, "
+                    "with its aspect, to be distilled"
                 )
         self.images = [(d, img) for d, ds in enumerate(datasets) for img in ds.images]
         self.persons = [
@@ -241,8 +250,9 @@ class DistillationData(torch.utils.data.Dataset):
         )
 
     def native_person(self, image, scale, matrix, soft, hard, rng) -> dict[str, np.ndarray]:
-        """The same person as the native path sees it: the half-size crop of the SMALL image
-        (no upsampling back), its keypoints in that crop's pixels."""
+        """The same person as the native path sees it: the smaller crop (``native_ratio`` of
+        the full one) of the SMALL image (no upsampling back), its keypoints in that crop's
+        pixels."""
         if not self.wants_native(scale, rng):
             return {}
         small = downsample(image, scale)
@@ -250,12 +260,13 @@ class DistillationData(torch.utils.data.Dataset):
         # small pixel x_s covers full pixel x = (x_s + 0.5) * w / w_s - 0.5 (pixel centres)
         ax, ay = w / small.shape[1], h / small.shape[0]
         from_small = np.array([[ax, 0, 0.5 * ax - 0.5], [0, ay, 0.5 * ay - 0.5], [0, 0, 1]])
-        # native crop pixel u' = full crop pixel u / 2 (both pixel-index conventions)
-        m_small = (np.diag([0.5, 0.5]) @ matrix) @ from_small
+        # native crop pixel u' = full crop pixel u * ratio (both pixel-index conventions)
+        r = self.native_ratio
+        m_small = (np.diag([r, r]) @ matrix) @ from_small
         crop = warp(small, m_small, self.native[1])
         soft, hard = soft.copy(), hard.copy()
-        soft[:, :2] *= 0.5
-        hard[:, :2] *= 0.5
+        soft[:, :2] *= r
+        hard[:, :2] *= r
         return {"native_crop": crop, "native_soft": soft, "native_hard": hard}
 
     # -- images ------------------------------------------------------------------------------
@@ -292,6 +303,23 @@ class DistillationData(torch.utils.data.Dataset):
 NATIVE_PERSON_KEYS = ("native_crop", "native_soft", "native_hard")
 
 
+def sample_cells(heatmaps: torch.Tensor, ratio: float) -> torch.Tensor:
+    """Heatmaps ``(N, K, H, W)`` of a crop, read at the cells of the same crop scaled by
+    ``ratio`` (<= 1, same stride): native cell k lies at full cell k / ratio (pixel-index
+    convention, as the crops); every second cell for a half-size crop, bilinear otherwise."""
+    step = 1.0 / ratio
+    h, w = heatmaps.shape[-2:]
+    size = (math.ceil(h * ratio - 1e-6), math.ceil(w * ratio - 1e-6))
+    if abs(step - round(step)) < 1e-6:
+        return heatmaps[..., :: round(step), :: round(step)][..., : size[0], : size[1]]
+    n = heatmaps.shape[0]
+    ys = torch.arange(size[0], dtype=heatmaps.dtype) * step
+    xs = torch.arange(size[1], dtype=heatmaps.dtype) * step
+    grid = torch.stack(torch.meshgrid(xs / (w - 1), ys / (h - 1), indexing="xy"), -1) * 2 - 1
+    return F.grid_sample(heatmaps, grid.expand(n, -1, -1, -1), mode="bilinear",
+                         align_corners=True)  # fmt: skip
+
+
 def _stack(group: list[dict], keys) -> dict[str, torch.Tensor]:
     return {k: torch.from_numpy(np.stack([g[k] for g in group])) for k in keys}
 
@@ -307,9 +335,9 @@ def collate(items: list[dict[str, np.ndarray]]) -> dict[str, dict[str, torch.Ten
         native = [i for i in people if "native_crop" in i]
         if native:
             group = _stack(native, NATIVE_PERSON_KEYS)
-            # the teacher's heatmap cells at even indices are the native crop's cells
             index = torch.tensor([j for j, i in enumerate(people) if "native_crop" in i])
-            group["native_teacher"] = out["people"]["teacher"][index][..., ::2, ::2]
+            ratio = group["native_crop"].shape[1] / out["people"]["crop"].shape[1]
+            group["native_teacher"] = sample_cells(out["people"]["teacher"][index], ratio)
             out["people_native"] = group
     if views:
         out["images"] = _stack(views, [k for k in views[0] if k != "native_view"])

@@ -318,7 +318,7 @@ class TopDownTrainer(Trainer):
                         core.config.lift_loss_unit_mm,
                     )
                 )
-            else:  # the native low-resolution path: half-size crops, through its own head
+            else:  # the native low-resolution path: its smaller crops, through its own head
                 add(core.head_for(True).losses(hm_soft, hm_hard, p["native_soft"],
                                                p["native_hard"], p["native_teacher"]))  # fmt: skip
         for (group, shift), levels in zip(view_groups, pyramids, strict=True):

@@ -206,13 +206,16 @@ class Trainer:
 
         Why: fine-tuning on the teacher's pseudo labels buys low-resolution accuracy at some
         cost at 1x; the mix keeps most of the gain and most of the starting 1x accuracy
-        (measured in docs/student.md), for no training time."""
+        (measured in docs/student.md), for no training time. Parts a model names in
+        ``unmixed_prefixes`` stay as trained (the CPU student's native head on crops smaller
+        than its pretrained input, whose start has no accuracy there to keep)."""
         mix = self.config.solver.final_weight_mix
         core = unwrap(model)
         state = core.state_dict()
+        unmixed = tuple(getattr(core, "unmixed_prefixes", ()))
         with torch.no_grad():
             for key, value in state.items():
-                if value.is_floating_point():
+                if value.is_floating_point() and not key.startswith(unmixed):
                     value.copy_(mix * value + (1 - mix) * self.start_state[key].to(value))
 
     def snapshot(self, model, iteration: int) -> Path:
