@@ -251,7 +251,7 @@ def test_a_run_started_before_the_native_head_resumes_without_it(tmp_path):
         trainer = TopDownTrainer(load_train_config(config_path), tmp_path / "out", "cpu")
         trainer.out_dir.mkdir(exist_ok=True)
         write_checkpoint({"model": {}, "student_config": saved}, trainer.checkpoint_path())
-        trainer.keep_resumed_architecture()
+        trainer.keep_resumed_architecture(read_checkpoint(trainer.checkpoint_path()))
         assert trainer.config.student.native_pose_model == expected
 
 

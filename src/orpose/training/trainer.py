@@ -224,23 +224,23 @@ class Trainer:
         core = unwrap(model)
         return save_student(core, self.out_dir / "snapshots" / f"iter_{iteration:06d}.pt")
 
-    def keep_resumed_architecture(self) -> None:
-        """A run resumed from a checkpoint written before a config field existed continues with
-        the architecture it was started with (the field's legacy value, see
-        :data:`orpose.checkpoints.student.LEGACY_DEFAULTS`), not the field's new default."""
+    def keep_resumed_architecture(self, state: dict) -> None:
+        """A run resumed from a checkpoint (its content ``state``) written before a config field
+        existed continues with the architecture it was started with (the field's legacy value,
+        see :data:`orpose.checkpoints.student.LEGACY_DEFAULTS`), not the field's new default."""
         from orpose.checkpoints.student import legacy_fields
 
-        saved = read_checkpoint(self.checkpoint_path(), "cpu").get("student_config")
+        saved = state.get("student_config")
         changes = legacy_fields(saved) if isinstance(saved, dict) else {}
         if changes:
             log.info("resuming a run started before %s existed: keeping %s", list(changes),
                      changes)  # fmt: skip
             self.config.student = dataclasses.replace(self.config.student, **changes)
 
-    def restore(self, model, optimizer, scheduler) -> int:
-        """Load the training state; ``self.resumed_mixed``: it ended a run whose last.pt holds
-        mixed weights (the state training reached is then ``trained.pt``)."""
-        state = read_checkpoint(self.checkpoint_path(), self.device)
+    def restore(self, model, optimizer, scheduler, state: dict) -> int:
+        """Load the training state from last.pt's content ``state``; ``self.resumed_mixed``: it
+        ended a run whose last.pt holds mixed weights (the state training reached is then
+        ``trained.pt``)."""
         self.resumed_mixed = "final_weight_mix" in state
         if self.resumed_mixed:
             state = read_checkpoint(self.out_dir / TRAINED_NAME, self.device)
@@ -271,8 +271,10 @@ class Trainer:
         """Train to ``solver.iterations``; returns the final checkpoint's path."""
         s = self.config.solver
         self.out_dir.mkdir(parents=True, exist_ok=True)
+        resumed = None  # last.pt's content, read once for the architecture and the state
         if resume and self.checkpoint_path().exists():
-            self.keep_resumed_architecture()
+            resumed = read_checkpoint(self.checkpoint_path(), self.device)
+            self.keep_resumed_architecture(resumed)
         model = self.build_model()
         mixing = s.final_weight_mix < 1
         # one copy of the starting weights, for whatever needs them later (the final mix here,
@@ -283,8 +285,9 @@ class Trainer:
                                 if v.is_floating_point()}  # fmt: skip
         optimizer, scheduler = self.build_optimizer(model)
         start, self.resumed_mixed = 0, False
-        if resume and self.checkpoint_path().exists():
-            start = self.restore(model, optimizer, scheduler)
+        if resumed is not None:
+            start = self.restore(model, optimizer, scheduler, resumed)
+            del resumed  # a second copy of the weights and optimizer state, not needed now
             log.info("resumed from %s at iteration %d", self.checkpoint_path(), start)
         elif resume:
             log.info("no checkpoint in %s: starting from scratch", self.out_dir)
