@@ -374,6 +374,28 @@ def test_native_head_on_smaller_crops_keeps_its_models_stride(shared, images):
     assert bool(((xy >= regions[..., :2] - 1e-3) & (xy <= regions[..., 2:] + 1e-3)).all())
 
 
+def test_native_heatmap_sigma_sets_the_width_of_the_native_heads_targets(shared):
+    """``student.native_heatmap_sigma`` narrows the native head's soft and hard Gaussians only.
+    Against an all-zero prediction, a keypoint far from the map's edges costs the squared
+    Gaussian summed over the cells: (sum over k of exp(-k^2 / sigma^2))^2, about pi * sigma^2."""
+    import math
+
+    config = TopDownConfig(lifters=False, native_crop_size=(72, 96), native_heatmap_sigma=0.75)
+    model = TopDownStudent(config)
+    assert model.native_head.sigma == 0.75 and model.head.sigma == 2.0
+
+    def expected(sigma: float) -> float:
+        return sum(math.exp(-(k * k) / sigma**2) for k in range(-30, 31)) ** 2
+
+    for head, size, sigma in ((model.native_head, (24, 18), 0.75), (model.head, (64, 48), 2.0)):
+        zero = torch.zeros(1, 17, *size)
+        label = torch.zeros(1, 17, 3)
+        label[0, 3] = torch.tensor([9.0 * head.stride, 12.0 * head.stride, 1.0])  # cell (9, 12)
+        losses = head.losses(zero, zero, label, label)
+        assert losses["loss_kp2d_hard"].item() == pytest.approx(expected(sigma), rel=1e-5)
+        assert losses["loss_kp2d_soft"].item() == pytest.approx(expected(sigma) / 17, rel=1e-5)
+
+
 def test_checkpoint_of_a_student_without_native_head_loads_as_it_was(student, images, tmp_path):
     """Files written before the native head: their config lacks ``native_pose_model`` and their
     native path used the full head; they rebuild so, and start a new student's training."""

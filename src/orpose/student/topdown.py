@@ -100,7 +100,11 @@ class TopDownConfig:
     single_branch: bool = False
     lifters: bool = True
     lifter_config: dict = field(default_factory=dict)
-    heatmap_sigma: float = 2.0
+    heatmap_sigma: float = option(2.0, above=0)  # of the soft and hard targets, in heatmap cells
+    # the same for the native head (None: heatmap_sigma); smaller native crops read the
+    # teacher's peaks between cells, narrower than 2 cells (0.75 wide at 72x96). Measured
+    # (docs/inference.md): 0.75 at 72x96, longer recipe: native keypoint AP 12.0 at 12x, not 11.0
+    native_heatmap_sigma: float | None = option(None, above=0)
     dark_kernel: int = 11
     lift_loss_unit_mm: float = 100.0
     loss_weights: dict[str, float] = option(
@@ -188,7 +192,9 @@ class TopDownStudent(nn.Module):
             native_model = onnx.load_from_string(sources["native_pose"])
             native_input = input_size(native_model)
             check_native_crop(config, native_input)
-            self.native_head = self._pose_head(native_model, config.native_crop_size)
+            self.native_head = self._pose_head(
+                native_model, config.native_crop_size, sigma=config.native_heatmap_sigma
+            )
             if tuple(config.native_crop_size) != native_input:
                 # trained on crops its pretrained start was not made for: the final weight mix
                 # (solver.final_weight_mix) leaves it as trained
@@ -199,10 +205,11 @@ class TopDownStudent(nn.Module):
         self.register_buffer("std", torch.tensor(IMAGENET_STD).view(1, 3, 1, 1), False)
 
     def _pose_head(
-        self, pose_model, crop_size: tuple[int, int], lifter_config: dict | None = None
-    ) -> TopDownKeypointHead:
+        self, pose_model, crop_size: tuple[int, int], lifter_config: dict | None = None,
+        sigma: float | None = None,
+    ) -> TopDownKeypointHead:  # fmt: skip
         """A two-branch head on the trunk of a top-down pose graph (parsed ONNX) made for
-        ``crop_size``."""
+        ``crop_size``; ``sigma``: its targets' width (None: ``heatmap_sigma``)."""
         c = self.config
         trunk, last = import_pose_trunk(pose_model)
         return TopDownKeypointHead(
@@ -212,7 +219,7 @@ class TopDownStudent(nn.Module):
             stride=input_size(pose_model)[1] // heatmap_height(pose_model),
             single_branch=c.single_branch,
             lifter_config=lifter_config,
-            sigma=c.heatmap_sigma,
+            sigma=sigma or c.heatmap_sigma,
             dark_kernel=c.dark_kernel,
         )
 
