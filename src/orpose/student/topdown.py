@@ -71,8 +71,8 @@ class TopDownConfig:
     native_max_side: int = option(160, min=0)
     native_detector_size: tuple[int, int] = (160, 160)
     # at most the native pose model's input, with crop_size's aspect; smaller crops must be
-    # trained. Measured (docs/inference.md): 72x96 in the longer recipe makes a 12x frame 0.20 of
-    # a 1x frame instead of 0.27, for keypoint AP 11.0 instead of 14.4 at 12x
+    # trained. Measured (docs/inference.md, longer recipe): 72x96 makes a 12x frame 0.20-0.21 of
+    # a 1x frame instead of 0.22, for native keypoint AP 12.0 instead of 14.3 at 12x
     native_crop_size: tuple[int, int] = (96, 128)
     # The native path's pose head: a pretrained top-down model made for native_crop_size crops
     # (PP-TinyPose 128x96), with branches of its own; "" = the full path's head on half-size
