@@ -1,5 +1,5 @@
-"""``orpose eval`` on pseudo-label files (--keypoints, recorded downscale), the APl column, and
-``orpose data check``'s count of people with keypoints."""
+"""``orpose eval`` on pseudo-label files (--keypoints, recorded downscale), the APm and APl
+columns, and ``orpose data check``'s count of people with keypoints."""
 
 import csv
 import json
@@ -116,6 +116,53 @@ def test_keypoint_apl_in_table_csv_and_json(tmp_path, capsys):
     assert float(row["keypoint_apl"]) == pytest.approx(100.0)
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics[0]["keypoints"]["APl"] == pytest.approx(1.0)
+
+
+def test_keypoint_apm_and_apl_match_pycocotools_by_size(tmp_path, capsys):
+    """One medium person posed exactly and one large person posed 12 px off: the csv's APm and
+    APl are pycocotools' own by-size figures, read here from COCOeval directly."""
+    import contextlib
+    import io
+
+    import cv2
+    from pycocotools.coco import COCO
+    from pycocotools.cocoeval import COCOeval
+
+    (tmp_path / "images").mkdir()
+    cv2.imwrite(str(tmp_path / "images" / "a.png"), np.full((480, 640, 3), 90, np.uint8))
+    annotations, results = [], []
+    for ann_id, (x, scale, shift) in enumerate([(120, 0.5, 0.0), (400, 2.0, 12.0)], 1):
+        kps = person_keypoints(x, 40, scale=scale)
+        x0, y0 = kps[:, 0].min() - 5, kps[:, 1].min() - 5
+        w, h = kps[:, 0].max() + 5 - x0, kps[:, 1].max() + 5 - y0
+        box = [float(x0), float(y0), float(w), float(h)]
+        annotations.append({"id": ann_id, "image_id": 1, "category_id": 1, "iscrowd": 0,
+                            "bbox": box, "area": float(w * h), "num_keypoints": 17,
+                            "keypoints": kps.reshape(-1).tolist()})  # fmt: skip
+        moved = kps.copy()
+        moved[:, 0] += shift
+        results.append({"image_id": 1, "category_id": 1, "bbox": box, "score": 0.9 - 0.1 * ann_id,
+                        "keypoints": moved.reshape(-1).tolist()})  # fmt: skip
+    assert annotations[0]["area"] < 96**2 < annotations[1]["area"]  # one medium, one large
+    gt_path, pred = tmp_path / "gt.json", tmp_path / "pred.json"
+    image = {"id": 1, "file_name": "a.png", "width": 640, "height": 480}
+    gt_path.write_text(json.dumps({"images": [image], "annotations": annotations,
+                                   "categories": [{"id": 1, "name": "person"}]}))  # fmt: skip
+    pred.write_text(json.dumps(results))
+    out = tmp_path / "e"
+    assert main(["eval", "--gt", str(gt_path), "--pred", str(pred), "--out", str(out),
+                 "--no-plot"]) == 0  # fmt: skip
+    header = next(line for line in capsys.readouterr().out.splitlines() if "Scale" in line)
+    assert "Keypoint2D-APm" in header
+    with contextlib.redirect_stdout(io.StringIO()):
+        coco = COCO(str(gt_path))
+        check = COCOeval(coco, coco.loadRes(str(pred)), "keypoints")
+        check.evaluate(), check.accumulate(), check.summarize()
+    row = _rows(out)[0]
+    assert float(row["keypoint_apm"]) == pytest.approx(100 * check.stats[3])
+    assert float(row["keypoint_apl"]) == pytest.approx(100 * check.stats[4])
+    assert float(row["keypoint_apm"]) == pytest.approx(100.0)  # the exact medium person
+    assert float(row["keypoint_apl"]) < 100.0  # the shifted large one misses strict OKS
 
 
 def test_keypoint_apl_without_large_people_is_not_minus_100(tmp_path):

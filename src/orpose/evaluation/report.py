@@ -31,7 +31,10 @@ class ScaleReport:
             "box_ap50": 100 * self.box["AP50"],
             "keypoint_ap": 100 * self.keypoints["AP"],
             "keypoint_ap50": 100 * self.keypoints["AP50"],
-            # large people (area > 96^2); pycocotools gives -1 when the ground truth has none
+            # medium (32^2-96^2) and large (> 96^2) people; pycocotools gives -1 when the
+            # ground truth has none. At 12x a medium person is a few pixels tall: most of what
+            # separates 12x keypoint AP from 1x comes from them (docs/student.md)
+            "keypoint_apm": _percent_or_nan(self.keypoints.get("APm", -1.0)),
             "keypoint_apl": _percent_or_nan(self.keypoints.get("APl", -1.0)),
             "mpjpe_mm": self.mpjpe.mpjpe if self.mpjpe else float("nan"),
             "mpjpe_official_mm": self.mpjpe.mpjpe_official if self.mpjpe else float("nan"),
@@ -79,6 +82,7 @@ def format_table(reports: list[ScaleReport]) -> str:
         "Box-AP50",
         "Keypoint2D-AP",
         "Keypoint2D-AP50",
+        "Keypoint2D-APm",
         "Keypoint2D-APl",
         "Keypoint3D-MPJPE",
         "(official conv.)",
@@ -94,6 +98,7 @@ def format_table(reports: list[ScaleReport]) -> str:
                 _fmt(r["box_ap50"]),
                 _fmt(r["keypoint_ap"]),
                 _fmt(r["keypoint_ap50"]),
+                _fmt(r["keypoint_apm"]),
                 _fmt(r["keypoint_apl"]),
                 _fmt(r["mpjpe_mm"]),
                 _fmt(r["mpjpe_official_mm"]),

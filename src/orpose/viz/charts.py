@@ -70,16 +70,29 @@ def plot_loss_curves(csv_path: Path | str, path: Path | str) -> Path:
     return save_figure(fig, path)
 
 
-def plot_models_versus_scale(
-    rows: dict[str, Sequence[dict]], path: Path | str, title: str = ""
-) -> Path:
-    """Box AP and keypoint AP against the downscale factor, one line per model.
+BOX_AND_KEYPOINT_AP = (("box_ap", "Box AP (%)"), ("keypoint_ap", "Keypoint AP (%)"))
+# where keypoint AP at 8-12x is lost: people of 32^2-96^2 px of area become a few pixels tall
+KEYPOINT_AP_BY_SIZE = (
+    ("keypoint_apm", "Keypoint AP, medium people (%)"),
+    ("keypoint_apl", "Keypoint AP, large people (%)"),
+)
 
-    ``rows`` maps a model's name (teacher, student, ...) to its ``metrics.csv`` rows (``scale``,
-    ``box_ap``, ``keypoint_ap`` in %): the paper's question in one picture, namely which model
-    holds up as the image shrinks.
+
+def plot_models_versus_scale(
+    rows: dict[str, Sequence[dict]],
+    path: Path | str,
+    title: str = "",
+    panels: Sequence[tuple[str, str]] = BOX_AND_KEYPOINT_AP,
+) -> Path:
+    """AP against the downscale factor, one line per model, one panel per metric.
+
+    ``rows`` maps a model's name (teacher, student, ...) to its ``metrics.csv`` rows (``scale``
+    and each panel's column, in %); ``panels`` lists ``(column, title)``: by default box AP and
+    keypoint AP, the paper's question in one picture, namely which model holds up as the image
+    shrinks (``KEYPOINT_AP_BY_SIZE``: the same by person size).
     """
-    fig, axes = plt.subplots(1, 2, figsize=(9, 3.6), sharey=True)
+    fig, axes = plt.subplots(1, len(panels), figsize=(4.5 * len(panels), 3.6), sharey=True)
+    axes = np.atleast_1d(axes)
     all_scales: set[float] = set()
     for name, model_rows in rows.items():
         points = sorted(
@@ -89,16 +102,16 @@ def plot_models_versus_scale(
         )
         xs = [p[0] for p in points]
         all_scales.update(xs)
-        for ax, key in zip(axes, ("box_ap", "keypoint_ap"), strict=True):
+        for ax, (key, _) in zip(axes, panels, strict=True):
             ax.plot(xs, [float(r[key]) for _, r in points], "o-", label=name)
-    for ax, label in zip(axes, ("Box AP (%)", "Keypoint AP (%)"), strict=True):
+    for ax, (_, label) in zip(axes, panels, strict=True):
         ax.set_title(label)
         ax.set_xlabel("downscale factor s")
         ax.set_xticks(sorted(all_scales))
         ax.set_xticklabels([scale_label(x) for x in sorted(all_scales)])
         ax.grid(alpha=0.3)
     axes[0].set_ylabel("AP (%)")
-    axes[1].legend(fontsize=8)
+    axes[-1].legend(fontsize=8)
     if title:
         fig.suptitle(title)
     return save_figure(fig, path)
