@@ -51,7 +51,13 @@ def main() -> None:
     parser.add_argument("--scales", type=float, nargs="+", default=[1, 8, 10, 12])
     parser.add_argument("--oks", type=float, default=0.5, help="OKS term to reach (AP50: 0.5)")
     args = parser.parse_args()
+    if not 0 < args.oks < 1:
+        parser.error(f"--oks must be between 0 and 1 (exclusive), got {args.oks:g}")
+    if min(args.scales) <= 0:
+        parser.error("--scales must all be above 0")
     gt = args.gt or shared_dir() / "data" / "coco_person_val500" / "person_keypoints.json"
+    if not gt.is_file():
+        parser.error(f"{gt}: no such file")
     areas = people_areas(gt)
     sigmas = dict(zip(COCO_KEYPOINTS, Params(iouType="keypoints").kpt_oks_sigmas, strict=True))
     print(f"{gt}: {len(areas)} people with keypoints; distance (px of the downscaled image) at "
