@@ -15,17 +15,19 @@ keypoints are medium, and at 12x their shoulders must land within a pixel of the
 from __future__ import annotations
 
 import argparse
-import json
 import math
 from pathlib import Path
 
 import numpy as np
 from pycocotools.cocoeval import Params
 
+from orpose.data.coco import load_pose_dataset
+from orpose.errors import OrposeError
+from orpose.evaluation.coco_ap import coco_api
 from orpose.paths import shared_dir
 from orpose.skeleton import COCO_KEYPOINTS
 
-SIZE_RANGES = {"medium": (32**2, 96**2), "large": (96**2, math.inf)}
+KEYPOINT_PARAMS = Params(iouType="keypoints")  # pycocotools' sigmas and size ranges
 # one joint of each kind, left side (the right has the same sigma)
 SHOWN = ("nose", "left_shoulder", "left_elbow", "left_wrist", "left_hip", "left_knee", "left_ankle")
 
@@ -36,12 +38,11 @@ def tolerance_px(area: float, sigma: float, scale: float, oks: float) -> float:
 
 
 def people_areas(gt_path: Path) -> np.ndarray:
-    """Annotated areas of the non-crowd people with at least one keypoint: the ones keypoint
-    AP scores."""
-    annotations = json.loads(gt_path.read_text())["annotations"]
+    """Areas of the non-crowd people with at least one keypoint, the ones keypoint AP scores,
+    as ``orpose eval`` hands them to pycocotools (``coco_api``: a missing area is the box's)."""
+    annotations = coco_api(load_pose_dataset(gt_path)).dataset["annotations"]
     return np.array([
-        a["area"] for a in annotations
-        if a.get("num_keypoints", 0) > 0 and not a.get("iscrowd", 0)
+        a["area"] for a in annotations if a["num_keypoints"] > 0 and not a["iscrowd"]
     ], dtype=float)  # fmt: skip
 
 
@@ -56,13 +57,16 @@ def main() -> None:
     if min(args.scales) <= 0:
         parser.error("--scales must all be above 0")
     gt = args.gt or shared_dir() / "data" / "coco_person_val500" / "person_keypoints.json"
-    if not gt.is_file():
-        parser.error(f"{gt}: no such file")
-    areas = people_areas(gt)
-    sigmas = dict(zip(COCO_KEYPOINTS, Params(iouType="keypoints").kpt_oks_sigmas, strict=True))
+    try:
+        areas = people_areas(gt)
+    except OrposeError as error:
+        parser.error(str(error))
+    sigmas = dict(zip(COCO_KEYPOINTS, KEYPOINT_PARAMS.kpt_oks_sigmas, strict=True))
     print(f"{gt}: {len(areas)} people with keypoints; distance (px of the downscaled image) at "
           f"which a keypoint's OKS term falls to {args.oks:g}")  # fmt: skip
-    for size, (low, high) in SIZE_RANGES.items():
+    ranges = dict(zip(KEYPOINT_PARAMS.areaRngLbl, KEYPOINT_PARAMS.areaRng, strict=True))
+    for size in ("medium", "large"):
+        low, high = ranges[size]
         chosen = areas[(areas >= low) & (areas < high)]
         if not len(chosen):
             print(f"{size}: none")

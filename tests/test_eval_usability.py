@@ -158,7 +158,9 @@ def test_keypoint_apm_and_apl_match_pycocotools_by_size(tmp_path, capsys):
     with contextlib.redirect_stdout(io.StringIO()):
         coco = COCO(str(gt_path))
         check = COCOeval(coco, coco.loadRes(str(pred)), "keypoints")
-        check.evaluate(), check.accumulate(), check.summarize()
+        check.evaluate()
+        check.accumulate()
+        check.summarize()
     row = _rows(out)[0]
     assert float(row["keypoint_apm"]) == pytest.approx(100 * check.stats[3])
     assert float(row["keypoint_apl"]) == pytest.approx(100 * check.stats[4])
