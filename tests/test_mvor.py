@@ -56,14 +56,18 @@ def test_coco17_conversion_scores_itself_perfectly(mvor, tmp_path):
                  "--out", str(out)]) == 0  # fmt: skip
     gt = load_pose_dataset(out)
     assert all(img["cam_id"] == 2 for img in gt.images)
+    assert len(gt.images) == 732  # every image of camera 2, with or without people
     with_3d = [a for a in gt.annotations if "keypoints3d" in a]
     assert len(with_3d) > 500
+    box_only = [a for a in gt.annotations if a["num_keypoints"] == 0]
+    assert box_only and all(a["person_id"] == -1 and not any(a["keypoints"]) for a in box_only)
     results = []
     for a in gt.annotations:
-        kps = np.asarray(a["keypoints"], float).reshape(17, 3)
-        kps[:, 2] = 1
-        r = {"image_id": a["image_id"], "bbox": a["bbox"], "score": 1.0,
-             "keypoints": kps.reshape(-1).tolist()}  # fmt: skip
+        r = {"image_id": a["image_id"], "bbox": a["bbox"], "score": 1.0}
+        if a["num_keypoints"]:  # box-only people are found by box only
+            kps = np.asarray(a["keypoints"], float).reshape(17, 3)
+            kps[:, 2] = 1
+            r["keypoints"] = kps.reshape(-1).tolist()
         if "keypoints3d" in a:
             r["keypoints3d"] = np.asarray(a["keypoints3d"]).reshape(17, 4)[:, :3].ravel().tolist()
         results.append(r)
@@ -83,3 +87,128 @@ def test_malformed_mvor_file_is_named(tmp_path, mvor_json):
         DatasetError, match=r"mvor_bad.json: annotations3D id \S+: field 'keypoints3D'"
     ):
         MvorDataset(path)
+
+
+# -- mvor-to-coco: box-only people, selections, bad input --
+
+MVOR_IMAGES_SUBDIR = ("data", "mvor", "images")
+
+
+def tiny_mvor(tmp_path):
+    """A hand-made MVOR file: one image, one person with 2D keypoints and one box-only person."""
+    eye = [1, 0, 0, 0, 0, 1, 0, 0, 0, 0, 1, 0, 0, 0, 0, 1]
+    camera = {"focallength": [500.0, 500.0], "principalpoint": [320.0, 240.0]}
+    keypoints10 = [
+        [300, 100, 2], [300, 130, 2], [330, 140, 2], [270, 140, 2], [320, 260, 2],
+        [280, 260, 2], [340, 190, 2], [260, 190, 1], [345, 240, 2], [255, 240, 2],
+    ]  # fmt: skip
+    data = {
+        "images": [{"id": 10040000000, "file_name": "day4/cam3/color/000000.png", "width": 640,
+                    "height": 480, "cam_id": 3, "day_id": 4}],
+        "annotations": [
+            {"id": 0, "image_id": 10040000000, "category_id": "1", "only_bbox": 0, "person_id": 0,
+             "bbox": [240.0, 80.0, 120.0, 200.0],
+             "keypoints": [float(v) for k in keypoints10 for v in k]},
+            {"id": 1, "image_id": 10040000000, "category_id": "1", "only_bbox": 1,
+             "person_id": -1, "bbox": [20.0, 300.0, 200.0, 150.0], "keypoints": [0] * 30},
+        ],
+        "annotations3D": [],
+        "multiview_images": [],
+        "cameras_info": {"camParams": {"intrinsics": [camera] * 3, "extrinsics": [eye] * 3}},
+    }  # fmt: skip
+    path = tmp_path / "tiny_mvor.json"
+    path.write_text(json.dumps(data))
+    return path
+
+
+def coco_stats(gt_file, results, iou_type):
+    import contextlib
+    import io
+
+    from pycocotools.coco import COCO
+    from pycocotools.cocoeval import COCOeval
+
+    with contextlib.redirect_stdout(io.StringIO()):
+        gt = COCO(str(gt_file))
+        ev = COCOeval(gt, gt.loadRes(results), iou_type)
+        ev.evaluate()
+        ev.accumulate()
+        ev.summarize()
+    return ev.stats
+
+
+def test_box_only_people_are_kept_ignored_by_keypoint_ap_and_counted_by_box_ap(tmp_path):
+    out = tmp_path / "tiny17.json"
+    assert main(["data", "mvor-to-coco", "--mvor", str(tiny_mvor(tmp_path)),
+                 "--out", str(out)]) == 0  # fmt: skip
+    data = json.loads(out.read_text())
+    person, box_only = data["annotations"]
+    assert person["num_keypoints"] == 8 and len(person["keypoints_mvor"]) == 30
+    assert box_only["num_keypoints"] == 0 and box_only["keypoints"] == [0.0] * 51
+    assert box_only["bbox"] == [20.0, 300.0, 200.0, 150.0] and box_only["iscrowd"] == 0
+
+    found = {
+        "image_id": 10040000000,
+        "category_id": 1,
+        "bbox": person["bbox"],
+        "score": 0.6,
+        "keypoints": [v if i % 3 != 2 else 1.0 for i, v in enumerate(person["keypoints"])],
+    }
+    on_box_only = {"image_id": 10040000000, "category_id": 1, "bbox": box_only["bbox"],
+                   "score": 0.9, "keypoints": [120.0, 375.0, 1.0] * 17}  # fmt: skip
+    # keypoints: the box-only person is ignored, so the better-scored detection on it is
+    # neither a hit nor a false positive ...
+    assert coco_stats(out, [found, on_box_only], "keypoints")[0] == pytest.approx(1.0)
+    # ... where dropping the person (the former conversion) made it a false positive
+    dropped = tmp_path / "dropped.json"
+    dropped.write_text(json.dumps({**data, "annotations": [person]}))
+    assert coco_stats(dropped, [found, on_box_only], "keypoints")[0] < 0.6
+    # boxes: the box-only person counts; missing it halves the recall
+    assert coco_stats(out, [found, on_box_only], "bbox")[0] == pytest.approx(1.0)
+    assert coco_stats(out, [found], "bbox")[8] == pytest.approx(0.5)  # AR@100
+
+
+def test_days_cameras_and_images_select_the_61_shared_frames(shared, mvor_json, tmp_path):
+    root = shared.joinpath(*MVOR_IMAGES_SUBDIR)
+    if not root.is_dir():
+        pytest.skip(f"{root} missing")
+    out = tmp_path / "mvor_d4c3.json"
+    assert main(["data", "mvor-to-coco", "--mvor", str(mvor_json), "--days", "4",
+                 "--cameras", "3", "--images", str(root), "--out", str(out)]) == 0  # fmt: skip
+    gt = load_pose_dataset(out, image_root=root, check_images=True)
+    names = sorted(img["file_name"] for img in gt.images)
+    assert names == [f"day4/cam3/color/{i:06d}.png" for i in range(61)]
+    assert all(gt.image_path(img).is_file() for img in gt.images)
+    assert len(gt.annotations) == 182
+    assert sum(a["num_keypoints"] > 0 for a in gt.annotations) == 135
+    assert sum("keypoints3d" in a for a in gt.annotations) == 107
+    assert all(len(a["keypoints_mvor"]) == 30 for a in gt.annotations)
+
+    out2 = tmp_path / "mvor_d4c12.json"
+    assert main(["data", "mvor-to-coco", "--mvor", str(mvor_json), "--days", "4",
+                 "--cameras", "1", "2", "--out", str(out2)]) == 0  # fmt: skip
+    images = json.loads(out2.read_text())["images"]
+    assert len(images) == 244
+    assert {(img["day_id"], img["cam_id"]) for img in images} == {(4, 1), (4, 2)}
+
+
+@pytest.mark.parametrize(
+    ("options", "field"),
+    [
+        (["--days", "5"], "field 'day_id'"),
+        (["--cameras", "4"], "field 'cam_id'"),
+        (["--images", "EMPTY"], "field 'file_name'"),
+    ],
+)
+def test_unknown_day_camera_or_missing_images_exit_2_in_one_line(tmp_path, capsys, options, field):
+    mvor = tiny_mvor(tmp_path)
+    (tmp_path / "empty").mkdir()
+    options = [str(tmp_path / "empty") if o == "EMPTY" else o for o in options]
+    code = main(["data", "mvor-to-coco", "--mvor", str(mvor), *options,
+                 "--out", str(tmp_path / "o.json")])  # fmt: skip
+    assert code == 2
+    lines = [line for line in capsys.readouterr().err.splitlines() if line.strip()]
+    assert len(lines) == 1 and "Traceback" not in lines[0]
+    assert lines[0].startswith("orpose data: error: ")
+    assert str(mvor) in lines[0] and field in lines[0]
+    assert not (tmp_path / "o.json").exists()

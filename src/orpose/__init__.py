@@ -3,8 +3,9 @@
 The package is a house whose floors follow the data's path through the method; stages talk
 through files (docs/architecture.md). From the bottom:
 
-1. base: errors, atomic writes, JSON lines, paths (and ``{shared}``), the skeleton, downscale
-   factors as names (``scales``), the config layer, the model manifest (``manifest.py`` +
+1. base: errors, atomic writes, output places checked before work (``outputs``), JSON lines,
+   paths (and ``{shared}``), the skeleton, downscale factors as names (``scales``), the config
+   layer (numbers of the command line too), the model manifest (``manifest.py`` +
    ``models.yaml``), onnxruntime sessions, safe checkpoint reading and writing
    (``checkpoints/safe.py``) and drawing (``viz``);
 2. ``data``: COCO/MVOR files, image sources, low-resolution degradation;
@@ -42,6 +43,7 @@ FLOORS: tuple[tuple[str, ...], ...] = (
         "orpose.skeleton",
         "orpose.scales",
         "orpose.config",
+        "orpose.outputs",
         "orpose.manifest",
         "orpose.onnx_session",
         "orpose.checkpoints.safe",

@@ -12,12 +12,16 @@ stderr and exit code 2. The entry point (:mod:`orpose.cli`) and the in-process s
 from __future__ import annotations
 
 import argparse
+import errno
 import importlib
 import logging
 import sys
 
 from orpose import __version__
 from orpose.errors import OrposeError
+
+# Errors of the place written to, reported in one line (what was finished is journaled)
+PLACE_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM})
 
 # Stage order of the paper's Figure 1; each module registers its own verbs.
 COMMAND_MODULES: tuple[str, ...] = (
@@ -49,7 +53,10 @@ def build_parser() -> argparse.ArgumentParser:
 def run(argv: list[str] | None = None) -> int:
     """Parse ``argv`` (default: the process's) and run the verb; its exit code."""
     parser = build_parser()
-    args = parser.parse_args(argv)
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as done:  # --help, --version, or argparse's one-line error (code 2)
+        return int(done.code or 0) if isinstance(done.code, int | None) else 2
     logging.basicConfig(
         level=logging.DEBUG if args.verbose else logging.INFO,
         format="%(levelname)s %(name)s: %(message)s",
@@ -61,4 +68,10 @@ def run(argv: list[str] | None = None) -> int:
         return int(args.func(args) or 0)
     except (OrposeError, FileNotFoundError) as err:
         print(f"orpose {args.command}: error: {err}", file=sys.stderr)
+        return 2
+    except OSError as err:  # a full disk, a read-only place: one line, not chained tracebacks
+        if err.errno not in PLACE_ERRNOS:
+            raise
+        where = f"{err.filename}: " if err.filename else ""
+        print(f"orpose {args.command}: error: {where}{err.strerror or err}", file=sys.stderr)
         return 2

@@ -10,11 +10,18 @@ experiment specs) is read through :func:`read_yaml` / :func:`build`.
 Checks come from the field's type annotation (``int`` refuses ``2.5``, ``"6"`` and ``True``;
 ``float`` refuses non-finite numbers and strings; ``bool`` refuses ``"no"``; ``list[str]``
 refuses a single string) and from field metadata made with :func:`option`: ``min`` / ``max`` /
-``above`` (exclusive) and ``choices``.
+``above`` / ``below`` (exclusive) and ``choices``.
+
+Numbers given on the command line go through the same checks: :func:`cli_number` and
+:func:`cli_numbers` make the argparse ``type=`` of every numeric option of every verb (finite,
+the right kind, within bounds that always include an upper one), so that ``nan``, ``inf`` or
+``1e308`` stop at the parser with exit code 2 and one line naming the option
+(tests/test_cli_numbers.py walks every option of the real parser).
 """
 
 from __future__ import annotations
 
+import argparse
 import dataclasses
 import math
 import types
@@ -29,10 +36,12 @@ from orpose.errors import ConfigError
 
 def option(default: Any = dataclasses.MISSING, *, default_factory: Any = dataclasses.MISSING,
            min: float | None = None, max: float | None = None, above: float | None = None,
-           choices: tuple | None = None, merge: bool = False) -> Any:  # fmt: skip
-    """A dataclass field with checks: bounds (``min`` <= v <= ``max``, v > ``above``),
-    allowed ``choices``; ``merge``: a dict given in a file updates the default dict."""
-    meta = {"min": min, "max": max, "above": above, "choices": choices, "merge": merge}
+           below: float | None = None, choices: tuple | None = None,
+           merge: bool = False) -> Any:  # fmt: skip
+    """A dataclass field with checks: bounds (``min`` <= v <= ``max``, ``above`` < v <
+    ``below``), allowed ``choices``; ``merge``: a dict given in a file updates the default."""
+    meta = {"min": min, "max": max, "above": above, "below": below, "choices": choices,
+            "merge": merge}  # fmt: skip
     if default_factory is not dataclasses.MISSING:
         return dataclasses.field(default_factory=default_factory, metadata=meta)
     return dataclasses.field(default=default, metadata=meta)
@@ -201,6 +210,8 @@ def _check_range(value: Any, meta: typing.Mapping, where: str) -> None:
             raise ConfigError(f"{where}: must be <= {meta['max']:g}, got {v!r}")
         if meta.get("above") is not None and v <= meta["above"]:
             raise ConfigError(f"{where}: must be > {meta['above']:g}, got {v!r}")
+        if meta.get("below") is not None and v >= meta["below"]:
+            raise ConfigError(f"{where}: must be < {meta['below']:g}, got {v!r}")
 
 
 def build(cls: type, values: Any, where: str, prefix: str = "") -> Any:
@@ -235,6 +246,18 @@ def build(cls: type, values: Any, where: str, prefix: str = "") -> Any:
     return cls(**kwargs)
 
 
+def check_fields(obj: Any, prefix: str = "") -> None:
+    """Every field of a dataclass instance checked as :func:`build` checks a file's values (type,
+    bounds, choices): for instances made in code or from the command line. ConfigError naming
+    the field (``prefix`` + name); nested dataclasses are checked by their own class."""
+    hints = typing.get_type_hints(type(obj))
+    for f in dataclasses.fields(obj):
+        if dataclasses.is_dataclass(hints[f.name]):
+            continue
+        key = f"{prefix}{f.name}"
+        _check_range(check_value(getattr(obj, f.name), hints[f.name], key), f.metadata, key)
+
+
 def to_plain(obj: Any) -> Any:
     """A dataclass (nested) as plain dicts and lists, tuples turned into lists (for YAML)."""
     if dataclasses.is_dataclass(obj):
@@ -244,3 +267,83 @@ def to_plain(obj: Any) -> Any:
     if isinstance(obj, list | tuple):
         return [to_plain(v) for v in obj]
     return obj
+
+
+# -- numbers on the command line ------------------------------------------------------------------
+
+
+def describe_range(kind: type, min: float | None = None, max: float | None = None,
+                   above: float | None = None, below: float | None = None) -> str:  # fmt: skip
+    """``a finite number in (0, 1]``, ``a whole number in [1, 1000000]``..."""
+    noun = "a whole number" if kind is int else "a finite number"
+    low = f"[{min:g}" if min is not None else f"({above:g}" if above is not None else "(-inf"
+    high = f"{max:g}]" if max is not None else f"{below:g})" if below is not None else "inf)"
+    return f"{noun} in {low}, {high}"
+
+
+def _parse_number(text: str, kind: type, bounds: dict, expected: str) -> float | int:
+    stripped = text.strip()
+    try:
+        value = int(stripped) if kind is int else float(stripped)
+    except ValueError:  # also Python's limit on the digits of an int
+        raise argparse.ArgumentTypeError(f"expected {expected}, got {text!r}") from None
+    if kind is float and not math.isfinite(value):
+        raise argparse.ArgumentTypeError(f"expected {expected}, got {text!r}")
+    if (
+        (bounds["min"] is not None and value < bounds["min"])
+        or (bounds["max"] is not None and value > bounds["max"])
+        or (bounds["above"] is not None and value <= bounds["above"])
+        or (bounds["below"] is not None and value >= bounds["below"])
+    ):
+        raise argparse.ArgumentTypeError(f"expected {expected}, got {text!r}")
+    return value
+
+
+def cli_number(kind: type = float, *, min: float | None = None, max: float | None = None,
+               above: float | None = None, below: float | None = None,
+               words: tuple[str, ...] = ()) -> Any:  # fmt: skip
+    """The argparse ``type=`` of a numeric option: the text as ``kind`` (``int`` refuses
+    ``2.5``), finite, within the bounds (``min`` <= v <= ``max``, ``above`` < v < ``below``);
+    an upper bound is required, so that no option takes ``1e308``. ``words``: texts taken as
+    they are (e.g. ``auto``). Anything else is argparse's error: exit code 2, one line
+    ``orpose VERB: error: argument --x: expected ..., got 'nan'``."""
+    if kind not in (int, float):
+        raise TypeError(f"cli_number: kind must be int or float, got {kind!r}")
+    if max is None and below is None:
+        raise TypeError("cli_number: an upper bound (max or below) is required")
+    bounds = {"min": min, "max": max, "above": above, "below": below}
+    expected = describe_range(kind, **bounds)
+    if words:
+        expected += " or " + " or ".join(repr(w) for w in words)
+
+    def parse(text: str) -> float | int | str:
+        if text.strip().lower() in words:
+            return text.strip().lower()
+        return _parse_number(text, kind, bounds, expected)
+
+    parse.__name__ = f"checked_{kind.__name__}"
+    parse.checked_number = True  # type: ignore[attr-defined]  # (found by the parser walk test)
+    return parse
+
+
+def cli_numbers(kind: type = float, *, min: float | None = None, max: float | None = None,
+                above: float | None = None, below: float | None = None) -> Any:  # fmt: skip
+    """The argparse ``type=`` of a comma-separated list (``1,1.5``): a tuple of at least one
+    number, each checked as by :func:`cli_number`."""
+    item = cli_number(kind, min=min, max=max, above=above, below=below)
+    noun = describe_range(kind, min=min, max=max, above=above, below=below)
+
+    def parse(text: str) -> tuple:
+        parts = [part for part in text.split(",") if part.strip()]
+        if not parts:
+            raise argparse.ArgumentTypeError(f"expected comma-separated numbers, got {text!r}")
+        try:
+            return tuple(item(part) for part in parts)
+        except argparse.ArgumentTypeError:
+            raise argparse.ArgumentTypeError(
+                f"expected comma-separated numbers, each {noun}, got {text!r}"
+            ) from None
+
+    parse.__name__ = f"checked_{kind.__name__}_list"
+    parse.checked_number = True  # type: ignore[attr-defined]
+    return parse

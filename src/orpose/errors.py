@@ -25,6 +25,12 @@ class SourceError(OrposeError, ValueError):
     """An input of images, folders, videos or streams that cannot be read."""
 
 
+class ImageFileError(OrposeError, OSError):
+    """An image file that orpose will not decode: unreadable, not an image, or larger than the
+    pixel limit (``ORPOSE_MAX_IMAGE_PIXELS``). An OSError too, so that the verbs that skip
+    undecodable images (``predict``, ``label``, ``data downscale``) skip it with a warning."""
+
+
 class ConfigError(OrposeError, ValueError):
     """A configuration file or ``--set`` override; the message names the file and the key."""
 

@@ -26,7 +26,7 @@ def read_records(path: Path | str) -> list[dict]:
     for line in data.split(b"\n")[:-1]:  # what follows the last newline is never finished
         try:
             records.append(json.loads(line))
-        except json.JSONDecodeError:
+        except (ValueError, RecursionError):  # JSONDecodeError, bytes that are not UTF-8...
             break  # a line damaged mid-write: it and anything after it are dropped
         good_bytes += len(line) + 1
     if good_bytes != len(data):

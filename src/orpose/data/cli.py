@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
+import os
+from collections import Counter
 from pathlib import Path
 
 import numpy as np
 
+from orpose.config import cli_number
 from orpose.data.coco import (
     KEYPOINT_FIELDS,
     DatasetError,
@@ -18,6 +22,8 @@ from orpose.data.coco import (
 from orpose.data.mvor import MvorDataset
 from orpose.errors import UserError
 from orpose.paths import shared_data
+
+DOWNSCALE = cli_number(float, min=1, max=1000)  # a downscale factor, as every verb takes it
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -49,7 +55,21 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         default=None,
         help="camma_mvor_2018.json (default: <shared>/data/mvor/camma_mvor_2018.json)",
     )
-    mvor.add_argument("--cameras", type=int, nargs="+", default=[1, 2, 3], choices=[1, 2, 3])
+    mvor.add_argument(
+        "--cameras", type=int, nargs="+", default=[1, 2, 3], help="MVOR cameras, 1-3 (default: all)"
+    )
+    mvor.add_argument(
+        "--days", type=int, nargs="+", default=None, help="MVOR days, 1-4 (default: all)"
+    )
+    mvor.add_argument(
+        "--images",
+        type=Path,
+        default=None,
+        metavar="DIR",
+        help="MVOR image root (holding day4/cam3/color/000000.png, as MVOR's file names): keep "
+        "only the selected frames present under it; pass the same DIR to `orpose eval --images` "
+        "and `orpose label --images`",
+    )
     mvor.add_argument("--out", type=Path, required=True)
     mvor.set_defaults(func=run_mvor_to_coco)
 
@@ -57,7 +77,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "downscale", help="store images at 1/s resolution (privacy-preserving copies)"
     )
     degrade.add_argument("inputs", nargs="+", type=Path, help="images or folders")
-    degrade.add_argument("--scale", type=float, required=True, help="downscale factor s (e.g. 12)")
+    degrade.add_argument(
+        "--scale", type=DOWNSCALE, required=True, help="downscale factor s, 1-1000 (e.g. 12)"
+    )
     degrade.add_argument("--out", type=Path, required=True, help="output folder")
     degrade.set_defaults(func=run_downscale)
 
@@ -67,7 +89,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "images-only COCO file), image paths made absolute",
     )
     subset.add_argument("file", type=Path)
-    subset.add_argument("--num", type=int, required=True)
+    subset.add_argument("--num", type=cli_number(int, min=1, max=10**9), required=True)
     subset.add_argument("--images", type=Path, default=None)
     subset.add_argument(
         "--with-keypoints",
@@ -81,7 +103,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     show.add_argument("file", type=Path)
     show.add_argument("--images", type=Path, default=None)
     show.add_argument("--out", type=Path, required=True, help="folder for the PNG overlays")
-    show.add_argument("--num", type=int, default=8, help="how many images (default 8)")
+    show.add_argument(
+        "--num", type=cli_number(int, min=1, max=10**6), default=8, help="how many images [8]"
+    )
     show.add_argument(
         "--field", default="keypoints", help="keypoint field to draw (keypoints, keypoints_soft)"
     )
@@ -137,41 +161,98 @@ def has_keypoints(ann: dict, key: str = "keypoints") -> bool:
 
 def run_mvor_to_coco(args: argparse.Namespace) -> int:
     path = args.mvor or shared_data("mvor/camma_mvor_2018.json")
-    coco = MvorDataset(path).to_coco17(tuple(c - 1 for c in args.cameras))
+    mvor = MvorDataset(path)
+    cameras = tuple(sorted({c - 1 for c in args.cameras}))
+    days = tuple(sorted(set(args.days))) if args.days else None
+    coco = mvor.to_coco17(cameras, days, args.images)
     write_json_atomic(args.out, coco)
-    n3d = sum(1 for a in coco["annotations"] if "keypoints3d" in a)
+    persons = coco["annotations"]
+    n2d = sum(1 for a in persons if a["num_keypoints"] > 0)
+    n3d = sum(1 for a in persons if "keypoints3d" in a)
+    where = ""
+    if args.images is not None:
+        selected = len(mvor.select_images(cameras, days))
+        where = f" (of {selected} selected, those under {args.images})"
     print(
-        f"wrote {args.out}: {len(coco['images'])} images, {len(coco['annotations'])} persons "
-        f"with 2D keypoints, {n3d} with 3D"
+        f"wrote {args.out}: {len(coco['images'])} images{where}, {len(persons)} persons "
+        f"({n2d} with 2D keypoints, {len(persons) - n2d} box only), {n3d} with 3D"
     )
     return 0
 
 
 def run_downscale(args: argparse.Namespace) -> int:
-    import cv2
+    """Write every input image at 1/s resolution as PNG: OUT/<name>.png for a file given by name,
+    OUT/<path below the folder>.png for the images of a folder. Two inputs that would be written
+    to one name, an unusable --out and a failed write stop the command (exit 2, naming them);
+    an undecodable or too large image is skipped with a warning; no image written is an error."""
     from tqdm import tqdm
 
     from orpose.data.lowres import downsample
     from orpose.data.sources import expand_inputs, iter_images
+    from orpose.outputs import check_output_folder
 
     specs = expand_inputs(args.inputs)
     if any(s.video for s in specs):
         raise UserError("downscale takes images or folders; extract video frames first")
-    images = [p for s in specs for p in s.images]
-    args.out.mkdir(parents=True, exist_ok=True)
-    failed = 0
-    for frame in tqdm(iter_images(images), total=len(images), unit="img"):
+    targets = downscale_targets(specs, args.out)
+    check_output_folder(args.out)
+    skipped = []
+    for frame in tqdm(iter_images(list(targets)), total=len(targets), unit="img"):
         if frame.image is None:
-            print(f"warning: {frame.error}")
-            failed += 1
+            print(f"warning: skipped {frame.error}")
+            skipped.append(frame.source)
             continue
-        small = downsample(frame.image, args.scale)
-        cv2.imwrite(
-            str(args.out / (Path(frame.source).stem + ".png")),
-            cv2.cvtColor(small, cv2.COLOR_RGB2BGR),
-        )
-    print(f"wrote {len(images) - failed} images at 1/{args.scale:g} resolution to {args.out}")
+        write_png(targets[Path(frame.source)], downsample(frame.image, args.scale))
+    written = len(targets) - len(skipped)
+    if written == 0:
+        raise UserError(f"no image written: none of the {len(targets)} inputs could be decoded")
+    more = f"; skipped {len(skipped)} undecodable (warnings above)" if skipped else ""
+    print(f"wrote {written} images at 1/{args.scale:g} resolution to {args.out}{more}")
     return 0
+
+
+def downscale_targets(specs: list, out: Path) -> dict[Path, Path]:
+    """Input image -> output PNG, each input once (an image named twice, or by its folder and by
+    name, is written once); UserError naming both inputs when two would share one output."""
+    targets: dict[Path, Path] = {}
+    writer_of: dict[Path, Path] = {}
+    seen: set[Path] = set()
+    for spec in specs:
+        for image in spec.images:
+            if image.resolve() in seen:
+                continue
+            seen.add(image.resolve())
+            name = image.relative_to(spec.path) if spec.path.is_dir() else Path(image.name)
+            target = out / name.with_suffix(".png")
+            if target in writer_of:
+                raise UserError(
+                    f"{writer_of[target]} and {image} would both be written to {target}; "
+                    "rename one, or downscale them into separate --out folders"
+                )
+            writer_of[target] = image
+            targets[image] = target
+    return targets
+
+
+def write_png(path: Path, image: np.ndarray) -> None:
+    """Write an RGB image as PNG (whole or not at all: a temporary file renamed); a failed
+    encode or write (full disk, read-only place) is a UserError naming the file."""
+    import cv2
+
+    from orpose.outputs import write_problem
+
+    ok, data = cv2.imencode(".png", cv2.cvtColor(image, cv2.COLOR_RGB2BGR))
+    if not ok:
+        raise UserError(f"{path}: cannot be encoded as PNG")
+    tmp = path.with_name(f".{path.name}.tmp")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp.write_bytes(data.tobytes())
+        os.replace(tmp, path)
+    except OSError as err:
+        with contextlib.suppress(OSError):
+            tmp.unlink(missing_ok=True)
+        raise UserError(f"{path}: cannot be written ({write_problem(err)})") from None
 
 
 def run_subset(args: argparse.Namespace) -> int:
@@ -200,9 +281,10 @@ def run_subset(args: argparse.Namespace) -> int:
 
 def subset_of_folder(folder: Path, num: int, out: Path) -> int:
     """An images-only COCO file of the first ``num`` images of ``folder`` (sorted by name): a
-    fixed, nameable part of an unlabelled pool that ``orpose label`` can take as its input."""
-    from PIL import Image
-
+    fixed, nameable part of an unlabelled pool that ``orpose label`` can take as its input.
+    Sizes are read from the headers as every verb decodes the images (EXIF orientation ignored);
+    a file that is not an image or is above the pixel limit stops it, naming the file."""
+    from orpose.data.images import image_size
     from orpose.data.sources import SourceError, list_images
 
     paths = list_images(folder)[:num]
@@ -210,8 +292,7 @@ def subset_of_folder(folder: Path, num: int, out: Path) -> int:
         raise SourceError(f"{folder}: folder holds no image")
     images = []
     for i, path in enumerate(paths, start=1):
-        with Image.open(path) as im:
-            width, height = im.size
+        width, height = image_size(path)
         images.append({"id": i, "file_name": str(path.resolve()), "width": width, "height": height})
     PoseDataset(images, [], info={"subset_of": str(folder)}).save(out)
     print(f"wrote {out}: {len(images)} images (no annotations)")
@@ -219,20 +300,21 @@ def subset_of_folder(folder: Path, num: int, out: Path) -> int:
 
 
 def run_show(args: argparse.Namespace) -> int:
-    import cv2
-
-    from orpose.data.sources import read_image_rgb
+    from orpose.data.images import read_dataset_image
+    from orpose.outputs import check_output_folder
     from orpose.viz.draw2d import draw_people
 
     ds = load_pose_dataset(args.file, image_root=args.images)
-    args.out.mkdir(parents=True, exist_ok=True)
-    for img in ds.images[: args.num]:
+    check_output_folder(args.out)
+    chosen = ds.images[: args.num]
+    stems = [Path(img["file_name"]).stem for img in chosen]
+    uses = Counter(stems)
+    for img, stem in zip(chosen, stems, strict=True):
         canvas = draw_people(
-            read_image_rgb(ds.image_path(img)),
-            ds.annotations_of(img["id"]),
-            keypoint_field=args.field,
+            read_dataset_image(ds, img), ds.annotations_of(img["id"]), keypoint_field=args.field
         )
-        out = args.out / f"{Path(img['file_name']).stem}.png"
-        cv2.imwrite(str(out), cv2.cvtColor(canvas, cv2.COLOR_RGB2BGR))
+        # images of one stem in different folders: each gets its id, none is overwritten
+        name = stem if uses[stem] == 1 else f"{stem}_id{img['id']}"
+        write_png(args.out / f"{name}.png", canvas)
     print(f"wrote {min(args.num, len(ds.images))} overlays to {args.out}")
     return 0

@@ -91,6 +91,36 @@ def check_keypoint_field(ann: dict, field_name: str, path: Path | str, record: s
         raise DatasetError(f"{_where(path, record, field_name)}: confidences must lie in [0, 1]")
 
 
+def _is_int(x: Any) -> bool:
+    return isinstance(x, int) and not isinstance(x, bool)
+
+
+def validate_categories(categories: Any, path: Path | str) -> set[int]:
+    """Check ``categories``: a list of objects with a unique integer ``id`` and a string
+    ``name`` (``keypoints``, when given, a list of names); returns the ids."""
+    if not isinstance(categories, list):
+        raise DatasetError(
+            f"{path}: top level: field 'categories': expected a list, got {categories!r}"[:300]
+        )
+    ids: set[int] = set()
+    for i, cat in enumerate(categories):
+        where = f"{path}: categories[{i}]"
+        if not isinstance(cat, dict):
+            raise DatasetError(f"{where}: expected an object, got {cat!r}"[:300])
+        cat_id = cat.get("id")
+        if not _is_int(cat_id):
+            raise DatasetError(f"{where}: field 'id': expected an integer, got {cat_id!r}"[:300])
+        if cat_id in ids:
+            raise DatasetError(f"{where}: field 'id': duplicate id {cat_id}")
+        if not isinstance(cat.get("name"), str):
+            raise DatasetError(f"{where}: field 'name': expected a string, got {cat.get('name')!r}")
+        names = cat.get("keypoints", [])
+        if not isinstance(names, list) or not all(isinstance(n, str) for n in names):
+            raise DatasetError(f"{where}: field 'keypoints': expected a list of names")
+        ids.add(cat_id)
+    return ids
+
+
 def _require(record: dict, key: str, path: Path | str, where: str) -> Any:
     if key not in record:
         raise DatasetError(f"{_where(path, where, key)}: missing")
@@ -113,21 +143,44 @@ def validate_image(img: Any, path: Path | str, index: int) -> None:
             raise DatasetError(f"{_where(path, where, key)}: expected a positive number, got {v!r}")
 
 
-def validate_annotation(ann: Any, path: Path | str, index: int, image_ids: set[int]) -> None:
-    """Check one entry of ``annotations`` with every orpose extension field it carries."""
+def validate_annotation(
+    ann: Any,
+    path: Path | str,
+    index: int,
+    image_ids: set[int],
+    category_ids: set[int] | None = None,
+) -> None:
+    """Check one entry of ``annotations`` with every orpose extension field it carries; ids are
+    integers, ``category_id`` one of ``category_ids`` (when given), ``area`` not negative."""
     if not isinstance(ann, dict):
         raise DatasetError(f"{path}: annotations[{index}]: expected an object")
-    where = f"annotation id {ann.get('id', f'? (#{index})')}"
-    _require(ann, "id", path, where)
+    ann_id = ann.get("id", f"? (#{index})")
+    where = f"annotation id {ann_id if _is_int(ann_id) else f'? (#{index})'}"
+    ann_id = _require(ann, "id", path, where)
+    if not _is_int(ann_id):
+        raise DatasetError(f"{_where(path, where, 'id')}: expected an integer, got {ann_id!r}")
     image_id = _require(ann, "image_id", path, where)
+    if not _is_int(image_id):
+        raise DatasetError(
+            f"{_where(path, where, 'image_id')}: expected an integer, got {image_id!r}"
+        )
     if image_id not in image_ids:
         raise DatasetError(f"{_where(path, where, 'image_id')}: no image with id {image_id!r}")
+    category = ann.get("category_id", PERSON_CATEGORY["id"])
+    if not _is_int(category) or (category_ids is not None and category not in category_ids):
+        known = ", ".join(str(c) for c in sorted(category_ids or ()))
+        raise DatasetError(
+            f"{_where(path, where, 'category_id')}: {category!r} is not the id of an entry of "
+            f"'categories' ({known})"
+        )
     check_numbers(_require(ann, "bbox", path, where), 4, path, where, "bbox")
     if ann["bbox"][2] < 0 or ann["bbox"][3] < 0:
         raise DatasetError(f"{_where(path, where, 'bbox')}: negative width or height")
     for key in ("score", "area"):
         if key in ann and not _is_number(ann[key]):
             raise DatasetError(f"{_where(path, where, key)}: expected a number, got {ann[key]!r}")
+    if ann.get("area", 0) < 0:
+        raise DatasetError(f"{_where(path, where, 'area')}: negative area {ann['area']!r}")
     if ann.get("iscrowd", 0) not in (0, 1):
         raise DatasetError(f"{_where(path, where, 'iscrowd')}: expected 0 or 1")
     for key in KEYPOINT_FIELDS:
@@ -193,15 +246,34 @@ def write_json_atomic(path: Path | str, payload: Any) -> Path:
 
 
 def read_json(path: Path | str) -> Any:
-    """Read a JSON file, turning a parse error into a DatasetError that names the file."""
+    """Read a JSON file (UTF-8, as RFC 8259 requires; a UTF-8 byte-order mark is allowed), turning
+    any failure into a DatasetError that names the file: unreadable, not UTF-8 (UTF-16 says so),
+    a syntax error (with its line and column), nesting too deep for the parser, or an integer
+    longer than Python converts (4300 digits)."""
     path = Path(path)
     if not path.is_file():
         raise DatasetError(f"{path}: no such file")
     try:
-        with open(path) as f:
-            return json.load(f)
+        data = path.read_bytes()
+    except OSError as err:
+        raise DatasetError(f"{path}: cannot be read ({err.strerror or err})") from None
+    try:
+        text = data.decode("utf-8-sig")
+    except UnicodeDecodeError as err:
+        utf16 = data[:2] in (b"\xff\xfe", b"\xfe\xff") or b"\x00" in data[:4]
+        hint = "; it looks like UTF-16: save it as UTF-8" if utf16 else ""
+        raise DatasetError(
+            f"{path}: not valid JSON (not UTF-8 text: byte {err.start} is {data[err.start]:#04x}"
+            f"{hint})"
+        ) from None
+    try:
+        return json.loads(text)
     except json.JSONDecodeError as err:
-        raise DatasetError(f"{path}: not valid JSON ({err})") from err
+        raise DatasetError(f"{path}: not valid JSON ({err})") from None
+    except RecursionError:
+        raise DatasetError(f"{path}: not valid JSON for orpose (nested too deeply)") from None
+    except ValueError as err:  # e.g. an integer of more than 4300 digits
+        raise DatasetError(f"{path}: not valid JSON for orpose ({err})") from None
 
 
 # Keys of ``info`` by which orpose's writers mark files that name images outside the image root on
@@ -270,6 +342,10 @@ def load_pose_dataset(
             raise DatasetError(f"{path}: top level: field '{key}': missing")
         if not isinstance(data[key], list):
             raise DatasetError(f"{path}: top level: field '{key}': expected a list")
+    if data.get("info") is not None and not isinstance(data["info"], dict):
+        raise DatasetError(f"{path}: top level: field 'info': expected an object")
+    categories = data.get("categories")
+    category_ids = validate_categories(categories, path) if categories not in (None, []) else None
     seen: set[int] = set()
     for i, img in enumerate(data["images"]):
         validate_image(img, path, i)
@@ -278,7 +354,7 @@ def load_pose_dataset(
         seen.add(img["id"])
     ann_ids: set = set()
     for i, ann in enumerate(data["annotations"]):
-        validate_annotation(ann, path, i, seen)
+        validate_annotation(ann, path, i, seen, category_ids)
         if ann["id"] in ann_ids:
             raise DatasetError(f"{path}: annotation #{i}: field 'id': duplicate id {ann['id']}")
         ann_ids.add(ann["id"])
@@ -309,13 +385,17 @@ def load_pose_dataset(
 
 def undecodable_images(dataset: PoseDataset) -> list[tuple[dict, Path, str]]:
     """``(image entry, path, problem)`` of every image whose file is not a whole, decodable image
-    (empty, not an image, truncated: see :func:`orpose.data.sources.image_file_problem`)."""
-    from orpose.data.sources import image_file_problem
+    within the pixel limit (empty, not an image, truncated, too large: see
+    :func:`orpose.data.images.image_file_problem`), or whose size is not the record's ``width``
+    x ``height`` (:func:`orpose.data.images.record_size_problem`)."""
+    from orpose.data.images import image_file_problem, image_size, record_size_problem
 
     bad = []
     for img in dataset.images:
         path = dataset.image_path(img)
         problem = image_file_problem(path)
+        if problem is None:
+            problem = record_size_problem(img, image_size(path))
         if problem is not None:
             bad.append((img, path, problem))
     return bad

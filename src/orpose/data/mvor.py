@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from orpose.data.coco import DatasetError, check_numbers, read_json
-from orpose.skeleton import NUM_MVOR_KEYPOINTS, mvor_to_coco
+from orpose.skeleton import NUM_MVOR_KEYPOINTS, PERSON_CATEGORY, mvor_to_coco
 
 NUM_MVOR_3D_POINTS = 12
 
@@ -166,42 +166,116 @@ class MvorDataset:
         cam_points = pose.in_camera(camera)
         return np.concatenate([camera.project(cam_points[:, :3]), cam_points[:, 3:4]], axis=1)
 
-    def to_coco17(self, camera_indices: tuple[int, ...] = (0, 1, 2)) -> dict:
+    def select_images(
+        self,
+        camera_indices: tuple[int, ...] | None = None,
+        days: tuple[int, ...] | None = None,
+        image_root: Path | str | None = None,
+    ) -> list[dict]:
+        """MVOR's image records of some cameras (0-based) and days (MVOR's ``day_id``, 1-4).
+
+        With ``image_root``, only the images whose ``file_name`` (``day4/cam3/color/000000.png``)
+        is a file under it are kept. An unknown camera or day, or a root holding none of the
+        selected images, raises DatasetError naming this file and the field.
+        """
+        known_cameras = range(len(self.cameras))
+        for c in camera_indices or ():
+            if c not in known_cameras:
+                raise DatasetError(
+                    f"{self.path}: images: field 'cam_id': no camera {c + 1} (MVOR has cameras "
+                    f"{', '.join(str(k + 1) for k in known_cameras)})"
+                )
+        known_days = sorted({img.get("day_id") for img in self.images.values()}, key=str)
+        for d in days or ():
+            if d not in known_days:
+                raise DatasetError(
+                    f"{self.path}: images: field 'day_id': no day {d} (MVOR has days "
+                    f"{', '.join(str(k) for k in known_days)})"
+                )
+        chosen = [
+            img
+            for img in self.raw["images"]
+            if (camera_indices is None or self.camera_index_of(img) in camera_indices)
+            and (days is None or img.get("day_id") in days)
+        ]
+        if image_root is None:
+            return chosen
+        root = Path(image_root)
+        if not root.is_dir():
+            raise DatasetError(f"{root}: no such image folder (--images)")
+        present = [img for img in chosen if (root / img["file_name"]).is_file()]
+        if chosen and not present:
+            raise DatasetError(
+                f"{self.path}: images: field 'file_name': none of the {len(chosen)} selected "
+                f"images is under {root} (the first would be {root / chosen[0]['file_name']})"
+            )
+        return present
+
+    def to_coco17(
+        self,
+        camera_indices: tuple[int, ...] = (0, 1, 2),
+        days: tuple[int, ...] | None = None,
+        image_root: Path | str | None = None,
+    ) -> dict:
         """A COCO-17 ground-truth file of the annotated persons, with 3D in each camera's frame.
 
-        MVOR's 8 shared joints (shoulders, elbows, wrists, hips) fill the COCO keypoints; head and
-        neck have no COCO twin and are left out. ``keypoints3d`` ([x, y, z, v] * 17, mm, that
-        camera's frame) is added for persons with a 3D pose, as in MVOR+.
+        Images: those of :meth:`select_images` (every selected image, with or without people),
+        with MVOR's ids and relative ``file_name``, so that ``image_root`` (``--images``) is the
+        root that resolves them. Every annotated person is kept:
+
+        - MVOR's 8 joints shared with COCO (shoulders, elbows, wrists, hips) fill ``keypoints``;
+          head and neck have no COCO twin and are left out there;
+        - ``keypoints_mvor`` keeps MVOR's own 10 joints ([x, y, v] * 10, MVOR's order) for its
+          PCK (:mod:`orpose.evaluation.pck`);
+        - a box-only person (MVOR's ``only_bbox``: no keypoints, ``person_id`` -1) gets zero
+          keypoints and ``num_keypoints`` 0, as COCO's own box-only people: pycocotools' keypoint
+          AP ignores it (a detection on it is neither a hit nor a false positive) while box AP
+          counts it;
+        - ``keypoints3d`` ([x, y, z, v] * 17, mm, that camera's frame) is added for persons with
+          a 3D pose, as in MVOR+.
         """
-        images, annotations = [], []
-        used_images = set()
-        for view in self.views():
-            if view.camera_index not in camera_indices:
+        selected = self.select_images(camera_indices, days, image_root)
+        keep = {img["id"] for img in selected}
+        annotations = []
+        for view in self.views(with_keypoints_only=False):
+            if view.image["id"] not in keep:
                 continue
-            kps10 = view.keypoints
+            box_only = bool(view.annotation.get("only_bbox", 0))
+            kps10 = np.zeros((NUM_MVOR_KEYPOINTS, 3)) if box_only else view.keypoints
             kps = mvor_to_coco(kps10[:NUM_MVOR_KEYPOINTS])
             kps[kps[:, 2] > 0, 2] = 2.0
+            bbox = [float(v) for v in view.annotation["bbox"]]
             ann = {
                 "id": len(annotations) + 1,
                 "image_id": view.image["id"],
                 "category_id": 1,
                 "iscrowd": 0,
-                "bbox": [float(v) for v in view.annotation["bbox"]],
-                "area": float(view.annotation["bbox"][2] * view.annotation["bbox"][3]),
+                "bbox": bbox,
+                "area": bbox[2] * bbox[3],
                 "keypoints": [float(v) for v in kps.reshape(-1)],
                 "num_keypoints": int((kps[:, 2] > 0).sum()),
+                "keypoints_mvor": [float(v) for v in kps10[:NUM_MVOR_KEYPOINTS].reshape(-1)],
                 "person_id": int(view.annotation.get("person_id", -1)),
             }
+            if box_only:
+                ann["only_bbox"] = 1
             if view.pose3d is not None:
                 pts = view.pose3d.in_camera(self.cameras[view.camera_index])[:NUM_MVOR_KEYPOINTS]
                 ann["keypoints3d"] = [float(v) for v in mvor_to_coco(pts).reshape(-1)]
             annotations.append(ann)
-            used_images.add(view.image["id"])
-        for image_id in sorted(used_images):
-            img = self.images[image_id]
-            images.append({k: img[k] for k in ("id", "file_name", "width", "height", "cam_id")})
+        fields = ("id", "file_name", "width", "height", "cam_id", "day_id")
+        images = [{k: img[k] for k in fields if k in img} for img in selected]
         return {
-            "info": {"description": f"COCO-17 view of {self.path.name}"},
+            "info": {
+                "description": f"COCO-17 view of {self.path.name}",
+                "mvor_selection": {
+                    "source": str(self.path),
+                    "cameras": sorted(c + 1 for c in camera_indices),
+                    "days": sorted(days) if days is not None else "all",
+                    "image_root": str(image_root) if image_root is not None else None,
+                },
+            },
             "images": images,
             "annotations": annotations,
+            "categories": [dict(PERSON_CATEGORY)],
         }

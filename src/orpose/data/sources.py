@@ -12,9 +12,13 @@ from pathlib import Path
 
 import cv2
 import numpy as np
-from PIL import Image, UnidentifiedImageError
 
 from orpose.data.coco import load_pose_dataset
+from orpose.data.images import (  # noqa: F401  (the one decoder; re-exported for importers)
+    image_file_problem,
+    max_image_pixels,
+    read_image_rgb,
+)
 from orpose.errors import SourceError
 
 IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp"})
@@ -43,48 +47,6 @@ class Frame:
     @property
     def width(self) -> int:
         return 0 if self.image is None else self.image.shape[1]
-
-
-def read_image_rgb(path: Path | str) -> np.ndarray:
-    """Read an image file as RGB uint8; raise OSError naming the file when it cannot be decoded."""
-    bgr = cv2.imread(str(path), cv2.IMREAD_COLOR)
-    if bgr is None:
-        raise OSError(f"{path}: cannot be read as an image (missing, corrupt or unsupported)")
-    return cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
-
-
-def image_file_problem(path: Path | str) -> str | None:
-    """Why an image file is not a whole, decodable image; None when it is.
-
-    OpenCV decodes a truncated JPEG without an error (the missing rows come out grey, libjpeg
-    only prints "Premature end of JPEG file"), so the file is decoded to its end with Pillow,
-    which reports truncation. A file Pillow cannot identify still counts as good when OpenCV
-    decodes it (a format only OpenCV reads); a zero-byte file, a text file named ``.jpg`` or a
-    truncated image is a problem. Costs one full decode.
-    """
-    path = Path(path)
-    try:
-        size = path.stat().st_size
-    except OSError as err:
-        return f"cannot be read ({err.strerror or err})"
-    if size == 0:
-        return "empty file (0 bytes)"
-    try:
-        with Image.open(path) as im:
-            im.load()
-    except Image.DecompressionBombError:
-        return None  # huge but whole: Pillow only refuses to decode it
-    except UnidentifiedImageError:
-        if cv2.imread(str(path), cv2.IMREAD_COLOR) is not None:
-            return None
-        return "not an image (unknown format or corrupt header)"
-    except Exception as err:  # Pillow raises OSError, SyntaxError, ValueError... on bad data
-        if "truncated" in str(err):
-            return "truncated image file (it ends before the image data does)"
-        if cv2.imread(str(path), cv2.IMREAD_COLOR) is not None:
-            return None
-        return f"cannot be decoded ({err})"
-    return None
 
 
 def video_frame_key(video: Path | str, index: int) -> str:
@@ -154,6 +116,13 @@ def iter_video(
     cap = cv2.VideoCapture(str(path))
     if not cap.isOpened():
         raise SourceError(f"{path}: cannot be opened as a video")
+    width, height = int(cap.get(cv2.CAP_PROP_FRAME_WIDTH)), int(cap.get(cv2.CAP_PROP_FRAME_HEIGHT))
+    if width * height > max_image_pixels():
+        cap.release()
+        raise SourceError(
+            f"{path}: frames of {width}x{height} pixels are above the limit of "
+            f"{max_image_pixels() / 1e6:g} megapixels (ORPOSE_MAX_IMAGE_PIXELS)"
+        )
     yield from _read_capture(cap, str(path), step, start, limit, prepare or _identity)
 
 
@@ -221,23 +190,25 @@ class SourceSpec:
     video: bool = False
 
 
-def coco_image_paths(path: Path) -> tuple[Path, ...]:
-    """The images a COCO file lists (``file_name`` resolved as the dataset loader does)."""
-    dataset = load_pose_dataset(path, check_images=True)
+def coco_image_paths(path: Path, image_root: Path | None = None) -> tuple[Path, ...]:
+    """The images a COCO file lists (``file_name`` resolved as the dataset loader does, under
+    ``image_root`` when given: ``--images``)."""
+    dataset = load_pose_dataset(path, image_root=image_root, check_images=True)
     if not dataset.images:
         raise SourceError(f"{path}: images: the COCO file lists no image")
     return tuple(dataset.image_path(img) for img in dataset.images)
 
 
-def expand_inputs(inputs: Iterable[Path | str]) -> list[SourceSpec]:
+def expand_inputs(inputs: Iterable[Path | str], image_root: Path | None = None) -> list[SourceSpec]:
     """Resolve command-line inputs (images, folders, videos, COCO files) and fail early on a
     wrong one. A COCO ``.json`` stands for the images it lists: the way to label exactly the
-    images of a labelled or subset file."""
+    images of a labelled or subset file (relative names resolved under ``image_root`` when
+    given, else as the dataset loader's default)."""
     specs = []
     for raw in inputs:
         path = Path(raw)
         if path.is_file() and path.suffix.lower() == ".json":
-            specs.append(SourceSpec(path, coco_image_paths(path)))
+            specs.append(SourceSpec(path, coco_image_paths(path, image_root)))
         elif path.is_dir():
             images = list_images(path)
             if not images:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from orpose.config import cli_number
 from orpose.data.coco import (
     DatasetError,
     PoseDataset,
@@ -18,6 +19,7 @@ from orpose.data.coco import (
 )
 from orpose.errors import UserError
 from orpose.evaluation.predictions import load_predictions
+from orpose.outputs import check_output_folder
 from orpose.scales import scale_label
 
 
@@ -82,9 +84,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "eval",
         help="COCO box/keypoint AP and MPJPE of predictions, per downscale factor",
         description="Score predictions against COCO-format ground truth (pycocotools AP; MPJPE "
-        "by the ORPose protocol when both sides carry 3D). Give one --pred per downscale factor "
-        "as SCALE=FILE (e.g. --pred 1=p1.json --pred 12=p12.json; a bare FILE is 1x), or a "
-        "student checkpoint with --model to predict the ground-truth images at each --scales.",
+        "by the ORPose protocol when both sides carry 3D; MVOR's PCK@0.2 when the ground truth "
+        "carries keypoints_mvor, as `orpose data mvor-to-coco` writes it). Give one --pred per "
+        "downscale factor as SCALE=FILE (e.g. --pred 1=p1.json --pred 12=p12.json; a bare FILE "
+        "is 1x), or a student checkpoint with --model to predict the ground-truth images at each "
+        "--scales.",
     )
     p.add_argument("--gt", required=True, type=Path, help="ground-truth COCO keypoints JSON")
     source = p.add_mutually_exclusive_group(required=True)
@@ -103,7 +107,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     p.add_argument(
         "--scales",
-        type=float,
+        type=cli_number(float, min=1, max=1000),
         nargs="+",
         default=[1, 8, 10, 12],
         help="downscale factors for --model (default: 1 8 10 12, as in the paper)",
@@ -114,11 +118,16 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         default=None,
         help="image folder of the ground truth (default: images/ beside it)",
     )
-    p.add_argument("--limit", type=int, default=None, help="with --model: first N images only")
+    p.add_argument(
+        "--limit",
+        type=cli_number(int, min=1, max=10**9),
+        default=None,
+        help="with --model: first N images only",
+    )
     p.add_argument("--device", default=None, help="with --model: cpu, cuda, cuda:1, ...")
     p.add_argument(
         "--max-detections",
-        type=int,
+        type=cli_number(int, min=1, max=10**4),
         default=None,
         help="with --model: keep the N best people per image (default: the checkpoint's, 100; "
         "keypoint AP reads the best 20, box AP the best 100, so 20 speeds a CPU evaluation up "
@@ -126,7 +135,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     p.add_argument(
         "--proposals",
-        type=int,
+        type=cli_number(int, min=1, max=10**5),
         default=None,
         help="with --model: RPN proposals per image (default 1000); fewer is faster on a CPU",
     )
@@ -162,7 +171,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     p.add_argument(
         "--min-person-score",
-        type=float,
+        type=cli_number(float, min=0, max=1),
         default=None,
         metavar="S",
         help="with --model: pose only people detected with at least S (default: the "
@@ -172,8 +181,17 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--native-lowres",
         action="store_true",
         help="with --model: give the student each downscaled image as it is, not upsampled "
-        "back (the CPU student's native low-resolution path, as `predict --native-lowres`); "
+        "back (the CPU student's native low-resolution path, as `predict --native-lowres`; "
+        "3D lifted in the image's own pixels, as upsampled); "
         "default: the paper's protocol. Predictions go to pred_<s>x_native.json",
+    )
+    p.add_argument(
+        "--camera",
+        default=None,
+        metavar="FILE|fx,fy,cx,cy",
+        help="with --model: the intrinsics of the ground-truth images' camera, for 3D (as "
+        "`predict --camera`; e.g. MVOR camera 3: camma_mvor_2018.json:3). Default: the "
+        "images' pixels as they are (right for MVOR-like 640x480 cameras)",
     )
     p.add_argument("--no-plot", action="store_true", help="skip the AP-versus-scale chart")
     p.set_defaults(func=run_eval)
@@ -184,16 +202,29 @@ def run_eval(args: argparse.Namespace) -> int:
 
     if args.skip_bad_images and args.model is None:
         raise UserError("--skip-bad-images applies to --model only (--pred reads no image)")
+    if args.camera is not None and args.model is None:
+        raise UserError("--camera applies to --model only (--pred files carry their own 3D)")
     gt = load_pose_dataset(args.gt, image_root=args.images, check_images=args.model is not None)
     if args.model is not None:
         return run_model_eval(args, gt)
+    require_ground_truth(gt)
     loaded = [load_pred_file(s, gt, args.keypoints) for s in args.pred]
     labels = [label for label, _ in loaded]
     if len(set(labels)) != len(labels):
         raise UserError(f"--pred: the same scale is given twice ({', '.join(labels)})")
+    out = check_output_folder(args.out or parse_pred_spec(args.pred[0])[1].with_suffix(".eval"))
     reports = [evaluate_predictions(gt, results, label) for label, results in loaded]
-    out = args.out or parse_pred_spec(args.pred[0])[1].with_suffix(".eval")
     return print_and_save(reports, out, args.no_plot)
+
+
+def require_ground_truth(gt: PoseDataset) -> None:
+    """Refuse a ground truth without a (non-crowd) person: AP would be undefined (pycocotools
+    reports -1, printed as -100.00), so there is nothing to score."""
+    if not any(not a.get("iscrowd", 0) for a in gt.annotations):
+        raise UserError(
+            f"{gt.path}: no ground truth: the file holds no (non-crowd) person annotation, so "
+            "there is nothing to score against (AP is undefined)"
+        )
 
 
 def run_model_eval(args: argparse.Namespace, gt) -> int:
@@ -206,9 +237,18 @@ def run_model_eval(args: argparse.Namespace, gt) -> int:
         set_min_person_score,
     )
 
+    # before the model is loaded: an unusable --out (or default) stops here
+    out = args.out or args.model.parent / ("eval_native" if args.native_lowres else "eval")
+    check_output_folder(out)
+    camera = None
+    if args.camera is not None:
+        from orpose.lifting.intrinsics import read_camera
+
+        camera = read_camera(args.camera)
     predictor = StudentPredictor.from_checkpoint(
-        args.model, args.device, args.proposals, args.h36_stats
+        args.model, args.device, args.proposals, args.h36_stats, camera=camera
     )
+    require_ground_truth(gt)  # after the model, whose problems are reported first
     if args.max_detections is not None:
         if args.max_detections < 1:
             raise UserError(f"--max-detections must be >= 1, got {args.max_detections}")
@@ -217,7 +257,6 @@ def run_model_eval(args: argparse.Namespace, gt) -> int:
         if not 0 <= args.min_person_score <= 1:
             raise UserError(f"--min-person-score must lie in [0, 1], got {args.min_person_score}")
         set_min_person_score(predictor.model, args.min_person_score)
-    out = args.out or args.model.parent / ("eval_native" if args.native_lowres else "eval")
     if args.limit is not None:
         keep = {img["id"] for img in gt.images[: args.limit]}
         gt = PoseDataset(
@@ -241,13 +280,13 @@ def run_model_eval(args: argparse.Namespace, gt) -> int:
 
 
 def print_and_save(reports: list, out: Path, no_plot: bool) -> int:
-    """Print the paper-style table (and per-joint MPJPE), save JSON/CSV and the chart."""
-    from orpose.evaluation.report import format_per_joint, format_table, save_reports
+    """Print the paper-style table (per-joint MPJPE, MVOR PCK), save JSON/CSV and the chart."""
+    from orpose.evaluation.report import format_pck, format_per_joint, format_table, save_reports
 
     print(format_table(reports))
-    per_joint = format_per_joint(reports)
-    if per_joint:
-        print(per_joint)
+    for detail in (format_per_joint(reports), format_pck(reports)):
+        if detail:
+            print(detail)
     json_path, csv_path = save_reports(reports, out)
     print(f"saved {json_path} and {csv_path}")
     if len(reports) > 1 and not no_plot:

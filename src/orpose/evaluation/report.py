@@ -10,6 +10,7 @@ from pathlib import Path
 from orpose.data.coco import PoseDataset, write_json_atomic
 from orpose.evaluation.coco_ap import evaluate_ap
 from orpose.evaluation.mpjpe import MpjpeResult, compute_mpjpe
+from orpose.evaluation.pck import PCK_THRESHOLD, PckResult, compute_mvor_pck
 from orpose.scales import scale_label
 
 
@@ -22,15 +23,18 @@ class ScaleReport:
     keypoints: dict[str, float]
     mpjpe: MpjpeResult | None
     num_predictions: int
+    pck: PckResult | None = None  # MVOR's PCK@0.2, when the ground truth has keypoints_mvor
 
     def row(self) -> dict[str, float | str | int]:
-        """The flat row of the paper's tables: AP in percent as the paper prints them."""
-        return {
+        """The flat row of the paper's tables: AP in percent as the paper prints them (and
+        ``mvor_pck``, MVOR's mean PCK in percent, when measured)."""
+        row: dict[str, float | str | int] = {
             "scale": self.scale,
-            "box_ap": 100 * self.box["AP"],
-            "box_ap50": 100 * self.box["AP50"],
-            "keypoint_ap": 100 * self.keypoints["AP"],
-            "keypoint_ap50": 100 * self.keypoints["AP50"],
+            # pycocotools' -1 (no ground truth for the measure) is NaN, printed "-", not -100
+            "box_ap": _percent_or_nan(self.box["AP"]),
+            "box_ap50": _percent_or_nan(self.box["AP50"]),
+            "keypoint_ap": _percent_or_nan(self.keypoints["AP"]),
+            "keypoint_ap50": _percent_or_nan(self.keypoints["AP50"]),
             # medium (32^2-96^2) and large (> 96^2) people; pycocotools gives -1 when the
             # ground truth has none. At 12x a medium person is a few pixels tall: most of what
             # separates 12x keypoint AP from 1x comes from them (docs/student.md)
@@ -41,15 +45,21 @@ class ScaleReport:
             "mpjpe_persons": self.mpjpe.persons if self.mpjpe else 0,
             "predictions": self.num_predictions,
         }
+        if self.pck is not None:
+            row["mvor_pck"] = self.pck.mean
+        return row
 
     def as_dict(self) -> dict:
-        return {
+        out = {
             "scale": self.scale,
             "bbox": self.box,
             "keypoints": self.keypoints,
             "mpjpe": self.mpjpe.as_dict() if self.mpjpe else None,
             "predictions": self.num_predictions,
         }
+        if self.pck is not None:
+            out["mvor_pck"] = self.pck.as_dict()
+        return out
 
 
 def _percent_or_nan(value: float) -> float:
@@ -59,10 +69,16 @@ def _percent_or_nan(value: float) -> float:
 def evaluate_predictions(
     gt: PoseDataset, results: list[dict], scale: float | str = 1
 ) -> ScaleReport:
-    """Box AP, keypoint AP and (when both sides have 3D) MPJPE of one prediction set."""
+    """Box AP, keypoint AP, (when both sides have 3D) MPJPE and (when the ground truth has
+    MVOR's 10 joints, ``keypoints_mvor``) MVOR's PCK@0.2 of one prediction set."""
     ap = evaluate_ap(gt, results)
     return ScaleReport(
-        scale_label(scale), ap["bbox"], ap["keypoints"], compute_mpjpe(gt, results), len(results)
+        scale_label(scale),
+        ap["bbox"],
+        ap["keypoints"],
+        compute_mpjpe(gt, results),
+        len(results),
+        compute_mvor_pck(gt, results),
     )
 
 
@@ -88,6 +104,9 @@ def format_table(reports: list[ScaleReport]) -> str:
         "(official conv.)",
         "3D persons",
     )
+    with_pck = any(rep.pck is not None for rep in reports)
+    if with_pck:
+        header = (*header, f"PCK@{PCK_THRESHOLD:g}")
     rows = [header]
     for rep in reports:
         r = rep.row()
@@ -105,6 +124,8 @@ def format_table(reports: list[ScaleReport]) -> str:
                 str(r["mpjpe_persons"]) if rep.mpjpe else "-",
             )
         )
+        if with_pck:
+            rows[-1] = (*rows[-1], _fmt(r.get("mvor_pck", float("nan")), 1))
     widths = [max(len(row[i]) for row in rows) for i in range(len(header))]
     lines = ["  ".join(cell.rjust(w) for cell, w in zip(row, widths, strict=True)) for row in rows]
     lines.insert(1, "  ".join("-" * w for w in widths))
@@ -113,8 +134,8 @@ def format_table(reports: list[ScaleReport]) -> str:
 
 def format_per_joint(reports: list[ScaleReport]) -> str:
     """Per-joint MPJPE (mm) of each scale that has 3D results."""
-    with_3d = [r for r in reports if r.mpjpe]
-    if not with_3d:
+    with_3d = [r for r in reports if r.mpjpe and (r.mpjpe.persons or r.mpjpe.persons_official)]
+    if not with_3d:  # no 3D, or 3D ground truth but no 3D prediction
         return ""
     names = list(with_3d[0].mpjpe.per_joint)
     lines = ["MPJPE per joint (mm): " + ", ".join(names)]
@@ -124,14 +145,34 @@ def format_per_joint(reports: list[ScaleReport]) -> str:
     return "\n".join(lines)
 
 
+def format_pck(reports: list[ScaleReport]) -> str:
+    """MVOR's PCK per joint group (%), as its own script prints it, for each scale with PCK."""
+    with_pck = [r for r in reports if r.pck is not None]
+    if not with_pck:
+        return ""
+    names = list(with_pck[0].pck.groups)
+    lines = [
+        f"MVOR PCK@{with_pck[0].pck.threshold:g} (%): {', '.join(names)}, mean "
+        "(CAMMA-public/MVOR lib/eval_pck_2dpose.py; docs/evaluation.md)"
+    ]
+    for rep in with_pck:
+        values = ", ".join(_fmt(v, 1) for v in rep.pck.groups.values())
+        lines.append(
+            f"  {rep.scale}: {values}, {_fmt(rep.pck.mean, 1)} "
+            f"({rep.pck.matched} of {rep.pck.persons} people matched)"
+        )
+    return "\n".join(lines)
+
+
 def save_reports(reports: list[ScaleReport], out_dir: Path | str) -> tuple[Path, Path]:
     """Write ``metrics.json`` (everything) and ``metrics.csv`` (the table rows) into ``out_dir``."""
     out_dir = Path(out_dir)
     json_path = write_json_atomic(out_dir / "metrics.json", [r.as_dict() for r in reports])
     csv_path = out_dir / "metrics.csv"
     rows = [r.row() for r in reports]
+    fieldnames = list(dict.fromkeys(key for row in rows for key in row))
     with open(csv_path, "w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=list(rows[0]))
+        writer = csv.DictWriter(f, fieldnames=fieldnames, restval="")
         writer.writeheader()
         writer.writerows(rows)
     return json_path, csv_path

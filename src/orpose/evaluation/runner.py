@@ -19,10 +19,11 @@ import numpy as np
 from tqdm import tqdm
 
 from orpose.data.coco import PoseDataset
+from orpose.data.images import read_dataset_image
 from orpose.data.lowres import degrade, downsample, results_to_larger
-from orpose.data.sources import image_file_problem, read_image_rgb
 from orpose.errors import DatasetError
 from orpose.jsonl import JsonlWriter, read_records
+from orpose.lifting.intrinsics import call_with_original_size
 from orpose.scales import scale_label
 
 log = logging.getLogger(__name__)
@@ -35,16 +36,9 @@ def _finished(journal: Path) -> dict[int, list[dict]]:
 
 
 def read_gt_image(gt: PoseDataset, img: dict) -> np.ndarray:
-    """An image of the ground truth; DatasetError naming the file, record and image if bad."""
-    path = gt.image_path(img)
-    try:
-        return read_image_rgb(path)
-    except OSError as err:
-        problem = image_file_problem(path) or "cannot be decoded"
-        raise DatasetError(
-            f"{gt.path or '<ground truth>'}: image id {img['id']}: field 'file_name': "
-            f"{path}: {problem}"
-        ) from err
+    """An image of the ground truth; DatasetError naming the file, record and image if it cannot
+    be decoded, is above the pixel limit or has another size than the record's width/height."""
+    return read_dataset_image(gt, img)
 
 
 def predict_dataset(
@@ -82,9 +76,9 @@ def predict_dataset(
                 continue
             if native and scale > 1:
                 small = downsample(image, scale)
-                results = results_to_larger(
-                    predictor(small), small.shape[1::-1], image.shape[1::-1]
-                )
+                size = image.shape[1::-1]  # the student lifts in these pixels, as upsampled
+                found = call_with_original_size(predictor, small, size)
+                results = results_to_larger(found, small.shape[1::-1], size)
             else:
                 results = predictor(degrade(image, scale))
             for r in results:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from orpose.config import cli_number
 from orpose.data.coco import write_json_atomic
 from orpose.errors import UserError
 from orpose.inference.cli import add_h36_stats_argument
@@ -38,7 +39,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="what to write (default: onnx); checkpoint converts e.g. a detectron2 "
         "file into an orpose checkpoint",
     )
-    p.add_argument("--opset", type=int, default=17, help="ONNX opset (>= 11; default 17)")
+    p.add_argument(
+        "--opset", type=cli_number(int, min=11, max=99), default=17, help="ONNX opset (>= 11) [17]"
+    )
     p.add_argument(
         "--size",
         default="640x480",
@@ -48,7 +51,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     p.add_argument(
         "--proposals",
-        type=int,
+        type=cli_number(int, min=1, max=10**5),
         default=None,
         metavar="N",
         help="at most N RPN proposals per image in the exported model (default: 1000)",
@@ -61,18 +64,23 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="real images for the PyTorch/ONNX check (default: the shared "
         "coco_person_val500 images when present)",
     )
-    p.add_argument("--check-count", type=int, default=5, help="images checked (0: no check)")
+    p.add_argument(
+        "--check-count",
+        type=cli_number(int, min=0, max=10**6),
+        default=5,
+        help="images checked (0: no check)",
+    )
     add_h36_stats_argument(p)
     p.add_argument(
         "--tolerance",
-        type=float,
+        type=cli_number(float, min=0, max=1e4),
         default=0.1,
         metavar="PX",
         help="keypoint difference (pixels) the check accepts (default 0.1)",
     )
     p.add_argument(
         "--max-share",
-        type=float,
+        type=cli_number(float, min=0, max=1),
         default=0.005,
         metavar="SHARE",
         help="share of keypoints (and of detections unpaired) allowed beyond the tolerance: "

@@ -6,29 +6,18 @@ import argparse
 import logging
 from pathlib import Path
 
+from orpose.config import cli_number
 from orpose.errors import UserError
 from orpose.inference.journal import JournalMismatch
+from orpose.outputs import check_output_folder
 
 log = logging.getLogger(__name__)
 
 
-def _positive_float(text: str) -> float:
-    value = float(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected a factor >= 1, got {text}")
-    return value
-
-
-def _root_depth(text: str) -> float | str:
-    if text.strip().lower() == "auto":
-        return "auto"
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a depth in mm or 'auto', got {text}") from None
-    if not value > 0:
-        raise argparse.ArgumentTypeError(f"expected a depth > 0 mm, got {text}")
-    return value
+# every number of the command line is checked by orpose.config's types: finite, in range
+_FACTOR = cli_number(float, min=1, max=1000)  # a downscale factor (privacy mode: 1/S kept)
+_SCORE = cli_number(float, min=0, max=1)
+_root_depth = cli_number(float, above=0, max=1e6, words=("auto",))  # mm, or auto
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -62,21 +51,21 @@ def _register_predict(subparsers: argparse._SubParsersAction) -> None:
     )
     p.add_argument(
         "--score-threshold",
-        type=float,
+        type=_SCORE,
         default=0.5,
         help="people below this score are neither written nor drawn (default 0.5; "
         "0 keeps every detection, as COCO AP wants)",
     )
     p.add_argument(
         "--keypoint-threshold",
-        type=float,
+        type=_SCORE,
         default=0.3,
         help="overlays hide keypoints whose score is below this (default 0.3)",
     )
     privacy = p.add_argument_group("low resolution / privacy")
     privacy.add_argument(
         "--downscale",
-        type=_positive_float,
+        type=_FACTOR,
         default=1.0,
         metavar="S",
         help="privacy mode: shrink every frame to 1/S right after decoding; no "
@@ -84,7 +73,7 @@ def _register_predict(subparsers: argparse._SubParsersAction) -> None:
     )
     privacy.add_argument(
         "--lowres-input",
-        type=_positive_float,
+        type=_FACTOR,
         default=None,
         metavar="S",
         help="the input is already shrunk S times (default: guessed, 640/width "
@@ -95,12 +84,18 @@ def _register_predict(subparsers: argparse._SubParsersAction) -> None:
         action="store_true",
         help="give low-resolution frames to the student as they are (the CPU student's native "
         "path: several times faster, see docs/inference.md for what it costs in AP) instead of "
-        "upsampled back to the camera size (the paper's protocol, the default)",
+        "upsampled back to the camera size (the paper's protocol, the default); checkpoints "
+        "lift its keypoints in the camera size's pixels, as on the upsampled frame",
     )
     frames = p.add_argument_group("frames")
-    frames.add_argument("--step", type=int, default=1, help="every N-th video frame")
     frames.add_argument(
-        "--max-frames", type=int, default=None, help="at most N frames per video or stream"
+        "--step", type=cli_number(int, min=1, max=10**6), default=1, help="every N-th video frame"
+    )
+    frames.add_argument(
+        "--max-frames",
+        type=cli_number(int, min=1, max=10**9),
+        default=None,
+        help="at most N frames per video or stream",
     )
     render = p.add_argument_group("rendering")
     render.add_argument(
@@ -111,7 +106,7 @@ def _register_predict(subparsers: argparse._SubParsersAction) -> None:
     )
     render.add_argument(
         "--plot3d-every",
-        type=int,
+        type=cli_number(int, min=0, max=10**9),
         default=0,
         metavar="N",
         help="a 3D skeleton plot of every N-th frame (OUT/plots3d; 0: none)",
@@ -127,11 +122,14 @@ def _register_predict(subparsers: argparse._SubParsersAction) -> None:
     )
     render.add_argument(
         "--focal",
-        type=float,
+        type=cli_number(float, above=0, max=1e6),
         default=None,
         metavar="PX",
-        help="focal length for --root-depth (default: MVOR's 538 px at 640 wide)",
+        help="focal length for --root-depth (default: --camera's fx, else MVOR's 538 px at 640 "
+        "wide)",
     )
+    lifting = p.add_argument_group("3D")
+    add_camera_argument(lifting)
     track = p.add_argument_group("tracking (videos, streams, folders of frames)")
     track.add_argument(
         "--track",
@@ -141,7 +139,7 @@ def _register_predict(subparsers: argparse._SubParsersAction) -> None:
     )
     track.add_argument(
         "--smooth",
-        type=float,
+        type=cli_number(float, above=0, max=1),
         default=None,
         metavar="ALPHA",
         help="with --track: exponential smoothing of each track's keypoints, "
@@ -150,10 +148,15 @@ def _register_predict(subparsers: argparse._SubParsersAction) -> None:
     )
     run = p.add_argument_group("runtime")
     run.add_argument("--device", default=None, help="PyTorch device (default: cuda if available)")
-    run.add_argument("--threads", type=int, default=0, help="CPU threads (0: library default)")
+    run.add_argument(
+        "--threads",
+        type=cli_number(int, min=0, max=1024),
+        default=0,
+        help="CPU threads (0: library default)",
+    )
     run.add_argument(
         "--proposals",
-        type=int,
+        type=cli_number(int, min=1, max=10**5),
         default=None,
         metavar="N",
         help="checkpoints: at most N RPN proposals per frame (default: the model's, 1000); "
@@ -167,6 +170,32 @@ def _register_predict(subparsers: argparse._SubParsersAction) -> None:
     run.add_argument("--no-progress", action="store_true", help="no progress bar")
     add_h36_stats_argument(run)
     p.set_defaults(func=run_predict_cli)
+
+
+def add_camera_argument(parser) -> None:
+    """``--camera``: the frames' intrinsics, which the lifters' 2D input goes through."""
+    parser.add_argument(
+        "--camera",
+        default=None,
+        metavar="FILE|fx,fy,cx,cy",
+        help="checkpoints: the intrinsics of the camera's (full-resolution) frames, for 3D: a "
+        "JSON file with fx, fy, cx, cy in pixels (optionally width and height: the frame size "
+        "they are for, scaled to frames of another size), an MVOR camera entry (focallength, "
+        "principalpoint, imagesize), an MVOR annotation file with the camera's number "
+        "(camma_mvor_2018.json:3), or fx,fy,cx,cy. The lifters were trained on MVOR-like "
+        "cameras (fx 538 px at 640x480); the keypoints are re-projected into such a camera, so "
+        "3D stays right for other cameras and frame sizes. Default: the frame's pixels as they "
+        "are (right for MVOR-like 640x480 frames). See docs/lifting.md",
+    )
+
+
+def read_camera_option(spec: str | None):
+    """The parsed ``--camera`` (None when not given); errors exit 2 naming the file and field."""
+    if spec is None:
+        return None
+    from orpose.lifting.intrinsics import read_camera
+
+    return read_camera(spec)
 
 
 def add_h36_stats_argument(parser) -> None:
@@ -188,13 +217,20 @@ def build_predictor(
     threads: int,
     proposals: int | None = None,
     h36_stats: Path | None = None,
+    camera=None,
 ):
-    """A PyTorch predictor for checkpoints, an onnxruntime one for .onnx files."""
+    """A PyTorch predictor for checkpoints, an onnxruntime one for .onnx files; ``camera``
+    (:class:`orpose.lifting.intrinsics.Intrinsics`): the frames' intrinsics for 3D."""
     if model.lower().endswith(".onnx"):
         from orpose.inference.onnx_runner import load_onnx_student
 
         if proposals is not None:
             raise UserError("--proposals is fixed in an ONNX graph: give it to 'orpose export'")
+        if camera is not None:
+            raise UserError(
+                "--camera: an ONNX graph lifts the pixels of its input as they are; give a "
+                "checkpoint for another camera"
+            )
         return load_onnx_student(model, threads)
     import torch
 
@@ -202,7 +238,7 @@ def build_predictor(
 
     if threads > 0:
         torch.set_num_threads(threads)
-    return StudentPredictor.from_checkpoint(model, device, proposals, h36_stats)
+    return StudentPredictor.from_checkpoint(model, device, proposals, h36_stats, camera=camera)
 
 
 def run_predict_cli(args: argparse.Namespace) -> int:
@@ -216,6 +252,9 @@ def run_predict_cli(args: argparse.Namespace) -> int:
         raise UserError("--smooth smooths along tracks: give --track too")
     if args.smooth is not None and not 0 < args.smooth <= 1:
         raise UserError(f"--smooth: expected 0 < ALPHA <= 1, got {args.smooth:g}")
+    camera = read_camera_option(args.camera)
+    focal = args.focal if args.focal is not None or camera is None else camera.fx
+    check_output_folder(args.out)  # before the model is loaded or a frame read
     options = PredictOptions(
         out=args.out,
         score_threshold=args.score_threshold,
@@ -227,7 +266,7 @@ def run_predict_cli(args: argparse.Namespace) -> int:
         overlays=args.overlay,
         plot3d_every=args.plot3d_every,
         root_depth_mm=args.root_depth,
-        focal_px=args.focal,
+        focal_px=focal,
         resume=not args.overwrite,
         progress=not args.no_progress,
         track=args.track,
@@ -236,7 +275,7 @@ def run_predict_cli(args: argparse.Namespace) -> int:
     )
     try:
         predictor = build_predictor(
-            args.model, args.device, args.threads, args.proposals, args.h36_stats
+            args.model, args.device, args.threads, args.proposals, args.h36_stats, camera
         )
     except ValueError as err:
         raise UserError(str(err)) from err
@@ -245,7 +284,10 @@ def run_predict_cli(args: argparse.Namespace) -> int:
 
         skip_people_below(predictor.model, args.score_threshold)
     try:
-        summary = run_predict(predictor, args.inputs, options, {"model": str(args.model)})
+        info = {"model": str(args.model)}
+        if camera is not None:
+            info["camera"] = camera.to_dict()
+        summary = run_predict(predictor, args.inputs, options, info)
     except JournalMismatch as err:
         raise UserError(str(err)) from err
     print(

@@ -9,10 +9,16 @@ files are written from the journal:
 - ``images.json``: ``{"info": {...}, "images": [...]}``, the images index (``id``,
   ``file_name`` = the frame's source key, ``width``, ``height``, ``frame_index``, and in
   low-resolution runs ``lowres_width``, ``lowres_height``, ``downscale``).
+
+A journal line also records the size and modification time (ns) of the file the frame came from
+(``source``: the image, or the video of a video frame); a rerun redoes a frame whose file has
+changed since (another image saved under the same name), rather than reusing its old results.
+Lines of journals written before this record (no ``source``) are taken as they are.
 """
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +34,20 @@ class JournalMismatch(ValueError):
     """A journal written for other inputs than the current run's."""
 
 
+def source_file(key: str) -> str:
+    """The file a frame key names: the image path, or the video of ``video.avi#frame=000120``."""
+    return key.rsplit("#frame=", 1)[0]
+
+
+def file_stamp(path: str) -> dict[str, int] | None:
+    """``{"size", "mtime_ns"}`` of a file, None for what is not one (a camera, a stream URL)."""
+    try:
+        stat = os.stat(path)
+    except (OSError, ValueError):
+        return None
+    return {"size": stat.st_size, "mtime_ns": stat.st_mtime_ns} if os.path.isfile(path) else None
+
+
 class PredictionJournal:
     """Finished frames by source key; ``append`` makes a frame durable before returning."""
 
@@ -41,8 +61,11 @@ class PredictionJournal:
         self._writer = JsonlWriter(path, truncate=not resume)
 
     def done(self, key: str, image_id: int) -> dict[str, Any] | None:
-        """The finished entry of a frame, None when it is still to do."""
+        """The finished entry of a frame, None when it is still to do (never done, or its file
+        changed in size or modification time since it was)."""
         entry = self.entries.get(key)
+        if entry is not None and entry.get("source", False) not in (False, self._stamp(key)):
+            return None  # another file under the same name: predicted again
         if entry is not None and entry["image"]["id"] != image_id:
             raise JournalMismatch(
                 f"{self.path}: frame {key} was image {entry['image']['id']} in the previous run, "
@@ -50,8 +73,14 @@ class PredictionJournal:
             )
         return entry
 
+    def _stamp(self, key: str) -> dict[str, int] | None:
+        return file_stamp(source_file(key))
+
     def append(self, image: dict[str, Any], results: list[dict]) -> None:
         entry = {"image": image, "results": results}
+        stamp = file_stamp(source_file(image["file_name"]))
+        if stamp is not None:
+            entry["source"] = stamp
         # recorded first: a signal that interrupts the write (Ctrl-C, SIGTERM during the fsync)
         # must not drop a finished frame from the results written on the way out
         self.entries[image["file_name"]] = entry

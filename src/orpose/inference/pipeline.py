@@ -49,6 +49,7 @@ from orpose.inference.render import (
     write_image_rgb,
 )
 from orpose.inference.tracking import PoseTracker
+from orpose.lifting.intrinsics import call_with_original_size
 
 log = logging.getLogger(__name__)
 Predictor = Callable[[np.ndarray], list[dict]]
@@ -296,7 +297,9 @@ class _Run:
         entry = self.journal.done(frame.key, image_id)
         if entry is None:
             if opts.native_lowres and geometry.lowres:  # the small frame as it is (faster)
-                results = geometry.from_kept(self.predictor(frame.image))
+                # the student lifts in the network frame's pixels, as on the upsampled frame
+                found = call_with_original_size(self.predictor, frame.image, geometry.network_size)
+                results = geometry.from_kept(found)
             else:  # the paper's protocol: the small frame upsampled to the network size
                 results = self.predictor(geometry.network_input(frame.image))
             results = [r for r in results if r["score"] >= opts.score_threshold]

@@ -9,6 +9,7 @@ import argparse
 from pathlib import Path
 
 from orpose import paths
+from orpose.config import cli_number, cli_numbers
 from orpose.data.coco import write_json_atomic
 from orpose.errors import UserError
 
@@ -24,13 +25,9 @@ def _default_mvor() -> str:
     return str(paths.shared_data("mvor/camma_mvor_2018.json"))
 
 
-def _subjects(text: str) -> tuple[int, ...]:
-    try:
-        return tuple(int(s) for s in text.split(",") if s.strip())
-    except ValueError:
-        raise argparse.ArgumentTypeError(
-            f"expected comma-separated subject numbers, got '{text}'"
-        ) from None
+_subjects = cli_numbers(int, min=0, max=10**6)  # CMU subject numbers, comma-separated
+THREADS = cli_number(int, min=0, max=1024)
+NOISE = cli_number(float, min=0, max=1000)
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -44,16 +41,26 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     train = verbs.add_parser("train", help="train a lifter on the CMU BVH files (CPU, minutes)")
     train.add_argument("--mocap", help="folder of .bvh files [../shared/data/mocap/cmu_bvh]")
     train.add_argument("--out", type=Path, default=DEFAULT_OUT, help=f"checkpoint [{DEFAULT_OUT}]")
-    train.add_argument("--epochs", type=int, help="epochs (one random view per pose) [25]")
-    train.add_argument("--batch-size", type=int, help="[256]")
-    train.add_argument("--lr", type=float, help="initial Adam learning rate [1e-3]")
-    train.add_argument("--hidden", type=int, help="width of the MLP [1024]")
-    train.add_argument("--dropout", type=float, help="dropout [0.1]")
-    train.add_argument("--fps", type=float, help="mocap frames per second kept [30]")
-    train.add_argument("--noise-px", type=float, help="max per-sample 2D noise sigma, px [6]")
+    train.add_argument(
+        "--epochs",
+        type=cli_number(int, min=1, max=10**6),
+        help="epochs (one random view per pose) [25]",
+    )
+    train.add_argument("--batch-size", type=cli_number(int, min=1, max=2**20), help="[256]")
+    train.add_argument(
+        "--lr", type=cli_number(float, above=0, max=10), help="initial Adam learning rate [1e-3]"
+    )
+    train.add_argument(
+        "--hidden", type=cli_number(int, min=1, max=65536), help="width of the MLP [1024]"
+    )
+    train.add_argument("--dropout", type=cli_number(float, min=0, below=1), help="dropout [0.1]")
+    train.add_argument(
+        "--fps", type=cli_number(float, above=0, max=1000), help="mocap frames per second kept [30]"
+    )
+    train.add_argument("--noise-px", type=NOISE, help="max per-sample 2D noise sigma, px [6]")
     train.add_argument("--test-subjects", type=_subjects, help="held-out CMU subjects [6,9]")
-    train.add_argument("--seed", type=int, help="[0]")
-    train.add_argument("--threads", type=int, default=1, help="torch CPU threads [1]; see docs")
+    train.add_argument("--seed", type=cli_number(int, min=0, max=2**32 - 1), help="[0]")
+    train.add_argument("--threads", type=THREADS, default=1, help="torch CPU threads [1]; see docs")
     train.add_argument("--resume", action="store_true", help="continue from --out if it exists")
     train.add_argument("--no-progress", action="store_true", help="no progress bar")
     train.set_defaults(func=run_train)
@@ -68,11 +75,21 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     ev.add_argument("--mocap", help="folder of .bvh files [the one used for training]")
     ev.add_argument("--mvor", help="camma_mvor_2018.json [../shared/data/mvor/...]")
-    ev.add_argument("--noise-px", type=float, default=5.0, help="sigma of the noisy-2D test [5]")
-    ev.add_argument("--drop-rate", type=float, default=0.3, help="joint dropout test rate [0.3]")
-    ev.add_argument("--max-samples", type=int, default=5000, help="mocap test views [5000]")
+    ev.add_argument("--noise-px", type=NOISE, default=5.0, help="sigma of the noisy-2D test [5]")
+    ev.add_argument(
+        "--drop-rate",
+        type=cli_number(float, min=0, max=1),
+        default=0.3,
+        help="joint dropout test rate [0.3]",
+    )
+    ev.add_argument(
+        "--max-samples",
+        type=cli_number(int, min=1, max=10**9),
+        default=5000,
+        help="mocap test views [5000]",
+    )
     ev.add_argument("--json", type=Path, help="where to save the results [beside the checkpoint]")
-    ev.add_argument("--threads", type=int, default=1, help="torch CPU threads [1]")
+    ev.add_argument("--threads", type=THREADS, default=1, help="torch CPU threads [1]")
     ev.set_defaults(func=run_eval)
 
 

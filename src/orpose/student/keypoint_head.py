@@ -92,8 +92,14 @@ class KeypointHead(nn.Module):
             "loss_kp3d_hard": lifting_loss(lifted_hard, target_mm, unit_mm),
         }
 
-    def lift(self, soft_xy: torch.Tensor, hard_xy: torch.Tensor) -> torch.Tensor:
-        """3D ``(N, 17, 3)`` mm: the mean of both lifters, each on its own branch's keypoints."""
+    def lift(self, soft_xy: torch.Tensor, hard_xy: torch.Tensor, mapping=None) -> torch.Tensor:
+        """3D ``(N, 17, 3)`` mm: the mean of both lifters, each on its own branch's keypoints.
+
+        ``mapping`` (:class:`orpose.lifting.intrinsics.LiftMapping`, None: the identity) takes
+        the keypoints from the image's pixels to the lifter camera's (the original frame of a
+        small one, the frame's intrinsics); the 2D outputs do not change."""
+        if mapping is not None:
+            soft_xy, hard_xy = mapping.apply(soft_xy), mapping.apply(hard_xy)
         visible = torch.ones(soft_xy.shape[:2], dtype=torch.bool, device=soft_xy.device)
         return (self.lift_soft(soft_xy, visible) + self.lift_hard(hard_xy, visible)) / 2
 

@@ -193,13 +193,16 @@ class ORPoseStudent(FasterRCNN):
         )
         return self.keypoint_head.lifting_losses(soft, hard, target, self.config.lift_loss_unit_mm)
 
-    def lift(self, detections: list[dict[str, torch.Tensor]]) -> None:
-        """Add ``keypoints3d``: the mean of both lifters on their branch's keypoints (in place)."""
-        for det in detections:
+    def lift(self, detections: list[dict[str, torch.Tensor]], mappings: list | None = None) -> None:
+        """Add ``keypoints3d``: the mean of both lifters on their branch's keypoints (in place);
+        ``mappings``: per image, the lifters' input map (see
+        :meth:`orpose.student.keypoint_head.KeypointHead.lift`; None: pixels as they are)."""
+        mappings = mappings if mappings is not None else [None] * len(detections)
+        for det, mapping in zip(detections, mappings, strict=True):
             soft, hard = (det[k][..., :2] for k in BRANCH_KEYS)
-            det["keypoints3d"] = self.keypoint_head.lift(soft, hard)
+            det["keypoints3d"] = self.keypoint_head.lift(soft, hard, mapping)
 
-    def forward(self, images, targets=None):
+    def forward(self, images, targets=None, lift_mappings: list | None = None):
         out = super().forward(images, targets)
         if self.training:
             if self.keypoint_head.has_lifters:
@@ -207,7 +210,7 @@ class ORPoseStudent(FasterRCNN):
             w = self.config.loss_weights
             return {k: v * w.get(k, 1.0) for k, v in out.items()}
         if self.keypoint_head.has_lifters:
-            self.lift(out)
+            self.lift(out, lift_mappings)
         return out
 
 

@@ -15,6 +15,7 @@ import numpy as np
 import torch
 
 from orpose.checkpoints.student import load_student, save_student
+from orpose.lifting.intrinsics import Intrinsics, LiftMapping, lift_mapping
 from orpose.student.model import ORPoseStudent, StudentConfig, build_student
 
 __all__ = [
@@ -154,15 +155,23 @@ def detections_to_results(det: dict[str, torch.Tensor], score_threshold: float =
 
 
 class StudentPredictor:
-    """``predictor(image)`` -> list of result dicts (without ``image_id``)."""
+    """``predictor(image)`` -> list of result dicts (without ``image_id``).
+
+    3D: the lifters take the 2D keypoints through ``camera`` (the frames' intrinsics, see
+    :mod:`orpose.lifting.intrinsics`; None: the frame's pixels as they are, right for MVOR-like
+    640x480 cameras); ``predictor(small, original_size=(w, h))`` poses a frame shrunk from one of
+    that size as it is (the CPU student's native path) and lifts in the original's pixels."""
+
+    accepts_original_size = True  # see orpose.lifting.intrinsics.call_with_original_size
 
     def __init__(self, model: ORPoseStudent, device: str | torch.device | None = None,
-                 score_threshold: float = 0.0):  # fmt: skip
+                 score_threshold: float = 0.0, camera: Intrinsics | None = None):  # fmt: skip
         if device is None:
             device = "cuda" if torch.cuda.is_available() else "cpu"
         self.device = torch.device(device)
         self.model = model.to(self.device).eval()
         self.score_threshold = score_threshold
+        self.camera = camera
         # how an official checkpoint was converted (lifters, statistics, warnings), else None
         self.load_report: dict | None = getattr(model, "orpose_load_report", None)
 
@@ -181,11 +190,29 @@ class StudentPredictor:
         model = resolve_student(path, h36_stats)
         return cls(limit_proposals(model, proposals), device, **kwargs)
 
+    def lift_mapping(
+        self, image: np.ndarray, original_size: tuple[int, int] | None = None
+    ) -> LiftMapping | None:
+        """The lifters' input map for ``image`` (None: the identity, the model's default)."""
+        h, w = image.shape[:2]
+        mapping = lift_mapping((w, h), original_size, self.camera)
+        return None if mapping.is_identity else mapping
+
     @torch.inference_mode()
-    def detect(self, image: np.ndarray) -> dict[str, torch.Tensor]:
-        """One RGB uint8 image -> the student's raw detections (tensors on its device)."""
-        (det,) = self.model([image_tensor(image).to(self.device)])
+    def detect(
+        self, image: np.ndarray, original_size: tuple[int, int] | None = None
+    ) -> dict[str, torch.Tensor]:
+        """One RGB uint8 image -> the student's raw detections (tensors on its device);
+        ``original_size``: (width, height) of the frame ``image`` was shrunk from, for 3D."""
+        mapping = self.lift_mapping(image, original_size)
+        tensor = image_tensor(image).to(self.device)
+        if mapping is None:
+            (det,) = self.model([tensor])
+        else:
+            (det,) = self.model([tensor], lift_mappings=[mapping])
         return det
 
-    def __call__(self, image: np.ndarray) -> list[dict]:
-        return detections_to_results(self.detect(image), self.score_threshold)
+    def __call__(
+        self, image: np.ndarray, original_size: tuple[int, int] | None = None
+    ) -> list[dict]:
+        return detections_to_results(self.detect(image, original_size), self.score_threshold)

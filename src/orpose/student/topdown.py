@@ -347,13 +347,17 @@ class TopDownStudent(nn.Module):
         return boxes[keep], scores[keep]
 
     def pose(
-        self, image: torch.Tensor, boxes: torch.Tensor, native: bool = False
+        self, image: torch.Tensor, boxes: torch.Tensor, native: bool = False, lift_mapping=None
     ) -> dict[str, torch.Tensor]:
         """Keypoints of the given persons of one image (the second half of the forward).
 
         On the full path, people no taller (crop region) than a tier of :meth:`crop_tiers` go
         through the trunk on that tier's smaller crops, the others on full-size ones; the
-        results come back in the order of ``boxes``."""
+        results come back in the order of ``boxes``. ``lift_mapping``
+        (:func:`orpose.lifting.intrinsics.lift_mapping`; None: the image's pixels as they are)
+        takes the keypoints to the lifter's camera for 3D only: on the native path, to the
+        pixels of the frame the small image was shrunk from, for which the lifters were
+        trained; the 2D results stay in the image's pixels."""
         regions = self.crop_regions(boxes)
         tiers = [] if native else self.crop_tiers()
         if not tiers:
@@ -371,7 +375,9 @@ class TopDownStudent(nn.Module):
             out = {key: torch.cat([p[key] for p in parts])[back] for key in parts[0]}
         if self.head.has_lifters:
             out["keypoints3d"] = self.head.lift(
-                out["keypoints_soft_branch"][..., :2], out["keypoints_hard_branch"][..., :2]
+                out["keypoints_soft_branch"][..., :2],
+                out["keypoints_hard_branch"][..., :2],
+                lift_mapping,
             )
         return out
 
@@ -399,12 +405,17 @@ class TopDownStudent(nn.Module):
             "keypoints_hard_branch": xy[2 * n :],
         }
 
-    def forward(self, images: list[torch.Tensor]) -> list[dict[str, torch.Tensor]]:
+    def forward(
+        self, images: list[torch.Tensor], lift_mappings: list | None = None
+    ) -> list[dict[str, torch.Tensor]]:
+        """Per image its people (see the class); ``lift_mappings``: one per image (or None)
+        for the lifters' input, see :meth:`pose`."""
         results = []
-        for image in images:
+        mappings = lift_mappings if lift_mappings is not None else [None] * len(images)
+        for image, mapping in zip(images, mappings, strict=True):
             native = self.is_native(image)
             boxes, det_scores = self.detect(image, native)
-            out = self.pose(image, boxes, native)
+            out = self.pose(image, boxes, native, mapping)
             out.update(
                 boxes=boxes,
                 det_scores=det_scores,

@@ -6,24 +6,19 @@ import argparse
 import logging
 from pathlib import Path
 
+from orpose.config import cli_number, cli_numbers
 from orpose.errors import UserError
 from orpose.manifest import ModelError, load_manifest, sha256_of, verify_model
+from orpose.outputs import check_output_file
 from orpose.paths import models_dir
 from orpose.teacher.config import load_config
 
 log = logging.getLogger(__name__)
 
 
-def _floats(text: str) -> tuple[float, ...]:
-    try:
-        values = tuple(float(v) for v in text.split(",") if v.strip())
-    except ValueError:
-        raise argparse.ArgumentTypeError(
-            f"expected comma-separated numbers, got {text!r}"
-        ) from None
-    if not values:
-        raise argparse.ArgumentTypeError("expected at least one number")
-    return values
+# zoom factors of the teacher's test-time augmentation (as TeacherConfig checks them in files)
+_SCALES = cli_numbers(float, min=0.25, max=4)
+_SHARE = cli_number(float, min=0, max=1)
 
 
 def _add_teacher_options(p: argparse.ArgumentParser) -> None:
@@ -39,7 +34,7 @@ def _add_teacher_options(p: argparse.ArgumentParser) -> None:
     g.add_argument("--pose-model", help="top-down pose model name in the manifest")
     g.add_argument(
         "--det-scales",
-        type=_floats,
+        type=_SCALES,
         metavar="S,S",
         help="detector zoom factors, e.g. 1,1.5 (>1: overlapping tiles)",
     )
@@ -56,21 +51,23 @@ def _add_teacher_options(p: argparse.ArgumentParser) -> None:
         help="average heatmaps of the mirrored crop (left/right swapped)",
     )
     g.add_argument(
-        "--pose-scales", type=_floats, metavar="S,S", help="pose crop scales, e.g. 1,1.15"
+        "--pose-scales", type=_SCALES, metavar="S,S", help="pose crop scales, e.g. 1,1.15"
     )
     g.add_argument(
         "--min-score",
-        type=float,
+        type=_SHARE,
         dest="min_person_score",
         help="minimum person score to pose and write a person",
     )
     g.add_argument(
         "--keypoint-threshold",
-        type=float,
+        type=_SHARE,
         help="soft confidence below which a keypoint is invisible in the hard set",
     )
     g.add_argument(
-        "--min-keypoints", type=int, help="drop persons with fewer hard keypoints than this"
+        "--min-keypoints",
+        type=cli_number(int, min=0, max=17),
+        help="drop persons with fewer hard keypoints than this",
     )
     g.add_argument(
         "--person-score",
@@ -85,7 +82,12 @@ def _add_teacher_options(p: argparse.ArgumentParser) -> None:
         "$ORPOSE_SHARED/models, else ../shared/models)",
     )
     m.add_argument("--manifest", type=Path, help="extra model manifest (YAML/JSON), see docs")
-    m.add_argument("--threads", type=int, default=0, help="onnxruntime threads (0: its default)")
+    m.add_argument(
+        "--threads",
+        type=cli_number(int, min=0, max=1024),
+        default=0,
+        help="onnxruntime threads (0: its default)",
+    )
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -96,14 +98,23 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "pseudo-label file (soft and hard 2D sets, optional 3D). Interrupted runs resume where "
         "they stopped when the same command is run again.",
     )
-    p.add_argument("inputs", nargs="+", type=Path, help="images, folders of images, video files")
+    p.add_argument(
+        "inputs",
+        nargs="+",
+        type=Path,
+        help="images, folders of images, video files, COCO files (their images)",
+    )
     p.add_argument("--out", type=Path, required=True, help="pseudo-label file to write (.json)")
     p.add_argument(
-        "--video-step", type=int, default=1, metavar="K", help="label every K-th video frame"
+        "--video-step",
+        type=cli_number(int, min=1, max=10**6),
+        default=1,
+        metavar="K",
+        help="label every K-th video frame",
     )
     p.add_argument(
         "--downscale",
-        type=float,
+        type=cli_number(float, min=1, max=1000),
         default=1.0,
         metavar="S",
         help="degrade every image by S (down then up, bilinear) before the teacher",
@@ -120,6 +131,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="where labelled video frames are saved (default: <out stem>_frames/)",
     )
     p.add_argument("--frame-format", default="jpg", choices=("jpg", "png"))
+    p.add_argument(
+        "--images",
+        type=Path,
+        default=None,
+        metavar="DIR",
+        help="image root of COCO-file inputs whose file names are relative (as `orpose eval "
+        "--images`; default: images/ beside the file, else its folder)",
+    )
     p.add_argument("--restart", action="store_true", help="discard an earlier journal and output")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     _add_teacher_options(p)
@@ -172,6 +191,8 @@ def run_label(args: argparse.Namespace) -> int:
     from orpose.teacher.labelling import Shard, run_labelling
     from orpose.teacher.teacher import Teacher
 
+    image_root = _image_root(args)
+    check_output_file(args.out)  # before the models are loaded or an image read
     config = teacher_config_from_args(args)
     teacher = Teacher.from_config(config, _models_dir(args), args.manifest, args.threads)
     lifter = lifter_info = None
@@ -193,6 +214,7 @@ def run_label(args: argparse.Namespace) -> int:
         lifter_info=lifter_info,
         restart=args.restart,
         progress=not args.no_progress,
+        image_root=image_root,
     )
     resumed = f" (resumed: {summary.already_done} already done)" if summary.already_done else ""
     print(
@@ -201,6 +223,17 @@ def run_label(args: argparse.Namespace) -> int:
         f"{summary.persons_per_second:.2f} people/s){resumed}"
     )
     return 0
+
+
+def _image_root(args: argparse.Namespace) -> Path | None:
+    """``--images``: only for COCO-file inputs, and a folder that exists."""
+    if args.images is None:
+        return None
+    if not any(p.suffix.lower() == ".json" for p in args.inputs):
+        raise UserError("--images applies to COCO-file inputs (.json); none is given")
+    if not args.images.is_dir():
+        raise UserError(f"--images {args.images}: no such folder")
+    return args.images
 
 
 def run_merge(args: argparse.Namespace) -> int:

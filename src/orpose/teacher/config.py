@@ -12,8 +12,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from orpose.config import build, read_yaml
-from orpose.errors import UserError
+from orpose.config import build, check_fields, option, read_yaml
+from orpose.errors import ConfigError, UserError
+
+SCALE_RANGE = (0.25, 4.0)  # zoom factors of the test-time augmentation (files and --det-scales)
+WBF_CONF_TYPES = ("avg", "max", "box_and_model_avg", "absent_model_aware_avg")
 
 
 @dataclass(frozen=True)
@@ -24,45 +27,43 @@ class TeacherConfig:
     detector: str = "picodet_s_320_lcnet_pedestrian"
     pose_model: str = "tinypose_256x192"
     # Detector test-time augmentation.
-    det_scales: tuple[float, ...] = (1.0,)
+    det_scales: tuple[float, ...] = option((1.0,), min=SCALE_RANGE[0], max=SCALE_RANGE[1])
     det_flip: bool = False
-    det_tile_overlap: float = 0.25  # fraction of a tile shared with its neighbour
-    det_min_score: float = 0.05  # candidates below this are dropped before NMS / fusion
-    det_nms_iou: float = 0.6
-    det_max_detections: int = 100
-    wbf_iou: float = 0.55
+    # fraction of a tile shared with its neighbour
+    det_tile_overlap: float = option(0.25, min=0, below=1)
+    # candidates below this are dropped before NMS / fusion
+    det_min_score: float = option(0.05, min=0, max=1)
+    det_nms_iou: float = option(0.6, above=0, max=1)
+    det_max_detections: int = option(100, min=1, max=10_000)
+    wbf_iou: float = option(0.55, above=0, max=1)
     # ensemble-boxes conf_type. "max" keeps a fused box's best score; "avg" scales it by the share
     # of augmentations that found it, which measured worse here (docs/teacher.md).
-    wbf_conf_type: str = "max"
+    wbf_conf_type: str = option("max", choices=WBF_CONF_TYPES)
     # Pose test-time augmentation.
     pose_flip: bool = False
-    pose_scales: tuple[float, ...] = (1.0,)
-    heatmap_decode: str = "dark"  # dark, quarter or argmax
-    dark_kernel: int = 11
+    pose_scales: tuple[float, ...] = option((1.0,), min=SCALE_RANGE[0], max=SCALE_RANGE[1])
+    heatmap_decode: str = option("dark", choices=("dark", "quarter", "argmax"))
+    dark_kernel: int = option(11, min=1, max=99)  # odd (a centred Gaussian window)
     # Who becomes a pseudo-labelled person, and which keypoints are hard.
-    min_person_score: float = 0.3  # detection score (after fusion) needed to be posed and written
-    keypoint_threshold: float = 0.5  # soft confidence below this -> invisible in the hard set
-    min_keypoints: int = 0  # drop persons with fewer hard keypoints than this
-    person_score: str = "det_x_pose"  # or det: the written score, see teacher.person_scores
+    # detection score (after fusion) needed to be posed and written
+    min_person_score: float = option(0.3, min=0, max=1)
+    # soft confidence below this -> invisible in the hard set
+    keypoint_threshold: float = option(0.5, min=0, max=1)
+    # drop persons with fewer hard keypoints than this
+    min_keypoints: int = option(0, min=0, max=17)
+    # or det: the written score, see teacher.person_scores
+    person_score: str = option("det_x_pose", choices=("det", "det_x_pose"))
 
     def __post_init__(self) -> None:
-        problems = []
-        if not self.det_scales or any(s <= 0 for s in self.det_scales):
-            problems.append("det_scales must be positive numbers")
-        if not self.pose_scales or any(s <= 0 for s in self.pose_scales):
-            problems.append("pose_scales must be positive numbers")
-        if not 0 <= self.det_tile_overlap < 1:
-            problems.append("det_tile_overlap must lie in [0, 1)")
-        if not 0 <= self.keypoint_threshold <= 1:
-            problems.append("keypoint_threshold must lie in [0, 1]")
-        if self.heatmap_decode not in ("dark", "quarter", "argmax"):
-            problems.append("heatmap_decode must be dark, quarter or argmax")
-        if self.person_score not in ("det", "det_x_pose"):
-            problems.append("person_score must be det or det_x_pose")
-        if self.wbf_conf_type not in ("avg", "max", "box_and_model_avg", "absent_model_aware_avg"):
-            problems.append("wbf_conf_type must be one of ensemble-boxes' conf types")
-        if problems:
-            raise UserError("teacher config: " + "; ".join(problems))
+        """Every field checked as a config file's are (orpose.config: type, bounds, choices),
+        so that values given in code or on the command line meet the same rules; a problem is a
+        ConfigError naming the field (``load_config`` adds the file)."""
+        check_fields(self)
+        if not self.det_scales or not self.pose_scales:
+            empty = "det_scales" if not self.det_scales else "pose_scales"
+            raise ConfigError(f"{empty}: expected at least one scale")
+        if self.dark_kernel % 2 == 0:
+            raise ConfigError(f"dark_kernel: must be odd, got {self.dark_kernel}")
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -105,5 +106,14 @@ def load_config(
     config = PRESETS[preset]
     if path is not None:
         data = read_yaml(path)  # typed and range-checked like every config (orpose.config)
-        config = build(TeacherConfig, {**config.to_dict(), **data}, str(path))
-    return config.replace(**overrides)
+        try:
+            config = build(TeacherConfig, {**config.to_dict(), **data}, str(path))
+        except ConfigError as err:  # raised by __post_init__: name the file
+            message = str(err)
+            raise ConfigError(
+                message if message.startswith(f"{path}: ") else f"{path}: {message}"
+            ) from None
+    try:
+        return config.replace(**overrides)
+    except ConfigError as err:
+        raise UserError(f"teacher config: {err}") from None

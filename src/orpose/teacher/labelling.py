@@ -152,12 +152,19 @@ def iter_work(
     frames_dir: Path,
     frame_format: str,
 ) -> Iterator[Loaded]:
-    """Frames of this shard not in ``done``, read (and video frames saved) lazily, in order."""
+    """Frames of this shard not in ``done``, read (and video frames saved) lazily, in order. An
+    image or video given twice (a folder named twice, a COCO file listing an image twice) is
+    labelled once, with a warning: the counts printed are those of the file written."""
     folders = video_folder_names(specs)
+    given: set[str] = set()
     for number, spec in enumerate(specs):
         if not spec.video:
             for position, path in enumerate(spec.images):
                 key = str(path)
+                if key in given:
+                    log.warning("%s is given twice (in %s): labelled once", key, spec.path)
+                    continue
+                given.add(key)
                 if not shard.owns(position) or key in done:
                     continue
                 item = Loaded(key, image_id_for(number, position), key, file=key)
@@ -165,6 +172,10 @@ def iter_work(
                 yield item
             continue
         video_key = str(spec.path)
+        if video_key in given:
+            log.warning("%s is given twice: labelled once", video_key)
+            continue
+        given.add(video_key)
         if video_key in done:  # journaled as unreadable by an earlier run
             continue
         try:
@@ -262,8 +273,13 @@ def run_labelling(
     lifter_info: dict | None = None,
     restart: bool = False,
     progress: bool = True,
+    image_root: Path | None = None,
 ) -> LabelSummary:
-    """Label every frame of the inputs (this shard's part) into a pseudo-label file."""
+    """Label every frame of the inputs (this shard's part) into a pseudo-label file.
+
+    ``image_root`` (``--images``): the folder under which COCO-file inputs' relative image
+    names are found (default: the dataset loader's, ``images/`` beside the file or its folder).
+    """
     if video_step < 1:
         raise UserError(f"--video-step must be >= 1, got {video_step}")
     if downscale < 1:
@@ -271,7 +287,10 @@ def run_labelling(
     if frame_format not in FRAME_FORMATS:
         raise UserError(f"--frame-format must be one of {', '.join(FRAME_FORMATS)}")
     shard = shard or Shard()
-    specs = expand_inputs([Path(p).resolve() for p in inputs])
+    specs = expand_inputs(
+        [Path(p).resolve() for p in inputs],
+        Path(image_root).resolve() if image_root is not None else None,
+    )
     labels, journal_path, default_frames = output_paths(Path(out).resolve(), shard)
     frames_dir = (frames_dir or default_frames).resolve()
     header = {
@@ -284,6 +303,8 @@ def run_labelling(
         "teacher": teacher.describe(),
         "lifter": lifter_info,
     }
+    if image_root is not None:  # absent otherwise, so earlier journals still resume
+        header["image_root"] = str(Path(image_root).resolve())
     journal = Journal(journal_path)
     done_records = open_journal(journal, header, labels, restart)
     done = {r["key"] for r in done_records}

@@ -9,7 +9,9 @@ from pathlib import Path
 import yaml
 
 from orpose.atomic import write_atomic
+from orpose.config import cli_number
 from orpose.errors import UserError
+from orpose.outputs import check_output_folder
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -35,6 +37,72 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--device", default=None, help="cpu, cuda, cuda:1 (default: cuda if present)")
     p.set_defaults(func=run_train)
+    register_self_label(subparsers)
+
+
+def register_self_label(subparsers: argparse._SubParsersAction) -> None:
+    p = subparsers.add_parser(
+        "self-label",
+        help="pseudo labels of low-resolution-only frames by a student (flip-consistent)",
+        description="Label frames stored only at 1/S (privacy-preserving recordings, e.g. 53x40 "
+        "frames of a 640x480 camera at S=12) with a student itself: each frame is upsampled by S "
+        "and posed as it is and mirrored; people both passes agree on are kept, with their "
+        "keypoints averaged. The output is a pseudo-label COCO file in the frames' own pixels "
+        "(image records marked stored_downscale: S) that `orpose train` trains at S; see "
+        "`orpose adapt`.",
+    )
+    p.add_argument("checkpoint", type=Path, help="student checkpoint (last.pt)")
+    p.add_argument("inputs", nargs="+", type=Path, help="images, folders, videos, COCO files")
+    p.add_argument(
+        "--stored-downscale",
+        type=cli_number(float, above=1, max=64),
+        required=True,
+        metavar="S",
+        help="the factor the frames were stored at (12: 53x40 frames of a 640x480 camera)",
+    )
+    p.add_argument(
+        "--min-score",
+        type=cli_number(float, min=0, max=1),
+        default=0.3,
+        help="person score both passes must reach to be kept [0.3]",
+    )
+    p.add_argument(
+        "--video-step",
+        type=cli_number(int, min=1, max=10**6),
+        default=1,
+        help="every k-th frame of videos [1]",
+    )
+    p.add_argument("--out", type=Path, required=True, help="pseudo-label COCO file to write")
+    p.add_argument("--device", default=None, help="cpu, cuda (default: cuda if present)")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.set_defaults(func=run_self_label)
+
+
+def run_self_label(args: argparse.Namespace) -> int:
+    import math
+
+    from orpose.data.coco import write_json_atomic
+    from orpose.data.sources import expand_inputs, iter_frames
+    from orpose.student.predictor import StudentPredictor
+    from orpose.training.self_labels import self_label
+
+    s = args.stored_downscale
+    if not (math.isfinite(s) and 1 < s <= 64):
+        raise UserError(f"--stored-downscale must be a number in (1, 64], got {s}")
+    if not (math.isfinite(args.min_score) and 0 <= args.min_score <= 1):
+        raise UserError(f"--min-score must lie in [0, 1], got {args.min_score}")
+    if args.video_step < 1:
+        raise UserError(f"--video-step must be >= 1, got {args.video_step}")
+    specs = expand_inputs(args.inputs)
+    total = sum(len(spec.images) for spec in specs if not spec.video) or None
+    predictor = StudentPredictor.from_checkpoint(args.checkpoint, args.device)
+    labels = self_label(predictor, iter_frames(specs, args.video_step), s, args.min_score,
+                        progress=not args.no_progress, total=total)  # fmt: skip
+    write_json_atomic(args.out, labels)
+    people = len(labels["annotations"])
+    print(f"{args.out}: {len(labels['images'])} frames, {people} flip-consistent people "
+          f"({people / max(len(labels['images']), 1):.2f} per frame)")  # fmt: skip
+    return 0
 
 
 def run_train(args: argparse.Namespace) -> int:
@@ -44,7 +112,7 @@ def run_train(args: argparse.Namespace) -> int:
         config = load_train_config(args.config, args.overrides)
     except ConfigError as err:
         raise UserError(str(err)) from err
-    out = args.out or Path("runs") / args.config.stem
+    out = check_output_folder(args.out or Path("runs") / args.config.stem)
     save_resolved_config(config, out / "config.yaml", args)
     try:
         checkpoint = trainer_class(config)(config, out, args.device).run(resume=args.resume)

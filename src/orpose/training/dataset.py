@@ -14,8 +14,8 @@ import numpy as np
 import torch
 
 from orpose.data.coco import PoseDataset
+from orpose.data.images import read_dataset_image
 from orpose.data.lowres import LowResSchedule, degrade
-from orpose.data.sources import image_file_problem, read_image_rgb
 from orpose.errors import DatasetError
 from orpose.skeleton import FLIP_INDEX, NUM_KEYPOINTS, flip_keypoints
 
@@ -42,16 +42,12 @@ class UnreadableImageError(DatasetError):
 
 
 def read_training_image(dataset: PoseDataset, info: dict):
-    """The RGB image of one record; an undecodable file stops training with a clear error."""
-    path = dataset.image_path(info)
+    """The RGB image of one record; an undecodable or too large file, or one whose size is not
+    the record's width/height, stops training with a clear error."""
     try:
-        return read_image_rgb(path)
-    except OSError as err:
-        problem = image_file_problem(path) or "cannot be decoded"
-        raise UnreadableImageError(
-            f"{dataset.path or '<dataset>'}: image id {info['id']}: field 'file_name': "
-            f"{path}: {problem}"
-        ) from err
+        return read_dataset_image(dataset, info)
+    except DatasetError as err:
+        raise UnreadableImageError(str(err)) from err
 
 
 def soft_from_annotation(ann: dict) -> np.ndarray:

@@ -12,6 +12,12 @@ the schedule (the paper's transform, on the whole image), and paired with its ta
 - an image: the detector's input of the degraded (randomly cut and mirrored) image, and the
   teacher detector's per-cell scores and boxes of the same view at full resolution.
 
+Images stored at low resolution only (an image record with ``stored_downscale`` S > 1, such as
+privacy-preserving 12x recordings of an operating room, labelled by a student itself: see
+:mod:`orpose.training.self_labels`) have no clean view for the teacher: their persons are upsampled
+by S (the paper's protocol) and trained as they are, with the pseudo labels' own Gaussians as the
+distillation target, and they teach the detector nothing.
+
 The teacher's outputs are computed on the fly with onnxruntime from the verified model files, so
 any augmentation has exact targets and nothing is cached on disk.
 """
@@ -28,10 +34,9 @@ import torch
 import torch.nn.functional as F
 
 from orpose.data.coco import PoseDataset
-from orpose.data.lowres import LowResSchedule, degrade, downsample
-from orpose.data.sources import read_image_rgb
+from orpose.data.lowres import LowResSchedule, degrade, downsample, upsample
 from orpose.skeleton import FLIP_INDEX, NUM_KEYPOINTS
-from orpose.training.dataset import soft_from_annotation
+from orpose.training.dataset import read_training_image, soft_from_annotation
 
 IMAGENET_MEAN = np.array([0.485, 0.456, 0.406], np.float32)
 IMAGENET_STD = np.array([0.229, 0.224, 0.225], np.float32)
@@ -178,15 +183,17 @@ class DistillationData(torch.utils.data.Dataset):
                     f"{self.detector_size} and at most half of the crop size {self.crop_size}, "
                     "with its aspect, to be distilled"
                 )
-        self.images = [(d, img) for d, ds in enumerate(datasets) for img in ds.images]
-        self.persons = [
-            (d, img, ann)
-            for d, img in self.images
+        every_image = [(d, img) for d, ds in enumerate(datasets) for img in ds.images]
+        # the detector learns from the teacher's view of clean images only
+        self.images = [(d, img) for d, img in every_image if stored_downscale(img) == 1]
+        persons = [
+            (d, img, upscale_annotation(ann, stored_downscale(img)))
+            for d, img in every_image
             for ann in datasets[d].annotations_of(img["id"])
-            if not ann.get("iscrowd", 0)
-            and min(ann["bbox"][2], ann["bbox"][3]) >= MIN_PERSON_SIDE
-            and ("keypoints_soft" in ann or "keypoints" in ann)
+            if not ann.get("iscrowd", 0) and ("keypoints_soft" in ann or "keypoints" in ann)
         ]
+        self.persons = [p for p in persons if min(p[2]["bbox"][2:]) >= MIN_PERSON_SIDE]
+        self._heatmap_shape: tuple[int, int] | None = None
         if not self.persons:
             raise ValueError("the pseudo-label files hold no person to train the pose part on")
 
@@ -194,7 +201,26 @@ class DistillationData(torch.utils.data.Dataset):
         return len(self.persons)
 
     def read(self, d: int, img: dict) -> np.ndarray:
-        return read_image_rgb(self.datasets[d].image_path(img))
+        """The RGB image of a record; one stored at 1/S comes upsampled by S."""
+        image = read_training_image(self.datasets[d], img)
+        stored = stored_downscale(img)
+        if stored > 1:
+            h, w = image.shape[:2]
+            image = upsample(image, (round(w * stored), round(h * stored)))
+        return image
+
+    def label_heatmaps(self, soft: np.ndarray) -> np.ndarray:
+        """Gaussians of soft keypoints ``(17, 3)`` in crop pixels at the teacher's heatmap size:
+        the distillation target of a person with no clean view."""
+        from orpose.student.keypoint_head import gaussian_heatmaps
+
+        if self._heatmap_shape is None:
+            probe = np.zeros((1, self.crop_size[1], self.crop_size[0], 3), np.uint8)
+            self._heatmap_shape = tuple(self.teacher.heatmaps(probe).shape[-2:])
+        stride = self.crop_size[1] / self._heatmap_shape[0]
+        points = torch.from_numpy(soft[None, :, :2] / stride).float()
+        amplitude = torch.from_numpy(soft[None, :, 2].clip(0, 1)).float()
+        return gaussian_heatmaps(points, amplitude, self._heatmap_shape)[0].numpy()
 
     def __getitem__(self, item: tuple[str, int, int]) -> dict[str, np.ndarray]:
         kind, index, seed = item
@@ -207,7 +233,9 @@ class DistillationData(torch.utils.data.Dataset):
     def person(self, index: int, rng: random.Random) -> dict[str, np.ndarray]:
         d, img, ann = self.persons[index]
         image = self.read(d, img)
-        scale = self.schedule.sample(rng)
+        stored = stored_downscale(img)
+        # an image stored at 1/S is trained at S as it is (no clean view, no further loss)
+        scale = self.schedule.sample(rng) if stored == 1 else 1.0
         flip = self.aug.flip and rng.random() < 0.5
         x, y, w, h = ann["bbox"]
         box = np.array([x, y, x + w, y + h])
@@ -227,19 +255,22 @@ class DistillationData(torch.utils.data.Dataset):
             pose3d[:, 0] *= -1  # a mirrored person: x changes sign in the camera frame
         soft_img, hard_img = soft[order].copy(), hard[order].copy()
         if flip:  # the lifters see the mirrored person in (mirrored) image pixels
-            soft_img[:, 0] = img.get("width", image.shape[1]) - soft_img[:, 0]
-            hard_img[:, 0] = img.get("width", image.shape[1]) - hard_img[:, 0]
+            width = img.get("width", image.shape[1]) if stored == 1 else image.shape[1]
+            soft_img[:, 0] = width - soft_img[:, 0]
+            hard_img[:, 0] = width - hard_img[:, 0]
+        teacher = (self.teacher.heatmaps(clean[None])[0] if stored == 1
+                   else self.label_heatmaps(soft_crop))  # fmt: skip
         return {
             "crop": student,
-            "teacher": self.teacher.heatmaps(clean[None])[0].astype(np.float32),
+            "teacher": teacher.astype(np.float32),
             "soft": soft_crop.astype(np.float32),
             "hard": hard_crop.astype(np.float32),
             "soft_image": soft_img.astype(np.float32),
             "hard_image": hard_img.astype(np.float32),
             "pose3d": pose3d.astype(np.float32),
             "has3d": np.array("keypoints3d_soft" in ann),
-            "scale": np.float32(scale),
-            **self.native_person(image, scale, matrix, soft_crop, hard_crop, rng),
+            "scale": np.float32(max(scale, stored)),
+            **self.native_person(image, max(scale, stored), matrix, soft_crop, hard_crop, rng),
         }
 
     def wants_native(self, scale: float, rng: random.Random) -> bool:
@@ -301,6 +332,28 @@ class DistillationData(torch.utils.data.Dataset):
 
 
 NATIVE_PERSON_KEYS = ("native_crop", "native_soft", "native_hard")
+
+
+def stored_downscale(img: dict) -> float:
+    """The factor an image record says its file was stored at (``stored_downscale``, 1 if
+    absent): a file of 1/S of the camera's resolution."""
+    value = img.get("stored_downscale", 1)
+    return float(value) if isinstance(value, int | float) and value >= 1 else 1.0
+
+
+def upscale_annotation(ann: dict, factor: float) -> dict:
+    """An annotation of an image stored at 1/``factor``, in the pixels of that image upsampled
+    by ``factor``: boxes as edges (x * f), keypoints as pixel centres ((x + 0.5) * f - 0.5)."""
+    if factor == 1:
+        return ann
+    out = dict(ann)
+    out["bbox"] = [float(v) * factor for v in ann["bbox"]]
+    for key in ("keypoints", "keypoints_soft"):
+        if key in ann:
+            kps = np.asarray(ann[key], np.float64).reshape(-1, 3).copy()
+            kps[:, :2] = (kps[:, :2] + 0.5) * factor - 0.5
+            out[key] = kps.ravel().tolist()
+    return out
 
 
 def sample_cells(heatmaps: torch.Tensor, ratio: float) -> torch.Tensor:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from orpose.config import cli_number
 from orpose.errors import UserError
 from orpose.paths import shared_data
 from orpose.workflow.bench import (
@@ -23,6 +24,8 @@ from orpose.workflow.demo import DemoOptions, run_demo
 from orpose.workflow.experiment import ExperimentError, run_experiment
 from orpose.workflow.steps import StepError
 
+_COUNT = cli_number(int, min=1, max=10**6)  # images, frames, a frame step
+
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser(
@@ -31,7 +34,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         description="Run the whole chain on the shared models and data (../shared, ORPOSE_SHARED "
         "or --shared): teacher pseudo labels of unlabelled images and video frames, a lifter, a "
         "short student training with low-resolution augmentation, teacher and student AP at "
-        "each downscale factor on real labelled images, and student predictions on real 12x "
+        "each downscale factor on the labelled operating-room test frames (MVOR; with PCK and "
+        "MPJPE) and on real labelled images, and student predictions on real 12x "
         "operating-room frames. Writes OUT/report.md (tables, charts, overlays, 3D skeletons, "
         "the exact commands and config). About 8-14 minutes on an idle 2-core CPU; rerunning "
         "resumes.",
@@ -45,21 +49,30 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     p.add_argument(
         "--iterations",
-        type=int,
+        type=cli_number(int, min=1, max=10**9),
         default=None,
         help="student training iterations of 16 person crops and 4 images [300]",
     )
-    p.add_argument("--unlabelled-images", type=int, default=None, help="[200]")
+    p.add_argument("--unlabelled-images", type=_COUNT, default=None, help="[200]")
     p.add_argument(
-        "--pool-images", type=int, default=None, help="sports photos of person_pool/lspet [400]"
+        "--pool-images", type=_COUNT, default=None, help="sports photos of person_pool/lspet [400]"
     )
     p.add_argument(
-        "--video-step", type=int, default=None, help="label every k-th frame of the PETS video [20]"
+        "--video-step",
+        type=_COUNT,
+        default=None,
+        help="label every k-th frame of the PETS video [20]",
     )
     p.add_argument(
-        "--val-images", type=int, default=None, help="labelled images for the AP tables [40]"
+        "--val-images", type=_COUNT, default=None, help="labelled images for the AP tables [40]"
     )
-    p.add_argument("--scales", type=float, nargs="+", default=None, help="[1 8 10 12]")
+    p.add_argument(
+        "--scales",
+        type=cli_number(float, min=1, max=1000),
+        nargs="+",
+        default=None,
+        help="[1 8 10 12]",
+    )
     p.add_argument(
         "--lifter",
         type=Path,
@@ -73,6 +86,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="single (default, fast) or full test-time augmentation",
     )
     p.add_argument(
+        "--no-mvor",
+        dest="mvor",
+        action="store_false",
+        help="skip the operating-room test (teacher and student on the MVOR frames of the "
+        "shared folder)",
+    )
+    p.add_argument(
         "--quick",
         action="store_true",
         help="tiny sizes (a minute or two): checks that every stage runs; the numbers mean nothing",
@@ -80,12 +100,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.set_defaults(func=run_demo_cli)
     register_experiment(subparsers)
     register_bench(subparsers)
+    register_adapt(subparsers)
 
 
 def run_demo_cli(args: argparse.Namespace) -> int:
     given = {
         key: value
         for key in (
+            "mvor",
             "iterations",
             "unlabelled_images",
             "pool_images",
@@ -160,8 +182,13 @@ def register_bench(subparsers: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--frames", type=Path, default=None,
                    help="video or image folder (default: the shared PETS 2009 video)")  # fmt: skip
-    p.add_argument("--count", type=int, default=10, help="timed frames per row (default 10)")
-    p.add_argument("--warmup", type=int, default=2, help="untimed runs first (default 2)")
+    p.add_argument("--count", type=_COUNT, default=10, help="timed frames per row (default 10)")
+    p.add_argument(
+        "--warmup",
+        type=cli_number(int, min=0, max=10**6),
+        default=2,
+        help="untimed runs first (default 2)",
+    )
     p.add_argument(
         "--students",
         nargs="*",
@@ -175,11 +202,18 @@ def register_bench(subparsers: argparse._SubParsersAction) -> None:
                    choices=TEACHER_SETTINGS, help="teacher settings [single full]")  # fmt: skip
     p.add_argument("--runtimes", nargs="+", default=["onnxruntime", "pytorch"],
                    choices=("onnxruntime", "pytorch"))  # fmt: skip
-    p.add_argument("--people", type=int, nargs="*", default=list(PEOPLE_SWEEP),
+    p.add_argument("--people", type=cli_number(int, min=1, max=1000), nargs="*",
+                   default=list(PEOPLE_SWEEP),
                    help="forced people per frame for the cost per person [1 5 10 20]")  # fmt: skip
-    p.add_argument("--threads", type=int, default=0, help="CPU threads (0: library default)")
+    p.add_argument(
+        "--threads",
+        type=cli_number(int, min=0, max=1024),
+        default=0,
+        help="CPU threads (0: library default)",
+    )
     p.add_argument("--device", default="cpu", help="PyTorch device of the students")
-    p.add_argument("--student-min-score", type=float, default=None, metavar="S",
+    p.add_argument("--student-min-score", type=cli_number(float, min=-1, max=1), default=None,
+                   metavar="S",
                    help="students pose people detected with at least S (default: the "
                    "teacher's min_person_score, 0.3, so both pose the same candidates; -1: "
                    "each checkpoint's own threshold)")  # fmt: skip
@@ -229,4 +263,99 @@ def run_bench_cli(args: argparse.Namespace) -> int:
         f"{PAPER['student']['gflops']} GFLOPs"
     )
     print(f"saved {save_report(args.out, rows, plan)}")
+    return 0
+
+
+def register_adapt(subparsers: argparse._SubParsersAction) -> None:
+    p = subparsers.add_parser(
+        "adapt",
+        help="adapt a student to your operating room from unlabelled recordings of its cameras",
+        description="Label unlabelled frames or videos of your cameras (the teacher at full "
+        "resolution; the student itself, flip-consistently, for frames stored only at 1/S with "
+        "--stored-downscale S) and train the student further on them, oversampled and mixed "
+        "with the general pool it was trained on, at every scale. Resumable; writes "
+        "OUT/student/last.pt and OUT/commands.sh. See docs/workflow.md.",
+    )
+    p.add_argument("checkpoint", type=Path, help="the student to adapt (last.pt)")
+    p.add_argument("frames", nargs="+", type=Path, help="images, folders, videos, COCO files")
+    p.add_argument("--out", type=Path, required=True, help="output folder")
+    p.add_argument(
+        "--stored-downscale",
+        type=cli_number(float, min=1, max=64),
+        default=1.0,
+        metavar="S",
+        help="the frames exist only at 1/S (e.g. 12 for 53x40 frames of a 640x480 camera): the "
+        "student labels them itself [1: full resolution, the teacher labels them]",
+    )
+    p.add_argument(
+        "--pool",
+        type=Path,
+        nargs="+",
+        default=[],
+        help="general pseudo-label files to mix in (default: the data.train of the run that "
+        "wrote the checkpoint, from its config.yaml)",
+    )
+    p.add_argument(
+        "--oversample",
+        type=cli_number(int, min=1, max=1000),
+        default=4,
+        help="copies of the room's labels in the training set [4]",
+    )
+    p.add_argument(
+        "--iterations",
+        type=cli_number(int, min=1, max=10**7),
+        default=300,
+        help="training iterations [300]",
+    )
+    p.add_argument(
+        "--lifter",
+        type=Path,
+        default=None,
+        help="lifter for the teacher's 3D labels (default: the run's init_lifter)",
+    )
+    p.add_argument(
+        "--preset",
+        choices=("single", "full"),
+        default="single",
+        help="the teacher's preset for full-resolution frames [single]",
+    )
+    p.add_argument(
+        "--video-step",
+        type=cli_number(int, min=1, max=10**6),
+        default=10,
+        help="every k-th video frame [10]",
+    )
+    p.add_argument(
+        "--min-score",
+        type=cli_number(float, min=0, max=1),
+        default=0.3,
+        help="self-labelling: person score both passes must reach [0.3]",
+    )
+    p.set_defaults(func=run_adapt_cli)
+
+
+def run_adapt_cli(args: argparse.Namespace) -> int:
+    import math
+
+    from orpose.workflow.adapt import AdaptOptions, run_adapt
+
+    s = args.stored_downscale
+    if not (math.isfinite(s) and 1 <= s <= 64):
+        raise_user_error(f"--stored-downscale must be a number in [1, 64], got {s}")
+    for key in ("oversample", "iterations", "video_step"):
+        if getattr(args, key) < 1:
+            raise_user_error(f"--{key.replace('_', '-')} must be >= 1, got {getattr(args, key)}")
+    if not (math.isfinite(args.min_score) and 0 <= args.min_score <= 1):
+        raise_user_error(f"--min-score must lie in [0, 1], got {args.min_score}")
+    opts = AdaptOptions(
+        checkpoint=args.checkpoint, frames=args.frames, out=args.out, stored_downscale=s,
+        pool=args.pool, oversample=args.oversample, iterations=args.iterations,
+        lifter=args.lifter, preset=args.preset, video_step=args.video_step,
+        min_score=args.min_score,
+    )  # fmt: skip
+    try:
+        checkpoint = run_adapt(opts)
+    except StepError as err:
+        raise_user_error(str(err))
+    print(f"\nadapted student: {checkpoint}")
     return 0

@@ -3,8 +3,10 @@
 teacher labels unlabelled images and video frames -> a lifter is trained (or loaded) -> the CPU
 student (PicoDet + TinyPose, built from the teacher's own models, configs/cpu_student.yaml) learns
 low resolution by distillation (ORPose_all schedule) -> teacher and
-student are scored on real labelled images at 1x/8x/10x/12x -> the student predicts the real 12x
-operating-room frames -> a report folder with tables, charts, overlays and 3D skeletons.
+student are scored on real labelled images (COCO val500) and on the labelled operating-room test
+frames (MVOR day 4, camera 3; box/keypoint AP, PCK, MPJPE) at 1x/8x/10x/12x -> the student predicts
+the real 12x operating-room frames -> a report folder with tables, charts, overlays and 3D
+skeletons.
 
 Every stage is an ordinary ``orpose`` command (see :mod:`orpose.workflow.steps`), so the report's
 commands can be rerun by hand and an interrupted demo resumes.
@@ -48,6 +50,8 @@ class DemoOptions:
     iterations: int = 300  # student iterations (16 person crops + 4 images each)
     or_frames: int = 120  # real 12x operating-room frames to predict
     max_detections: int = 20  # people per image kept by the student in evaluation
+    mvor: bool = True  # score teacher and student on the MVOR operating-room test frames
+    mvor_frames: int | None = None  # the first N of them (with keypoints); None: all 61
 
     @classmethod
     def quick(cls, **overrides) -> DemoOptions:
@@ -61,6 +65,7 @@ class DemoOptions:
             lifter_epochs=1,
             iterations=4,
             or_frames=4,
+            mvor_frames=3,
         )
         return cls(**{**sizes, **overrides})
 
@@ -73,6 +78,85 @@ def student_eval_step(
     argv = ["eval", "--gt", val, "--model", checkpoint, "--scales", *scales,
             "--max-detections", max_detections, *options, "--out", out, "--no-plot"]  # fmt: skip
     return Step(name, argv, [out / "metrics.csv"], why)
+
+
+# The operating-room test set (../shared/data/mvor/images: 61 frames of MVOR's day 4, camera 3;
+# docs/evaluation.md "MVOR from images"): evaluated on, never trained on
+MVOR_DAY, MVOR_CAMERA = 4, 3
+MVOR_ANNOTATIONS, MVOR_IMAGES = "mvor/camma_mvor_2018.json", "mvor/images"
+
+
+def mvor_gt(opts: DemoOptions) -> Path:
+    """The MVOR ground truth the demo scores on: every converted frame, or the quick subset."""
+    n = opts.mvor_frames
+    return opts.out / "data" / ("mvor_test.json" if n is None else f"mvor_test_{n}.json")
+
+
+def mvor_data_steps(opts: DemoOptions, data: Path) -> list[Step]:
+    """MVOR's annotations of the test frames as COCO ground truth (and its first frames)."""
+    full, gt = opts.out / "data/mvor_test.json", mvor_gt(opts)
+    images = data / MVOR_IMAGES
+    convert = ["data", "mvor-to-coco", "--mvor", data / MVOR_ANNOTATIONS, "--days", MVOR_DAY,
+               "--cameras", MVOR_CAMERA, "--images", images, "--out", full]  # fmt: skip
+    steps = [
+        Step(
+            "mvor-gt",
+            convert,
+            [full],
+            "the operating-room test frames' annotations (2D, MVOR's 10 joints, 3D) as COCO",
+        )
+    ]
+    if gt != full:
+        subset = ["data", "subset", full, "--num", opts.mvor_frames, "--images", images,
+                  "--with-keypoints", "--out", gt]  # fmt: skip
+        steps.append(
+            Step(
+                "mvor-subset",
+                subset,
+                [gt],
+                "the first operating-room test frames with annotated keypoints",
+            )
+        )
+    return steps
+
+
+def mvor_eval_steps(opts: DemoOptions, data: Path, lifter: Path, checkpoint: Path) -> list[Step]:
+    """Teacher (one ``orpose label`` per factor, then ``orpose eval --pred``) and student
+    (``orpose eval --model``, MVOR camera 3's intrinsics for 3D) on the MVOR test frames."""
+    d, gt, images = opts.out, mvor_gt(opts), data / MVOR_IMAGES
+    steps, preds = [], []
+    for s in opts.scales:
+        pred = d / f"teacher/mvor_{scale_label(s)}.json"
+        preds += ["--pred", f"{scale_tag(s)}={pred}"]
+        label = ["label", gt, "--images", images, "--downscale", s, "--preset", opts.teacher_preset,
+                 "--lifter", lifter, "--out", pred, "--no-progress"]  # fmt: skip
+        steps.append(
+            Step(
+                f"teacher-mvor-{scale_label(s)}",
+                label,
+                [pred],
+                f"the teacher on the operating-room test frames degraded {scale_label(s)}",
+            )
+        )
+    out = d / "eval/mvor_teacher"
+    steps.append(
+        Step(
+            "teacher-mvor-eval",
+            ["eval", "--gt", gt, "--images", images, *preds, "--out", out, "--no-plot"],
+            [out / "metrics.csv"],
+            "the teacher's box AP, keypoint AP, MVOR PCK and MPJPE in the operating room",
+        )
+    )
+    camera = f"{data / MVOR_ANNOTATIONS}:{MVOR_CAMERA}"
+    steps.append(
+        student_eval_step(
+            "student-mvor-eval", checkpoint, gt, opts.scales, opts.max_detections,
+            ["--images", images, "--proposals", 300, "--camera", camera],
+            d / "eval/mvor_student",
+            "the student's box AP, keypoint AP, MVOR PCK and MPJPE in the operating room",
+        )
+    )  # fmt: skip
+    return steps
 
 
 def demo_steps(opts: DemoOptions, data: Path) -> list[Step]:
@@ -134,6 +218,8 @@ def demo_steps(opts: DemoOptions, data: Path) -> list[Step]:
             "real operating-room frames, already 12x downsampled (53x40)",
         ),
     ]
+    if opts.mvor:
+        steps += mvor_data_steps(opts, data)
     if opts.lifter is None:
         steps.append(
             Step(
@@ -267,6 +353,8 @@ def demo_steps(opts: DemoOptions, data: Path) -> list[Step]:
             "the student's native low-resolution path (the small image as it is)",
         )  # fmt: skip
         steps.append(native)
+    if opts.mvor:
+        steps += mvor_eval_steps(opts, data, lifter, checkpoint)
     steps.append(
         Step(
             "student-or-12x",
@@ -317,6 +405,7 @@ def run_demo(opts: DemoOptions) -> Path:
         os.environ["ORPOSE_SHARED"] = str(opts.shared)
     shared = shared_dir()
     data = shared / "data"
+    no_mvor = "; --no-mvor leaves the operating-room test frames out"
     for needed in (
         "coco_person_unlabeled300/images",
         "person_pool/lspet",
@@ -324,11 +413,13 @@ def run_demo(opts: DemoOptions) -> Path:
         "pets09_s2l1/vtest_480x360.avi",
         "or_lowres_12x",
         "mocap/cmu_bvh",
+        *((MVOR_ANNOTATIONS, MVOR_IMAGES) if opts.mvor else ()),
     ):
         if not (data / needed).exists():
             raise FileNotFoundError(
                 f"{data / needed}: missing; the demo runs on the shared folder's data "
                 "(--shared DIR or ORPOSE_SHARED; see README)"
+                + (no_mvor if needed in (MVOR_ANNOTATIONS, MVOR_IMAGES) else "")
             )
     steps = demo_steps(opts, data)
     runner = StepRunner(opts.out)

@@ -20,7 +20,8 @@ from orpose.data.coco import load_pose_dataset
 from orpose.data.lowres import degrade, scale_results
 from orpose.data.sources import read_image_rgb
 from orpose.evaluation.predictions import load_predictions
-from orpose.inference.render import plot_people_3d
+from orpose.inference.render import ROOT_DEPTH_AUTO, plot_people_3d
+from orpose.lifting.evaluate import PAPER_MVOR_MPJPE_MM, PAPER_STUDENT_MVOR_MPJPE_MM
 from orpose.scales import scale_label
 from orpose.viz.charts import plot_models_versus_scale
 from orpose.workflow.report_page import (
@@ -39,6 +40,20 @@ PLOT3D_PEOPLE = 4  # the best-scoring people (>= 0.5) drawn in 3D, side by side
 PLAUSIBLE = 0.3  # people scoring at least this are drawn and counted as found
 PLOT3D_SCORE = 0.5
 NATIVE_ROW = "student, native low-resolution path"  # its table row and chart line
+MVOR_SAMPLES = 3  # operating-room test frames drawn with the student's people
+MVOR_TEST_FRAMES = 61  # ../shared/data/mvor/images: MVOR day 4, camera 3
+# The paper's rows on MVOR+ (its re-annotated MVOR, not public; not these frames): box AP, keypoint
+# AP (%), MPJPE (mm, the official evaluator's convention) per factor; ORPose_all (the paper's
+# Table 2) and the teacher (1x only). The 1x MPJPEs are the ones `orpose lift eval` prints.
+PAPER_MVOR: dict[str, dict[str, tuple[float, float, float]]] = {
+    "paper, ORPose_all (MVOR+)": {
+        "1x": (50.6, 55.8, PAPER_STUDENT_MVOR_MPJPE_MM),
+        "8x": (49.6, 53.3, 136.0),
+        "10x": (49.3, 52.1, 137.0),
+        "12x": (47.5, 49.5, 138.0),
+    },
+    "paper, teacher (MVOR+)": {"1x": (53.81, 57.78, PAPER_MVOR_MPJPE_MM)},
+}
 
 
 def picture(path: Path | None, base: Path, alt: str, why: str, width: int | None = None) -> str:
@@ -216,6 +231,205 @@ def people_per_frame(
     )
 
 
+def _number(value, digits: int) -> str:
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        return "-"
+    return "-" if np.isnan(number) else f"{number:.{digits}f}"
+
+
+def mvor_cell(row: dict | None) -> str:
+    """Box AP / keypoint AP / PCK@0.2 / MPJPE (official convention) of one metrics.csv row."""
+    if not row:
+        return ""
+    values = [_number(row.get(key), 1) for key in ("box_ap", "keypoint_ap", "mvor_pck")]
+    mpjpe, official = (_number(row.get(k), 0) for k in ("mpjpe_mm", "mpjpe_official_mm"))
+    return " / ".join(values) + f" / {mpjpe} ({official})"
+
+
+def paper_cell(numbers: tuple[float, float, float] | None) -> str:
+    if numbers is None:
+        return ""
+    box, keypoints, mpjpe = numbers
+    return f"{box:.1f} / {keypoints:.1f} / - / - ({mpjpe:.0f})"
+
+
+def mvor_table(models: dict[str, list[dict]], scales: Sequence[str]) -> str:
+    """Our models (metrics.csv rows) and the paper's MVOR+ rows, one column per factor."""
+    lines = ["| model | " + " | ".join(scales) + " |", "|---|" + "---|" * len(scales)]
+    for name, rows in models.items():
+        by_scale = {r["scale"]: r for r in rows}
+        lines.append(f"| {name} | " + " | ".join(mvor_cell(by_scale.get(s)) for s in scales) + " |")
+    for name, numbers in PAPER_MVOR.items():
+        cells = [paper_cell(numbers.get(s)) for s in scales]
+        lines.append(f"| {name} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def _count_images(path: Path) -> int | None:
+    return len(json.loads(path.read_text())["images"]) if path.is_file() else None
+
+
+def mvor_title(opts) -> str:
+    """``Operating room (MVOR, 61 frames of day 4, camera 3)``; the quick demo's few frames as
+    ``3 of the 61``."""
+    from orpose.workflow.demo import MVOR_CAMERA, MVOR_DAY, mvor_gt
+
+    total = _count_images(opts.out / "data/mvor_test.json") or MVOR_TEST_FRAMES
+    used = _count_images(mvor_gt(opts)) if opts.mvor_frames is not None else total
+    frames = f"{total}" if used in (None, total) else f"{used} of the {total}"
+    return f"Operating room (MVOR, {frames} frames of day {MVOR_DAY}, camera {MVOR_CAMERA})"
+
+
+def people_summary(gt_path: Path) -> str:
+    """How many annotated people the MVOR ground truth holds, and how many have 2D and 3D."""
+    if not gt_path.is_file():
+        return ""
+    anns = json.loads(gt_path.read_text())["annotations"]
+    with_2d = sum(a.get("num_keypoints", 0) > 0 for a in anns)
+    with_3d = sum("keypoints3d" in a for a in anns)
+    return f"; {len(anns)} annotated people, {with_2d} with 2D keypoints, {with_3d} with 3D"
+
+
+def mvor_section(opts) -> list[str]:
+    """The operating-room test: the table of teacher, student and the paper's rows."""
+    from orpose.workflow.demo import mvor_gt
+
+    d = opts.out
+    title = f"## {mvor_title(opts)}"
+    if not opts.mvor:
+        return [title, "*(Not run: the demo ran with --no-mvor.)*"]
+    files = {
+        f"teacher ({opts.teacher_preset})": d / "eval/mvor_teacher/metrics.csv",
+        f"student ({opts.iterations} iterations)": d / "eval/mvor_student/metrics.csv",
+    }
+    models = {name: read_metrics(p) if p.is_file() else [] for name, p in files.items()}
+    gone = [f"{name}: {missing(p, d)}" for name, p in files.items() if not p.is_file()]
+    note = f" *(Not measured: {'; '.join(gone)}.)*" if gone else ""
+    return [
+        title,
+        "The labelled operating-room test frames (MVOR's own annotations, "
+        f"`orpose data mvor-to-coco`{people_summary(mvor_gt(opts))}), never trained on. Each "
+        "cell: box AP / keypoint AP (%, over the 8 joints MVOR shares with COCO) / MVOR's "
+        "PCK@0.2 (%, its 10 upper-body joints) / MPJPE in mm (in brackets: the official "
+        "evaluator's convention, the paper's; docs/evaluation.md). The teacher is scored through "
+        "`orpose label --downscale s`, the student through `orpose eval --model` with camera 3's "
+        "intrinsics." + note,
+        mvor_table(models, [scale_label(s) for s in opts.scales]),
+        "The paper's rows are on MVOR+ (its re-annotated MVOR, not public), not on these frames, "
+        "and its student learnt the operating room from unlabelled OR images; the demo's student "
+        "has seen none (COCO, sports photos and a street video only).",
+    ]
+
+
+def mvor_samples(opts, report_dir: Path) -> list[str]:
+    """A few MVOR test frames with the ground truth and the student's people at the smallest
+    and largest factor (drawn on what the network saw), and one frame's people in 3D."""
+    from orpose.workflow.demo import mvor_gt
+
+    d = opts.out
+    gt_path = mvor_gt(opts)
+    if not opts.mvor:
+        return ["*(Not run: the demo ran with --no-mvor.)*"]
+    if not gt_path.is_file():
+        return [f"*(No operating-room test frames shown: {missing(gt_path, d)}.)*"]
+    info = json.loads(gt_path.read_text()).get("info", {})
+    root = info.get("mvor_selection", {}).get("image_root")
+    gt = load_pose_dataset(gt_path, image_root=root)
+    if not gt.images:
+        return [f"*(No operating-room test frames shown: {gt_path} lists none.)*"]
+    scales = sorted({min(opts.scales), max(opts.scales)})
+    student: dict[float, list[dict] | str] = {}
+    for s in scales:
+        pred = d / f"eval/mvor_student/pred_{scale_label(s)}.json"
+        student[s] = load_predictions(pred, gt) if pred.is_file() else missing(pred, d)
+    picks = np.linspace(0, len(gt.images) - 1, min(MVOR_SAMPLES, len(gt.images)))
+    chosen = [gt.images[i] for i in sorted(set(picks.round().astype(int).tolist()))]
+    out_dir = report_dir / "mvor"
+    lines = [
+        "Left: the ground truth (MVOR's annotations; box-only people as boxes), then the "
+        f"student's people scoring >= {PLAUSIBLE} at "
+        + " and at ".join(scale_label(s) for s in scales)
+        + " (drawn on the degraded frame it was given)."
+    ]
+    for img in chosen:
+        stem = Path(img["file_name"]).stem
+        try:
+            frame = read_image_rgb(gt.image_path(img))
+        except OSError as err:
+            lines.append(picture(None, d, f"frame {stem}", str(err)))
+            continue
+        truth = gt.annotations_of(img["id"])
+        drawn = draw_results(frame, truth, out_dir / f"{stem}_gt.jpg", min_score=0.0)
+        cells = [picture(drawn, d, f"ground truth, frame {stem}", "the drawing failed", 260)]
+        for s in scales:
+            tag = scale_label(s)
+            found = student[s]
+            if isinstance(found, str):
+                cells.append(picture(None, d, f"student {tag}, frame {stem}", found))
+                continue
+            mine = [r for r in found if r["image_id"] == img["id"]]
+            path = draw_results(degrade(frame, s), mine, out_dir / f"{stem}_{tag}.jpg", PLAUSIBLE)
+            cells.append(
+                picture(path, d, f"student {tag}, frame {stem}", "the drawing failed", 260)
+            )
+        lines.append(" ".join(cells))
+    lines += mvor_3d(opts, gt, chosen, student[min(scales)], out_dir)
+    return lines
+
+
+def mvor_3d(opts, gt, frames: list[dict], student: list[dict] | str, out_dir: Path) -> list[str]:
+    """The drawn frame with the most people annotated in 3D: its ground truth in camera 3's frame
+    (metres) beside the student's people at the smallest factor, each at the depth its own size
+    suggests (:func:`orpose.inference.render.plot_people_3d`)."""
+    from orpose.viz.plot3d import plot_skeletons_3d
+
+    d = opts.out
+
+    def people_3d(img: dict) -> list[dict]:
+        return [a for a in gt.annotations_of(img["id"]) if a.get("keypoints3d")]
+
+    img = max(frames, key=lambda i: len(people_3d(i)))
+    stem = Path(img["file_name"]).stem
+    truth = [np.asarray(a["keypoints3d"], dtype=np.float64).reshape(17, -1) for a in people_3d(img)]
+    gt_plot = None
+    if truth:
+        gt_plot = plot_skeletons_3d(
+            [t[:, :3] for t in truth],
+            out_dir / f"{stem}_3d_gt.png",
+            visible=[t[:, 3] > 0 if t.shape[1] > 3 else np.ones(17, bool) for t in truth],
+            title=f"frame {stem}: annotated 3D",
+            scene=True,
+        )
+    tag = scale_label(min(opts.scales))
+    cells = [
+        picture(gt_plot, d, f"3D ground truth, frame {stem}", "no person annotated in 3D", 300)
+    ]
+    if isinstance(student, str):
+        cells.append(picture(None, d, f"student 3D {tag}, frame {stem}", student))
+    else:
+        best = sorted(
+            (r for r in student if r["image_id"] == img["id"] and r["score"] >= PLOT3D_SCORE),
+            key=lambda r: -r["score"],
+        )
+        plot = plot_people_3d(
+            out_dir / f"{stem}_3d_student_{tag}.png",
+            best,
+            (img["width"], img["height"]),
+            root_depth_mm=ROOT_DEPTH_AUTO,
+            title=f"frame {stem}: student 3D at {tag}",
+        )
+        no_3d = f"no person of this frame scores >= {PLOT3D_SCORE} with 3D keypoints"
+        cells.append(picture(plot, d, f"student 3D {tag}, frame {stem}", no_3d, 300))
+    return [
+        f"Frame {stem} in 3D (camera frame, metres): left, MVOR's annotated 3D (upper body); "
+        f"right, the student's people scoring >= {PLOT3D_SCORE} at {tag}, each placed at the "
+        "depth at which its 3D size matches its 2D size (the student's 3D is root-relative).",
+        " ".join(cells),
+    ]
+
+
 def write_demo_report(
     opts, steps: Sequence[Step], records: Sequence[StepRecord], seconds: float
 ) -> Path:
@@ -278,9 +492,11 @@ def write_demo_report(
         f"(people at most {TopDownConfig.small_crop_max_height} px tall aside, posed on "
         f"half-size crops, and those up to {TopDownConfig.middle_crop_max_height} px, on "
         "three-quarter-size ones).",
-        f"3. Both were scored on {opts.val_images} real labelled images (coco_person_val500) "
-        "degraded at each factor, and the student predicted real 12x operating-room frames.",
-        "## Teacher and student at each downscale factor",
+        f"3. Both were scored on the labelled operating-room test frames (MVOR) and on "
+        f"{opts.val_images} real labelled images (coco_person_val500), degraded at each factor, "
+        "and the student predicted real 12x operating-room frames.",
+        *mvor_section(opts),
+        "## Teacher and student at each downscale factor (COCO val500)",
         "COCO AP in %, as in the paper's tables (MPJPE needs 3D ground truth, which these images "
         "do not have)." + native_note + "\n\n" + metrics_table(models, scales),
         picture(chart, d, "AP versus downscale factor", no_chart or ""),
@@ -294,6 +510,8 @@ def write_demo_report(
         "## Pseudo labels (soft set drawn)",
         " ".join(image_link(p, d, p.stem, width=260) for p in pseudo)
         or picture(None, d, "pseudo labels", no_pseudo),
+        "## The student on operating-room test frames (MVOR)",
+        *mvor_samples(opts, report_dir),
         "## Teacher and student on labelled images",
         *sample_comparisons(opts, report_dir),
         "## Teacher and student on real 12x operating-room frames",

@@ -1,0 +1,197 @@
+"""The one way orpose decodes an image file: its size read first, a pixel limit, one EXIF rule.
+
+Every verb that reads a still image (``label``, ``predict``, ``eval --model``, ``train``, ``data
+check / show / downscale / subset``, ``export``'s check, ``bench``, ``demo``) goes through
+:func:`read_image_rgb` (and ``data check`` through :func:`image_file_problem`):
+
+1. **Size before pixels.** The width and height come from the file's header (Pillow's lazy
+   open: nothing is decoded), and a file above the pixel limit is refused before a single pixel
+   is decoded. A 2.6 MB PNG can claim 30000x30000 pixels: 2.7 GB once decoded, several times
+   that in the copies that follow. The limit is :data:`DEFAULT_MAX_IMAGE_PIXELS` (50 megapixels:
+   an 8K frame is 33) unless the environment variable ``ORPOSE_MAX_IMAGE_PIXELS`` sets another.
+2. **One EXIF rule: the stored pixel order.** Pixels are decoded by OpenCV with
+   ``IMREAD_IGNORE_ORIENTATION``: an EXIF orientation tag is ignored, as by pycocotools'
+   users, torchvision's COCO datasets and Pillow's ``Image.open``, so that the image every verb
+   sees has the width and height that COCO files (and ``orpose data subset``) record. A phone
+   photo tagged "rotate 90" is processed as stored (sideways), the same way by every verb.
+3. **Records agree with files.** :func:`read_dataset_image` decodes the image of a COCO record
+   and refuses it, naming the file, the record and the field, when the recorded ``width`` /
+   ``height`` differ from the decoded image (annotations drawn on another pixel grid).
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import threading
+import warnings
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import numpy as np
+from PIL import Image, UnidentifiedImageError
+
+from orpose.errors import ConfigError, DatasetError, ImageFileError
+
+if TYPE_CHECKING:
+    from orpose.data.coco import PoseDataset
+
+MAX_PIXELS_ENV = "ORPOSE_MAX_IMAGE_PIXELS"
+DEFAULT_MAX_IMAGE_PIXELS = 50_000_000
+
+_PILLOW_LIMIT_LOCK = threading.Lock()
+
+
+def max_image_pixels() -> int:
+    """The pixel limit: ``$ORPOSE_MAX_IMAGE_PIXELS`` when set, else the default (50 MP)."""
+    text = os.environ.get(MAX_PIXELS_ENV, "").strip()
+    if not text:
+        return DEFAULT_MAX_IMAGE_PIXELS
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not math.isfinite(value) or value < 1 or value != int(value) or value > 1e12:
+        raise ConfigError(
+            f"{MAX_PIXELS_ENV}={text}: expected a whole number of pixels between 1 and 1e12 "
+            f"(default {DEFAULT_MAX_IMAGE_PIXELS})"
+        )
+    return int(value)
+
+
+def _open_size(path: Path) -> tuple[int, int]:
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+        with Image.open(path) as im:
+            return im.size
+
+
+def _header_size(path: Path) -> tuple[int, int]:
+    """(width, height) from the header; Pillow's own bomb guard (which refuses to even open a
+    file above twice its limit) is lifted for this read, orpose applying its own limit."""
+    try:
+        return _open_size(path)
+    except Image.DecompressionBombError:
+        with _PILLOW_LIMIT_LOCK:
+            saved, Image.MAX_IMAGE_PIXELS = Image.MAX_IMAGE_PIXELS, None
+            try:
+                return _open_size(path)
+            finally:
+                Image.MAX_IMAGE_PIXELS = saved
+
+
+def header_problem(path: Path | str) -> tuple[tuple[int, int] | None, str | None]:
+    """``((width, height), None)`` of an image file whose header is readable and within the pixel
+    limit, else ``(size or None, why not)``; nothing is decoded."""
+    path = Path(path)
+    try:
+        if path.stat().st_size == 0:
+            return None, "empty file (0 bytes)"
+    except OSError as err:
+        return None, f"cannot be read ({err.strerror or err})"
+    try:
+        width, height = _header_size(path)
+    except UnidentifiedImageError:
+        return None, "not an image (unknown format or corrupt header)"
+    except OSError as err:
+        return None, f"cannot be read ({err.strerror or err})"
+    except Exception as err:  # Pillow raises SyntaxError, ValueError... on a malformed header
+        return None, f"not an image (corrupt header: {err})"
+    limit = max_image_pixels()
+    if width * height > limit:
+        return (width, height), (
+            f"{width}x{height} pixels ({width * height / 1e6:.1f} megapixels) is above the "
+            f"limit of {limit / 1e6:g} megapixels; refused before decoding (a larger limit: "
+            f"{MAX_PIXELS_ENV})"
+        )
+    return (width, height), None
+
+
+def image_size(path: Path | str) -> tuple[int, int]:
+    """(width, height) of an image file as orpose decodes it (EXIF orientation ignored), read
+    from its header; ImageFileError naming the file when it is not an image or above the limit."""
+    size, problem = header_problem(path)
+    if problem is not None or size is None:
+        raise ImageFileError(f"{path}: {problem}")
+    return size
+
+
+def read_image_rgb(path: Path | str) -> np.ndarray:
+    """Read an image file as RGB uint8 ``(H, W, 3)``, in its stored pixel order (EXIF orientation
+    ignored), after its header size passed the pixel limit; ImageFileError (an OSError) naming
+    the file when it cannot be read, is not an image or is too large."""
+    import cv2
+
+    width, height = image_size(path)
+    bgr = cv2.imread(str(path), cv2.IMREAD_COLOR | cv2.IMREAD_IGNORE_ORIENTATION)
+    if bgr is None:
+        raise ImageFileError(
+            f"{path}: cannot be read as an image (missing, corrupt or unsupported)"
+        )
+    if bgr.shape[:2] != (height, width):
+        raise ImageFileError(
+            f"{path}: decoded as {bgr.shape[1]}x{bgr.shape[0]} pixels, but its header says "
+            f"{width}x{height} (changed while being read, or a malformed file)"
+        )
+    return cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
+
+
+def image_file_problem(path: Path | str) -> str | None:
+    """Why an image file is not a whole, decodable image within the pixel limit; None when it is.
+
+    The header is read first (empty, not an image, above the limit: nothing decoded). OpenCV
+    decodes a truncated JPEG without an error (the missing rows come out grey, libjpeg only
+    prints "Premature end of JPEG file"), so the file is then decoded to its end with Pillow,
+    which reports truncation; a file whose data Pillow cannot decode still counts as good when
+    OpenCV decodes it. Costs one full decode.
+    """
+    import cv2
+
+    _, problem = header_problem(path)
+    if problem is not None:
+        return problem
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            with Image.open(path) as im:
+                im.load()
+    except Image.DecompressionBombError:
+        return None  # within orpose's (raised) limit but above Pillow's: Pillow only refuses
+    except Exception as err:  # Pillow raises OSError, SyntaxError, ValueError... on bad data
+        if "truncated" in str(err):
+            return "truncated image file (it ends before the image data does)"
+        if cv2.imread(str(path), cv2.IMREAD_COLOR | cv2.IMREAD_IGNORE_ORIENTATION) is not None:
+            return None
+        return f"cannot be decoded ({err})"
+    return None
+
+
+def record_size_problem(img: dict, size: tuple[int, int]) -> str | None:
+    """Why a COCO image record does not fit an image of ``size`` = (width, height); None if it
+    does. Annotations are in the recorded pixel grid: another size (an image rotated by its EXIF
+    tag elsewhere, resized, or swapped for another) would silently misplace every person."""
+    recorded = (img.get("width"), img.get("height"))
+    if tuple(recorded) == tuple(size):
+        return None
+    return (
+        f"records {recorded[0]}x{recorded[1]} (width x height) but the image file is "
+        f"{size[0]}x{size[1]} pixels as stored (EXIF orientation is ignored: see "
+        "docs/security.md); fix the record or the file"
+    )
+
+
+def read_dataset_image(dataset: PoseDataset, img: dict) -> np.ndarray:
+    """The RGB image of one record of a COCO file; DatasetError naming the file, the record, the
+    field and the image file when it cannot be decoded, is too large, or has another size than
+    the record's ``width`` / ``height``."""
+    path = dataset.image_path(img)
+    where = f"{dataset.path or '<dataset>'}: image id {img['id']}"
+    try:
+        image = read_image_rgb(path)
+    except OSError as err:
+        problem = image_file_problem(path) or str(err).removeprefix(f"{path}: ")
+        raise DatasetError(f"{where}: field 'file_name': {path}: {problem}") from err
+    problem = record_size_problem(img, (image.shape[1], image.shape[0]))
+    if problem is not None:
+        raise DatasetError(f"{where}: fields 'width', 'height': {problem} ({path})")
+    return image

@@ -1,0 +1,148 @@
+"""Pseudo labels of low-resolution-only recordings, made by a student itself (self-training).
+
+An operating room that keeps only privacy-preserving 1/S recordings (say 53x40 frames) gives the
+teacher nothing to work with: it was never trained on such frames and is worse than the student
+there (README: 12x keypoint AP). The student labels them instead, and only where it agrees with
+itself: each frame is upsampled by S (the paper's protocol) and posed as it is and mirrored; a
+person is kept when both passes find them (box IoU >= ``min_iou``) with a person score of at
+least ``min_score``; its keypoints are the mean of the two passes and each keypoint's confidence
+is the mean score damped by how far the two passes disagree (a Gaussian of the distance in units
+of ``agreement`` x the box height). The file is an ordinary pseudo-label COCO file in the small
+frames' own pixels, each image record marked ``stored_downscale: S``, which the distillation data
+(:mod:`orpose.training.distillation_data`) trains at S.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from pathlib import Path
+
+import numpy as np
+from tqdm import tqdm
+
+from orpose.data.lowres import upsample
+from orpose.data.sources import Frame
+from orpose.skeleton import FLIP_INDEX, NUM_KEYPOINTS
+
+Predictor = Callable[[np.ndarray], list[dict]]
+HARD_THRESHOLD = 0.5  # as the teacher's keypoint_threshold: the hard set's confident keypoints
+
+
+def box_iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """IoU of xywh boxes ``(A, 4)`` x ``(B, 4)``."""
+    if len(a) == 0 or len(b) == 0:
+        return np.zeros((len(a), len(b)))
+    a1, a2 = a[:, None, :2], a[:, None, :2] + a[:, None, 2:]
+    b1, b2 = b[None, :, :2], b[None, :, :2] + b[None, :, 2:]
+    inter = np.clip(np.minimum(a2, b2) - np.maximum(a1, b1), 0, None).prod(-1)
+    union = a[:, None, 2:].prod(-1) + b[None, :, 2:].prod(-1) - inter
+    return inter / np.maximum(union, 1e-9)
+
+
+def unflip(results: list[dict], width: int) -> list[dict]:
+    """Results found on a horizontally mirrored image, in the unmirrored image's pixels (pixel
+    indices: x -> width - 1 - x for keypoints, edges x -> width - x for boxes)."""
+    out = []
+    for r in results:
+        x, y, w, h = r["bbox"]
+        kps = np.asarray(r["keypoints"], np.float64).reshape(NUM_KEYPOINTS, 3)[list(FLIP_INDEX)]
+        kps[:, 0] = width - 1 - kps[:, 0]
+        out.append({**r, "bbox": [width - x - w, y, w, h], "keypoints": kps.ravel().tolist()})
+    return out
+
+
+def consistent_people(
+    plain: list[dict], mirrored: list[dict], min_score: float, min_iou: float, agreement: float
+) -> list[dict]:
+    """People found by both passes (greedy by score, one-to-one), averaged (see the module)."""
+    plain = [r for r in plain if r["score"] >= min_score]
+    mirrored = [r for r in mirrored if r["score"] >= min_score]
+    plain.sort(key=lambda r: -r["score"])
+    iou = box_iou(np.array([r["bbox"] for r in plain]).reshape(-1, 4),
+                  np.array([r["bbox"] for r in mirrored]).reshape(-1, 4))  # fmt: skip
+    taken: set[int] = set()
+    people = []
+    for i, a in enumerate(plain):
+        candidates = [j for j in np.argsort(-iou[i]) if j not in taken and iou[i, j] >= min_iou]
+        if not candidates:
+            continue
+        j = int(candidates[0])
+        taken.add(j)
+        b = mirrored[j]
+        ka = np.asarray(a["keypoints"], np.float64).reshape(NUM_KEYPOINTS, 3)
+        kb = np.asarray(b["keypoints"], np.float64).reshape(NUM_KEYPOINTS, 3)
+        box = (np.asarray(a["bbox"]) + np.asarray(b["bbox"])) / 2
+        spread = max(agreement * box[3], 1e-6)
+        distance = np.linalg.norm(ka[:, :2] - kb[:, :2], axis=1)
+        conf = (ka[:, 2] + kb[:, 2]) / 2 * np.exp(-0.5 * (distance / spread) ** 2)
+        keypoints = np.concatenate([(ka[:, :2] + kb[:, :2]) / 2, conf[:, None]], 1)
+        people.append(
+            {"bbox": box.tolist(), "score": (a["score"] + b["score"]) / 2, "keypoints": keypoints}
+        )
+    return people
+
+
+def to_small_pixels(person: dict, factor: float) -> dict:
+    """A person found on the frame upsampled by ``factor``, in the small frame's pixels."""
+    kps = person["keypoints"].copy()
+    kps[:, :2] = (kps[:, :2] + 0.5) / factor - 0.5
+    return {**person, "bbox": [v / factor for v in person["bbox"]], "keypoints": kps}
+
+
+def annotation(person: dict) -> dict:
+    """A pseudo-label annotation (the teacher's fields: hard ``keypoints``, ``keypoints_soft``)."""
+    soft = person["keypoints"]
+    visible = soft[:, 2] >= HARD_THRESHOLD
+    hard = np.where(visible[:, None], np.concatenate([soft[:, :2], 2 * np.ones((17, 1))], 1), 0)
+    x, y, w, h = (round(float(v), 2) for v in person["bbox"])
+    return {
+        "category_id": 1,
+        "iscrowd": 0,
+        "bbox": [x, y, w, h],
+        "area": round(w * h, 2),
+        "score": round(float(person["score"]), 5),
+        "keypoints": [round(float(v), 2) for v in hard.ravel()],
+        "num_keypoints": int(visible.sum()),
+        "keypoints_soft": [round(float(v), 3) for v in soft.ravel()],
+    }
+
+
+def self_label(
+    predictor: Predictor,
+    frames: Iterable[Frame],
+    factor: float,
+    min_score: float = 0.3,
+    min_iou: float = 0.5,
+    agreement: float = 0.05,
+    progress: bool = True,
+    total: int | None = None,
+) -> dict:
+    """A pseudo-label COCO dict of frames stored at 1/``factor`` (see the module)."""
+    images, annotations, skipped = [], [], 0
+    for frame in tqdm(frames, "self-label", total, unit="img", disable=not progress):
+        if frame.image is None:
+            skipped += 1
+            continue
+        h, w = frame.image.shape[:2]
+        big = upsample(frame.image, (round(w * factor), round(h * factor)))
+        plain = predictor(big)
+        mirrored = unflip(predictor(np.ascontiguousarray(big[:, ::-1])), big.shape[1])
+        image_id = len(images) + 1
+        images.append({"id": image_id, "file_name": str(Path(frame.source).resolve()),
+                       "width": w, "height": h, "stored_downscale": factor})  # fmt: skip
+        for person in consistent_people(plain, mirrored, min_score, min_iou, agreement):
+            ann = annotation(to_small_pixels(person, factor))
+            annotations.append({"id": len(annotations) + 1, "image_id": image_id, **ann})
+    return {
+        "info": {
+            "orpose": {
+                "self_labels": True,
+                "stored_downscale": factor,
+                "min_score": min_score,
+                "skipped_images": skipped,
+            }
+        },
+        "images": images,
+        "annotations": annotations,
+        "categories": [{"id": 1, "name": "person", "supercategory": "person"}],
+    }
