@@ -551,3 +551,19 @@ def test_ground_truth_without_keypoints_prints_no_keypoint_ap(tmp_path, capsys):
     assert "-100" not in out
     row = next(line for line in out.splitlines() if line.strip().startswith("1x"))
     assert row.split()[1] == "100.00" and row.split()[3] == "-"
+
+
+def test_a_camera_index_too_large_for_opencv_is_refused_by_name():
+    from orpose.data.sources import iter_stream
+
+    with pytest.raises(SourceError, match=r"^9{30}: not a camera index \(0-9999\)"):
+        next(iter_stream("9" * 30))
+
+
+def test_an_output_file_that_is_a_folder_is_one_line(tmp_path, capsys):
+    """Verbs without an early --out check still end in one line (the place, not a traceback)."""
+    write_jpeg(tmp_path / "in" / "a.jpg")
+    (tmp_path / "taken").mkdir()
+    argv = ["data", "subset", str(tmp_path / "in"), "--num", "1", "--out", str(tmp_path / "taken")]
+    assert main(argv) == 2
+    one_error_line(capsys.readouterr().err, "data subset", "taken", "Is a directory")

@@ -306,6 +306,61 @@ def test_demo_quick_runs_every_stage_and_writes_the_report(tmp_path, shared, mon
     assert (out / "commands.sh").read_text().count("\norpose ") == len(
         (out / "steps.jsonl").read_text().splitlines()
     )
+    # the operating-room test: 3 MVOR frames, teacher and student at 1x and 12x, table first
+    with open(out / "eval/mvor_student/metrics.csv") as f:
+        mvor = {r["scale"]: r for r in csv.DictReader(f)}
+    assert set(mvor) == {"1x", "12x"} and float(mvor["1x"]["mpjpe_mm"]) > 0
+    assert float(mvor["1x"]["mvor_pck"]) >= 0
+    assert (out / "eval/mvor_teacher/metrics.csv").is_file()
+    title = "## Operating room (MVOR, 3 of the 61 frames of day 4, camera 3)"
+    assert report.index(title) < report.index("## Teacher and student at each downscale factor")
+    assert f"| student (4 iterations) | {float(mvor['1x']['box_ap']):.1f} / " in report
+    assert "report/mvor/" in report and "_3d_gt.png" in report
+
+
+def demo_step_commands(**options) -> dict[str, str]:
+    from orpose.workflow.demo import DemoOptions, demo_steps
+
+    steps = demo_steps(DemoOptions(out=Path("d"), **options), Path("/s/data"))
+    return {step.name: step.command for step in steps}
+
+
+def test_the_demo_scores_teacher_and_student_on_the_mvor_test_frames():
+    full = demo_step_commands()
+    assert full["mvor-gt"] == (
+        "orpose data mvor-to-coco --mvor /s/data/mvor/camma_mvor_2018.json --days 4 --cameras 3 "
+        "--images /s/data/mvor/images --out d/data/mvor_test.json"
+    )
+    assert "mvor-subset" not in full  # all 61 frames
+    for s in (1, 8, 10, 12):
+        assert full[f"teacher-mvor-{s}x"] == (
+            "orpose label d/data/mvor_test.json --images /s/data/mvor/images --downscale "
+            f"{s} --preset single --lifter d/lifter/lifter.pt --out d/teacher/mvor_{s}x.json "
+            "--no-progress"
+        )
+    assert full["teacher-mvor-eval"] == (
+        "orpose eval --gt d/data/mvor_test.json --images /s/data/mvor/images --pred "
+        "1=d/teacher/mvor_1x.json --pred 8=d/teacher/mvor_8x.json --pred "
+        "10=d/teacher/mvor_10x.json --pred 12=d/teacher/mvor_12x.json --out d/eval/mvor_teacher "
+        "--no-plot"
+    )
+    student = full["student-mvor-eval"]
+    assert student.startswith("orpose eval --gt d/data/mvor_test.json --model d/student/last.pt ")
+    camera = "--camera /s/data/mvor/camma_mvor_2018.json:3"
+    for part in ("--scales 1 8 10 12", "--images /s/data/mvor/images", camera,
+                 "--out d/eval/mvor_student"):  # fmt: skip
+        assert part in student
+    names = list(full)  # the MVOR ground truth comes with the data, the scoring after training
+    assert names.index("mvor-gt") < names.index("lifter")
+    assert names.index("student-train") < names.index("student-mvor-eval")
+
+    few = demo_step_commands(mvor_frames=3)
+    assert few["mvor-subset"] == (
+        "orpose data subset d/data/mvor_test.json --num 3 --images /s/data/mvor/images "
+        "--with-keypoints --out d/data/mvor_test_3.json"
+    )
+    assert "--gt d/data/mvor_test_3.json" in few["student-mvor-eval"]
+    assert not [name for name in demo_step_commands(mvor=False) if "mvor" in name]
 
 
 def test_a_step_cannot_change_torchs_thread_count_for_the_next(tmp_path, monkeypatch):
@@ -325,3 +380,14 @@ def test_a_step_cannot_change_torchs_thread_count_for_the_next(tmp_path, monkeyp
         assert torch.get_num_threads() == 2
     finally:
         torch.set_num_threads(before)
+
+
+@pytest.mark.parametrize("flags, mvor", [([], True), (["--no-mvor"], False)])
+def test_no_mvor_switches_the_operating_room_test_off(tmp_path, monkeypatch, flags, mvor):
+    from orpose.cli import main
+    from orpose.workflow import cli
+
+    seen = []
+    monkeypatch.setattr(cli, "run_demo", lambda opts: seen.append(opts) or tmp_path / "r.md")
+    assert main(["demo", "--quick", "--out", str(tmp_path), *flags]) == 0
+    assert seen[0].mvor is mvor and seen[0].mvor_frames == 3

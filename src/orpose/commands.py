@@ -21,7 +21,10 @@ from orpose import __version__
 from orpose.errors import OrposeError
 
 # Errors of the place written to, reported in one line (what was finished is journaled)
-PLACE_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM})
+PLACE_ERRNOS = frozenset(
+    (errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM)
+    + (errno.EISDIR, errno.ENOTDIR)  # a folder where a file goes, a file where a folder does
+)
 
 # Stage order of the paper's Figure 1; each module registers its own verbs.
 COMMAND_MODULES: tuple[str, ...] = (

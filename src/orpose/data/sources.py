@@ -23,6 +23,7 @@ from orpose.errors import SourceError
 
 IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp"})
 VIDEO_SUFFIXES = frozenset({".avi", ".mp4", ".mov", ".mkv", ".mpg", ".mpeg", ".webm", ".m4v"})
+MAX_CAMERA_INDEX = 9999  # larger numbers overflow OpenCV's int (a traceback, not a camera)
 STREAM_SCHEMES = ("rtsp://", "rtsps://", "rtmp://", "http://", "https://", "udp://", "tcp://")
 
 # Applied to every decoded RGB frame before anything else sees it (e.g. privacy downscaling), so
@@ -174,6 +175,8 @@ def iter_stream(
     if step < 1:
         raise ValueError(f"frame step must be >= 1, got {step}")
     text = str(source)
+    if text.isdigit() and (not text.isascii() or int(text) > MAX_CAMERA_INDEX):
+        raise SourceError(f"{text}: not a camera index (0-{MAX_CAMERA_INDEX}) nor a file")
     cap = cv2.VideoCapture(int(text) if text.isdigit() else text)
     if not cap.isOpened():
         kind = "camera" if text.isdigit() else "stream"

@@ -11,6 +11,7 @@ from orpose.data.coco import PoseDataset, write_json_atomic
 from orpose.evaluation.coco_ap import evaluate_ap
 from orpose.evaluation.mpjpe import MpjpeResult, compute_mpjpe
 from orpose.evaluation.pck import PCK_THRESHOLD, PckResult, compute_mvor_pck
+from orpose.evaluation.shown import ShownResult, shown_people
 from orpose.scales import scale_label
 
 
@@ -24,6 +25,7 @@ class ScaleReport:
     mpjpe: MpjpeResult | None
     num_predictions: int
     pck: PckResult | None = None  # MVOR's PCK@0.2, when the ground truth has keypoints_mvor
+    shown: ShownResult | None = None  # what `orpose predict` shows at its default threshold
 
     def row(self) -> dict[str, float | str | int]:
         """The flat row of the paper's tables: AP in percent as the paper prints them (and
@@ -47,6 +49,9 @@ class ScaleReport:
         }
         if self.pck is not None:
             row["mvor_pck"] = self.pck.mean
+        if self.shown is not None:
+            row["shown_recall"] = 100 * self.shown.recall
+            row["shown_precision"] = 100 * self.shown.precision
         return row
 
     def as_dict(self) -> dict:
@@ -59,6 +64,8 @@ class ScaleReport:
         }
         if self.pck is not None:
             out["mvor_pck"] = self.pck.as_dict()
+        if self.shown is not None:
+            out["shown"] = self.shown.as_dict()
         return out
 
 
@@ -79,6 +86,7 @@ def evaluate_predictions(
         compute_mpjpe(gt, results),
         len(results),
         compute_mvor_pck(gt, results),
+        shown_people(gt, results),
     )
 
 
@@ -88,6 +96,13 @@ def _fmt(value: float, digits: int = 2) -> str:
         if value is None or (isinstance(value, float) and math.isnan(value))
         else f"{value:.{digits}f}"
     )
+
+
+def _shown(shown: ShownResult | None) -> str:
+    """Recall / precision (%) of the people shown at the predict threshold."""
+    if shown is None:
+        return "-"
+    return f"{_fmt(100 * shown.recall, 0)}/{_fmt(100 * shown.precision, 0)}"
 
 
 def format_table(reports: list[ScaleReport]) -> str:
@@ -103,6 +118,7 @@ def format_table(reports: list[ScaleReport]) -> str:
         "Keypoint3D-MPJPE",
         "(official conv.)",
         "3D persons",
+        "Shown R/P",
     )
     with_pck = any(rep.pck is not None for rep in reports)
     if with_pck:
@@ -122,6 +138,7 @@ def format_table(reports: list[ScaleReport]) -> str:
                 _fmt(r["mpjpe_mm"]),
                 _fmt(r["mpjpe_official_mm"]),
                 str(r["mpjpe_persons"]) if rep.mpjpe else "-",
+                _shown(rep.shown),
             )
         )
         if with_pck:

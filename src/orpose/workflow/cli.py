@@ -37,7 +37,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "each downscale factor on the labelled operating-room test frames (MVOR; with PCK and "
         "MPJPE) and on real labelled images, and student predictions on real 12x "
         "operating-room frames. Writes OUT/report.md (tables, charts, overlays, 3D skeletons, "
-        "the exact commands and config). About 8-14 minutes on an idle 2-core CPU; rerunning "
+        "the exact commands and config). About 10-16 minutes on an idle 2-core CPU; rerunning "
         "resumes.",
     )
     p.add_argument("--out", type=Path, default=Path("orpose_demo"), help="[orpose_demo]")

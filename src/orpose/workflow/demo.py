@@ -35,7 +35,7 @@ def native_scales(scales: list[float]) -> list[float]:
 
 @dataclass
 class DemoOptions:
-    """Sizes of the demo; the defaults take 8-14 minutes on an idle 2-core CPU."""
+    """Sizes of the demo; the defaults take 10-16 minutes on an idle 2-core CPU."""
 
     out: Path = Path("orpose_demo")
     shared: Path | None = None  # models/ and data/ (default: ORPOSE_SHARED, ../shared, ./shared)

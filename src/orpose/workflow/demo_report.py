@@ -20,10 +20,11 @@ from orpose.data.coco import load_pose_dataset
 from orpose.data.lowres import degrade, scale_results
 from orpose.data.sources import read_image_rgb
 from orpose.evaluation.predictions import load_predictions
-from orpose.inference.render import ROOT_DEPTH_AUTO, plot_people_3d
-from orpose.lifting.evaluate import PAPER_MVOR_MPJPE_MM, PAPER_STUDENT_MVOR_MPJPE_MM
+from orpose.inference.render import plot_people_3d
 from orpose.scales import scale_label
+from orpose.skeleton import ROOT_JOINTS, root_position, root_relative
 from orpose.viz.charts import plot_models_versus_scale
+from orpose.viz.draw2d import person_label
 from orpose.workflow.report_page import (
     draw_results,
     image_link,
@@ -42,18 +43,6 @@ PLOT3D_SCORE = 0.5
 NATIVE_ROW = "student, native low-resolution path"  # its table row and chart line
 MVOR_SAMPLES = 3  # operating-room test frames drawn with the student's people
 MVOR_TEST_FRAMES = 61  # ../shared/data/mvor/images: MVOR day 4, camera 3
-# The paper's rows on MVOR+ (its re-annotated MVOR, not public; not these frames): box AP, keypoint
-# AP (%), MPJPE (mm, the official evaluator's convention) per factor; ORPose_all (the paper's
-# Table 2) and the teacher (1x only). The 1x MPJPEs are the ones `orpose lift eval` prints.
-PAPER_MVOR: dict[str, dict[str, tuple[float, float, float]]] = {
-    "paper, ORPose_all (MVOR+)": {
-        "1x": (50.6, 55.8, PAPER_STUDENT_MVOR_MPJPE_MM),
-        "8x": (49.6, 53.3, 136.0),
-        "10x": (49.3, 52.1, 137.0),
-        "12x": (47.5, 49.5, 138.0),
-    },
-    "paper, teacher (MVOR+)": {"1x": (53.81, 57.78, PAPER_MVOR_MPJPE_MM)},
-}
 
 
 def picture(path: Path | None, base: Path, alt: str, why: str, width: int | None = None) -> str:
@@ -255,13 +244,31 @@ def paper_cell(numbers: tuple[float, float, float] | None) -> str:
     return f"{box:.1f} / {keypoints:.1f} / - / - ({mpjpe:.0f})"
 
 
+def paper_mvor() -> dict[str, dict[str, tuple[float, float, float]]]:
+    """The paper's rows on MVOR+ (its re-annotated MVOR, not public; not these frames): box AP,
+    keypoint AP (%), MPJPE (mm, the official evaluator's convention) per factor; ORPose_all (the
+    paper's Table 2) and the teacher (1x only). The 1x MPJPEs are those `orpose lift eval` prints
+    (imported here, not at the top: that module loads torch)."""
+    from orpose.lifting.evaluate import PAPER_MVOR_MPJPE_MM, PAPER_STUDENT_MVOR_MPJPE_MM
+
+    return {
+        "paper, ORPose_all (MVOR+)": {
+            "1x": (50.6, 55.8, PAPER_STUDENT_MVOR_MPJPE_MM),
+            "8x": (49.6, 53.3, 136.0),
+            "10x": (49.3, 52.1, 137.0),
+            "12x": (47.5, 49.5, 138.0),
+        },
+        "paper, teacher (MVOR+)": {"1x": (53.81, 57.78, PAPER_MVOR_MPJPE_MM)},
+    }
+
+
 def mvor_table(models: dict[str, list[dict]], scales: Sequence[str]) -> str:
     """Our models (metrics.csv rows) and the paper's MVOR+ rows, one column per factor."""
     lines = ["| model | " + " | ".join(scales) + " |", "|---|" + "---|" * len(scales)]
     for name, rows in models.items():
         by_scale = {r["scale"]: r for r in rows}
         lines.append(f"| {name} | " + " | ".join(mvor_cell(by_scale.get(s)) for s in scales) + " |")
-    for name, numbers in PAPER_MVOR.items():
+    for name, numbers in paper_mvor().items():
         cells = [paper_cell(numbers.get(s)) for s in scales]
         lines.append(f"| {name} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
@@ -379,53 +386,81 @@ def mvor_samples(opts, report_dir: Path) -> list[str]:
     return lines
 
 
+def matched_3d(ann: dict, predictions: list[dict]) -> dict | None:
+    """The prediction MPJPE compares with the annotated person ``ann``: among those of its frame
+    with 3D, the best OKS against its 2D (:mod:`orpose.evaluation.mpjpe`); None when none has 3D."""
+    from orpose.evaluation.mpjpe import oks_matrix
+
+    preds = [r for r in predictions if r["image_id"] == ann["image_id"] and r.get("keypoints3d")]
+    if not preds:
+        return None
+    gt2d = np.asarray(ann["keypoints"], dtype=np.float64).reshape(1, 17, 3)
+    dt2d = np.asarray([r["keypoints"] for r in preds], dtype=np.float64).reshape(-1, 17, 3)
+    oks = oks_matrix(gt2d, np.asarray([ann["bbox"]], dtype=np.float64), dt2d)[0]
+    return preds[int(np.argmax(oks))]
+
+
 def mvor_3d(opts, gt, frames: list[dict], student: list[dict] | str, out_dir: Path) -> list[str]:
-    """The drawn frame with the most people annotated in 3D: its ground truth in camera 3's frame
-    (metres) beside the student's people at the smallest factor, each at the depth its own size
-    suggests (:func:`orpose.inference.render.plot_people_3d`)."""
-    from orpose.viz.plot3d import plot_skeletons_3d
+    """The drawn frame with the most people annotated in 3D: the annotated 3D in camera 3's frame
+    beside the student's 3D of the same people (the predictions MPJPE matches to them), each
+    placed at its annotated person's mid-hips, on the joints the annotation has."""
+    from orpose.viz.plot3d import place_at_root, plot_skeletons_3d
 
     d = opts.out
 
     def people_3d(img: dict) -> list[dict]:
-        return [a for a in gt.annotations_of(img["id"]) if a.get("keypoints3d")]
+        return [
+            a
+            for a in gt.annotations_of(img["id"])
+            if a.get("keypoints3d")
+            and (np.asarray(a["keypoints3d"]).reshape(17, 4)[list(ROOT_JOINTS), 3] > 0).all()
+        ]
 
     img = max(frames, key=lambda i: len(people_3d(i)))
     stem = Path(img["file_name"]).stem
-    truth = [np.asarray(a["keypoints3d"], dtype=np.float64).reshape(17, -1) for a in people_3d(img)]
-    gt_plot = None
-    if truth:
-        gt_plot = plot_skeletons_3d(
-            [t[:, :3] for t in truth],
-            out_dir / f"{stem}_3d_gt.png",
-            visible=[t[:, 3] > 0 if t.shape[1] > 3 else np.ones(17, bool) for t in truth],
-            title=f"frame {stem}: annotated 3D",
-            scene=True,
-        )
+    anns = people_3d(img)
     tag = scale_label(min(opts.scales))
-    cells = [
-        picture(gt_plot, d, f"3D ground truth, frame {stem}", "no person annotated in 3D", 300)
-    ]
+    if not anns:
+        return [f"*(No 3D shown: no person of frame {stem} is annotated in 3D with both hips.)*"]
+    truth = [np.asarray(a["keypoints3d"], dtype=np.float64).reshape(17, 4) for a in anns]
+    shown = [t[:, 3] > 0 for t in truth]
+    gt_plot = plot_skeletons_3d(
+        [t[:, :3] for t in truth],
+        out_dir / f"{stem}_3d_gt.png",
+        visible=shown,
+        title=f"frame {stem}: annotated 3D",
+        scene=True,
+    )
+    cells = [picture(gt_plot, d, f"3D ground truth, frame {stem}", "the plot failed", 300)]
     if isinstance(student, str):
         cells.append(picture(None, d, f"student 3D {tag}, frame {stem}", student))
     else:
-        best = sorted(
-            (r for r in student if r["image_id"] == img["id"] and r["score"] >= PLOT3D_SCORE),
-            key=lambda r: -r["score"],
-        )
-        plot = plot_people_3d(
-            out_dir / f"{stem}_3d_student_{tag}.png",
-            best,
-            (img["width"], img["height"]),
-            root_depth_mm=ROOT_DEPTH_AUTO,
-            title=f"frame {stem}: student 3D at {tag}",
-        )
-        no_3d = f"no person of this frame scores >= {PLOT3D_SCORE} with 3D keypoints"
-        cells.append(picture(plot, d, f"student 3D {tag}, frame {stem}", no_3d, 300))
+        poses, masks, labels = [], [], []
+        for ann, t, m in zip(anns, truth, shown, strict=True):
+            found = matched_3d(ann, student)
+            if found is None:
+                continue
+            pose = root_relative(np.asarray(found["keypoints3d"]).reshape(17, 3))
+            poses.append(place_at_root(pose, root_position(t[:, :3])))
+            masks.append(m)
+            labels.append(person_label(found) or "")
+        plot = None
+        if poses:
+            plot = plot_skeletons_3d(
+                poses,
+                out_dir / f"{stem}_3d_student_{tag}.png",
+                visible=masks,
+                title=f"frame {stem}: student 3D at {tag}",
+                labels=labels,
+                scene=True,
+            )
+        why = f"the student wrote no person with 3D in frame {stem} at {tag}"
+        cells.append(picture(plot, d, f"student 3D {tag}, frame {stem}", why, 300))
     return [
-        f"Frame {stem} in 3D (camera frame, metres): left, MVOR's annotated 3D (upper body); "
-        f"right, the student's people scoring >= {PLOT3D_SCORE} at {tag}, each placed at the "
-        "depth at which its 3D size matches its 2D size (the student's 3D is root-relative).",
+        f"Frame {stem} in 3D (camera 3's frame, metres): left, MVOR's annotated 3D (upper body); "
+        f"right, the student's 3D at {tag} of the same people (for each, its prediction that "
+        "MPJPE matches: the best OKS in the frame, whatever its score), placed at the annotated "
+        "mid-hips (the student's 3D is root-relative), on the annotated joints; labels: scores.",
         " ".join(cells),
     ]
 

@@ -1,0 +1,78 @@
+"""What a user sees: the people ``orpose predict`` shows at its score threshold, against the
+annotated people.
+
+AP ranks every detection and never asks where the threshold is; a user sees only the people
+above it. Two numbers say whether that view is right: recall (the share of the annotated people,
+crowd regions aside, that a shown person covers, matched one-to-one at box IoU >= 0.5, greedily
+by score) and precision (the share of the shown people that match someone). An image without
+annotations counts all its shown people as unmatched.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from dataclasses import asdict, dataclass
+
+import numpy as np
+
+from orpose.data.coco import PoseDataset
+
+DEFAULT_SCORE_THRESHOLD = 0.5  # orpose predict --score-threshold's default
+MATCH_IOU = 0.5
+
+
+@dataclass
+class ShownResult:
+    """Recall and precision (in [0, 1]) of the people shown at ``threshold``."""
+
+    threshold: float
+    annotated: int
+    shown: int
+    matched: int
+
+    @property
+    def recall(self) -> float:
+        return self.matched / self.annotated if self.annotated else float("nan")
+
+    @property
+    def precision(self) -> float:
+        return self.matched / self.shown if self.shown else float("nan")
+
+    def as_dict(self) -> dict:
+        return {**asdict(self), "recall": self.recall, "precision": self.precision}
+
+
+def iou_xywh(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """IoU matrix of xywh boxes ``(A, 4)`` x ``(B, 4)``."""
+    if len(a) == 0 or len(b) == 0:
+        return np.zeros((len(a), len(b)))
+    lo = np.maximum(a[:, None, :2], b[None, :, :2])
+    hi = np.minimum(a[:, None, :2] + a[:, None, 2:], b[None, :, :2] + b[None, :, 2:])
+    inter = np.clip(hi - lo, 0, None).prod(-1)
+    union = a[:, None, 2:].prod(-1) + b[None, :, 2:].prod(-1) - inter
+    return inter / np.maximum(union, 1e-12)
+
+
+def shown_people(
+    gt: PoseDataset, results: list[dict], threshold: float = DEFAULT_SCORE_THRESHOLD
+) -> ShownResult:
+    """Recall and precision of the results at ``threshold`` (see the module)."""
+    by_image: dict[int, list[dict]] = defaultdict(list)
+    for r in results:
+        if r.get("score", 0.0) >= threshold:
+            by_image[r["image_id"]].append(r)
+    annotated = shown = matched = 0
+    for img in gt.images:
+        people = [a for a in gt.annotations_of(img["id"]) if not a.get("iscrowd", 0)]
+        found = sorted(by_image.get(img["id"], []), key=lambda r: -r["score"])
+        annotated += len(people)
+        shown += len(found)
+        iou = iou_xywh(np.array([r["bbox"] for r in found], float).reshape(-1, 4),
+                       np.array([a["bbox"] for a in people], float).reshape(-1, 4))  # fmt: skip
+        free = np.ones(len(people), bool)
+        for i in range(len(found)):
+            candidates = np.where(free & (iou[i] >= MATCH_IOU))[0]
+            if len(candidates):
+                free[candidates[np.argmax(iou[i, candidates])]] = False
+                matched += 1
+    return ShownResult(threshold, annotated, shown, matched)
