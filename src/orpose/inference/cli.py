@@ -8,6 +8,7 @@ from pathlib import Path
 
 from orpose.config import cli_number
 from orpose.errors import UserError
+from orpose.evaluation.shown import DEFAULT_SCORE_THRESHOLD
 from orpose.inference.journal import JournalMismatch
 from orpose.outputs import check_output_folder
 
@@ -52,9 +53,10 @@ def _register_predict(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--score-threshold",
         type=_SCORE,
-        default=0.5,
-        help="people below this score are neither written nor drawn (default 0.5; "
-        "0 keeps every detection, as COCO AP wants)",
+        default=DEFAULT_SCORE_THRESHOLD,
+        help=f"people below this score are neither written nor drawn (default "
+        f"{DEFAULT_SCORE_THRESHOLD:g}: see docs/inference.md, 'What a user sees'; 0 keeps every "
+        "detection, as COCO AP wants)",
     )
     p.add_argument(
         "--keypoint-threshold",

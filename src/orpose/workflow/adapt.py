@@ -76,13 +76,13 @@ def adapt_config(opts: AdaptOptions, labels: Path) -> dict:
     (lifters included), on the pool plus ``oversample`` copies of the new labels."""
     config = training_config(opts.checkpoint)
     data = dict(config.get("data") or {})
-    pool = [str(p) for p in opts.pool] or [str(p) for p in data.get("train") or []]
+    pool = [str(Path(p).resolve()) for p in opts.pool or data.get("train") or []]
     missing = [p for p in pool if not Path(p).is_file()]
     if missing:
         raise UserError(
             f"{missing[0]}: the general pool's pseudo labels are missing (give --pool FILE)"
         )
-    data["train"] = pool + [str(labels)] * opts.oversample
+    data["train"] = pool + [str(labels.resolve())] * opts.oversample
     solver = dict(config.get("solver") or {})
     solver["iterations"] = opts.iterations
     solver["warmup_iterations"] = min(20, max(1, opts.iterations // 5))
@@ -91,7 +91,7 @@ def adapt_config(opts: AdaptOptions, labels: Path) -> dict:
         student=student_config(opts.checkpoint),
         data=data,
         solver=solver,
-        init_weights=str(opts.checkpoint),
+        init_weights=str(opts.checkpoint.resolve()),
         init_lifter=None,  # the lifters come with the weights
     )
     return config

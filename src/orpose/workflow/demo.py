@@ -45,13 +45,20 @@ class DemoOptions:
     val_images: int = 40  # labelled images of coco_person_val500 for the AP tables
     scales: list[float] = field(default_factory=lambda: [1, 8, 10, 12])
     lifter: Path | None = None  # an existing lifter checkpoint instead of training one
-    lifter_epochs: int = 3
+    lifter_epochs: int = 8
+    lifter_hidden: int = 1024  # 256 x 3 epochs: MPJPE 132 mm on MVOR days 1-3, 1024 x 12: 113
     teacher_preset: str = "single"  # "full" (test-time augmentation) is ~7x slower
     iterations: int = 300  # student iterations (16 person crops + 4 images each)
     or_frames: int = 120  # real 12x operating-room frames to predict
     max_detections: int = 20  # people per image kept by the student in evaluation
     mvor: bool = True  # score teacher and student on the MVOR operating-room test frames
     mvor_frames: int | None = None  # the first N of them (with keypoints); None: all 61
+    # the operating room in training (README, "In the operating room"): another OR's frames
+    # (or_x) labelled by the teacher, oversampled; the MVOR room's 12x-only frames (the first
+    # or_frames of or_lowres_12x) labelled by the untrained student itself, flip-consistently
+    or_x_images: int = 242
+    or_x_oversample: int = 4  # 0: leave or_x out
+    or_self_oversample: int = 2  # 0: leave the self-labelled 12x frames out
 
     @classmethod
     def quick(cls, **overrides) -> DemoOptions:
@@ -63,9 +70,11 @@ class DemoOptions:
             val_images=3,
             scales=[1, 12],
             lifter_epochs=1,
+            lifter_hidden=256,
             iterations=4,
             or_frames=4,
             mvor_frames=3,
+            or_x_images=2,
         )
         return cls(**{**sizes, **overrides})
 
@@ -159,6 +168,41 @@ def mvor_eval_steps(opts: DemoOptions, data: Path, lifter: Path, checkpoint: Pat
     return steps
 
 
+def operating_room_steps(
+    opts: DemoOptions, data: Path, lifter: Path, or12: Path, steps: list[Step]
+) -> list[Path]:
+    """Append the steps that label operating-room frames for training; returns the training
+    files they add (each repeated by its oversampling)."""
+    d, files = opts.out, []
+    if opts.or_x_oversample:
+        or_x, or_x_labels = d / "data/or_x.json", d / "labels/or_x.json"
+        steps.append(Step(
+            "or-x-subset", ["data", "subset", data / "or_x", "--num", opts.or_x_images,
+                            "--out", or_x], [or_x],
+            "frames of another operating room (OR-X), unlabelled"))  # fmt: skip
+        steps.append(Step(
+            "or-x-labels", ["label", or_x, "--preset", opts.teacher_preset, "--lifter", lifter,
+                            "--out", or_x_labels, "--no-progress"], [or_x_labels],
+            "the teacher's pseudo labels of the other operating room"))  # fmt: skip
+        files += [or_x_labels] * opts.or_x_oversample
+    if opts.or_self_oversample:
+        untrained, self_labels = d / "untrained", d / "labels/or12x_self.json"
+        steps.append(Step(
+            "untrained-student", ["train", configs_dir() / DEMO_CONFIG, "--out", untrained,
+                                  "--set", "solver.iterations=0", "--set",
+                                  f"data.train=[{d / 'labels/train.json'}]", "--set",
+                                  f"init_lifter={lifter}"], [untrained / "last.pt"],
+            "the student before training (the single-pass teacher as one network)"))  # fmt: skip
+        steps.append(Step(
+            "or-12x-self-labels", ["self-label", untrained / "last.pt", or12,
+                                   "--stored-downscale", 12, "--out", self_labels,
+                                   "--no-progress"], [self_labels],
+            "the MVOR room's 12x-only frames, labelled by the student itself "
+            "(flip-consistent people only)"))  # fmt: skip
+        files += [self_labels] * opts.or_self_oversample
+    return files
+
+
 def demo_steps(opts: DemoOptions, data: Path) -> list[Step]:
     """The demo's commands, in order; paths under ``opts.out``."""
     d = opts.out
@@ -232,7 +276,7 @@ def demo_steps(opts: DemoOptions, data: Path) -> list[Step]:
                     "--epochs",
                     opts.lifter_epochs,
                     "--hidden",
-                    256,
+                    opts.lifter_hidden,
                     "--no-progress",
                 ],
                 [lifter],
@@ -260,6 +304,7 @@ def demo_steps(opts: DemoOptions, data: Path) -> list[Step]:
             "the teacher's soft and hard pseudo labels, 2D and 3D",
         )
     )
+    train_files = [labels, *operating_room_steps(opts, data, lifter, or12, steps)]
     steps.append(
         Step(
             "pseudo-label-pictures",
@@ -288,7 +333,7 @@ def demo_steps(opts: DemoOptions, data: Path) -> list[Step]:
                 student,
                 "--resume",
                 "--set",
-                f"data.train=[{labels}]",
+                f"data.train=[{','.join(str(f) for f in train_files)}]",
                 "--set",
                 f"solver.iterations={opts.iterations}",
                 "--set",
