@@ -325,9 +325,22 @@ def mvor_section(opts) -> list[str]:
         "intrinsics." + note,
         mvor_table(models, [scale_label(s) for s in opts.scales]),
         "The paper's rows are on MVOR+ (its re-annotated MVOR, not public), not on these frames, "
-        "and its student learnt the operating room from unlabelled OR images; the demo's student "
-        "has seen none (COCO, sports photos and a street video only).",
+        "and its student learnt the operating room from 77k unlabelled OR images; the demo's "
+        f"student, from {or_training_summary(opts)}.",
     ]
+
+
+def or_training_summary(opts) -> str:
+    """What operating-room frames the demo's student trained on, in words."""
+    parts = []
+    if opts.or_x_oversample:
+        parts.append(f"{opts.or_x_images} frames of another operating room labelled by the "
+                     f"teacher ({opts.or_x_oversample}x oversampled)")  # fmt: skip
+    if opts.or_self_oversample:
+        parts.append(f"{opts.or_frames} 12x-only frames of the MVOR room from another camera, "
+                     f"labelled by the untrained student itself ({opts.or_self_oversample}x "
+                     "oversampled)")  # fmt: skip
+    return " and ".join(parts) if parts else "none (COCO, sports photos and a street video only)"
 
 
 def mvor_samples(opts, report_dir: Path) -> list[str]:
@@ -517,7 +530,8 @@ def write_demo_report(
         "1. The teacher (person detector, top-down 2D pose, lifter) labelled "
         f"{opts.unlabelled_images} unlabelled COCO images, {opts.pool_images} sports photos "
         f"(person_pool/lspet) and every {opts.video_step}th frame of the PETS video: "
-        f"{pseudo_label_summary(d / 'labels/train.json')}",
+        f"{pseudo_label_summary(d / 'labels/train.json')} The operating room in training: "
+        f"{or_training_summary(opts)}.",
         "2. The CPU student (one network built from the teacher's own pretrained models: the "
         "PicoDet detector, RoIAlign crops, the TinyPose trunk with the paper's two heatmap "
         f"branches, two lifters) trained {opts.iterations} iterations of 16 person crops and 4 "
