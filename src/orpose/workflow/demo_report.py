@@ -331,14 +331,19 @@ def mvor_section(opts) -> list[str]:
 
 
 def or_training_summary(opts) -> str:
-    """What operating-room frames the demo's student trained on, in words."""
+    """What operating-room frames the demo's student trained on, in words (options a caller
+    does not have count as off)."""
     parts = []
-    if opts.or_x_oversample:
+    or_x, self_labelled = (
+        getattr(opts, "or_x_oversample", 0),
+        getattr(opts, "or_self_oversample", 0),
+    )
+    if or_x:
         parts.append(f"{opts.or_x_images} frames of another operating room labelled by the "
-                     f"teacher ({opts.or_x_oversample}x oversampled)")  # fmt: skip
-    if opts.or_self_oversample:
+                     f"teacher ({or_x}x oversampled)")  # fmt: skip
+    if self_labelled:
         parts.append(f"{opts.or_frames} 12x-only frames of the MVOR room from another camera, "
-                     f"labelled by the untrained student itself ({opts.or_self_oversample}x "
+                     f"labelled by the untrained student itself ({self_labelled}x "
                      "oversampled)")  # fmt: skip
     return " and ".join(parts) if parts else "none (COCO, sports photos and a street video only)"
 
