@@ -401,6 +401,18 @@ def undecodable_images(dataset: PoseDataset) -> list[tuple[dict, Path, str]]:
     return bad
 
 
+def box_iou_xywh(a: Any, b: Any) -> np.ndarray:
+    """IoU matrix ``(A, B)`` of COCO boxes (x, y, w, h), by pycocotools' rule for non-crowd
+    boxes."""
+    from pycocotools import mask
+
+    a = np.asarray(a, dtype=np.float64).reshape(-1, 4)
+    b = np.asarray(b, dtype=np.float64).reshape(-1, 4)
+    if not len(a) or not len(b):
+        return np.zeros((len(a), len(b)))
+    return np.asarray(mask.iou(a, b, [0] * len(b)), dtype=np.float64).reshape(len(a), len(b))
+
+
 def keypoints_array(annotations: Sequence[dict], field_name: str = "keypoints") -> np.ndarray:
     """Stack one keypoint field of several annotations into ``(N, 17, C)`` (C from the field)."""
     channels = KEYPOINT_FIELDS[field_name]

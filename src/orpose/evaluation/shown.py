@@ -15,7 +15,7 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
-from orpose.data.coco import PoseDataset
+from orpose.data.coco import PoseDataset, box_iou_xywh
 
 # orpose predict --score-threshold's default: the lowest of 0.5 / 0.4 / 0.3 / 0.25 / 0.2 whose
 # precision stays >= 80% at 1x, 8x and 12x on the demo's 40 COCO val500 images (0.25: 84 / 98 /
@@ -46,17 +46,6 @@ class ShownResult:
         return {**asdict(self), "recall": self.recall, "precision": self.precision}
 
 
-def iou_xywh(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """IoU matrix of xywh boxes ``(A, 4)`` x ``(B, 4)``."""
-    if len(a) == 0 or len(b) == 0:
-        return np.zeros((len(a), len(b)))
-    lo = np.maximum(a[:, None, :2], b[None, :, :2])
-    hi = np.minimum(a[:, None, :2] + a[:, None, 2:], b[None, :, :2] + b[None, :, 2:])
-    inter = np.clip(hi - lo, 0, None).prod(-1)
-    union = a[:, None, 2:].prod(-1) + b[None, :, 2:].prod(-1) - inter
-    return inter / np.maximum(union, 1e-12)
-
-
 def shown_people(
     gt: PoseDataset, results: list[dict], threshold: float = DEFAULT_SCORE_THRESHOLD
 ) -> ShownResult:
@@ -71,8 +60,7 @@ def shown_people(
         found = sorted(by_image.get(img["id"], []), key=lambda r: -r["score"])
         annotated += len(people)
         shown += len(found)
-        iou = iou_xywh(np.array([r["bbox"] for r in found], float).reshape(-1, 4),
-                       np.array([a["bbox"] for a in people], float).reshape(-1, 4))  # fmt: skip
+        iou = box_iou_xywh([r["bbox"] for r in found], [a["bbox"] for a in people])
         free = np.ones(len(people), bool)
         for i in range(len(found)):
             candidates = np.where(free & (iou[i] >= MATCH_IOU))[0]

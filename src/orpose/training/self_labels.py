@@ -20,23 +20,13 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
+from orpose.data.coco import box_iou_xywh
 from orpose.data.lowres import upsample
 from orpose.data.sources import Frame
 from orpose.skeleton import FLIP_INDEX, NUM_KEYPOINTS
 
 Predictor = Callable[[np.ndarray], list[dict]]
 HARD_THRESHOLD = 0.5  # as the teacher's keypoint_threshold: the hard set's confident keypoints
-
-
-def box_iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """IoU of xywh boxes ``(A, 4)`` x ``(B, 4)``."""
-    if len(a) == 0 or len(b) == 0:
-        return np.zeros((len(a), len(b)))
-    a1, a2 = a[:, None, :2], a[:, None, :2] + a[:, None, 2:]
-    b1, b2 = b[None, :, :2], b[None, :, :2] + b[None, :, 2:]
-    inter = np.clip(np.minimum(a2, b2) - np.maximum(a1, b1), 0, None).prod(-1)
-    union = a[:, None, 2:].prod(-1) + b[None, :, 2:].prod(-1) - inter
-    return inter / np.maximum(union, 1e-9)
 
 
 def unflip(results: list[dict], width: int) -> list[dict]:
@@ -58,8 +48,7 @@ def consistent_people(
     plain = [r for r in plain if r["score"] >= min_score]
     mirrored = [r for r in mirrored if r["score"] >= min_score]
     plain.sort(key=lambda r: -r["score"])
-    iou = box_iou(np.array([r["bbox"] for r in plain]).reshape(-1, 4),
-                  np.array([r["bbox"] for r in mirrored]).reshape(-1, 4))  # fmt: skip
+    iou = box_iou_xywh([r["bbox"] for r in plain], [r["bbox"] for r in mirrored])
     taken: set[int] = set()
     people = []
     for i, a in enumerate(plain):

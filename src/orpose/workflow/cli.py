@@ -335,20 +335,12 @@ def register_adapt(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run_adapt_cli(args: argparse.Namespace) -> int:
-    import math
-
     from orpose.workflow.adapt import AdaptOptions, run_adapt
 
-    s = args.stored_downscale
-    if not (math.isfinite(s) and 1 <= s <= 64):
-        raise_user_error(f"--stored-downscale must be a number in [1, 64], got {s}")
-    for key in ("oversample", "iterations", "video_step"):
-        if getattr(args, key) < 1:
-            raise_user_error(f"--{key.replace('_', '-')} must be >= 1, got {getattr(args, key)}")
-    if not (math.isfinite(args.min_score) and 0 <= args.min_score <= 1):
-        raise_user_error(f"--min-score must lie in [0, 1], got {args.min_score}")
+    # the numbers' ranges are the parser's (cli_number)
     opts = AdaptOptions(
-        checkpoint=args.checkpoint, frames=args.frames, out=args.out, stored_downscale=s,
+        checkpoint=args.checkpoint, frames=args.frames, out=args.out,
+        stored_downscale=args.stored_downscale,
         pool=args.pool, oversample=args.oversample, iterations=args.iterations,
         lifter=args.lifter, preset=args.preset, video_step=args.video_step,
         min_score=args.min_score,
