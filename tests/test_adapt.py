@@ -91,3 +91,22 @@ def test_a_missing_checkpoint_exits_2(tmp_path, capsys):
     code = main(["adapt", str(tmp_path / "none.pt"), str(tmp_path), "--out", str(tmp_path / "o")])
     assert code == 2
     assert "none.pt" in capsys.readouterr().err
+
+
+class _RunsCode:
+    def __reduce__(self):
+        return (print, ("this pickle ran code",))
+
+
+def test_a_checkpoint_whose_pickle_would_run_code_is_refused_before_any_work(tmp_path, capsys):
+    import torch
+
+    evil = tmp_path / "evil.pt"
+    torch.save({"model": {}, "student_config": _RunsCode()}, evil)
+    code = main(["adapt", str(evil), str(tmp_path), "--out", str(tmp_path / "o")])
+    captured = capsys.readouterr()
+    assert code == 2
+    assert "this pickle ran code" not in captured.out
+    assert captured.err.strip().splitlines() == [captured.err.strip()]
+    assert "evil.pt" in captured.err
+    assert not (tmp_path / "o").exists()  # nothing labelled, nothing written

@@ -168,6 +168,7 @@ def run_adapt(opts: AdaptOptions) -> Path:
     """Run (or resume) an adaptation; returns the adapted checkpoint."""
     if not opts.checkpoint.is_file():
         raise UserError(f"{opts.checkpoint}: no such checkpoint")
+    student_config(opts.checkpoint)  # a checkpoint that is not a student stops before any work
     steps, checkpoint = adapt_steps(opts)
     runner = StepRunner(opts.out)
     write_commands(steps, opts.out / "commands.sh", f"orpose adapt {opts.checkpoint}")
