@@ -27,7 +27,7 @@ def test_flip_keypoints_mirrors_and_is_an_involution():
     kps = np.concatenate([rng.uniform(0, 100, (17, 2)), np.full((17, 1), 2.0)], axis=1)
     flipped = sk.flip_keypoints(kps, 100)
     # the new left shoulder is the old right shoulder, mirrored
-    assert flipped[5, 0] == 100 - kps[6, 0] and flipped[5, 1] == kps[6, 1]
+    assert flipped[5, 0] == 99 - kps[6, 0] and flipped[5, 1] == kps[6, 1]  # pixel indices
     np.testing.assert_allclose(sk.flip_keypoints(flipped, 100), kps)
 
 

@@ -45,7 +45,7 @@ def test_flipped_target_mirrors_boxes_keypoints_and_3d():
     t = build_target([ann, tiny], width=320, flip=True)
     assert t["boxes"].tolist() == [[200.0, 10.0, 240.0, 180.0]]
     # the new left shoulder (5) is the old right shoulder (6), mirrored
-    assert t["keypoints"][0, 5, 0].item() == pytest.approx(320 - kps[6, 0])
+    assert t["keypoints"][0, 5, 0].item() == pytest.approx(319 - kps[6, 0])  # pixel indices
     assert t["keypoints_soft"][0, 5, 2].item() == pytest.approx(0.5)
     np.testing.assert_allclose(
         t["keypoints3d_soft"][0, 5].numpy(), [-pose3d[6, 0], pose3d[6, 1], pose3d[6, 2]], rtol=1e-5

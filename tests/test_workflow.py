@@ -202,7 +202,7 @@ def test_spec_inherits_its_base_and_takes_null_as_the_default(tmp_path, monkeypa
     (tmp_path / "base.yaml").write_text(SPEC.format(gt='"{shared}/gt.json"') + "limit: 30\n")
     child = write_spec(tmp_path, "base: base.yaml\nlimit: null\nschedule: {iterations: 0}\n")
     spec = load_experiment(child)
-    assert spec.limit is None and spec.iterations == 0 and spec.scales == [1.0, 12.0]
+    assert spec.evaluations[0].limit is None and spec.iterations == 0 and spec.scales == [1.0, 12.0]
     assert spec.gt == (tmp_path / "shared/gt.json").resolve()
     assert list(spec.runs) == ["teacher", "all", "untrained"]
     assert spec.runs["untrained"].label == "untrained" and spec.tables[1].title == "T2"
@@ -230,7 +230,8 @@ scales: [1, 12]
 train: [gt2.json]
 schedule: {iterations: 2}
 set: [student.backbone=resnet18_fpn, "student.head_convs=[32]", "student.min_size=[160]",
-      student.max_size=224, student.lifters=false, solver.batch_size=1, data.num_workers=0]
+      student.max_size=224, student.lifters=false, solver.batch_size=1, data.num_workers=0,
+      init_weights=null, student.norm=bn]
 eval: {max_detections: 5, proposals: 50}
 runs:
   teacher: {teacher: single}

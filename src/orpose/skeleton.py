@@ -1,7 +1,10 @@
 """The one place that knows the skeletons: COCO-17, MVOR's 10 upper-body joints, Human3.6M-17.
 
 Every other module indexes keypoints through the names and tables defined here, so that a change
-of convention (a flip pair, the root, the MPJPE joints) happens in one file.
+of convention (a flip pair, the root, the MPJPE joints) happens in one file. So is the one
+horizontal flip of image coordinates (:func:`flip_x`, :func:`flip_keypoints`,
+:func:`flip_boxes`): keypoints are pixel indices (x' = width - 1 - x), boxes continuous edges
+(x' = width - x).
 
 Arrays follow one convention: keypoints are ``(..., 17, C)`` with ``C`` = 2 (x, y), 3 (x, y, v or
 confidence) or 3 for 3D (x, y, z); the last channel of a 2D array is a visibility / confidence.
@@ -91,13 +94,38 @@ def root_relative(keypoints3d: np.ndarray) -> np.ndarray:
     return xyz - root_position(xyz)[..., None, :]
 
 
-def flip_keypoints(keypoints: np.ndarray, image_width: float) -> np.ndarray:
-    """Mirror ``(..., 17, C)`` image keypoints for a horizontally flipped image of that width.
+def flip_x(x, image_width: float):
+    """A pixel-index x after a horizontal flip of an image ``image_width`` pixels wide.
 
-    Uses COCO's pixel convention (x' = width - x), the one torchvision's flip uses.
+    orpose's keypoints are COCO pixel indices (x = 0 is the centre of the first pixel, see
+    orpose/student/losses.py), and mirroring an image (``pixels[:, ::-1]``, ``cv2.flip``) moves
+    pixel i to pixel ``width - 1 - i``: so x' = width - 1 - x. Every flip of keypoints, and of any
+    point or crop in pixel indices, goes through this function.
+    """
+    return (image_width - 1) - x
+
+
+def flip_keypoints(keypoints: np.ndarray, image_width: float) -> np.ndarray:
+    """Mirror ``(..., 17, C)`` image keypoints for a horizontally flipped image of that width:
+    left and right joints swapped, x in pixel indices (:func:`flip_x`: x' = width - 1 - x).
+    An involution: flipping twice gives the keypoints back.
     """
     flipped = np.array(keypoints, dtype=np.float64, copy=True)[..., FLIP_INDEX, :]
-    flipped[..., 0] = image_width - flipped[..., 0]
+    flipped[..., 0] = flip_x(flipped[..., 0], image_width)
+    return flipped
+
+
+def flip_boxes(boxes: np.ndarray, image_width: float) -> np.ndarray:
+    """Mirror ``(..., 4)`` xyxy boxes for a horizontally flipped image of that width.
+
+    Box numbers are continuous edges (pixel i spans [i, i + 1]: COCO's ``bbox`` and torchvision's
+    boxes), so an edge maps as x' = width - x and the two x edges swap: x0' = width - x1,
+    x1' = width - x0 (as ``orpose.data.lowres.scale_results`` and self-labelling treat them).
+    The box of pixel k, edges [k, k + 1], becomes [width - 1 - k, width - k]: the box of pixel
+    :func:`flip_x` (k), so boxes and keypoints stay together.
+    """
+    flipped = np.array(boxes, dtype=np.float64, copy=True)
+    flipped[..., [0, 2]] = image_width - flipped[..., [2, 0]]
     return flipped
 
 

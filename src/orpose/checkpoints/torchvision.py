@@ -71,6 +71,9 @@ def load_torchvision_keypointrcnn(
             )
     # BatchNorm's counter exists in one layout and not the other (FrozenBatchNorm2d has none)
     mapped = {k: v for k, v in mapped.items() if not k.endswith("num_batches_tracked") or k in own}
+    # a single-branch student has one heatmap layer (`soft`): the copy meant for `hard` goes
+    mapped = {k: v for k, v in mapped.items()
+              if not k.startswith("roi_heads.kp_head.hard.") or k in own}  # fmt: skip
     unexpected = [k for k in mapped if k not in own]
     if unexpected:
         raise ValueError(

@@ -6,7 +6,7 @@ ConvTranspose(4, stride 2) and a bilinear x2 upsampling to 17 x 56 x 56 heatmaps
 torchvision's ``KeypointRCNNHeads``; each branch is the predictor torchvision uses for its own
 Keypoint R-CNN, so a standard COCO Keypoint R-CNN checkpoint loads into either branch. The branch
 layout and the lifters are :class:`orpose.student.keypoint_head.KeypointHead`'s, shared with the
-CPU student's head.
+CPU student's head; with ``single_branch`` (Table 3) there is one predictor and one lifter.
 """
 
 from __future__ import annotations
@@ -49,7 +49,8 @@ def keypoint_probability(heatmaps: torch.Tensor, peak_logits: torch.Tensor) -> t
 
 
 class TwoBranchKeypointHead(KeypointHead):
-    """Shared convs, then (HM_soft, HM_hard) logits ``(R, 17, 4S, 4S)`` from ``(R, C, S, S)``."""
+    """Shared convs, then (HM_soft, HM_hard) logits ``(R, 17, 4S, 4S)`` from ``(R, C, S, S)``
+    (``single_branch``: one predictor, its logits returned as both)."""
 
     def __init__(
         self,
@@ -67,12 +68,11 @@ class TwoBranchKeypointHead(KeypointHead):
             )
         self.keypoint_score = keypoint_score
         self.convs = KeypointRCNNHeads(in_channels, list(conv_layers))
-        # single_branch: one predictor serves both label sets (the paper's Table 3 ablations)
+        # single_branch: one predictor (and one lifter) serves both label sets (Table 3)
         self.make_branches(KeypointRCNNPredictor(conv_layers[-1], num_keypoints))
 
     def forward(self, roi_features: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        x = self.convs(roi_features)
-        return self.soft(x), self.hard(x)
+        return self.branches(self.convs(roi_features))
 
     def losses(
         self,

@@ -6,10 +6,16 @@ pseudo-label set and the 3D losses compare each lifter (fed the teacher's 2D) wi
 labels. At inference the 2D keypoints come from the mean of both branches and the 3D from the
 mean of both lifters, each lifter fed its own branch's keypoints.
 
+The paper's Table 3 single branch (``single_branch``) has ONE heatmap layer and ONE lifter,
+trained on the hard set, the soft set or both (the loss weights pick them): both 2D losses train
+that layer, both 3D losses that lifter, and at inference the 3D is that lifter on the layer's
+keypoints. They keep the names ``soft`` and ``lift_soft`` (so that tools naming modules, such as
+the FLOP counter, find them); ``hard`` and ``lift_hard`` do not exist, so every parameter is in
+the state dict once.
+
 :class:`KeypointHead` owns what does not depend on the network around it: the branch layout
-(two branches, or one shared by both label sets for the paper's Table 3 ablations), the lifters
-and their losses. Each family adds its trunk, its 2D losses and its decoding, as detectron2 keeps
-each ROI head's loss beside it:
+(two branches, or the single branch), the lifters and their losses. Each family adds its
+trunk, its 2D losses and its decoding, as detectron2 keeps each ROI head's loss beside it:
 
 - :class:`orpose.student.roi_heads.RCNNKeypointHead` (Keypoint R-CNN, the paper's student):
   RoIAlign features -> conv stack -> two ConvTranspose branches, spatial cross-entropy losses;
@@ -45,8 +51,12 @@ def make_lifter(lifter_config: dict) -> nn.Module:
 
 
 class KeypointHead(nn.Module):
-    """Branch layout and lifters. Subclasses set ``self.soft`` and ``self.hard`` (the same
-    module when ``single_branch``) through :meth:`make_branches`."""
+    """Branch layout and lifters. Subclasses set the heatmap branches through
+    :meth:`make_branches` and compute them with :meth:`branches`.
+
+    Two branches (default): ``soft`` / ``hard`` heatmap layers and ``lift_soft`` / ``lift_hard``
+    lifters. ``single_branch``: one heatmap layer ``soft`` and one lifter ``lift_soft``, which
+    both label sets train (no ``hard`` nor ``lift_hard`` module, not even as a second name)."""
 
     def __init__(self, single_branch: bool = False, lifter_config: dict | None = None):
         super().__init__()
@@ -54,22 +64,54 @@ class KeypointHead(nn.Module):
         self.lifter_config = lifter_config
         if lifter_config is not None:
             self.lift_soft = make_lifter(lifter_config)
-            self.lift_hard = make_lifter(lifter_config)
+            if not single_branch:
+                self.lift_hard = make_lifter(lifter_config)
+        if single_branch:
+            self._register_load_state_dict_pre_hook(self._single_branch_weights)
 
     @property
     def has_lifters(self) -> bool:
         return hasattr(self, "lift_soft")
 
     def make_branches(self, branch: nn.Module) -> None:
-        """``branch`` becomes HM_soft; HM_hard is a copy of it, or the same module."""
+        """``branch`` becomes HM_soft; HM_hard is a copy of it (two branches only)."""
         self.soft = branch
-        self.hard = branch if self.single_branch else copy.deepcopy(branch)
+        if not self.single_branch:
+            self.hard = copy.deepcopy(branch)
+
+    def branches(self, features: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(HM_soft, HM_hard) of ``features``; with a single branch both are its one output."""
+        soft = self.soft(features)
+        return soft, soft if self.single_branch else self.hard(features)
+
+    def lifter(self, branch: str) -> nn.Module:
+        """The lifter of ``branch`` ("soft" or "hard"): the one lifter of a single branch."""
+        return self.lift_soft if self.single_branch or branch == "soft" else self.lift_hard
 
     def set_lifters(self, lifter: nn.Module) -> None:
-        """Both lifters start from one trained lifter (its architecture wins)."""
+        """The lifters start from one trained lifter (its architecture wins): both start from
+        it, or the single branch's one lifter is it."""
         self.lift_soft = lifter
-        self.lift_hard = copy.deepcopy(lifter)
+        if not self.single_branch:
+            self.lift_hard = copy.deepcopy(lifter)
         self.lifter_config = lifter.config.to_dict()
+
+    def _single_branch_weights(self, state_dict, prefix, *_args) -> None:
+        """Loading into a single branch: ``hard.*`` entries equal to their ``soft.*`` twins
+        (the one shared layer, as single-branch files listed it before they had one lifter)
+        are dropped; weights with a second lifter are refused in one line (which of two
+        lifters is the one trained on the run's label sets cannot be told from the file)."""
+        if any(k.startswith(prefix + "lift_hard.") for k in state_dict):
+            raise RuntimeError(
+                "these weights have two lifters (lift_soft, lift_hard) but the single-branch "
+                "student has one (single-branch checkpoints saved before it had one lifter "
+                "must be trained again)"
+            )
+        hard = prefix + "hard."
+        for key in [k for k in state_dict if k.startswith(hard)]:
+            twin = state_dict.get(prefix + "soft." + key[len(hard) :])
+            if isinstance(twin, torch.Tensor) and torch.equal(twin, state_dict[key]):
+                del state_dict[key]
 
     def lifting_losses(
         self,
@@ -78,29 +120,36 @@ class KeypointHead(nn.Module):
         target_mm: torch.Tensor,
         unit_mm: float,
     ) -> dict[str, torch.Tensor]:
-        """L3D_soft and L3D_hard: each lifter on the teacher's 2D ``(N, 17, 3)`` (x, y, v or
-        confidence), against the soft 3D labels ``(N, 17, 3)`` mm."""
+        """L3D_soft and L3D_hard: the soft / hard lifter on the teacher's 2D ``(N, 17, 3)``
+        (x, y, v or confidence) of that set, against the soft 3D labels ``(N, 17, 3)`` mm. With
+        a single branch both terms go through its one lifter."""
         if not self.has_lifters:
             return {}
         if len(target_mm) == 0:
             zero = sum(p.sum() for p in self.lift_soft.parameters()) * 0
             return {"loss_kp3d_soft": zero, "loss_kp3d_hard": zero.clone()}
-        lifted_soft = self.lift_soft(soft[..., :2], soft[..., 2] > 0)
-        lifted_hard = self.lift_hard(hard[..., :2], hard[..., 2] > 0)
+        lifted_soft = self.lifter("soft")(soft[..., :2], soft[..., 2] > 0)
+        lifted_hard = self.lifter("hard")(hard[..., :2], hard[..., 2] > 0)
         return {
             "loss_kp3d_soft": lifting_loss(lifted_soft, target_mm, unit_mm),
             "loss_kp3d_hard": lifting_loss(lifted_hard, target_mm, unit_mm),
         }
 
     def lift(self, soft_xy: torch.Tensor, hard_xy: torch.Tensor, mapping=None) -> torch.Tensor:
-        """3D ``(N, 17, 3)`` mm: the mean of both lifters, each on its own branch's keypoints.
+        """3D ``(N, 17, 3)`` mm: the mean of both lifters, each on its own branch's keypoints;
+        with a single branch its one lifter on ``soft_xy`` (the one layer's keypoints, which
+        ``hard_xy`` repeats).
 
         ``mapping`` (:class:`orpose.lifting.intrinsics.LiftMapping`, None: the identity) takes
         the keypoints from the image's pixels to the lifter camera's (the original frame of a
         small one, the frame's intrinsics); the 2D outputs do not change."""
         if mapping is not None:
-            soft_xy, hard_xy = mapping.apply(soft_xy), mapping.apply(hard_xy)
+            soft_xy = mapping.apply(soft_xy)
         visible = torch.ones(soft_xy.shape[:2], dtype=torch.bool, device=soft_xy.device)
+        if self.single_branch:
+            return self.lift_soft(soft_xy, visible)
+        if mapping is not None:
+            hard_xy = mapping.apply(hard_xy)
         return (self.lift_soft(soft_xy, visible) + self.lift_hard(hard_xy, visible)) / 2
 
 
@@ -204,6 +253,8 @@ class TopDownKeypointHead(KeypointHead):
 
     The branches start as copies of the trunk's own last layer (PP-TinyPose: 40 -> 17 channels
     at stride 4), so the untrained student already predicts what the pretrained model does.
+    ``single_branch``: that layer is the one branch, HM_soft and HM_hard are both its output,
+    so every loss below trains it.
 
     Losses (all heatmap regression, the loss the trunk was trained with; weights in the config):
     - ``loss_kp2d_hard``: HM_hard against unit Gaussians at the hard set's keypoints (those
@@ -241,9 +292,10 @@ class TopDownKeypointHead(KeypointHead):
         return math.ceil(w / self.stride), math.ceil(h / self.stride)
 
     def forward(self, crops: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """HM_soft and HM_hard ``(R, 17, H, W)`` of normalised crops ``(R, 3, h, w)``."""
+        """HM_soft and HM_hard ``(R, 17, H, W)`` of normalised crops ``(R, 3, h, w)`` (one
+        tensor twice with a single branch)."""
         (features,) = self.trunk(crops)
-        return self.soft(features), self.hard(features)
+        return self.branches(features)
 
     def losses(
         self,

@@ -5,7 +5,8 @@ adds the soft/hard keypoint branches (:mod:`orpose.student.roi_heads`) and two 2
 (:class:`orpose.lifting.Lifter`) trained on the teacher's 2D against the soft 3D labels.
 
 Inference follows the paper: 2D = argmax of mean(HM_soft, HM_hard); 3D = mean of
-lift_soft(argmax HM_soft) and lift_hard(argmax HM_hard), root-relative, mm.
+lift_soft(argmax HM_soft) and lift_hard(argmax HM_hard), root-relative, mm. ``single_branch``
+(Table 3): one heatmap branch and one lifter, 3D = that lifter on the branch's argmax.
 """
 
 from __future__ import annotations
@@ -50,7 +51,7 @@ class StudentConfig:
     detections_per_img: int = 100
     rpn_post_nms_top_n_train: int = 1500  # the official config's POST_NMS_TOPK_TRAIN
     box_batch_size_per_image: int = 512
-    single_branch: bool = False  # one heatmap branch for both label sets (ablations)
+    single_branch: bool = False  # one heatmap branch + one lifter for both label sets (Table 3)
     max_keypoint_rois: int | None = None  # cap on positive RoIs per image in the keypoint head
     # True: only positive proposals with >= 1 visible hard keypoint inside them feed the keypoint
     # head, as detectron2's select_proposals_with_visible_keypoints in the official code
@@ -194,7 +195,8 @@ class ORPoseStudent(FasterRCNN):
         return self.keypoint_head.lifting_losses(soft, hard, target, self.config.lift_loss_unit_mm)
 
     def lift(self, detections: list[dict[str, torch.Tensor]], mappings: list | None = None) -> None:
-        """Add ``keypoints3d``: the mean of both lifters on their branch's keypoints (in place);
+        """Add ``keypoints3d``: the mean of both lifters on their branch's keypoints, or the
+        single branch's one lifter on its keypoints (in place);
         ``mappings``: per image, the lifters' input map (see
         :meth:`orpose.student.keypoint_head.KeypointHead.lift`; None: pixels as they are)."""
         mappings = mappings if mappings is not None else [None] * len(detections)

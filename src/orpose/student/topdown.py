@@ -14,7 +14,8 @@ pass and no test-time augmentation:
    then the two heatmap branches HM_soft and HM_hard, split from its last layer;
 4. keypoints = DARK-refined peaks of mean(HM_soft, HM_hard); 3D = mean of the two lifters, each on
    its branch's keypoints; the person score is the detection score times the mean confident
-   keypoint score (the teacher's rescoring).
+   keypoint score (the teacher's rescoring). ``single_branch`` (the paper's Table 3): one
+   heatmap layer and one lifter, trained on the label sets the loss weights keep.
 
 A small frame (the native low-resolution path, ``native_max_side``) runs the detector at half its
 input size and poses people on 128x96 crops (or smaller ones, trained as such) with a head of
@@ -97,7 +98,7 @@ class TopDownConfig:
     nms_iou: float = option(0.6, above=0, max=1)
     pose_min_score: float = option(0.2, min=0, max=1)  # below: not posed (and not returned)
     max_people: int = option(20, min=1)
-    single_branch: bool = False
+    single_branch: bool = False  # one heatmap layer + one lifter for both label sets (Table 3)
     lifters: bool = True
     lifter_config: dict = field(default_factory=dict)
     heatmap_sigma: float = option(2.0, above=0)  # of the soft and hard targets, in heatmap cells
@@ -110,7 +111,8 @@ class TopDownConfig:
     loss_weights: dict[str, float] = option(
         merge=True,
         default_factory=lambda: {
-            "loss_det_kd": 1.0,
+            "loss_det_cls": 1.0,
+            "loss_det_box": 1.0,
             "loss_kp2d_hard": 1.0,
             "loss_kp2d_soft": 1.0,
             "loss_kp2d_kd": 1.0,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import sys
 from pathlib import Path
 
 import yaml
@@ -36,6 +37,22 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="override a config value, e.g. --set solver.iterations=200 (repeatable)",
     )
     p.add_argument("--device", default=None, help="cpu, cuda, cuda:1 (default: cuda if present)")
+    p.add_argument(
+        "--eval-set",
+        dest="eval_sets",
+        type=Path,
+        action="append",
+        default=[],
+        metavar="FILE",
+        help="an evaluation set (COCO file, image folder) whose images data.train must not hold, "
+        "besides the shared coco_person_val500 and MVOR test frames (repeatable)",
+    )
+    p.add_argument(
+        "--allow-eval-overlap",
+        action="store_true",
+        help="train even on images of an evaluation set (same file content); without it such a "
+        "training set is refused",
+    )
     p.set_defaults(func=run_train)
     register_self_label(subparsers)
 
@@ -98,12 +115,14 @@ def run_self_label(args: argparse.Namespace) -> int:
 
 
 def run_train(args: argparse.Namespace) -> int:
-    from orpose.training.config import ConfigError, load_train_config
+    from orpose.training.config import ConfigError, check_start_files, load_train_config
 
     try:
         config = load_train_config(args.config, args.overrides)
+        check_start_files(config, str(args.config))
     except ConfigError as err:
         raise UserError(str(err)) from err
+    check_training_images(config, args)
     out = check_output_folder(args.out or Path("runs") / args.config.stem)
     save_resolved_config(config, out / "config.yaml", args)
     try:
@@ -112,6 +131,22 @@ def run_train(args: argparse.Namespace) -> int:
         raise UserError(str(err)) from err
     print(f"checkpoint: {checkpoint}\nlogs: {out / 'metrics.csv'}, {out / 'loss_curves.png'}")
     return 0
+
+
+def check_training_images(config, args: argparse.Namespace) -> None:
+    """Refuse a data.train that holds images of an evaluation set (orpose.data.overlap), unless
+    ``--allow-eval-overlap``; then say how many it trains on."""
+    from orpose.data.overlap import check_eval_overlap
+
+    d = config.data
+    overlaps = check_eval_overlap(d.train, args.eval_sets, d.image_root, args.allow_eval_overlap)
+    if overlaps:
+        first = overlaps[0]
+        print(
+            f"note: training on {len(overlaps)} image(s) of evaluation sets "
+            f"(--allow-eval-overlap), e.g. {first.train_image} = {first.eval_image}",
+            file=sys.stderr,
+        )
 
 
 def save_resolved_config(config, path: Path, args: argparse.Namespace) -> Path:

@@ -17,7 +17,7 @@ from orpose.data.coco import PoseDataset
 from orpose.data.images import read_dataset_image
 from orpose.data.lowres import LowResSchedule, degrade
 from orpose.errors import DatasetError
-from orpose.skeleton import FLIP_INDEX, NUM_KEYPOINTS, flip_keypoints
+from orpose.skeleton import FLIP_INDEX, NUM_KEYPOINTS, flip_boxes, flip_keypoints
 
 MIN_BOX_SIDE = 1.0  # px; torchvision rejects degenerate boxes
 
@@ -85,7 +85,7 @@ def build_target(annotations: list[dict], width: int, flip: bool) -> dict[str, t
             has3d[i] = True
     hard[hard[..., 2] <= 0] = 0.0
     if flip:
-        boxes[:, [0, 2]] = width - boxes[:, [2, 0]]
+        boxes = flip_boxes(boxes, width)  # the image is mirrored as pixels[:, ::-1]
         hard = flip_keypoints(hard, width)
         soft = flip_keypoints(soft, width)
         hard[hard[..., 2] <= 0] = 0.0

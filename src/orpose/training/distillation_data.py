@@ -35,7 +35,7 @@ import torch.nn.functional as F
 
 from orpose.data.coco import PoseDataset
 from orpose.data.lowres import LowResSchedule, degrade, downsample, upsample
-from orpose.skeleton import FLIP_INDEX, NUM_KEYPOINTS
+from orpose.skeleton import FLIP_INDEX, NUM_KEYPOINTS, flip_x
 from orpose.training.dataset import read_training_image, soft_from_annotation
 
 IMAGENET_MEAN = np.array([0.485, 0.456, 0.406], np.float32)
@@ -95,7 +95,7 @@ def crop_matrix(
     m = np.array([[cos, sin, 0.0], [-sin, cos, 0.0]])
     m[:, 2] = np.array([cw / 2, ch / 2]) - m[:, :2] @ np.array([cx, cy])
     if flip:
-        m = np.array([[-1.0, 0.0, cw - 1.0], [0.0, 1.0, 0.0]]) @ np.vstack([m, [0, 0, 1]])
+        m = np.array([[-1.0, 0.0, flip_x(0.0, cw)], [0.0, 1.0, 0.0]]) @ np.vstack([m, [0, 0, 1]])
     return m
 
 
@@ -256,8 +256,8 @@ class DistillationData(torch.utils.data.Dataset):
         soft_img, hard_img = soft[order].copy(), hard[order].copy()
         if flip:  # the lifters see the mirrored person in (mirrored) image pixels
             width = img.get("width", image.shape[1]) if stored == 1 else image.shape[1]
-            soft_img[:, 0] = width - soft_img[:, 0]
-            hard_img[:, 0] = width - hard_img[:, 0]
+            soft_img[:, 0] = flip_x(soft_img[:, 0], width)
+            hard_img[:, 0] = flip_x(hard_img[:, 0], width)
         teacher = (self.teacher.heatmaps(clean[None])[0] if stored == 1
                    else self.label_heatmaps(soft_crop))  # fmt: skip
         return {

@@ -23,7 +23,7 @@ from tqdm import tqdm
 from orpose.data.coco import box_iou_xywh
 from orpose.data.lowres import upsample
 from orpose.data.sources import Frame
-from orpose.skeleton import FLIP_INDEX, NUM_KEYPOINTS
+from orpose.skeleton import NUM_KEYPOINTS, flip_boxes, flip_keypoints
 
 Predictor = Callable[[np.ndarray], list[dict]]
 HARD_THRESHOLD = 0.5  # as the teacher's keypoint_threshold: the hard set's confident keypoints
@@ -35,9 +35,10 @@ def unflip(results: list[dict], width: int) -> list[dict]:
     out = []
     for r in results:
         x, y, w, h = r["bbox"]
-        kps = np.asarray(r["keypoints"], np.float64).reshape(NUM_KEYPOINTS, 3)[list(FLIP_INDEX)]
-        kps[:, 0] = width - 1 - kps[:, 0]
-        out.append({**r, "bbox": [width - x - w, y, w, h], "keypoints": kps.ravel().tolist()})
+        x0, _, x1, _ = flip_boxes(np.array([x, y, x + w, y + h]), width)
+        kps = flip_keypoints(np.asarray(r["keypoints"], np.float64).reshape(NUM_KEYPOINTS, 3),
+                             width)  # fmt: skip
+        out.append({**r, "bbox": [x0, y, x1 - x0, h], "keypoints": kps.ravel().tolist()})
     return out
 
 

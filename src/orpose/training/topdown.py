@@ -179,17 +179,6 @@ class TopDownTrainer(Trainer):
     def keeps_start_state(self) -> bool:
         return super().keeps_start_state() or self.config.solver.anchor_weight > 0
 
-    def build_optimizer(self, model: torch.nn.Module):
-        s = self.config.solver
-        if s.optimizer == "sgd":
-            return super().build_optimizer(model)
-        params = [p for p in model.parameters() if p.requires_grad]
-        optimizer = torch.optim.AdamW(params, lr=s.lr, weight_decay=s.weight_decay)
-        from orpose.training.trainer import lr_factor
-
-        scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda it: lr_factor(it, s))
-        return optimizer, scheduler
-
     def make_loader(self, start: int) -> torch.utils.data.DataLoader:
         s, d = self.config.solver, self.config.data
         data = self.dataset()

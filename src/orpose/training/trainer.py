@@ -1,4 +1,5 @@
-"""The distillation training loop: SGD with warm-up and step decay, accumulation, checkpoints.
+"""The distillation training loop: SGD or AdamW with warm-up and step or cosine decay,
+accumulation, checkpoints.
 
 Checkpoints (``last.pt``) are written atomically every ``checkpoint_every`` iterations with the
 model, optimizer, scheduler, iteration and torch RNG state; ``--resume`` continues from there and,
@@ -72,6 +73,30 @@ def lr_factor(iteration: int, solver: SolverConfig) -> float:
     return factor
 
 
+def build_optimizer(model: torch.nn.Module, solver: SolverConfig):
+    """The optimizer ``solver.optimizer`` names (SGD with momentum, or AdamW) over the trainable
+    parameters, and its warm-up / decay schedule (:func:`lr_factor`). Parameters of the backbone's
+    body (``backbone.body.*``) learn at ``lr x backbone_lr_factor``, in a group of their own."""
+    s = solver
+    backbone, rest = [], []
+    for name, p in model.named_parameters():
+        if p.requires_grad:
+            (backbone if name.startswith("backbone.body.") else rest).append(p)
+    groups = [{"params": rest}]
+    if backbone:
+        groups.append({"params": backbone, "lr": s.lr * s.backbone_lr_factor})
+    if s.optimizer == "adamw":
+        optimizer = torch.optim.AdamW(groups, lr=s.lr, weight_decay=s.weight_decay)
+    elif s.optimizer == "sgd":
+        optimizer = torch.optim.SGD(
+            groups, lr=s.lr, momentum=s.momentum, weight_decay=s.weight_decay
+        )
+    else:  # the config's choices are checked when it is read
+        raise ValueError(f"solver.optimizer: unknown optimizer {s.optimizer!r}")
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda it: lr_factor(it, s))
+    return optimizer, scheduler
+
+
 def collate(batch):
     return [b[0] for b in batch], [b[1] for b in batch]
 
@@ -122,6 +147,7 @@ class Trainer:
     # -- building -------------------------------------------------------------------------
     def build_model(self) -> ORPoseStudent:
         torch.manual_seed(self.config.solver.seed)
+        log.info("starting weights: %s", self.config.init_weights or "as built (no init_weights)")
         saved = read_weight_file(self.config.init_weights) if self.config.init_weights else None
         lifter_config = checkpoint_lifter_config(saved) if saved is not None else None
         if lifter_config is not None and not self.config.init_lifter:
@@ -138,19 +164,7 @@ class Trainer:
         return model.to(self.device)
 
     def build_optimizer(self, model: torch.nn.Module):
-        s = self.config.solver
-        backbone, rest = [], []
-        for name, p in model.named_parameters():
-            if p.requires_grad:
-                (backbone if name.startswith("backbone.body.") else rest).append(p)
-        groups = [{"params": rest}]
-        if backbone:
-            groups.append({"params": backbone, "lr": s.lr * s.backbone_lr_factor})
-        optimizer = torch.optim.SGD(
-            groups, lr=s.lr, momentum=s.momentum, weight_decay=s.weight_decay
-        )
-        scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda it: lr_factor(it, s))
-        return optimizer, scheduler
+        return build_optimizer(model, self.config.solver)
 
     def distributed_module(self, model: torch.nn.Module) -> torch.nn.Module:
         """The module DistributedDataParallel wraps: its ``forward`` must be what a training

@@ -78,6 +78,14 @@ KEYPOINT_AP_BY_SIZE = (
 )
 
 
+def _value(text: str | float | None) -> float:
+    """A metrics.csv cell as a number (empty or missing: NaN, drawn as a gap)."""
+    try:
+        return float(text)  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        return float("nan")
+
+
 def plot_models_versus_scale(
     rows: dict[str, Sequence[dict]],
     path: Path | str,
@@ -91,7 +99,10 @@ def plot_models_versus_scale(
     keypoint AP, the paper's question in one picture, namely which model holds up as the image
     shrinks (``KEYPOINT_AP_BY_SIZE``: the same by person size).
     """
-    fig, axes = plt.subplots(1, len(panels), figsize=(4.5 * len(panels), 3.6), sharey=True)
+    # AP panels share one % axis; an MPJPE panel (mm, lower is better) gets its own
+    in_mm = [key.startswith("mpjpe") for key, _ in panels]
+    fig, axes = plt.subplots(1, len(panels), figsize=(4.5 * len(panels), 3.6),
+                             sharey=not any(in_mm))  # fmt: skip
     axes = np.atleast_1d(axes)
     all_scales: set[float] = set()
     for name, model_rows in rows.items():
@@ -103,14 +114,16 @@ def plot_models_versus_scale(
         xs = [p[0] for p in points]
         all_scales.update(xs)
         for ax, (key, _) in zip(axes, panels, strict=True):
-            ax.plot(xs, [float(r[key]) for _, r in points], "o-", label=name)
+            ax.plot(xs, [_value(r.get(key)) for _, r in points], "o-", label=name)
     for ax, (_, label) in zip(axes, panels, strict=True):
         ax.set_title(label)
         ax.set_xlabel("downscale factor s")
         ax.set_xticks(sorted(all_scales))
         ax.set_xticklabels([scale_label(x) for x in sorted(all_scales)])
         ax.grid(alpha=0.3)
-    axes[0].set_ylabel("AP (%)")
+    for ax, mm in zip(axes, in_mm, strict=True):
+        if mm or ax is axes[0]:
+            ax.set_ylabel("MPJPE (mm)" if mm else "AP (%)")
     axes[-1].legend(fontsize=8)
     if title:
         fig.suptitle(title)

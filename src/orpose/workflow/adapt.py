@@ -44,6 +44,9 @@ class AdaptOptions:
     preset: str = "single"
     video_step: int = 10
     min_score: float = 0.3
+    # train even if the frames are images of an evaluation set (``orpose train
+    # --allow-eval-overlap``): e.g. MVOR's own test camera, deliberately
+    allow_eval_overlap: bool = False
 
 
 def training_config(checkpoint: Path) -> dict:
@@ -152,9 +155,10 @@ def adapt_steps(opts: AdaptOptions) -> tuple[list[Step], Path]:
         )
     config_path = out / "adapt_config.yaml"
     student = out / "student"
+    allow = ["--allow-eval-overlap"] if opts.allow_eval_overlap else []
     train = Step(
         "student-adapt",
-        ["train", config_path, "--out", student, "--resume"],
+        ["train", config_path, "--out", student, "--resume", *allow],
         [student / "last.pt"],
         "the student trained further on the room's labels mixed with the general pool",
     )

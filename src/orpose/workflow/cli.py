@@ -7,6 +7,7 @@ from pathlib import Path
 
 from orpose.config import cli_number
 from orpose.errors import UserError
+from orpose.outputs import check_output_file, refuse_overwriting_inputs
 from orpose.paths import shared_data
 from orpose.workflow.bench import (
     CPU_STUDENT,
@@ -153,13 +154,18 @@ def register_experiment(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--out", type=Path, default=None, help="[runs/experiments/<spec name>]")
     p.add_argument("--only", nargs="+", default=None, metavar="RUN", help="run only these runs")
     p.add_argument("--dry-run", action="store_true", help="print the commands, run nothing")
+    p.add_argument(
+        "--allow-eval-overlap",
+        action="store_true",
+        help="train even if the pseudo labels hold images of an evaluation set (refused otherwise)",
+    )
     p.set_defaults(func=run_experiment_cli)
 
 
 def run_experiment_cli(args: argparse.Namespace) -> int:
     out = args.out or Path("runs/experiments") / args.spec.stem
     try:
-        path = run_experiment(args.spec, out, args.only, args.dry_run)
+        path = run_experiment(args.spec, out, args.only, args.dry_run, args.allow_eval_overlap)
     except (ExperimentError, StepError) as err:
         raise_user_error(str(err))
     if not args.dry_run:
@@ -230,6 +236,8 @@ def run_bench_cli(args: argparse.Namespace) -> int:
     if any(n < 1 for n in args.people):
         raise_user_error("--people: every count must be >= 1")
     frames = args.frames or shared_data("pets09_s2l1/vtest_480x360.avi")
+    refuse_overwriting_inputs(args.out, [frames, *args.checkpoint])
+    check_output_file(args.out)  # before anything is timed
     plan = BenchPlan(
         frames=frames,
         count=args.count,
@@ -308,6 +316,12 @@ def register_adapt(subparsers: argparse._SubParsersAction) -> None:
         help="training iterations [300]",
     )
     p.add_argument(
+        "--allow-eval-overlap",
+        action="store_true",
+        help="train even on frames that are images of an evaluation set (e.g. MVOR's test "
+        "camera, for a held-out split); refused otherwise",
+    )
+    p.add_argument(
         "--lifter",
         type=Path,
         default=None,
@@ -343,7 +357,7 @@ def run_adapt_cli(args: argparse.Namespace) -> int:
         stored_downscale=args.stored_downscale,
         pool=args.pool, oversample=args.oversample, iterations=args.iterations,
         lifter=args.lifter, preset=args.preset, video_step=args.video_step,
-        min_score=args.min_score,
+        min_score=args.min_score, allow_eval_overlap=args.allow_eval_overlap,
     )  # fmt: skip
     try:
         checkpoint = run_adapt(opts)

@@ -28,6 +28,7 @@ from orpose.scales import scale_label, scale_tag
 from orpose.workflow.report_page import (
     image_link,
     machine_description,
+    metric_cell,
     metrics_table,
     read_metrics,
     steps_table,
@@ -35,6 +36,14 @@ from orpose.workflow.report_page import (
 from orpose.workflow.steps import Step, StepRunner, write_commands
 
 RUN_KINDS = ("teacher", "train", "model")
+# the metrics.csv columns an evaluation set's table may show, with their headers
+METRIC_NAMES = {
+    "box_ap": "box AP",
+    "keypoint_ap": "kpt AP",
+    "keypoint_apl": "kpt AP_L",
+    "mpjpe_mm": "MPJPE mm",
+    "mvor_pck": "PCK@0.2",
+}
 
 
 # -- the spec file as written: typed and range-checked by orpose.config.build ---------------------
@@ -53,6 +62,22 @@ class EvalKeys:
 
 
 @dataclass
+class EvaluationKeys:
+    """One entry of ``evaluations``: a labelled set every run is scored on."""
+
+    gt: str = ""  # required: a COCO keypoint file, or MVOR's camma_mvor_2018.json with mvor: true
+    images: str | None = None
+    limit: int | None = option(None, min=1)
+    camera: str | None = None  # intrinsics of its camera for the students' 3D (eval --camera)
+    mvor: bool = False  # gt is MVOR's own file: converted first (orpose data mvor-to-coco)
+    days: list[int] = option(default_factory=list, min=1, max=4)  # MVOR days (default all)
+    cameras: list[int] = option(default_factory=list, min=1, max=3)  # MVOR cameras (default all)
+    columns: list[str] = option(default_factory=lambda: ["box_ap", "keypoint_ap", "mpjpe_mm"],
+                                choices=tuple(METRIC_NAMES))  # fmt: skip
+    label: str | None = None
+
+
+@dataclass
 class RunKeys:
     """One entry of ``runs``: exactly one of ``teacher``, ``train``, ``model``."""
 
@@ -67,7 +92,8 @@ class RunKeys:
 class SpecKeys:
     """The top-level keys of a spec (docs/workflow.md); null means the default."""
 
-    gt: str = ""  # required
+    gt: str = ""  # one evaluation set (the older form) ...
+    evaluations: dict[str, Any] = field(default_factory=dict)  # ... or several, by name
     images: str | None = None
     limit: int | None = option(None, min=1)
     scales: list[float] = option(default_factory=lambda: [1.0, 8.0, 10.0, 12.0], min=1)
@@ -79,6 +105,9 @@ class SpecKeys:
     eval: EvalKeys = field(default_factory=EvalKeys)
     runs: dict[str, Any] = field(default_factory=dict)  # name -> RunKeys, built one by one
     tables: list[Any] = field(default_factory=list)  # TableSpec, built one by one
+    # published figures to print under the tables: row name -> scale label -> cell text
+    paper: dict[str, dict[str, str]] = field(default_factory=dict)
+    paper_note: str = ""  # where those figures come from
 
 
 # -- the spec as the steps use it: paths resolved, runs checked -----------------------------------
@@ -97,14 +126,39 @@ class RunSpec:
 class TableSpec:
     title: str = ""
     rows: list[str] = field(default_factory=list)
+    paper: list[str] = field(default_factory=list)  # names of `paper` rows shown beside it
+
+
+@dataclass
+class EvaluationSet:
+    """A labelled set the runs are scored on. ``name`` is empty for the single ``gt`` of the
+    older spec form, whose files keep their former places (``data/gt.json``, ``runs/R/eval``)."""
+
+    name: str
+    gt: Path
+    images: Path | None = None
+    limit: int | None = None
+    camera: str | None = None
+    mvor: bool = False
+    days: list[int] = field(default_factory=list)
+    cameras: list[int] = field(default_factory=list)
+    columns: list[str] | None = None  # None: every metric column (the older form)
+    label: str = ""
+
+    def folder(self, run_folder: Path) -> Path:
+        return run_folder / self.name if self.name else run_folder
+
+    def suffix(self) -> str:
+        return f"-{self.name}" if self.name else ""
+
+    def data_file(self, out: Path) -> Path:
+        return out / "data" / (f"{self.name}.json" if self.name else "gt.json")
 
 
 @dataclass
 class ExperimentSpec:
     path: Path
-    gt: Path
-    images: Path | None
-    limit: int | None
+    evaluations: list[EvaluationSet]
     scales: list[float]
     train: list[str]
     lifter: str | None
@@ -116,6 +170,13 @@ class ExperimentSpec:
     proposals: int | None
     runs: dict[str, RunSpec]
     tables: list[TableSpec]
+    paper: dict[str, dict[str, str]] = field(default_factory=dict)
+    paper_note: str = ""
+    allow_eval_overlap: bool = False  # --allow-eval-overlap: passed on to every training run
+
+    @property
+    def gt(self) -> Path:  # the first evaluation set's file (older callers)
+        return self.evaluations[0].gt
 
 
 def _fail(path: Path, key: str, message: str) -> ConfigError:
@@ -139,7 +200,9 @@ def load_experiment(path: Path | str) -> ExperimentSpec:
     known = {f.name for f in fields(SpecKeys)}  # a known key set to null: its default
     keys = build(SpecKeys, {k: v for k, v in data.items() if v is not None or k not in known},
                  str(path))  # fmt: skip
-    if not keys.gt:
+    if keys.gt and keys.evaluations:
+        raise _fail(path, "evaluations", "give either gt (one set) or evaluations, not both")
+    if not keys.gt and not keys.evaluations:
         raise _fail(path, "gt", "missing: the labelled COCO file to evaluate on")
     if not keys.scales:
         raise _fail(path, "scales", "expected at least one downscale factor")
@@ -152,18 +215,28 @@ def load_experiment(path: Path | str) -> ExperimentSpec:
         for row in table.rows:
             if row not in runs:
                 raise _fail(path, f"tables[{i}].rows", f"{row!r} is not a run of 'runs'")
-        tables.append(TableSpec(table.title or f"Table {i + 1}", table.rows))
+        for row in table.paper:
+            if row not in keys.paper:
+                raise _fail(path, f"tables[{i}].paper", f"{row!r} is not a row of 'paper'")
+        tables.append(TableSpec(table.title or f"Table {i + 1}", table.rows, table.paper))
     if any(r.kind == "train" for r in runs.values()) and not keys.train:
         raise _fail(path, "train", "training runs need pseudo-label files (orpose label)")
 
     def expanded(value: str | None) -> str | None:
         return expand_shared(value) if value else None
 
+    if keys.gt:
+        evaluations = [EvaluationSet("", Path(expand_shared(keys.gt)),
+                                     Path(expand_shared(keys.images)) if keys.images else None,
+                                     keys.limit)]  # fmt: skip
+    else:
+        if keys.images or keys.limit:
+            raise _fail(path, "images" if keys.images else "limit",
+                        "with evaluations, give it inside each set")  # fmt: skip
+        evaluations = [_evaluation(name, value, path) for name, value in keys.evaluations.items()]
     return ExperimentSpec(
         path=path,
-        gt=Path(expand_shared(keys.gt)),
-        images=Path(expand_shared(keys.images)) if keys.images else None,
-        limit=keys.limit,
+        evaluations=evaluations,
         scales=keys.scales,
         train=[expand_shared(t) for t in keys.train],
         lifter=expanded(keys.lifter),
@@ -175,6 +248,30 @@ def load_experiment(path: Path | str) -> ExperimentSpec:
         proposals=keys.eval.proposals,
         runs=runs,
         tables=tables,
+        paper=keys.paper,
+        paper_note=keys.paper_note,
+    )
+
+
+def _evaluation(name: str, value: Any, path: Path) -> EvaluationSet:
+    if not name.replace("_", "").isalnum():
+        raise _fail(path, f"evaluations.{name}", "a set's name is letters, digits and _ only")
+    keys = build(EvaluationKeys, value, str(path), f"evaluations.{name}.")
+    if not keys.gt:
+        raise _fail(path, f"evaluations.{name}.gt", "missing: the labelled file to evaluate on")
+    if (keys.days or keys.cameras) and not keys.mvor:
+        raise _fail(path, f"evaluations.{name}.days", "days and cameras need mvor: true")
+    return EvaluationSet(
+        name=name,
+        gt=Path(expand_shared(keys.gt)),
+        images=Path(expand_shared(keys.images)) if keys.images else None,
+        limit=keys.limit,
+        camera=expand_shared(keys.camera) if keys.camera else None,
+        mvor=keys.mvor,
+        days=keys.days,
+        cameras=keys.cameras,
+        columns=keys.columns,
+        label=keys.label or name,
     )
 
 
@@ -210,19 +307,21 @@ def schedule_overrides(config_path: Path, spec: ExperimentSpec, run_set: list[st
             f"solver.checkpoint_every={max(1, min(solver.checkpoint_every, total))}"]  # fmt: skip
 
 
-def teacher_steps(run: RunSpec, spec: ExperimentSpec, gt: Path, folder: Path) -> list[Step]:
-    """The teacher on the evaluation images at each scale, then one evaluation of them all."""
+def teacher_steps(run: RunSpec, spec: ExperimentSpec, evaluation: EvaluationSet, gt: Path,
+                  folder: Path) -> list[Step]:  # fmt: skip
+    """The teacher on an evaluation set's images at each scale, then one evaluation of them."""
     steps, preds = [], []
     lifter = ["--lifter", spec.lifter] if spec.lifter else []
+    name = f"{run.name}{evaluation.suffix()}"
     for s in spec.scales:
         pred = folder / f"pred_{scale_label(s)}.json"
         preds += ["--pred", f"{scale_tag(s)}={pred}"]
         argv = ["label", gt, "--downscale", scale_tag(s), "--preset", run.value, *lifter,
                 "--out", pred, "--no-progress"]  # fmt: skip
-        steps.append(Step(f"{run.name}-{scale_label(s)}", argv, [pred],
+        steps.append(Step(f"{name}-{scale_label(s)}", argv, [pred],
                           f"the teacher ({run.value}) at {scale_label(s)}"))  # fmt: skip
     argv = ["eval", "--gt", gt, *preds, "--out", folder / "eval", "--no-plot"]
-    steps.append(Step(f"{run.name}-eval", argv, [folder / "eval/metrics.csv"], "its AP per scale"))
+    steps.append(Step(f"{name}-eval", argv, [folder / "eval/metrics.csv"], "its AP per scale"))
     return steps
 
 
@@ -237,34 +336,63 @@ def train_step(run: RunSpec, spec: ExperimentSpec, folder: Path) -> Step:
     sets += [*spec.set, *schedule_overrides(config, spec, run.set), *run.set]
     argv = ["train", config, "--out", folder / "train", "--resume",
             *[a for s in sets for a in ("--set", s)]]  # fmt: skip
+    if spec.allow_eval_overlap:
+        argv.append("--allow-eval-overlap")
     return Step(f"{run.name}-train", argv, [folder / "train/last.pt"], f"training of {run.label}")
 
 
-def model_eval_step(run: RunSpec, spec: ExperimentSpec, gt: Path, folder: Path,
-                    checkpoint: Path) -> Step:  # fmt: skip
-    """``orpose eval --model`` of a student at every scale."""
+def model_eval_step(run: RunSpec, spec: ExperimentSpec, evaluation: EvaluationSet, gt: Path,
+                    folder: Path, checkpoint: Path) -> Step:  # fmt: skip
+    """``orpose eval --model`` of a student at every scale on one evaluation set."""
     options = []
     if spec.max_detections:
         options += ["--max-detections", spec.max_detections]
     if spec.proposals:
         options += ["--proposals", spec.proposals]
+    if evaluation.camera:
+        options += ["--camera", evaluation.camera]
     argv = ["eval", "--gt", gt, "--model", checkpoint, "--scales", *map(scale_tag, spec.scales),
             *options, "--out", folder / "eval", "--no-plot"]  # fmt: skip
-    return Step(f"{run.name}-eval", argv, [folder / "eval/metrics.csv"], "its AP per scale")
+    what = "its AP per scale" + (f" on {evaluation.label}" if evaluation.name else "")
+    return Step(f"{run.name}-eval{evaluation.suffix()}", argv, [folder / "eval/metrics.csv"], what)
+
+
+def evaluation_set_steps(
+    evaluation: EvaluationSet, out: Path, limit_all: int = 10**9
+) -> list[Step]:
+    """The labelled images of one set as a COCO file with absolute paths (MVOR's own file
+    converted first)."""
+    gt, steps = evaluation.gt, []
+    images = ["--images", evaluation.images] if evaluation.images else []
+    suffix = evaluation.suffix()
+    if evaluation.mvor:
+        converted = out / "data" / f"{evaluation.name or 'gt'}_from_mvor.json"
+        argv = ["data", "mvor-to-coco", "--mvor", gt, *images, "--out", converted]
+        if evaluation.days:
+            argv += ["--days", *evaluation.days]
+        if evaluation.cameras:
+            argv += ["--cameras", *evaluation.cameras]
+        steps.append(Step(f"mvor-to-coco{suffix}", argv, [converted],
+                          "MVOR's annotations as COCO (box-only people kept)"))  # fmt: skip
+        gt = converted
+    target = evaluation.data_file(out)
+    subset = ["data", "subset", gt, "--num", evaluation.limit or 10**9, "--out", target,
+              *images]  # fmt: skip
+    steps.append(Step(f"eval-set{suffix}", subset, [target],
+                      "the labelled evaluation images (absolute paths)"))  # fmt: skip
+    return steps
 
 
 def experiment_steps(spec: ExperimentSpec, out: Path, only: list[str] | None = None) -> list[Step]:
     """The commands of every run (or of the ``only`` ones), in the order of the spec."""
-    gt = out / "data/gt.json"
-    subset = ["data", "subset", spec.gt, "--num", spec.limit or 10**9, "--out", gt,
-              *(["--images", spec.images] if spec.images else [])]  # fmt: skip
-    steps = [Step("eval-set", subset, [gt], "the labelled evaluation images (absolute paths)")]
+    steps = [step for e in spec.evaluations for step in evaluation_set_steps(e, out)]
     for run in spec.runs.values():
         if only and run.name not in only:
             continue
         folder = out / "runs" / run.name
         if run.kind == "teacher":
-            steps += teacher_steps(run, spec, gt, folder)
+            for e in spec.evaluations:
+                steps += teacher_steps(run, spec, e, e.data_file(out), e.folder(folder))
             continue
         if run.kind == "train":
             training = train_step(run, spec, folder)
@@ -272,26 +400,81 @@ def experiment_steps(spec: ExperimentSpec, out: Path, only: list[str] | None = N
             checkpoint = training.outputs[0]
         else:
             checkpoint = Path(expand_shared(run.value))
-        steps.append(model_eval_step(run, spec, gt, folder, checkpoint))
+        for e in spec.evaluations:
+            steps.append(model_eval_step(run, spec, e, e.data_file(out), e.folder(folder),
+                                         checkpoint))  # fmt: skip
     for step in steps:
         step.argv = [str(a) for a in step.argv]
     return steps
 
 
+def _cells(row: dict, columns: list[str]) -> str:
+    return " / ".join(metric_cell(row.get(c)) for c in columns)
+
+
+def evaluations_table(spec: ExperimentSpec, out: Path, table: TableSpec) -> tuple[str, dict]:
+    """One Markdown table over every evaluation set: a row per run (and per published row of
+    ``table.paper``), a column per set and scale whose cell holds the set's metrics ("box AP /
+    kpt AP / MPJPE mm"). Also returns, per set, the runs' metrics rows (for the charts)."""
+    scales = [scale_label(s) for s in spec.scales]
+    header = ["model"] + [f"{e.label} {s}" for e in spec.evaluations for s in scales]
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    per_set: dict[str, dict[str, list[dict]]] = {e.name: {} for e in spec.evaluations}
+    for name in table.rows:
+        run = spec.runs[name]
+        cells = [run.label]
+        for e in spec.evaluations:
+            path = e.folder(out / "runs" / name) / "eval/metrics.csv"
+            rows = read_metrics(path) if path.exists() else []
+            if rows:
+                per_set[e.name][run.label] = rows
+            by_scale = {r["scale"]: r for r in rows}
+            cells += [_cells(by_scale[s], e.columns or []) if s in by_scale else "not run"
+                      for s in scales]  # fmt: skip
+        lines.append("| " + " | ".join(cells) + " |")
+    for published in table.paper:
+        figures = spec.paper[published]
+        cells = [f"paper: {published}"]
+        for i in range(len(spec.evaluations)):  # the published figures are the first set's
+            cells += [figures.get(s, "-") if i == 0 else "-" for s in scales]
+        lines.append("| " + " | ".join(cells) + " |")
+    legend = "; ".join(f"{e.label}: " + " / ".join(METRIC_NAMES[c] for c in e.columns or [])
+                       for e in spec.evaluations)  # fmt: skip
+    return "\n".join(lines) + f"\n\nCells: {legend}.", per_set
+
+
 def write_experiment_report(spec: ExperimentSpec, out: Path, records) -> Path:
-    """``<out>/results.md``: one Markdown table and one AP-versus-scale chart per table of the
+    """``<out>/results.md``: one Markdown table and AP-versus-scale charts per table of the
     spec, read from the runs' ``metrics.csv`` (runs not finished yet show as missing)."""
     from orpose.viz.charts import plot_models_versus_scale
 
     scales = [scale_label(s) for s in spec.scales]
+    sets = ", ".join(
+        f"{e.label}: `{e.gt}`" + (f" (first {e.limit} images)" if e.limit else "")
+        for e in spec.evaluations
+    )
     parts = [
         f"# Experiment {spec.path.stem}",
-        f"Spec: `{spec.path}`. Evaluation set: `{spec.gt}`"
-        + (f" (first {spec.limit} images)" if spec.limit else "")
-        + f". Machine: {machine_description()}.",
+        f"Spec: `{spec.path}`. Evaluation sets: {sets}. Machine: {machine_description()}.",
         "AP in %, MPJPE in mm (only where the evaluation set has 3D ground truth).",
     ]
+    if spec.paper_note and any(t.paper for t in spec.tables):
+        parts.append(f"Rows marked paper: {spec.paper_note}")
+    named = bool(spec.evaluations[0].name)
     for i, table in enumerate(spec.tables, start=1):
+        parts.append(f"## {table.title}")
+        if named:
+            text, per_set = evaluations_table(spec, out, table)
+            parts.append(text)
+            for e in spec.evaluations:
+                if not per_set[e.name]:
+                    continue
+                panels = [(c, f"{e.label}: {METRIC_NAMES[c]}") for c in e.columns or []]
+                chart = plot_models_versus_scale(per_set[e.name],
+                                                 out / f"table{i}_{e.name}_vs_scale.png",
+                                                 table.title, panels)  # fmt: skip
+                parts.append(image_link(chart, out, f"{table.title}: {e.label} per scale"))
+            continue
         models, missing = {}, []
         for name in table.rows:
             path = out / "runs" / name / "eval/metrics.csv"
@@ -299,7 +482,6 @@ def write_experiment_report(spec: ExperimentSpec, out: Path, records) -> Path:
                 models[spec.runs[name].label] = read_metrics(path)
             else:
                 missing.append(name)
-        parts.append(f"## {table.title}")
         if models:
             parts.append(metrics_table(models, scales))
             chart = plot_models_versus_scale(models, out / f"table{i}_ap_vs_scale.png",
@@ -314,15 +496,43 @@ def write_experiment_report(spec: ExperimentSpec, out: Path, records) -> Path:
     return path
 
 
+def check_training_files(spec: ExperimentSpec, only: list[str] | None = None) -> None:
+    """Before any work: the pseudo-label files exist (a missing one would stop the first
+    training run after the teacher's evaluations) and so does the lifter."""
+    from orpose.data.overlap import OVERRIDE_FLAG, check_eval_overlap  # loads OpenCV
+
+    if spec.lifter and not Path(spec.lifter).is_file():
+        raise ExperimentError(
+            f"{spec.path}: lifter: {spec.lifter} not found (`orpose lift train`, or run "
+            "`orpose demo` first, which writes orpose_demo/lifter/lifter.pt)"
+        )
+    if not any(r.kind == "train" and (not only or r.name in only) for r in spec.runs.values()):
+        return
+    for name in spec.train:
+        if not Path(name).is_file():
+            raise ExperimentError(
+                f"{spec.path}: train: {name} not found (pseudo labels: `orpose label`, or run "
+                "`orpose demo` first, which writes orpose_demo/labels/)"
+            )
+    # no training image may be an image of an evaluation set (or of the shared held-out sets)
+    held_out = [e.images if e.mvor and e.images else e.gt for e in spec.evaluations]
+    overlaps = check_eval_overlap(spec.train, held_out, allow=spec.allow_eval_overlap)
+    if overlaps:
+        print(f"note: training on {len(overlaps)} evaluation image(s) ({OVERRIDE_FLAG})")
+
+
 def run_experiment(spec_path: Path, out: Path, only: list[str] | None = None,
-                   dry_run: bool = False) -> Path:  # fmt: skip
+                   dry_run: bool = False, allow_eval_overlap: bool = False) -> Path:  # fmt: skip
     """Run (or resume) the spec's runs and write ``<out>/results.md``."""
     spec = load_experiment(spec_path)
+    spec.allow_eval_overlap = allow_eval_overlap
     if only:
         unknown = [name for name in only if name not in spec.runs]
         if unknown:
             raise ExperimentError(f"{spec_path}: --only: no run named {', '.join(unknown)}")
     steps = experiment_steps(spec, out, only)
+    if not dry_run:
+        check_training_files(spec, only)
     out.mkdir(parents=True, exist_ok=True)
     commands = write_commands(steps, out / "commands.sh", f"orpose experiment {spec_path}")
     if dry_run:

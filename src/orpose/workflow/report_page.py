@@ -28,7 +28,7 @@ def read_metrics(path: Path) -> list[dict]:
         return list(csv.DictReader(f))
 
 
-def _cell(value: str | float | None) -> str:
+def metric_cell(value: str | float | None) -> str:
     try:
         number = float(value)  # type: ignore[arg-type]
     except (TypeError, ValueError):
@@ -41,7 +41,7 @@ def metrics_table(models: dict[str, list[dict]], scales: Sequence[str]) -> str:
 
     MPJPE columns appear only when some model has 3D ground truth to be scored against.
     """
-    has_3d = any(_cell(r.get("mpjpe_mm")) != "-" for rows in models.values() for r in rows)
+    has_3d = any(metric_cell(r.get("mpjpe_mm")) != "-" for rows in models.values() for r in rows)
     columns = [c for c in TABLE_COLUMNS if has_3d or c[0] != "mpjpe_mm"]
     header = ["model"] + [f"{name} {s}" for s in scales for _, name in columns]
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
@@ -50,7 +50,7 @@ def metrics_table(models: dict[str, list[dict]], scales: Sequence[str]) -> str:
         cells = [model]
         for s in scales:
             row = by_scale.get(s, {})
-            cells += [_cell(row.get(key)) for key, _ in columns]
+            cells += [metric_cell(row.get(key)) for key, _ in columns]
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
