@@ -561,9 +561,9 @@ def test_a_camera_index_too_large_for_opencv_is_refused_by_name():
 
 
 def test_an_output_file_that_is_a_folder_is_one_line(tmp_path, capsys):
-    """Verbs without an early --out check still end in one line (the place, not a traceback)."""
+    """data subset checks its --out before any image is read (it was a run-time error)."""
     write_jpeg(tmp_path / "in" / "a.jpg")
     (tmp_path / "taken").mkdir()
     argv = ["data", "subset", str(tmp_path / "in"), "--num", "1", "--out", str(tmp_path / "taken")]
     assert main(argv) == 2
-    one_error_line(capsys.readouterr().err, "data subset", "taken", "Is a directory")
+    one_error_line(capsys.readouterr().err, "data subset", "taken", "is a folder")

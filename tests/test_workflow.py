@@ -242,7 +242,9 @@ tables:
   - {title: Table 2, rows: [tiny]}
 """,
     )
-    assert main(["experiment", str(spec), "--out", "exp"]) == 0
+    # its two images are val500's: trained on deliberately, which must be said
+    assert main(["experiment", str(spec), "--out", "exp"]) == 2
+    assert main(["experiment", str(spec), "--out", "exp", "--allow-eval-overlap"]) == 0
     results = (tmp_path / "exp/results.md").read_text()
     assert "## Table 1" in results and "## Table 2" in results
     assert (tmp_path / "exp/table1_ap_vs_scale.png").stat().st_size > 1000
@@ -255,7 +257,7 @@ tables:
     assert (tmp_path / "exp/runs/untrained/train/last.pt").exists()  # iterations=0 -> checkpoint
     assert "| tiny |" in results
     # a second invocation finds every step done and only rewrites the page
-    assert main(["experiment", str(spec), "--out", "exp"]) == 0
+    assert main(["experiment", str(spec), "--out", "exp", "--allow-eval-overlap"]) == 0
     assert "earlier run" in (tmp_path / "exp/results.md").read_text()
 
 
@@ -280,7 +282,7 @@ def cocoeval_keypoint_ap(gt_path: Path, labels_path: Path) -> float:
 
 def test_demo_quick_runs_every_stage_and_writes_the_report(tmp_path, shared, monkeypatch):
     from orpose.cli import main
-    from orpose.workflow.report_page import _cell
+    from orpose.workflow.report_page import metric_cell
 
     monkeypatch.setenv("ORPOSE_SHARED", str(shared))  # --shared sets it; restored afterwards
 
@@ -295,7 +297,7 @@ def test_demo_quick_runs_every_stage_and_writes_the_report(tmp_path, shared, mon
     )
     with open(out / "eval/student_native/metrics.csv") as f:
         (native,) = csv.DictReader(f)  # the native path is scored at 12x only (not at 1x)
-    cells = [_cell(native[k]) for k in ("box_ap", "keypoint_ap", "keypoint_apl")]
+    cells = [metric_cell(native[k]) for k in ("box_ap", "keypoint_ap", "keypoint_apl")]
     assert native["scale"] == "12x"
     assert f"| student, native low-resolution path | - | - | - | {' | '.join(cells)} |" in report
     linked = re.findall(r'(?:src="|\]\()([^")]+\.(?:png|jpg))', report)

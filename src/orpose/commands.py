@@ -24,6 +24,7 @@ from orpose.errors import OrposeError
 PLACE_ERRNOS = frozenset(
     (errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM)
     + (errno.EISDIR, errno.ENOTDIR)  # a folder where a file goes, a file where a folder does
+    + (errno.ENAMETOOLONG,)  # a name longer than the file system takes
 )
 
 # Stage order of the paper's Figure 1; each module registers its own verbs.
@@ -53,8 +54,18 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _escape_undecodable_names() -> None:
+    """Print a file name that is not valid UTF-8 (Python keeps its bytes as surrogates) escaped,
+    where the terminal's encoding is strict about them (a UTF-8 locale other than C), instead of
+    a UnicodeEncodeError traceback after the work is done."""
+    for stream in (sys.stdout, sys.stderr):
+        if getattr(stream, "errors", None) == "strict" and hasattr(stream, "reconfigure"):
+            stream.reconfigure(errors="backslashreplace")
+
+
 def run(argv: list[str] | None = None) -> int:
     """Parse ``argv`` (default: the process's) and run the verb; its exit code."""
+    _escape_undecodable_names()
     parser = build_parser()
     try:
         args = parser.parse_args(argv)

@@ -347,3 +347,13 @@ def cli_numbers(kind: type = float, *, min: float | None = None, max: float | No
     parse.__name__ = f"checked_{kind.__name__}_list"
     parse.checked_number = True  # type: ignore[attr-defined]
     return parse
+
+
+def cli_input_path(text: str) -> Path:
+    """The argparse ``type=`` of an input path: a Path, but never from an empty text, which
+    Path makes ``.`` (the whole current folder, unasked: an unset shell variable)."""
+    if not text.strip():
+        raise argparse.ArgumentTypeError(
+            f"an empty name ({text!r}: an unset shell variable?); give '.' for the current folder"
+        )
+    return Path(text)

@@ -6,7 +6,8 @@ wanted), a path below a file, or a read-only place stops the command with exit c
 line naming the option and the path, before any model is loaded or any input is read. The check
 creates the folder that will hold the output (as the run would) and writes and removes an empty
 probe file in it, which also catches read-only file systems (where permission bits say nothing,
-e.g. for root).
+e.g. for root). :func:`refuse_overwriting_inputs` stops an output that would overwrite an
+input (or, for a folder, lie inside an input folder) the same way.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from __future__ import annotations
 import errno
 import os
 import tempfile
+from collections.abc import Iterable
 from pathlib import Path
 
 from orpose.errors import UserError
@@ -29,6 +31,8 @@ def write_problem(err: OSError) -> str:
         return "permission denied"
     if err.errno == errno.ENOSPC:
         return "no space left on the device"
+    if err.errno == errno.ENAMETOOLONG:
+        return "the name is too long for the file system"
     return err.strerror or str(err)
 
 
@@ -47,7 +51,7 @@ def check_output_folder(path: Path | str, option: str = "--out") -> Path:
     """``path`` as an output folder: refused when it exists as a file or cannot be created or
     written; created otherwise (empty when new). Returns it as a Path."""
     path = Path(path)
-    if path.exists() and not path.is_dir():
+    if os.path.exists(path) and not os.path.isdir(path):  # (os.path: False for a too-long name)
         raise UserError(f"{option} {path}: exists and is a file, not a folder")
     _probe(path, option, path)
     return path
@@ -57,7 +61,50 @@ def check_output_file(path: Path | str, option: str = "--out") -> Path:
     """``path`` as an output file: refused when it is a folder, or its folder cannot be created
     or written (the folder is created, as the writer would). Returns it as a Path."""
     path = Path(path)
-    if path.is_dir():
+    if os.path.isdir(path):
         raise UserError(f"{option} {path}: is a folder; name the file to write in it")
     _probe(path.parent if str(path.parent) else Path("."), option, path)
+    if not os.path.lexists(path):  # its own name too: too long, or refused by the file system
+        try:
+            os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
+            os.unlink(path)
+        except OSError as err:
+            raise UserError(f"{option} {path}: cannot be written ({write_problem(err)})") from None
     return path
+
+
+def _same_or_below(path: Path, folder: Path) -> bool:
+    return path == folder or folder in path.parents
+
+
+def refuse_overwriting_inputs(
+    out: Path | str,
+    inputs: Iterable[Path | str],
+    option: str = "--out",
+    folder: bool = False,
+) -> None:
+    """UserError when the output ``out`` would destroy or feed back into an input, before any
+    work: an output file that is one of the input files (``data subset gt.json --out gt.json``,
+    ``label x.jpg --out x.jpg --restart``); with ``folder``, an output folder that is an input
+    file, or is (or lies inside) an input folder, whose images the next run would read back as
+    inputs (``data downscale imgs --out imgs`` wrote its 1/s copies over the originals).
+    Inputs that are not paths on disk (streams, ``random:``) are ignored."""
+    target = Path(os.path.abspath(out))
+    resolved = target.resolve()
+    for raw in inputs:
+        given = Path(raw)
+        if not os.path.exists(given):
+            continue
+        source = given.resolve()
+        same = source == resolved or (os.path.exists(target) and os.path.samefile(given, target))
+        if same and not os.path.isdir(given):
+            raise UserError(
+                f"{option} {out}: is the input {raw}, which would be overwritten; write to "
+                "another place"
+            )
+        if folder and os.path.isdir(given) and _same_or_below(resolved, source):
+            raise UserError(
+                f"{option} {out}: lies in the input folder {raw}: what is written there would "
+                "overwrite its images or be read as input by the next run; write to another "
+                "folder"
+            )

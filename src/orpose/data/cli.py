@@ -10,12 +10,13 @@ from pathlib import Path
 
 import numpy as np
 
-from orpose.config import cli_number
+from orpose.config import cli_input_path, cli_number
 from orpose.data.coco import (
     KEYPOINT_FIELDS,
     DatasetError,
     PoseDataset,
     load_pose_dataset,
+    repeated_image_files,
     undecodable_images,
     write_json_atomic,
 )
@@ -55,11 +56,20 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         default=None,
         help="camma_mvor_2018.json (default: <shared>/data/mvor/camma_mvor_2018.json)",
     )
+    # bounds of the parser; the MVOR file then names the cameras and days it holds
     mvor.add_argument(
-        "--cameras", type=int, nargs="+", default=[1, 2, 3], help="MVOR cameras, 1-3 (default: all)"
+        "--cameras",
+        type=cli_number(int, min=1, max=99),
+        nargs="+",
+        default=[1, 2, 3],
+        help="MVOR cameras, 1-3 (default: all)",
     )
     mvor.add_argument(
-        "--days", type=int, nargs="+", default=None, help="MVOR days, 1-4 (default: all)"
+        "--days",
+        type=cli_number(int, min=1, max=9999),
+        nargs="+",
+        default=None,
+        help="MVOR days, 1-4 (default: all)",
     )
     mvor.add_argument(
         "--images",
@@ -76,7 +86,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     degrade = verbs.add_parser(
         "downscale", help="store images at 1/s resolution (privacy-preserving copies)"
     )
-    degrade.add_argument("inputs", nargs="+", type=Path, help="images or folders")
+    degrade.add_argument("inputs", nargs="+", type=cli_input_path, help="images or folders")
     degrade.add_argument(
         "--scale", type=DOWNSCALE, required=True, help="downscale factor s, 1-1000 (e.g. 12)"
     )
@@ -107,7 +117,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--num", type=cli_number(int, min=1, max=10**6), default=8, help="how many images [8]"
     )
     show.add_argument(
-        "--field", default="keypoints", help="keypoint field to draw (keypoints, keypoints_soft)"
+        "--field",
+        default="keypoints",
+        choices=("keypoints", "keypoints_soft"),
+        help="2D keypoint field to draw [keypoints]",
     )
     show.set_defaults(func=run_show)
 
@@ -127,6 +140,11 @@ def run_check(args: argparse.Namespace) -> int:
                 f"{args.file}: image id {img['id']}: field 'file_name': {path}: {problem}; "
                 f"{len(bad)} of {len(ds.images)} images cannot be decoded{more}"
             )
+    for img, earlier, path in repeated_image_files(ds):
+        print(
+            f"warning: image id {img['id']}: {path} is also image id {earlier['id']}'s (orpose "
+            "eval refuses such a ground truth; label takes the image once)"
+        )
     persons = [a for a in ds.annotations if not a.get("iscrowd", 0)]
     found = "found" if args.no_decode else "decoded"
     print(
@@ -160,7 +178,11 @@ def has_keypoints(ann: dict, key: str = "keypoints") -> bool:
 
 
 def run_mvor_to_coco(args: argparse.Namespace) -> int:
+    from orpose.outputs import check_output_file, refuse_overwriting_inputs
+
     path = args.mvor or shared_data("mvor/camma_mvor_2018.json")
+    refuse_overwriting_inputs(args.out, [path])
+    check_output_file(args.out)  # before the MVOR file is read
     mvor = MvorDataset(path)
     cameras = tuple(sorted({c - 1 for c in args.cameras}))
     days = tuple(sorted(set(args.days))) if args.days else None
@@ -189,12 +211,13 @@ def run_downscale(args: argparse.Namespace) -> int:
 
     from orpose.data.lowres import downsample
     from orpose.data.sources import expand_inputs, iter_images
-    from orpose.outputs import check_output_folder
+    from orpose.outputs import check_output_folder, refuse_overwriting_inputs
 
     specs = expand_inputs(args.inputs)
     if any(s.video for s in specs):
         raise UserError("downscale takes images or folders; extract video frames first")
     targets = downscale_targets(specs, args.out)
+    refuse_overwriting_inputs(args.out, args.inputs, folder=True)
     check_output_folder(args.out)
     skipped = []
     for frame in tqdm(iter_images(list(targets)), total=len(targets), unit="img"):
@@ -256,6 +279,10 @@ def write_png(path: Path, image: np.ndarray) -> None:
 
 
 def run_subset(args: argparse.Namespace) -> int:
+    from orpose.outputs import check_output_file, refuse_overwriting_inputs
+
+    refuse_overwriting_inputs(args.out, [args.file])
+    check_output_file(args.out)  # before any image is read
     if args.file.is_dir():
         return subset_of_folder(args.file, args.num, args.out)
     ds = load_pose_dataset(args.file, image_root=args.images, check_images=True)

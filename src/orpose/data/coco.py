@@ -95,6 +95,44 @@ def _is_int(x: Any) -> bool:
     return isinstance(x, int) and not isinstance(x, bool)
 
 
+# A box or 2D keypoint may reach this many image sizes beyond each image edge, no further: more
+# is another coordinate frame (another resolution, the network input) or garbage. The same rule
+# for ground truth, pseudo labels (on load) and predictions (orpose.evaluation.predictions).
+COORD_MARGIN = 1.0
+
+
+def within_image(values: Sequence[float], size: tuple[float, float]) -> bool:
+    """Whether the (x, y) pairs of a flat list lie within :data:`COORD_MARGIN` of an image of
+    ``size`` = (width, height)."""
+    w, h = size
+    xs, ys = values[0::2], values[1::2]
+    return all(-COORD_MARGIN * w <= x <= (1 + COORD_MARGIN) * w for x in xs) and all(
+        -COORD_MARGIN * h <= y <= (1 + COORD_MARGIN) * h for y in ys
+    )
+
+
+def check_in_image(ann: dict, img: dict, path: Path | str, where: str) -> None:
+    """DatasetError when the (validated) ``bbox`` or a 2D keypoint of ``ann`` lies far outside
+    its image (more than :data:`COORD_MARGIN` image sizes beyond an edge): a ground-truth box of
+    1e300 pixels gave box AP 0.00 and a keypoint at 1e300 a lower keypoint AP, without a word."""
+    size = (img["width"], img["height"])
+    x, y, w, h = ann["bbox"]
+    if not within_image([x, y, x + w, y + h], size):
+        raise DatasetError(
+            f"{_where(path, where, 'bbox')}: {[x, y, w, h]!r} lies far outside the "
+            f"{size[0]:g}x{size[1]:g} image (another coordinate frame?)"[:400]
+        )
+    for key in ("keypoints", "keypoints_soft"):
+        values = ann.get(key)
+        if values:
+            xy = [v for i, v in enumerate(values) if i % 3 != 2]
+            if not within_image(xy, size):
+                raise DatasetError(
+                    f"{_where(path, where, key)}: a keypoint lies far outside the "
+                    f"{size[0]:g}x{size[1]:g} image (another coordinate frame?)"
+                )
+
+
 def validate_categories(categories: Any, path: Path | str) -> set[int]:
     """Check ``categories``: a list of objects with a unique integer ``id`` and a string
     ``name`` (``keypoints``, when given, a list of names); returns the ids."""
@@ -183,6 +221,13 @@ def validate_annotation(
         raise DatasetError(f"{_where(path, where, 'area')}: negative area {ann['area']!r}")
     if ann.get("iscrowd", 0) not in (0, 1):
         raise DatasetError(f"{_where(path, where, 'iscrowd')}: expected 0 or 1")
+    if "num_keypoints" in ann:
+        count = ann["num_keypoints"]
+        if not _is_int(count) or not 0 <= count <= NUM_KEYPOINTS:
+            raise DatasetError(
+                f"{_where(path, where, 'num_keypoints')}: expected a whole number 0-"
+                f"{NUM_KEYPOINTS}, got {count!r}"
+            )
     for key in KEYPOINT_FIELDS:
         if key in ann:
             check_keypoint_field(ann, key, path, where)
@@ -353,8 +398,10 @@ def load_pose_dataset(
             raise DatasetError(f"{path}: image #{i}: field 'id': duplicate id {img['id']}")
         seen.add(img["id"])
     ann_ids: set = set()
+    image_of = {img["id"]: img for img in data["images"]}
     for i, ann in enumerate(data["annotations"]):
         validate_annotation(ann, path, i, seen, category_ids)
+        check_in_image(ann, image_of[ann["image_id"]], path, f"annotation id {ann['id']}")
         if ann["id"] in ann_ids:
             raise DatasetError(f"{path}: annotation #{i}: field 'id': duplicate id {ann['id']}")
         ann_ids.add(ann["id"])
@@ -381,6 +428,36 @@ def load_pose_dataset(
                     f"{dataset.image_path(img)} not found on disk"
                 )
     return dataset
+
+
+def repeated_image_files(dataset: PoseDataset) -> list[tuple[dict, dict, Path]]:
+    """``(entry, earlier entry, path)`` of every image record whose file an earlier record of
+    ``dataset`` names too (the same path, spelled alike or not: ``a.jpg``, ``./a.jpg``)."""
+    first: dict[str, dict] = {}
+    repeated = []
+    for img in dataset.images:
+        path = dataset.image_path(img)
+        key = os.path.normpath(os.path.abspath(path))
+        if key in first:
+            repeated.append((img, first[key], path))
+        else:
+            first[key] = img
+    return repeated
+
+
+def refuse_repeated_images(dataset: PoseDataset, role: str = "a ground truth") -> None:
+    """DatasetError naming the file and both image ids when two records name one image file:
+    its people would be counted twice, or split between two ids that one prediction cannot
+    both match (``orpose eval``; ``orpose label`` labels such an image once)."""
+    repeated = repeated_image_files(dataset)
+    if repeated:
+        img, earlier, path = repeated[0]
+        more = f" ({len(repeated)} such records)" if len(repeated) > 1 else ""
+        raise DatasetError(
+            f"{dataset.path}: image id {img['id']}: field 'file_name': {path} is also image id "
+            f"{earlier['id']}'s{more}; {role} lists each image once (merge their annotations "
+            "into one record)"
+        )
 
 
 def undecodable_images(dataset: PoseDataset) -> list[tuple[dict, Path, str]]:

@@ -5,15 +5,18 @@ check / show / downscale / subset``, ``export``'s check, ``bench``, ``demo``) go
 :func:`read_image_rgb` (and ``data check`` through :func:`image_file_problem`):
 
 1. **Size before pixels.** The width and height come from the file's header (Pillow's lazy
-   open: nothing is decoded), and a file above the pixel limit is refused before a single pixel
-   is decoded. A 2.6 MB PNG can claim 30000x30000 pixels: 2.7 GB once decoded, several times
-   that in the copies that follow. The limit is :data:`DEFAULT_MAX_IMAGE_PIXELS` (50 megapixels:
+   open: nothing is decoded), and a file above the pixel limit (or with one side more than
+   :data:`MAX_ASPECT_RATIO` times the other) is refused before a single pixel is decoded. A
+   2.6 MB PNG can claim 30000x30000 pixels: 2.7 GB once decoded, several times that in the
+   copies that follow. The limit is :data:`DEFAULT_MAX_IMAGE_PIXELS` (50 megapixels:
    an 8K frame is 33) unless the environment variable ``ORPOSE_MAX_IMAGE_PIXELS`` sets another.
 2. **One EXIF rule: the stored pixel order.** Pixels are decoded by OpenCV with
    ``IMREAD_IGNORE_ORIENTATION``: an EXIF orientation tag is ignored, as by pycocotools'
    users, torchvision's COCO datasets and Pillow's ``Image.open``, so that the image every verb
    sees has the width and height that COCO files (and ``orpose data subset``) record. A phone
    photo tagged "rotate 90" is processed as stored (sideways), the same way by every verb.
+   File names that are not valid UTF-8 are decoded from the file's bytes (OpenCV's Python
+   binding crashes the process on such a name: :func:`opencv_path`).
 3. **Records agree with files.** :func:`read_dataset_image` decodes the image of a COCO record
    and refuses it, naming the file, the record and the field, when the recorded ``width`` /
    ``height`` differ from the decoded image (annotations drawn on another pixel grid).
@@ -38,6 +41,9 @@ if TYPE_CHECKING:
 
 MAX_PIXELS_ENV = "ORPOSE_MAX_IMAGE_PIXELS"
 DEFAULT_MAX_IMAGE_PIXELS = 50_000_000
+# A side more than this many times the other is refused as the pixel limit is: resized to the
+# networks' input sizes, a 1x2000 strip has a side of 0 pixels (a traceback, not a skip)
+MAX_ASPECT_RATIO = 100
 
 _PILLOW_LIMIT_LOCK = threading.Lock()
 
@@ -59,14 +65,20 @@ def max_image_pixels() -> int:
     return int(value)
 
 
-def _open_size(path: Path) -> tuple[int, int]:
+TIFF_ORIENTATION = 274  # the TIFF tag (a TIFF file's own, not EXIF's)
+
+
+def _open_size(path: Path) -> tuple[int, int, int]:
+    """Width, height and TIFF orientation tag (1 for other formats) from the header."""
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", Image.DecompressionBombWarning)
         with Image.open(path) as im:
-            return im.size
+            tags = getattr(im, "tag_v2", None) if im.format == "TIFF" else None
+            orientation = tags.get(TIFF_ORIENTATION, 1) if tags is not None else 1
+            return im.size[0], im.size[1], orientation
 
 
-def _header_size(path: Path) -> tuple[int, int]:
+def _header_size(path: Path) -> tuple[int, int, int]:
     """(width, height) from the header; Pillow's own bomb guard (which refuses to even open a
     file above twice its limit) is lifted for this read, orpose applying its own limit."""
     try:
@@ -90,13 +102,26 @@ def header_problem(path: Path | str) -> tuple[tuple[int, int] | None, str | None
     except OSError as err:
         return None, f"cannot be read ({err.strerror or err})"
     try:
-        width, height = _header_size(path)
+        width, height, orientation = _header_size(path)
     except UnidentifiedImageError:
         return None, "not an image (unknown format or corrupt header)"
     except OSError as err:
         return None, f"cannot be read ({err.strerror or err})"
     except Exception as err:  # Pillow raises SyntaxError, ValueError... on a malformed header
         return None, f"not an image (corrupt header: {err})"
+    if min(width, height) < 1:
+        return (width, height), f"{width}x{height} pixels: an image without pixels"
+    if orientation != 1:  # OpenCV flips 2-4 and fails on 5-8 whatever its flags: no one rule
+        return (width, height), (
+            f"a TIFF orientation tag ({orientation}), which OpenCV applies to 2-4 and cannot "
+            "decode with 5-8 (unlike an EXIF tag, which every verb ignores); save the image "
+            "without it, turned as it should be seen"
+        )
+    if max(width, height) > MAX_ASPECT_RATIO * min(width, height):
+        return (width, height), (
+            f"{width}x{height} pixels: one side is more than {MAX_ASPECT_RATIO} times the "
+            "other, which no network input size holds; refused before decoding"
+        )
     limit = max_image_pixels()
     if width * height > limit:
         return (width, height), (
@@ -105,6 +130,34 @@ def header_problem(path: Path | str) -> tuple[tuple[int, int] | None, str | None
             f"{MAX_PIXELS_ENV})"
         )
     return (width, height), None
+
+
+def opencv_path(path: Path | str) -> str | None:
+    """``path`` as the text OpenCV's functions take, or None when it is not valid UTF-8 (a file
+    name of other bytes, which Python keeps as surrogates): OpenCV's Python binding crashes the
+    whole process (a segmentation fault) on such a text, so it must never be given one."""
+    text = str(path)
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return None
+    return text
+
+
+def _imread(path: Path | str):
+    """OpenCV's decode of a file (None when it cannot), the file's bytes decoded from memory
+    when its name is not valid UTF-8 (see :func:`opencv_path`): the same decoder and flags."""
+    import cv2
+
+    flags = cv2.IMREAD_COLOR | cv2.IMREAD_IGNORE_ORIENTATION
+    text = opencv_path(path)
+    if text is not None:
+        return cv2.imread(text, flags)
+    try:
+        data = np.fromfile(path, dtype=np.uint8)
+    except OSError:
+        return None
+    return cv2.imdecode(data, flags) if data.size else None
 
 
 def image_size(path: Path | str) -> tuple[int, int]:
@@ -123,7 +176,7 @@ def read_image_rgb(path: Path | str) -> np.ndarray:
     import cv2
 
     width, height = image_size(path)
-    bgr = cv2.imread(str(path), cv2.IMREAD_COLOR | cv2.IMREAD_IGNORE_ORIENTATION)
+    bgr = _imread(path)
     if bgr is None:
         raise ImageFileError(
             f"{path}: cannot be read as an image (missing, corrupt or unsupported)"
@@ -143,13 +196,18 @@ def image_file_problem(path: Path | str) -> str | None:
     decodes a truncated JPEG without an error (the missing rows come out grey, libjpeg only
     prints "Premature end of JPEG file"), so the file is then decoded to its end with Pillow,
     which reports truncation; a file whose data Pillow cannot decode still counts as good when
-    OpenCV decodes it. Costs one full decode.
+    OpenCV decodes it, and one that OpenCV (every verb's decoder) cannot decode, or decodes at
+    another size than the header's, is bad. Costs two full decodes.
     """
-    import cv2
-
-    _, problem = header_problem(path)
+    size, problem = header_problem(path)
     if problem is not None:
         return problem
+    decoded = _imread(path)  # the decoder every verb uses must take it too, at the header's size
+    if decoded is not None and size is not None and decoded.shape[:2] != (size[1], size[0]):
+        return (
+            f"OpenCV, the decoder every verb uses, decodes it as {decoded.shape[1]}x"
+            f"{decoded.shape[0]} pixels, but its header says {size[0]}x{size[1]}"
+        )
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)
@@ -160,9 +218,11 @@ def image_file_problem(path: Path | str) -> str | None:
     except Exception as err:  # Pillow raises OSError, SyntaxError, ValueError... on bad data
         if "truncated" in str(err):
             return "truncated image file (it ends before the image data does)"
-        if cv2.imread(str(path), cv2.IMREAD_COLOR | cv2.IMREAD_IGNORE_ORIENTATION) is not None:
+        if decoded is not None:
             return None
         return f"cannot be decoded ({err})"
+    if decoded is None:
+        return "Pillow decodes it but OpenCV, the decoder every verb uses, cannot"
     return None
 
 

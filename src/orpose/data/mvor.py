@@ -23,6 +23,10 @@ from orpose.skeleton import NUM_MVOR_KEYPOINTS, PERSON_CATEGORY, mvor_to_coco
 NUM_MVOR_3D_POINTS = 12
 
 
+def _is_int(x: object) -> bool:
+    return isinstance(x, int) and not isinstance(x, bool)
+
+
 @dataclass(frozen=True)
 class Camera:
     """A pinhole camera: intrinsics and the 4x4 transform from its frame to camera 1's frame."""
@@ -83,16 +87,75 @@ class MvorDataset:
     def __init__(self, path: Path | str):
         self.path = Path(path)
         data = read_json(self.path)
+        if not isinstance(data, dict):
+            raise DatasetError(f"{self.path}: expected an MVOR object (camma_mvor_2018.json)")
         for key in ("images", "annotations", "annotations3D", "multiview_images", "cameras_info"):
             if key not in data:
                 raise DatasetError(f"{self.path}: top level: field '{key}': missing")
+        self._validate(data)
         self.raw = data
         self.cameras = self._read_cameras(data["cameras_info"])
+        for i, img in enumerate(data["images"]):
+            if not 1 <= img["cam_id"] <= len(self.cameras):
+                raise self._fail(
+                    f"images[{i}]",
+                    f"field 'cam_id': {img['cam_id']} is not a camera of the file "
+                    f"(1-{len(self.cameras)})",
+                )
         self.images = {img["id"]: img for img in data["images"]}
         self.multiview = [tuple(im["id"] for im in mv["images"]) for mv in data["multiview_images"]]
         self.poses3d = [self._read_pose3d(a, i) for i, a in enumerate(data["annotations3D"])]
         self._pose_index = {(p.image_ids, p.person_id): p for p in self.poses3d}
         self._group_of_image = {image_id: group for group in self.multiview for image_id in group}
+
+    def _fail(self, where: str, message: str) -> DatasetError:
+        return DatasetError(f"{self.path}: {where}: {message}"[:400])
+
+    def _validate(self, data: dict) -> None:
+        """The structure every reader below relies on, so that a malformed file is one
+        DatasetError naming the file, the record and the field (not a KeyError, a TypeError or
+        a zip() mismatch): lists of objects, integer ids known to ``images``, ``cam_id`` 1 to
+        the number of cameras, 10 keypoints per 2D annotation."""
+        for key in ("images", "annotations", "annotations3D", "multiview_images"):
+            if not isinstance(data[key], list) or not all(isinstance(x, dict) for x in data[key]):
+                raise self._fail("top level", f"field '{key}': expected a list of objects")
+        if not isinstance(data["cameras_info"], dict):
+            raise self._fail("top level", "field 'cameras_info': expected an object")
+        ids = set()
+        for i, img in enumerate(data["images"]):
+            where = f"images[{i}]"
+            for key in ("id", "cam_id"):
+                if not _is_int(img.get(key)):
+                    raise self._fail(where, f"field '{key}': expected an integer, got "
+                                     f"{img.get(key)!r}")  # fmt: skip
+            if not isinstance(img.get("file_name"), str):
+                raise self._fail(where, "field 'file_name': expected a string")
+            if img["id"] in ids:
+                raise self._fail(where, f"field 'id': duplicate id {img['id']}")
+            ids.add(img["id"])
+        for i, ann in enumerate(data["annotations"]):
+            where = f"annotations[{i}]"
+            if not _is_int(ann.get("image_id")) or ann["image_id"] not in ids:
+                raise self._fail(where, f"field 'image_id': no image with id "
+                                 f"{ann.get('image_id')!r}")  # fmt: skip
+            check_numbers(ann.get("bbox"), 4, self.path, where, "bbox")
+            if not ann.get("only_bbox", 0):
+                check_numbers(ann.get("keypoints"), NUM_MVOR_KEYPOINTS * 3, self.path, where,
+                              "keypoints")  # fmt: skip
+            if "person_id" in ann and not _is_int(ann["person_id"]):
+                raise self._fail(where, f"field 'person_id': expected an integer, got "
+                                 f"{ann['person_id']!r}")  # fmt: skip
+        for i, group in enumerate(data["multiview_images"]):
+            members = group.get("images")
+            if not isinstance(members, list) or not all(
+                isinstance(m, dict) and m.get("id") in ids for m in members
+            ):
+                raise self._fail(f"multiview_images[{i}]", "field 'images': expected a list of "
+                                 "objects whose 'id' is an image's")  # fmt: skip
+        for i, ann in enumerate(data["annotations3D"]):
+            if not _is_int(ann.get("person_id")):
+                raise self._fail(f"annotations3D[{i}]", f"field 'person_id': expected an "
+                                 f"integer, got {ann.get('person_id')!r}")  # fmt: skip
 
     def _read_cameras(self, info: dict) -> list[Camera]:
         params = info.get("camParams")
@@ -100,14 +163,27 @@ class MvorDataset:
             raise DatasetError(
                 f"{self.path}: cameras_info: field 'camParams': needs 'intrinsics' and 'extrinsics'"
             )
-        cameras = []
-        for k, (intr, extr) in enumerate(
-            zip(params["intrinsics"], params["extrinsics"], strict=True)
+        intrinsics, extrinsics = params["intrinsics"], params["extrinsics"]
+        if (
+            not isinstance(intrinsics, list)
+            or not isinstance(extrinsics, list)
+            or not intrinsics
+            or len(intrinsics) != len(extrinsics)
         ):
+            raise self._fail(
+                "cameras_info: camParams",
+                "fields 'intrinsics' and 'extrinsics': expected two lists with one entry per "
+                "camera",
+            )
+        cameras = []
+        for k, (intr, extr) in enumerate(zip(intrinsics, extrinsics, strict=True)):
             where = f"camera {k + 1}"
+            if not isinstance(intr, dict):
+                raise self._fail(where, "field 'intrinsics': expected an object")
             check_numbers(extr, 16, self.path, where, "extrinsics")
             check_numbers(intr.get("focallength"), 2, self.path, where, "focallength")
             check_numbers(intr.get("principalpoint"), 2, self.path, where, "principalpoint")
+            check_numbers(intr.get("imagesize", [640, 480]), 2, self.path, where, "imagesize")
             cameras.append(
                 Camera(
                     focal=tuple(intr["focallength"]),

@@ -17,6 +17,7 @@ from orpose.data.coco import load_pose_dataset
 from orpose.data.images import (  # noqa: F401  (the one decoder; re-exported for importers)
     image_file_problem,
     max_image_pixels,
+    opencv_path,
     read_image_rgb,
 )
 from orpose.errors import SourceError
@@ -81,8 +82,22 @@ def iter_images(paths: Iterable[Path], prepare: FramePrepare | None = None) -> I
         yield Frame(str(path), image, str(path))
 
 
+def open_capture(source: Path | str | int) -> cv2.VideoCapture:
+    """OpenCV's capture of a video file, a stream URL or a camera number; SourceError naming it
+    when its name is not valid UTF-8 text (OpenCV would crash the process on it)."""
+    if isinstance(source, int):
+        return cv2.VideoCapture(source)
+    text = opencv_path(source)
+    if text is None:
+        raise SourceError(
+            f"{str(source)!r}: the name is not valid UTF-8 text, which OpenCV cannot open: "
+            "rename the file"
+        )
+    return cv2.VideoCapture(text)
+
+
 def count_video_frames(path: Path | str) -> int:
-    cap = cv2.VideoCapture(str(path))
+    cap = open_capture(path)
     try:
         return int(cap.get(cv2.CAP_PROP_FRAME_COUNT))
     finally:
@@ -91,7 +106,7 @@ def count_video_frames(path: Path | str) -> int:
 
 def video_fps(path: Path | str, default: float = 25.0) -> float:
     """Frames per second a video or stream declares (``default`` when it declares none)."""
-    cap = cv2.VideoCapture(str(path))
+    cap = open_capture(path)
     try:
         fps = float(cap.get(cv2.CAP_PROP_FPS) or 0.0)
     finally:
@@ -114,7 +129,7 @@ def iter_video(
     """
     if step < 1:
         raise ValueError(f"frame step must be >= 1, got {step}")
-    cap = cv2.VideoCapture(str(path))
+    cap = open_capture(path)
     if not cap.isOpened():
         raise SourceError(f"{path}: cannot be opened as a video")
     width, height = int(cap.get(cv2.CAP_PROP_FRAME_WIDTH)), int(cap.get(cv2.CAP_PROP_FRAME_HEIGHT))
@@ -177,7 +192,7 @@ def iter_stream(
     text = str(source)
     if text.isdigit() and (not text.isascii() or int(text) > MAX_CAMERA_INDEX):
         raise SourceError(f"{text}: not a camera index (0-{MAX_CAMERA_INDEX}) nor a file")
-    cap = cv2.VideoCapture(int(text) if text.isdigit() else text)
+    cap = open_capture(int(text) if text.isdigit() else text)
     if not cap.isOpened():
         kind = "camera" if text.isdigit() else "stream"
         raise SourceError(f"{text}: cannot open the {kind}")
@@ -209,6 +224,11 @@ def expand_inputs(inputs: Iterable[Path | str], image_root: Path | None = None) 
     given, else as the dataset loader's default)."""
     specs = []
     for raw in inputs:
+        if not str(raw).strip():  # Path("") is "." : the whole current folder, unasked
+            raise SourceError(
+                f"{str(raw)!r}: an input is an empty name (an unset shell variable?); name a "
+                "file or folder ('.' for the current folder)"
+            )
         path = Path(raw)
         if path.is_file() and path.suffix.lower() == ".json":
             specs.append(SourceSpec(path, coco_image_paths(path, image_root)))

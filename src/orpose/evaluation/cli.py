@@ -7,6 +7,7 @@ checkpoint (``--model``), which is run on the ground-truth images degraded at ea
 from __future__ import annotations
 
 import argparse
+import math
 from pathlib import Path
 
 from orpose.config import cli_number
@@ -15,22 +16,33 @@ from orpose.data.coco import (
     PoseDataset,
     load_pose_dataset,
     read_json,
+    refuse_repeated_images,
     write_json_atomic,
 )
 from orpose.errors import UserError
 from orpose.evaluation.predictions import load_predictions
 from orpose.outputs import check_output_folder
-from orpose.scales import scale_label
+from orpose.scales import scale_from_label, scale_label
 
 
 def parse_pred_spec(spec: str) -> tuple[str, Path]:
     """``8=preds_8x.json`` -> ("8x", path); a bare path is the 1x row (see
-    :func:`recorded_downscale` for files that record their own factor)."""
+    :func:`recorded_downscale` for files that record their own factor). A label that is a
+    number (``8``, ``8x``, ``1e3``, ``-5``, ``nan``) must be a downscale factor, 1-1000, as every
+    verb takes them; another word names the row as it is (``teacher=FILE``); UserError else."""
     if "=" in spec:
         label, path = spec.split("=", 1)
         label = label.strip()
-        if label.replace(".", "", 1).isdigit():
-            label = scale_label(float(label))
+        if not label:
+            raise UserError(f"--pred {spec}: empty SCALE before '='; give e.g. 12={path}")
+        factor = scale_from_label(label)
+        if factor is not None:
+            if not math.isfinite(factor) or not 1 <= factor <= 1000:
+                raise UserError(
+                    f"--pred {spec}: the downscale factor {label!r} is not a finite number "
+                    "1-1000 (a word names the row instead, e.g. teacher=FILE)"
+                )
+            label = scale_label(factor)
         return label, Path(path)
     return "1x", Path(spec)
 
@@ -41,7 +53,8 @@ def recorded_downscale(data: object) -> float | None:
     info = data.get("info") if isinstance(data, dict) else None
     header = info.get("orpose") if isinstance(info, dict) else None
     value = header.get("downscale") if isinstance(header, dict) else None
-    if isinstance(value, int | float) and not isinstance(value, bool) and value >= 1:
+    number = isinstance(value, int | float) and not isinstance(value, bool)
+    if number and math.isfinite(value) and 1 <= value <= 1000:  # (JSON's 1e999 reads as inf)
         return float(value)
     return None
 
@@ -205,6 +218,7 @@ def run_eval(args: argparse.Namespace) -> int:
     if args.camera is not None and args.model is None:
         raise UserError("--camera applies to --model only (--pred files carry their own 3D)")
     gt = load_pose_dataset(args.gt, image_root=args.images, check_images=args.model is not None)
+    refuse_repeated_images(gt)
     if args.model is not None:
         return run_model_eval(args, gt)
     require_ground_truth(gt)

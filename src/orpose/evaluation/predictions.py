@@ -7,22 +7,28 @@ A result is one detected person::
      "keypoints3d": [x, y, z] * 17}               # optional; mm, root-relative (mid-hips)
 
 A COCO-format file with ``images`` and ``annotations`` (what ``orpose label`` writes) is accepted
-too: its images are matched to the ground truth by file name, the soft keypoints (x, y, c) are
-used when present, and ``keypoints3d_soft`` (else ``keypoints3d_hard``) stands for the 3D.
+too: its images are matched to the ground truth by file (the same path, else the longest
+trailing part of the path, never ambiguously), the soft keypoints (x, y, c) are used when
+present, and ``keypoints3d_soft`` (else ``keypoints3d_hard``) stands for the 3D.
 """
 
 from __future__ import annotations
 
 import math
+import os
 from pathlib import Path
 from typing import Any
 
-from orpose.data.coco import DatasetError, PoseDataset, check_numbers, read_json
+from orpose.data.coco import (
+    DatasetError,
+    PoseDataset,
+    check_numbers,
+    default_image_root,
+    read_json,
+    within_image,
+)
 from orpose.skeleton import NUM_KEYPOINTS
 
-# A box or keypoint may reach this many image sizes beyond each image edge, no further: more is
-# a prediction in another coordinate frame (network input, another resolution) or garbage.
-COORD_MARGIN = 1.0
 MAX_3D_MM = 1e5  # 100 m from the root joint: a 3D keypoint further away is not a person's
 
 
@@ -47,20 +53,83 @@ def _result_from_annotation(ann: Any, image_id: int) -> dict:
     return result
 
 
+def _normal(path: Path | str) -> str:
+    return os.path.normpath(os.path.abspath(path))
+
+
+def _trailing_match(a: tuple[str, ...], b: tuple[str, ...]) -> int:
+    """How many last components of two paths are equal (``cam1/000001.png``, ``000001.png``: 1)."""
+    k = 0
+    while k < min(len(a), len(b)) and a[-1 - k] == b[-1 - k]:
+        k += 1
+    return k
+
+
+def match_images_to_ground_truth(images: list, path: Path, gt: PoseDataset) -> dict[Any, int]:
+    """Image ids of an orpose COCO file -> ground-truth image ids, by file: first the same file
+    on disk (absolute names; relative ones from the file's image root, as ``orpose label``
+    writes them), then the ground-truth image sharing the most trailing path components
+    (``.../cam1/000001.png`` is ``cam1/000001.png``, not ``cam2/000001.png``). A name that fits
+    two ground-truth images equally (a bare ``000001.png`` for both cameras), or two images that
+    both fit one, is a DatasetError naming them: scoring one image's people on another's would
+    be silently wrong. Images of no ground-truth image (or of one matched by its own file) are
+    left out."""
+    gt_by_file = {_normal(gt.image_path(img)): img["id"] for img in gt.images}
+    by_base_name: dict[str, list[tuple[tuple[str, ...], dict]]] = {}  # only these can match
+    for img in gt.images:
+        parts = Path(os.path.normpath(img["file_name"])).parts
+        by_base_name.setdefault(parts[-1] if parts else "", []).append((parts, img))
+    root = default_image_root(path)
+    named: list[tuple[Any, str]] = []
+    for img in images:
+        if isinstance(img, dict) and isinstance(img.get("id"), int | str):
+            named.append((img["id"], str(img.get("file_name", ""))))
+    id_map: dict[Any, int] = {}
+    for image_id, name in named:
+        found = gt_by_file.get(_normal(name if Path(name).is_absolute() else root / name))
+        if found is not None:
+            id_map[image_id] = found
+    exact = set(id_map.values())
+    matched_by: dict[int, str] = {}
+    for image_id, name in named:
+        if image_id in id_map or not name:
+            continue
+        parts = Path(os.path.normpath(name)).parts
+        candidates = by_base_name.get(parts[-1] if parts else "", [])
+        scores = [(_trailing_match(parts, gt_path), img) for gt_path, img in candidates]
+        best = max((k for k, _ in scores), default=0)
+        if best == 0:
+            continue
+        fits = [img for k, img in scores if k == best]
+        if len(fits) > 1:
+            ids = ", ".join(str(img["id"]) for img in fits[:5])
+            raise DatasetError(
+                f"{path}: image id {image_id!r}: field 'file_name': {name!r} fits {len(fits)} "
+                f"images of the ground truth {gt.path} equally (ids {ids}: "
+                f"{', '.join(repr(img['file_name']) for img in fits[:2])}); name the images by "
+                "their path (orpose label with the ground truth as input does)"
+            )
+        target = fits[0]["id"]
+        if target in exact:
+            continue  # the ground-truth image's own file is in the file too: this is another
+        if target in matched_by:
+            raise DatasetError(
+                f"{path}: images {matched_by[target]!r} and {name!r} both fit the ground-truth "
+                f"image id {target} ({fits[0]['file_name']!r}) of {gt.path}; name the images "
+                "by their path"
+            )
+        matched_by[target] = name
+        id_map[image_id] = target
+    return id_map
+
+
 def _results_from_coco(data: dict, path: Path, gt: PoseDataset) -> list[tuple[str, dict]]:
     """Turn an orpose COCO file into ``(record name, result)`` pairs, mapping its images onto the
-    ground truth's by file name."""
+    ground truth's by file (:func:`match_images_to_ground_truth`)."""
     for key in ("images", "annotations"):
         if not isinstance(data.get(key, []), list):
             raise DatasetError(f"{path}: top level: field '{key}': expected a list")
-    gt_by_name = {Path(img["file_name"]).name: img["id"] for img in gt.images}
-    id_map: dict[Any, int] = {}
-    for img in data.get("images", []):
-        if not isinstance(img, dict) or not isinstance(img.get("id"), int | str):
-            continue
-        name = Path(str(img.get("file_name", ""))).name
-        if name in gt_by_name:
-            id_map[img.get("id")] = gt_by_name[name]
+    id_map = match_images_to_ground_truth(data.get("images", []), path, gt)
     if not id_map and data.get("images"):
         raise DatasetError(
             f"{path}: images: no file name matches an image of the ground truth {gt.path}"
@@ -86,14 +155,9 @@ def _is_int(value: Any) -> bool:
 
 
 def _in_image(values: list, size: tuple[float, float] | None) -> bool:
-    """Whether (x, y) pairs of a flat list lie within :data:`COORD_MARGIN` of the image."""
-    if size is None:
-        return True
-    w, h = size
-    xs, ys = values[0::2], values[1::2]
-    return all(-COORD_MARGIN * w <= x <= (1 + COORD_MARGIN) * w for x in xs) and all(
-        -COORD_MARGIN * h <= y <= (1 + COORD_MARGIN) * h for y in ys
-    )
+    """Whether (x, y) pairs of a flat list lie within ``orpose.data.coco.COORD_MARGIN`` image
+    sizes of the image (no size: not checked)."""
+    return size is None or within_image(values, size)
 
 
 def validate_result(

@@ -188,7 +188,7 @@ def save_reports(reports: list[ScaleReport], out_dir: Path | str) -> tuple[Path,
     csv_path = out_dir / "metrics.csv"
     rows = [r.row() for r in reports]
     fieldnames = list(dict.fromkeys(key for row in rows for key in row))
-    with open(csv_path, "w", newline="") as f:
+    with open(csv_path, "w", newline="", encoding="utf-8", errors="backslashreplace") as f:
         writer = csv.DictWriter(f, fieldnames=fieldnames, restval="")
         writer.writeheader()
         writer.writerows(rows)

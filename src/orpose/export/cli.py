@@ -9,9 +9,11 @@ from orpose.config import cli_number
 from orpose.data.coco import write_json_atomic
 from orpose.errors import UserError
 from orpose.inference.cli import add_h36_stats_argument
+from orpose.outputs import check_output_folder
 from orpose.paths import shared_data
 
 EXPORT_FORMATS = ("onnx", "torchscript", "checkpoint")
+SIZE_RANGE = (32, 8192)  # pixels per side of the tracing image (3 x 8192 x 8192 floats: 0.8 GB)
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -44,6 +46,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     p.add_argument(
         "--size",
+        type=_size,
         default="640x480",
         metavar="WxH",
         help="size of the tracing image (default 640x480); the graph takes any size, except "
@@ -90,10 +93,17 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def _size(text: str) -> tuple[int, int]:
+    """``--size WxH``: two whole numbers, each within :data:`SIZE_RANGE` (argparse's one-line
+    error otherwise: a 0x0 or 100000x100000 tracing image is a traceback or 120 GB)."""
+    low, high = SIZE_RANGE
     try:
         w, h = (int(v) for v in text.lower().split("x"))
     except ValueError:
-        raise UserError(f"--size: expected WxH such as 640x480, got {text!r}") from None
+        raise argparse.ArgumentTypeError(f"expected WxH such as 640x480, got {text!r}") from None
+    if not (low <= w <= high and low <= h <= high):
+        raise argparse.ArgumentTypeError(
+            f"expected WxH with each side {low}-{high} pixels, got {text!r}"
+        )
     return w, h
 
 
@@ -109,15 +119,17 @@ def run_export_cli(args: argparse.Namespace) -> int:
     from orpose.inference.onnx_runner import NATIVE_SUFFIX
     from orpose.student.predictor import limit_proposals, model_name, resolve_student, save_student
 
+    is_random = args.checkpoint.startswith("random:")
+    out = args.out or (Path("exports") if is_random else Path(args.checkpoint).parent)
+    if args.out is not None or out.is_dir() or is_random:  # (a missing checkpoint: named below)
+        check_output_folder(out)  # before the model is loaded
     try:
         model = limit_proposals(resolve_student(args.checkpoint, args.h36_stats), args.proposals)
     except ValueError as err:
         raise UserError(str(err)) from err
-    is_random = args.checkpoint.startswith("random:")
-    out = args.out or (Path("exports") if is_random else Path(args.checkpoint).parent)
     stem = model_name(args.checkpoint)
     images = args.check_images or _default_check_images()
-    size = _size(args.size)
+    size = args.size
     fixed = has_fixed_size(model)
     if fixed:
         print(f"note: a {model.config.backbone} graph takes {size[0]}x{size[1]} images only")

@@ -6,11 +6,11 @@ import argparse
 import logging
 from pathlib import Path
 
-from orpose.config import cli_number
-from orpose.errors import UserError
+from orpose.config import cli_input_path, cli_number
+from orpose.errors import SourceError, UserError
 from orpose.evaluation.shown import DEFAULT_SCORE_THRESHOLD
 from orpose.inference.journal import JournalMismatch
-from orpose.outputs import check_output_folder
+from orpose.outputs import check_output_folder, refuse_overwriting_inputs
 
 log = logging.getLogger(__name__)
 
@@ -19,6 +19,13 @@ log = logging.getLogger(__name__)
 _FACTOR = cli_number(float, min=1, max=1000)  # a downscale factor (privacy mode: 1/S kept)
 _SCORE = cli_number(float, min=0, max=1)
 _root_depth = cli_number(float, above=0, max=1e6, words=("auto",))  # mm, or auto
+
+
+def _input(text: str) -> str:
+    """An input as given (a path, a camera number, a URL), never an empty text (which would be
+    the whole current folder: see :func:`orpose.config.cli_input_path`)."""
+    cli_input_path(text)
+    return text
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -43,7 +50,12 @@ def _register_predict(subparsers: argparse._SubParsersAction) -> None:
         help="student checkpoint (.pt/.pth, orpose or detectron2), exported .onnx, or "
         "random:BACKBONE (random weights: to try the pipeline)",
     )
-    p.add_argument("inputs", nargs="+", help="images, folders, videos, camera index or URL")
+    p.add_argument(
+        "inputs",
+        nargs="+",
+        type=_input,
+        help="images, folders, videos, camera index or URL",
+    )
     p.add_argument(
         "--out",
         type=Path,
@@ -256,6 +268,11 @@ def run_predict_cli(args: argparse.Namespace) -> int:
         raise UserError(f"--smooth: expected 0 < ALPHA <= 1, got {args.smooth:g}")
     camera = read_camera_option(args.camera)
     focal = args.focal if args.focal is not None or camera is None else camera.fx
+    if args.overlay or args.plot3d_every:  # images written where a rerun would read them back
+        from orpose.data.sources import is_stream
+
+        files = [i for i in args.inputs if not is_stream(i)]
+        refuse_overwriting_inputs(args.out, files, folder=True)
     check_output_folder(args.out)  # before the model is loaded or a frame read
     options = PredictOptions(
         out=args.out,
@@ -289,12 +306,21 @@ def run_predict_cli(args: argparse.Namespace) -> int:
         info = {"model": str(args.model)}
         if camera is not None:
             info["camera"] = camera.to_dict()
+        for name in ("proposals", "h36_stats"):  # they change the results too
+            if getattr(args, name) is not None:
+                info[name] = str(getattr(args, name)) if name == "h36_stats" else args.proposals
         summary = run_predict(predictor, args.inputs, options, info)
     except JournalMismatch as err:
         raise UserError(str(err)) from err
+    if summary.frames == 0 and summary.skipped and not summary.stopped:
+        raise SourceError(
+            f"no frame predicted: none of the {summary.skipped} input image(s) could be decoded "
+            f"(warnings above); {summary.results} holds no result"
+        )
+    skipped = f", skipped {summary.skipped} undecodable (warnings above)" if summary.skipped else ""
     print(
         f"{summary.frames} frame(s), {summary.people} people, {summary.fps:.2f} frames/s "
-        f"-> {summary.results}, {summary.images}"
+        f"-> {summary.results}, {summary.images}{skipped}"
     )
     if args.track:
         print(f"{summary.tracks} track id(s) (track_id in {summary.results})")

@@ -14,18 +14,25 @@ A journal line also records the size and modification time (ns) of the file the 
 (``source``: the image, or the video of a video frame); a rerun redoes a frame whose file has
 changed since (another image saved under the same name), rather than reusing its old results.
 Lines of journals written before this record (no ``source``) are taken as they are.
+
+Beside the journal, ``predictions.settings.json`` records what the results depend on (the model
+and the size and modification time of its file, the score threshold, the downscale factors...):
+a rerun with other settings into the same folder stops (exit 2) instead of passing the first
+run's results off as the second's (another model, or full-resolution results in a privacy run).
 """
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 from typing import Any
 
-from orpose.data.coco import write_json_atomic
+from orpose.data.coco import DatasetError, read_json, write_json_atomic
 from orpose.jsonl import JsonlWriter, read_records
 
 JOURNAL_NAME = "predictions.jsonl"
+SETTINGS_NAME = "predictions.settings.json"
 RESULTS_NAME = "results.json"
 IMAGES_NAME = "images.json"
 
@@ -51,14 +58,37 @@ def file_stamp(path: str) -> dict[str, int] | None:
 class PredictionJournal:
     """Finished frames by source key; ``append`` makes a frame durable before returning."""
 
-    def __init__(self, path: Path, resume: bool = True):
+    def __init__(self, path: Path, resume: bool = True, settings: dict[str, Any] | None = None):
         self.path = path
         self.entries: dict[str, dict[str, Any]] = {}
         path.parent.mkdir(parents=True, exist_ok=True)
         if resume:  # a line cut by a crash is dropped: that frame is redone
             for entry in read_records(path):
                 self.entries[entry["image"]["file_name"]] = entry
+        if settings is not None:
+            self._check_settings(settings)
         self._writer = JsonlWriter(path, truncate=not resume)
+
+    def _check_settings(self, settings: dict[str, Any]) -> None:
+        """JournalMismatch when the journaled frames were predicted with other ``settings``
+        (recorded in :data:`SETTINGS_NAME` beside the journal); records them otherwise."""
+        settings = json.loads(json.dumps(settings))  # as read back (tuples are lists...)
+        recorded = self.path.with_name(SETTINGS_NAME)
+        if self.entries and recorded.is_file():
+            try:
+                before = read_json(recorded)
+            except DatasetError:
+                before = None  # unreadable (cut by a crash): cannot tell, as for old journals
+            if isinstance(before, dict) and before != settings:
+                changed = sorted(
+                    k for k in {*before, *settings} if before.get(k) != settings.get(k)
+                )
+                raise JournalMismatch(
+                    f"{self.path}: its {len(self.entries)} frame(s) were predicted with other "
+                    f"settings (changed: {', '.join(changed)}); rerun with the same ones to "
+                    "resume, or start again with --overwrite or another --out"
+                )
+        write_json_atomic(recorded, settings)
 
     def done(self, key: str, image_id: int) -> dict[str, Any] | None:
         """The finished entry of a frame, None when it is still to do (never done, or its file

@@ -10,12 +10,13 @@ the number of people as its first axis; ``keypoints3d`` only for students with l
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import numpy as np
 import torch
 
+from orpose.data.coco import read_json
+from orpose.errors import DatasetError, ModelError
 from orpose.onnx_session import open_session
 from orpose.student.predictor import detections_to_results
 
@@ -50,11 +51,24 @@ class OnnxStudent:
         self.path = Path(path)
         if not self.path.is_file():
             raise FileNotFoundError(f"{self.path}: no such ONNX model")
-        self.session = open_session(self.path, threads, providers=providers)
+        try:
+            self.session = open_session(self.path, threads, providers=providers)
+        except Exception as err:  # onnxruntime's InvalidProtobuf, Fail...: no common base class
+            if not type(err).__module__.startswith("onnxruntime"):
+                raise
+            why = (str(err).splitlines() or [type(err).__name__])[0][:300]
+            raise ModelError(f"{self.path}: not a readable ONNX model ({why})") from None
         inputs = [i.name for i in self.session.get_inputs()]
         if inputs != [INPUT_NAME]:
             raise ValueError(f"{self.path}: not an orpose student graph (inputs {inputs})")
+        rank = len(self.session.get_inputs()[0].shape or ())
         self.output_names = [o.name for o in self.session.get_outputs()]
+        missing = [n for n in OUTPUT_NAMES[:4] if n not in self.output_names]
+        if rank != 3 or missing:  # another model with an input called "image"
+            raise ValueError(
+                f"{self.path}: not an orpose student graph (its input 'image' has rank {rank}, "
+                f"a student's 3; its outputs {self.output_names[:6]} lack {missing})"
+            )
         self.score_threshold = score_threshold
 
     def detect(self, image: np.ndarray) -> dict[str, torch.Tensor]:
@@ -98,5 +112,11 @@ def load_onnx_student(path: Path | str, threads: int = 0) -> OnnxStudent | OnnxS
     meta = native.with_suffix(".json")
     if not native.is_file() or not meta.is_file():
         return full
-    max_side = int(json.loads(meta.read_text())["native_max_side"])
+    data = read_json(meta)
+    max_side = data.get("native_max_side") if isinstance(data, dict) else None
+    if isinstance(max_side, bool) or not isinstance(max_side, int) or not 1 <= max_side <= 10**5:
+        raise DatasetError(
+            f"{meta}: field 'native_max_side': expected a whole number of pixels 1-100000, got "
+            f"{max_side!r} (rewrite it with orpose export, or remove {native.name})"[:400]
+        )
     return OnnxStudentPair(full, OnnxStudent(native, threads=threads), max_side)

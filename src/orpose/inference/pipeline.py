@@ -16,6 +16,7 @@ own output, and a resumed run replays the journaled frames through the tracker i
 from __future__ import annotations
 
 import logging
+import os
 import signal
 import threading
 import time
@@ -38,7 +39,7 @@ from orpose.data.sources import (
     iter_video,
     video_fps,
 )
-from orpose.inference.journal import JOURNAL_NAME, PredictionJournal
+from orpose.inference.journal import JOURNAL_NAME, PredictionJournal, file_stamp
 from orpose.inference.privacy import LOWRES_MAX_SIDE, FrameGeometry, Shrinker, frame_geometry
 from orpose.inference.render import (
     VIDEO_SUFFIX,
@@ -94,6 +95,7 @@ class Source:
 @dataclass
 class PredictSummary:
     frames: int = 0
+    skipped: int = 0  # frames that could not be decoded (or were refused: too large), warned
     predicted: int = 0  # frames run through the model in this run (the rest came from the journal)
     people: int = 0
     seconds: float = 0.0
@@ -108,23 +110,59 @@ class PredictSummary:
         return self.predicted / self.seconds if self.seconds > 0 else 0.0
 
 
+def input_identity(raw: str | Path) -> str:
+    """What makes two inputs the same: the resolved file (``a.jpg``, ``./a.jpg`` and its
+    absolute path are one image), the camera's number (``0``, ``00``) or the stream's URL."""
+    text = str(raw)
+    if is_stream(text):
+        return f"camera {int(text)}" if text.isdigit() else text
+    return str(Path(text).resolve())
+
+
 def plan_sources(inputs: list[str], options: PredictOptions) -> list[Source]:
-    """Images, folders and videos (checked now, before any work), and live streams."""
+    """Images, folders and videos (checked now, before any work), and live streams. An image,
+    video or stream given more than once (a folder named twice, a folder and one of its files,
+    two spellings of one path) is predicted once, with one warning line: results.json and
+    images.json then hold each frame once, as the counts printed say."""
     sources: list[Source] = []
+    seen: set[str] = set()
+    repeated: list[str] = []
+
+    def first_time(raw: str | Path) -> bool:
+        identity = input_identity(raw)
+        if identity in seen:
+            repeated.append(str(raw))
+            return False
+        seen.add(identity)
+        return True
+
     for raw in inputs:
         if is_stream(raw):
-            sources.append(Source(str(raw), "stream", frames=options.max_frames))
+            if first_time(raw):
+                sources.append(Source(str(raw), "stream", frames=options.max_frames))
             continue
         (spec,) = expand_inputs([raw])
-        if spec.video:
-            n = max(0, count_video_frames(spec.path))
-            n = -(-n // options.video_step)
-            if options.max_frames is not None:
-                n = min(n, options.max_frames)
-            fps = video_fps(spec.path) / options.video_step
-            sources.append(Source(str(spec.path), "video", frames=n, fps=fps))
-        else:
-            sources.append(Source(str(spec.path), "images", spec.images, len(spec.images)))
+        if not spec.video:
+            images = tuple(path for path in spec.images if first_time(path))
+            if images:
+                sources.append(Source(str(spec.path), "images", images, len(images)))
+            continue
+        if not first_time(spec.path):
+            continue
+        n = max(0, count_video_frames(spec.path))
+        n = -(-n // options.video_step)
+        if options.max_frames is not None:
+            n = min(n, options.max_frames)
+        fps = video_fps(spec.path) / options.video_step
+        sources.append(Source(str(spec.path), "video", frames=n, fps=fps))
+    if repeated:
+        more = f" and {len(repeated) - 1} more" if len(repeated) > 1 else ""
+        log.warning(
+            "%d input(s) given more than once (%s%s): each predicted once",
+            len(repeated),
+            repeated[0],
+            more,
+        )
     return sources
 
 
@@ -161,11 +199,17 @@ class Renderer:
         self.options = options
         self.sink: VideoSink | None = None
         self.rendered: list[Path] = []
+        self.video_names: set[str] = set()
 
     def start_source(self, source: Source) -> None:
         self.close_source()
         if self.options.overlays and source.kind != "images":
-            name = safe_name(Path(source.name).stem if source.kind == "video" else source.name)
+            base = safe_name(Path(source.name).stem if source.kind == "video" else source.name)
+            name, number = base, 1
+            while name in self.video_names:  # a/clip.avi and b/clip.avi: clip, clip_2
+                number += 1
+                name = f"{base}_{number}"
+            self.video_names.add(name)
             path = self.options.out / "overlays" / f"{name}_overlay{VIDEO_SUFFIX}"
             self.sink = VideoSink(path, source.fps)
 
@@ -199,7 +243,8 @@ class Renderer:
 def _log_file(out: Path) -> Iterator[None]:
     """The run's log lines also go to ``out/predict.log`` (messages only, never pixel data)."""
     logger = logging.getLogger("orpose.inference")
-    handler = logging.FileHandler(out / LOG_NAME)
+    # a path that is not valid UTF-8 (kept by Python as surrogates) is written escaped
+    handler = logging.FileHandler(out / LOG_NAME, encoding="utf-8", errors="backslashreplace")
     handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
     level = logger.level
     if logger.getEffectiveLevel() > logging.INFO:
@@ -270,11 +315,13 @@ def run_predict(
 class _Run:
     """One ``orpose predict`` run: the per-frame work and its bookkeeping."""
 
-    def __init__(self, predictor: Predictor, options: PredictOptions):
+    def __init__(self, predictor: Predictor, options: PredictOptions, info: dict[str, Any]):
         self.predictor = predictor
         self.options = options
         self.shrinker = Shrinker(options.downscale) if options.downscale > 1 else None
-        self.journal = PredictionJournal(options.out / JOURNAL_NAME, resume=options.resume)
+        self.journal = PredictionJournal(
+            options.out / JOURNAL_NAME, resume=options.resume, settings=run_settings(options, info)
+        )
         self.renderer = Renderer(options)
         self.summary = PredictSummary()
         self.warned = False
@@ -351,7 +398,7 @@ def _run(
     info: dict[str, Any],
     guard: _StopOnSigterm | None = None,
 ) -> PredictSummary:
-    run = _Run(predictor, options)
+    run = _Run(predictor, options, info)
     totals = [s.frames for s in sources]
     total = None if any(t is None for t in totals) else sum(totals)
     log.info(
@@ -374,6 +421,7 @@ def _run(
                 progress.update(1)
                 if frame.image is None:
                     log.warning("skipped %s: %s", frame.key, frame.error)
+                    run.summary.skipped += 1
                     continue
                 run.frame(frame, image_id)
     except KeyboardInterrupt as stop:
@@ -389,6 +437,20 @@ def _run(
         progress.close()
         summary = run.finish(time.perf_counter() - started, info)
     return summary
+
+
+def run_settings(options: PredictOptions, info: dict[str, Any]) -> dict[str, Any]:
+    """What a frame's journaled results depend on: the run's ``info`` (the model, its camera,
+    proposals...) with the size and modification time of the model's file, and the options that
+    change what is predicted (not those that only draw or count)."""
+    settings: dict[str, Any] = {**info}
+    model = info.get("model")
+    if isinstance(model, str) and (stamp := file_stamp(model)) is not None:
+        settings["model"] = os.path.realpath(model)  # ./m.pt and m.pt are one model
+        settings["model_file"] = stamp
+    for name in ("score_threshold", "downscale", "lowres_input", "native_lowres", "video_step"):
+        settings[name] = getattr(options, name)
+    return settings
 
 
 def _jsonable(d: dict[str, Any]) -> dict[str, Any]:

@@ -14,6 +14,8 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from orpose.data.images import opencv_path
+from orpose.errors import UserError
 from orpose.skeleton import ROOT_JOINTS
 from orpose.viz.draw2d import draw_people, person_label
 
@@ -35,9 +37,15 @@ def overlay(image: np.ndarray, results: Sequence[dict], keypoint_threshold: floa
 
 
 def write_image_rgb(path: Path, image: np.ndarray) -> Path:
+    """Write an overlay image; a failed write (OpenCV only says False: a full disk, a read-only
+    place, a folder in the way) is a UserError naming the file (one line, exit code 2)."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    if not cv2.imwrite(str(path), cv2.cvtColor(image, cv2.COLOR_RGB2BGR)):
-        raise OSError(f"{path}: cannot be written")
+    ok, data = cv2.imencode(path.suffix or ".jpg", cv2.cvtColor(image, cv2.COLOR_RGB2BGR))
+    if not ok:
+        raise UserError(f"{path}: cannot be encoded as {path.suffix or '.jpg'}")
+    # written by Python, not by OpenCV: a failed write is an OSError naming the file (one line),
+    # and OpenCV never sees a path that is not valid UTF-8 (it crashes on one)
+    path.write_bytes(data.tobytes())
     return path
 
 
@@ -58,9 +66,18 @@ class VideoSink:
             self.size = (max(2, w - w % 2), max(2, h - h % 2))
             self.path.parent.mkdir(parents=True, exist_ok=True)
             fourcc = cv2.VideoWriter_fourcc(*VIDEO_FOURCC)
-            self.writer = cv2.VideoWriter(str(self.path), fourcc, self.fps, self.size)
+            text = opencv_path(self.path)
+            if text is None:
+                raise UserError(
+                    f"{str(self.path)!r}: not valid UTF-8 text, which OpenCV cannot write to: "
+                    "give an --out of another name"
+                )
+            self.writer = cv2.VideoWriter(text, fourcc, self.fps, self.size)
             if not self.writer.isOpened():
-                raise OSError(f"{self.path}: cannot open a {VIDEO_FOURCC} video writer")
+                raise UserError(
+                    f"{self.path}: cannot open a {VIDEO_FOURCC} video writer (a read-only place, "
+                    "a folder of that name, or no such codec in this OpenCV build)"
+                )
         w, h = self.size
         frame = np.ascontiguousarray(image[:h, :w])
         if frame.shape[:2] != (h, w):  # a smaller frame in the same stream: pad it

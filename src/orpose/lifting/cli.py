@@ -12,6 +12,7 @@ from orpose import paths
 from orpose.config import cli_number, cli_numbers
 from orpose.data.coco import write_json_atomic
 from orpose.errors import UserError
+from orpose.outputs import check_output_file, refuse_overwriting_inputs
 
 DEFAULT_OUT = Path("runs/lifter/lifter.pt")
 CACHE_NAME = "mocap_cache.npz"
@@ -136,6 +137,12 @@ def run_train(args: argparse.Namespace) -> int:
 
     from orpose.lifting.train import load_training_data, train_lifter
 
+    check_output_file(args.out)  # before the mocap is read (its cache goes beside it too)
+    if args.out.is_file() and not args.resume:  # a finished lifter is never trained over
+        raise UserError(
+            f"--out {args.out}: a lifter checkpoint is already there; --resume continues it, "
+            "or remove it (or give another --out) to train a new one"
+        )
     torch.set_num_threads(max(1, args.threads))
     cfg = _train_config(args)
     train_joints, test_joints = load_training_data(cfg, args.out.parent / CACHE_NAME)
@@ -168,8 +175,11 @@ def run_eval(args: argparse.Namespace) -> int:
     )
     from orpose.lifting.train import TrainConfig, load_training_data
 
-    torch.set_num_threads(max(1, args.threads))
     payload = read_checkpoint(args.checkpoint)
+    out = args.json or args.checkpoint.with_suffix(".eval.json")
+    refuse_overwriting_inputs(out, [args.checkpoint], "--json")
+    check_output_file(out, "--json")  # before the evaluation runs
+    torch.set_num_threads(max(1, args.threads))
     lifter = lifter_from_checkpoint(payload).eval()
     cfg = (
         TrainConfig.from_dict(payload["config"], f"{args.checkpoint}: config")
@@ -190,7 +200,6 @@ def run_eval(args: argparse.Namespace) -> int:
         f"{PAPER_MVOR_MPJPE_MM:.1f} mm, student {PAPER_STUDENT_MVOR_MPJPE_MM:.1f} mm; the MVOR "
         "rows above use ground-truth 2D projected from the 3D annotations)"
     )
-    out = args.json or args.checkpoint.with_suffix(".eval.json")
     write_json_atomic(
         out,
         {

@@ -27,7 +27,6 @@ tensors and arrays alike.
 
 from __future__ import annotations
 
-import json
 import logging
 import math
 import re
@@ -203,10 +202,11 @@ def intrinsics_from_dict(entry: Any, where: str) -> Intrinsics:
 
 
 def _read_json(path: Path) -> Any:
-    try:
-        return json.loads(path.read_text())
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
-        raise DatasetError(f"{path}: not a readable JSON camera file ({err})") from None
+    """The JSON of a camera file; any failure (encoding, syntax, nesting too deep, a number too
+    long) is one DatasetError naming the file (orpose.data.coco.read_json, as for every JSON)."""
+    from orpose.data.coco import read_json
+
+    return read_json(path)
 
 
 def _mvor_camera(data: Any, path: Path, number: int | None) -> Intrinsics:

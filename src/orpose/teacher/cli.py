@@ -6,10 +6,10 @@ import argparse
 import logging
 from pathlib import Path
 
-from orpose.config import cli_number, cli_numbers
+from orpose.config import cli_input_path, cli_number, cli_numbers
 from orpose.errors import UserError
 from orpose.manifest import ModelError, load_manifest, sha256_of, verify_model
-from orpose.outputs import check_output_file
+from orpose.outputs import check_output_file, check_output_folder, refuse_overwriting_inputs
 from orpose.paths import models_dir
 from orpose.teacher.config import load_config
 
@@ -101,7 +101,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument(
         "inputs",
         nargs="+",
-        type=Path,
+        type=cli_input_path,
         help="images, folders of images, video files, COCO files (their images)",
     )
     p.add_argument("--out", type=Path, required=True, help="pseudo-label file to write (.json)")
@@ -191,8 +191,11 @@ def run_label(args: argparse.Namespace) -> int:
     from orpose.teacher.labelling import Shard, run_labelling
     from orpose.teacher.teacher import Teacher
 
+    shard = Shard.parse(args.shard) if args.shard else None  # before any work, as below
     image_root = _image_root(args)
+    refuse_overwriting_inputs(args.out, args.inputs)
     check_output_file(args.out)  # before the models are loaded or an image read
+    check_frames_dir(args)
     config = teacher_config_from_args(args)
     teacher = Teacher.from_config(config, _models_dir(args), args.manifest, args.threads)
     lifter = lifter_info = None
@@ -207,7 +210,7 @@ def run_label(args: argparse.Namespace) -> int:
         teacher,
         video_step=args.video_step,
         downscale=args.downscale,
-        shard=Shard.parse(args.shard) if args.shard else None,
+        shard=shard,
         frames_dir=args.frames_dir,
         frame_format=args.frame_format,
         lifter=lifter,
@@ -225,6 +228,21 @@ def run_label(args: argparse.Namespace) -> int:
     return 0
 
 
+def check_frames_dir(args: argparse.Namespace) -> None:
+    """``--frames-dir`` as an output folder, before any work: when given, and its default
+    (``<out stem>_frames/``) when a video is among the inputs (its frames are saved there)."""
+    from orpose.data.sources import is_video
+    from orpose.teacher.labelling import output_paths
+
+    videos = any(Path(p).is_file() and is_video(Path(p)) for p in args.inputs)
+    option = "--frames-dir" if args.frames_dir is not None else "--frames-dir (default)"
+    frames_dir = args.frames_dir or output_paths(args.out, None)[2]
+    if videos:  # saved frames in an input folder would be labelled again as its images
+        refuse_overwriting_inputs(frames_dir, args.inputs, option, folder=True)
+    if args.frames_dir is not None or videos:
+        check_output_folder(frames_dir, option)
+
+
 def _image_root(args: argparse.Namespace) -> Path | None:
     """``--images``: only for COCO-file inputs, and a folder that exists."""
     if args.images is None:
@@ -239,6 +257,8 @@ def _image_root(args: argparse.Namespace) -> Path | None:
 def run_merge(args: argparse.Namespace) -> int:
     from orpose.teacher.writer import merge_label_files
 
+    refuse_overwriting_inputs(args.out, args.shards)
+    check_output_file(args.out)  # before the shards are read
     payload = merge_label_files(args.shards, args.out, args.allow_missing)
     print(
         f"{args.out}: {len(payload['images'])} images, {len(payload['annotations'])} persons "

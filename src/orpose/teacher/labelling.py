@@ -50,6 +50,9 @@ log = logging.getLogger(__name__)
 FRAME_FORMATS = {"jpg": [cv2.IMWRITE_JPEG_QUALITY, 95], "png": [cv2.IMWRITE_PNG_COMPRESSION, 3]}
 
 
+MAX_SHARDS = 10_000  # more parts than that is a typo (each part is one labelling process)
+
+
 @dataclass(frozen=True)
 class Shard:
     """Part ``index`` of ``count`` (0-based)."""
@@ -63,8 +66,8 @@ class Shard:
             index, count = (int(v) for v in text.split("/"))
         except ValueError:
             raise UserError(f"--shard expects I/N such as 0/4, got {text!r}") from None
-        if count < 1 or not 0 <= index < count:
-            raise UserError(f"--shard {text}: need 0 <= I < N")
+        if count < 1 or not 0 <= index < count or count > MAX_SHARDS:
+            raise UserError(f"--shard {text}: need 0 <= I < N <= {MAX_SHARDS}")
         return cls(index, count)
 
     def owns(self, position: int) -> bool:
@@ -127,8 +130,12 @@ def save_frame(image: np.ndarray, path: Path, fmt: str) -> None:
     """Write a frame atomically (rename), so a frame file is either whole or absent."""
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.stem}.tmp{path.suffix}")
-    if not cv2.imwrite(str(tmp), cv2.cvtColor(image, cv2.COLOR_RGB2BGR), FRAME_FORMATS[fmt]):
-        raise OSError(f"{path}: cannot write the video frame")
+    ok, data = cv2.imencode(f".{fmt}", cv2.cvtColor(image, cv2.COLOR_RGB2BGR), FRAME_FORMATS[fmt])
+    if not ok:
+        raise UserError(f"{path}: the video frame cannot be encoded as {fmt}")
+    # written by Python: a failed write is an OSError naming the file (one line, exit 2), and
+    # OpenCV never sees a path that is not valid UTF-8 (it crashes on one)
+    tmp.write_bytes(data.tobytes())
     os.replace(tmp, path)
 
 

@@ -122,8 +122,15 @@ def run_train(args: argparse.Namespace) -> int:
         check_start_files(config, str(args.config))
     except ConfigError as err:
         raise UserError(str(err)) from err
-    check_training_images(config, args)
-    out = check_output_folder(args.out or Path("runs") / args.config.stem)
+    out_path = Path(args.out or Path("runs") / args.config.stem)
+    new_folder = not out_path.exists()
+    out = check_output_folder(out_path)
+    try:
+        check_training_images(config, args)
+    except UserError:
+        if new_folder:  # refused before any work: leave no trace
+            out.rmdir()
+        raise
     save_resolved_config(config, out / "config.yaml", args)
     try:
         checkpoint = trainer_class(config)(config, out, args.device).run(resume=args.resume)

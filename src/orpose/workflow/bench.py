@@ -90,7 +90,13 @@ def load_frames(source: Path, count: int, size: tuple[int, int] = BENCH_SIZE) ->
     """``count`` RGB frames spread over a video (or the first images of a folder), at ``size``."""
     import cv2
 
-    from orpose.data.sources import count_video_frames, iter_video, list_images, read_image_rgb
+    from orpose.data.sources import (
+        SourceError,
+        count_video_frames,
+        iter_video,
+        list_images,
+        read_image_rgb,
+    )
 
     if source.is_dir():
         images = [read_image_rgb(p) for p in list_images(source)[:count]]
@@ -98,7 +104,7 @@ def load_frames(source: Path, count: int, size: tuple[int, int] = BENCH_SIZE) ->
         step = max(1, count_video_frames(source) // max(count, 1))
         images = [f.image for f in iter_video(source, step=step, limit=count)]
     if not images:
-        raise ValueError(f"{source}: no frame to benchmark on")
+        raise SourceError(f"{source}: no frame to benchmark on (no image, or an empty video)")
     return [cv2.resize(im, size, interpolation=cv2.INTER_LINEAR) for im in images]
 
 
