@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import re
 import subprocess
 import sys
 
@@ -470,3 +471,40 @@ def test_label_shards_are_bounded(tmp_path, capsys):
     argv = ["label", str(image), "--out", str(tmp_path / "l.json"), "--shard", "0/" + "9" * 20]
     assert main(argv) == 2
     one_error_line(capsys.readouterr().err, "label", "need 0 <= I < N <= 10000")
+
+
+@pytest.mark.parametrize(
+    ("camera", "field"),
+    [
+        ("500,500,1e9,240", "'cx'"),
+        ("500,500,320,240,640,480", None),
+        ("500,500,900,240,640,480", "outside the 640x480 image"),
+        ("1e7,500,320,240", "'fx'"),
+    ],
+)
+def test_a_camera_no_lens_has_is_refused(camera, field):
+    from orpose.errors import UserError
+    from orpose.lifting.intrinsics import read_camera
+
+    if field is None:
+        assert read_camera(camera).cx == 320.0
+        return
+    with pytest.raises(UserError, match=re.escape(field)):
+        read_camera(camera)
+
+
+def test_a_broken_h36_stats_file_is_one_line(tmp_path):
+    from orpose.errors import OrposeError
+    from orpose.student.official_lifter import read_h36_stats
+
+    path = tmp_path / "h36stats.json"
+    path.write_text("[" * 100000 + "]" * 100000)
+    with pytest.raises(OrposeError, match=re.escape(str(path))):
+        read_h36_stats(path)
+
+
+def test_adapt_refuses_an_empty_frames_name(capsys):
+    from orpose.cli import main
+
+    assert main(["adapt", "ckpt.pt", "", "--out", "o"]) == 2
+    assert "frames" in capsys.readouterr().err

@@ -186,7 +186,7 @@ def intrinsics_from_dict(entry: Any, where: str) -> Intrinsics:
         if entry.get("imagesize") is not None:
             size = _pair(entry, "imagesize", where)
             width, height = (_number(v, where, "imagesize", integer=True) for v in size)
-        return Intrinsics(fx, fy, cx, cy, width, height)
+        return _checked(Intrinsics(fx, fy, cx, cy, width, height), where)
     for key in FIELDS:
         if key not in entry:
             raise DatasetError(f"{where}: field '{key}': missing")
@@ -198,7 +198,26 @@ def intrinsics_from_dict(entry: Any, where: str) -> Intrinsics:
     if "width" in entry:
         width = _number(entry["width"], where, "width", True)
         height = _number(entry["height"], where, "height", True)
-    return Intrinsics(fx, fy, cx, cy, width, height)
+    return _checked(Intrinsics(fx, fy, cx, cy, width, height), where)
+
+
+# a camera's numbers beyond these are typing errors, not optics (100k px: 10x the widest sensors)
+MAX_PIXELS_SIDE = 100_000
+
+
+def _checked(cam: Intrinsics, where: str) -> Intrinsics:
+    """Refuse what no real camera has: a focal length or principal point beyond
+    MAX_PIXELS_SIDE, or (when the image size is known) a principal point outside the image."""
+    for name in ("fx", "fy", "cx", "cy", "width", "height"):
+        value = getattr(cam, name)
+        if value is not None and value > MAX_PIXELS_SIDE:
+            raise DatasetError(f"{where}: field '{name}': {value!r} is beyond {MAX_PIXELS_SIDE} px")
+    if cam.width is not None and not (cam.cx <= cam.width and cam.cy <= cam.height):
+        raise DatasetError(
+            f"{where}: field 'cx'/'cy': principal point ({cam.cx:g}, {cam.cy:g}) outside the "
+            f"{cam.width}x{cam.height} image"
+        )
+    return cam
 
 
 def _read_json(path: Path) -> Any:

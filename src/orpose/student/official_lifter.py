@@ -51,7 +51,6 @@ are buffers of the module, saved in converted orpose checkpoints.
 
 from __future__ import annotations
 
-import json
 import os
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -107,10 +106,9 @@ def read_h36_stats(path: Path | str) -> dict[str, np.ndarray]:
     path = Path(path)
     if not path.is_file():
         raise MissingResourceError(f"{path}: no such Human3.6M statistics file (h36stats.json)")
-    try:
-        data = json.loads(path.read_text())
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
-        raise ModelError(f"{path}: not a JSON statistics file ({err})") from None
+    from orpose.data.coco import read_json  # any decoding failure: one line naming the file
+
+    data = read_json(path)
     if not isinstance(data, dict):
         raise ModelError(f"{path}: expected a JSON object with {', '.join(STATS_FIELDS)}")
     out = {}

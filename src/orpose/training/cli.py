@@ -10,7 +10,7 @@ from pathlib import Path
 import yaml
 
 from orpose.atomic import write_atomic
-from orpose.config import cli_number
+from orpose.config import cli_input_path, cli_number
 from orpose.errors import UserError
 from orpose.outputs import check_output_folder
 
@@ -69,7 +69,8 @@ def register_self_label(subparsers: argparse._SubParsersAction) -> None:
         "`orpose adapt`.",
     )
     p.add_argument("checkpoint", type=Path, help="student checkpoint (last.pt)")
-    p.add_argument("inputs", nargs="+", type=Path, help="images, folders, videos, COCO files")
+    p.add_argument("inputs", nargs="+", type=cli_input_path,
+                   help="images, folders, videos, COCO files")  # fmt: skip
     p.add_argument(
         "--stored-downscale",
         type=cli_number(float, above=1, max=64),

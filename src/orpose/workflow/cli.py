@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from orpose.config import cli_number
+from orpose.config import cli_input_path, cli_number
 from orpose.errors import UserError
 from orpose.outputs import check_output_file, refuse_overwriting_inputs
 from orpose.paths import shared_data
@@ -285,7 +285,8 @@ def register_adapt(subparsers: argparse._SubParsersAction) -> None:
         "OUT/student/last.pt and OUT/commands.sh. See docs/workflow.md.",
     )
     p.add_argument("checkpoint", type=Path, help="the student to adapt (last.pt)")
-    p.add_argument("frames", nargs="+", type=Path, help="images, folders, videos, COCO files")
+    p.add_argument("frames", nargs="+", type=cli_input_path,
+                   help="images, folders, videos, COCO files")  # fmt: skip
     p.add_argument("--out", type=Path, required=True, help="output folder")
     p.add_argument(
         "--stored-downscale",
