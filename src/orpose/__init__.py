@@ -18,16 +18,29 @@ through files (docs/architecture.md). From the bottom:
 8. ``inference``: ``orpose predict`` (images, videos, streams; privacy mode; tracking) and the
    onnxruntime runner of exported students;
 9. ``export``: ONNX/TorchScript export, its agreement check and FLOP counts;
-10. ``workflow`` and ``commands``: ``orpose demo`` / ``experiment`` / ``bench``, which run the
-    verbs of every stage, and the verbs' dispatch;
+10. ``workflow``, ``commands`` and ``api``: ``orpose demo`` / ``experiment`` / ``bench``, which
+    run the verbs of every stage, the verbs' dispatch, and the Python API;
 11. ``cli``: the entry point.
+
+The Python API (docs/api.md), imported on first use so that ``import orpose`` stays light:
+``orpose.load(path)`` -> a :class:`~orpose.api.Predictor`, whose call on an image (a path, an
+RGB array, a PIL image) gives the people ``orpose predict`` writes (:class:`~orpose.api.Person`:
+box, score, 2D keypoints with confidences, 3D in mm); ``orpose.load_teacher``,
+``orpose.evaluate`` and ``orpose.train`` for the other stages.
 
 A module imports only from its own floor and the floors below (:data:`FLOORS`, checked by
 tests/test_architecture.py). Lifting sits below the teacher because the teacher's 3D labels use
 the trained lifter, while the lifter needs no teacher.
 """
 
+from orpose.lazy import lazy_exports
+
 __version__ = "0.1.0"
+
+# The Python API (orpose/api.py), imported on first use: torch loads only when a model does.
+_API = ("Person", "Predictor", "TeacherPredictor", "evaluate", "load", "load_teacher", "train")
+__all__ = ["FLOORS", "__version__", *_API]
+__getattr__ = lazy_exports(__name__, dict.fromkeys(_API, "orpose.api"))
 
 # The floors, bottom first: module names and the packages whose modules all belong to a floor
 # (the most specific name wins: ``orpose.checkpoints.safe`` is base, the rest of
@@ -57,6 +70,6 @@ FLOORS: tuple[tuple[str, ...], ...] = (
     ("orpose.evaluation",),
     ("orpose.inference",),
     ("orpose.export",),
-    ("orpose.workflow", "orpose.commands"),
+    ("orpose.workflow", "orpose.commands", "orpose.api"),
     ("orpose.cli",),
 )

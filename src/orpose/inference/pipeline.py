@@ -192,6 +192,25 @@ def image_record(frame: Frame, image_id: int, geometry: FrameGeometry, downscale
     return record
 
 
+def predict_frame(
+    predictor: Predictor,
+    kept: np.ndarray,
+    geometry: FrameGeometry,
+    native_lowres: bool = False,
+    score_threshold: float = 0.0,
+) -> list[dict]:
+    """The results of one kept frame (in network pixels, without ``image_id``), people below
+    ``score_threshold`` left out: what ``orpose predict`` journals for it, and what
+    :class:`orpose.api.Predictor` returns."""
+    if native_lowres and geometry.lowres:  # the small frame as it is (faster)
+        # the student lifts in the network frame's pixels, as on the upsampled frame
+        found = call_with_original_size(predictor, kept, geometry.network_size)
+        results = geometry.from_kept(found)
+    else:  # the paper's protocol: the small frame upsampled to the network size
+        results = predictor(geometry.network_input(kept))
+    return [r for r in results if r["score"] >= score_threshold]
+
+
 class Renderer:
     """Overlays and 3D plots of one run (all below ``out``)."""
 
@@ -343,13 +362,9 @@ class _Run:
         geometry = frame_geometry(frame.image, opts.downscale, original, opts.lowres_input)
         entry = self.journal.done(frame.key, image_id)
         if entry is None:
-            if opts.native_lowres and geometry.lowres:  # the small frame as it is (faster)
-                # the student lifts in the network frame's pixels, as on the upsampled frame
-                found = call_with_original_size(self.predictor, frame.image, geometry.network_size)
-                results = geometry.from_kept(found)
-            else:  # the paper's protocol: the small frame upsampled to the network size
-                results = self.predictor(geometry.network_input(frame.image))
-            results = [r for r in results if r["score"] >= opts.score_threshold]
+            results = predict_frame(
+                self.predictor, frame.image, geometry, opts.native_lowres, opts.score_threshold
+            )
             for r in results:
                 r["image_id"] = image_id
             self.journal.append(image_record(frame, image_id, geometry, opts.downscale), results)
