@@ -24,7 +24,8 @@ ROOT = Path(__file__).resolve().parents[1]
 
 # one line per floor of orpose.FLOORS, bottom first
 FLOOR_TEXT = (
-    "base: errors, atomic, jsonl, paths, skeleton, scales, config, manifest + models.yaml,\n"
+    "base: errors, atomic, jsonl, paths, skeleton, heatmaps, scales, config, "
+    "manifest + models.yaml,\n"
     "onnx_session, checkpoints/safe.py (the one torch.load / torch.save), viz",
     "data: COCO / MVOR files, image sources, low-resolution degradation",
     "lifting: 2D-to-3D lifter trained on motion capture",

@@ -1,14 +1,36 @@
-"""Shared fixtures: the ../shared data (skipped with a message when absent) and tiny datasets."""
+"""Shared fixtures: the ../shared data and tiny datasets.
+
+Where the shared folder is missing, the tests that need it are skipped with a message, except
+under CI (the environment variable ``CI`` set, as CI services and ``.ci/run`` do): there the run
+stops at once with one line naming the folders looked for, instead of passing with those tests
+skipped.
+"""
 
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-from orpose.paths import shared_dir
+from orpose.paths import shared_candidates, shared_dir
+
+
+def under_ci() -> bool:
+    """``CI`` set to anything but empty, 0, false or no (CI services set ``CI=true``)."""
+    return os.environ.get("CI", "").strip().lower() not in ("", "0", "false", "no")
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    if under_ci() and shared_dir(required=False) is None:
+        where = ", ".join(os.path.abspath(p) for p in shared_candidates())
+        raise pytest.UsageError(
+            f"CI: the shared models/data folder is missing (looked for {where}, a folder holding "
+            "models/ or data/); set ORPOSE_SHARED=/path/to/shared, or unset CI to skip the "
+            "tests that need it"
+        )
 
 
 @pytest.fixture(scope="session")

@@ -12,7 +12,8 @@ import pytest
 import torch
 import yaml
 
-from orpose.student.keypoint_head import gaussian_heatmaps, heatmap_loss
+from orpose.heatmaps import gaussian_heatmaps
+from orpose.student.keypoint_head import heatmap_loss
 from orpose.teacher.geometry import crop_for_box
 from orpose.training.distillation_data import crop_matrix, transform_points
 from orpose.training.topdown import distribution_focal_loss, quality_focal_loss

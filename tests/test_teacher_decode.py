@@ -5,7 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from orpose.teacher.decode import decode_heatmaps, decode_simcc
+from orpose.heatmaps import decode_heatmaps
+from orpose.teacher.decode import decode_simcc
 from orpose.teacher.detectors import decode_yolox, yolox_grid
 
 

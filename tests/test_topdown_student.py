@@ -11,9 +11,7 @@ import torch
 from orpose.checkpoints import load_student, save_student
 from orpose.data.sources import read_image_rgb
 from orpose.errors import ModelError
-from orpose.student.keypoint_head import dark_refine
 from orpose.student.topdown import TopDownConfig, TopDownStudent
-from orpose.teacher.decode import refine_dark
 from orpose.teacher.geometry import crop_for_box
 
 
@@ -31,28 +29,6 @@ def images(val500):
 
 def _tensor(image: np.ndarray) -> torch.Tensor:
     return torch.from_numpy(image).permute(2, 0, 1).float() / 255.0
-
-
-def test_dark_refine_equals_the_teachers_numpy_rule():
-    rng = np.random.default_rng(0)
-    ys, xs = np.mgrid[0:64, 0:48]
-    maps = np.zeros((2, 17, 64, 48), np.float32)
-    for n in range(2):
-        for k in range(17):
-            cx, cy = rng.uniform(2, 45), rng.uniform(2, 61)
-            maps[n, k] = np.exp(-((xs - cx) ** 2 + (ys - cy) ** 2) / 8) * rng.uniform(0.3, 1)
-    # peaks on and next to every border: the blur window reflects there
-    for k, (cx, cy) in enumerate([(0, 30), (1, 30), (46, 30), (47, 30), (20, 0), (20, 1),
-                                  (20, 62), (20, 63), (1, 1), (46, 62)]):  # fmt: skip
-        maps[1, k] = np.exp(-((xs - cx - 0.3) ** 2 + (ys - cy + 0.2) ** 2) / 8)
-    maps += rng.uniform(0, 0.02, maps.shape).astype(np.float32)
-    flat = maps.reshape(2, 17, -1)
-    index = flat.argmax(-1)
-    integer = np.stack([index % 48, index // 48], -1).astype(np.float64)
-    reference = refine_dark(maps, integer, 11)
-    ours, peak = dark_refine(torch.from_numpy(maps), 11)
-    assert np.abs(ours.numpy() - reference).max() < 1e-3
-    assert np.allclose(peak.numpy(), flat.max(-1).clip(0, 1))
 
 
 def test_crop_is_the_teachers_warp(student, images):

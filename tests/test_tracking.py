@@ -1,4 +1,7 @@
-"""``orpose predict --track``: ByteTrack ids on synthetic people, smoothing, resume, the CLI."""
+"""``orpose predict --track``: ByteTrack ids on synthetic people, smoothing, resume, the CLI.
+
+The tracker tests turn every warning into an error: the tracker library is used through its
+current API, with nothing deprecated and nothing silenced."""
 
 import json
 
@@ -19,6 +22,7 @@ def person(x: float, y: float, w: float = 40, h: float = 100, score: float = 0.9
     return {"bbox": [x, y, w, h], "score": score, "keypoints": kps.ravel().tolist()}
 
 
+@pytest.mark.filterwarnings("error")
 def test_ids_stay_with_people_walking_across_each_other():
     """Two people walk towards each other and cross (their boxes overlap, up to IoU 0.8, for a
     few frames), a third stands still; detections come in a different order every frame."""
@@ -41,6 +45,7 @@ def test_ids_stay_with_people_walking_across_each_other():
     assert tracker.last_id == 3
 
 
+@pytest.mark.filterwarnings("error")
 def test_a_person_missed_for_a_few_frames_keeps_its_id_and_a_newcomer_gets_a_new_one():
     tracker = PoseTracker()
     tracker.start_source(fps=10)
@@ -55,6 +60,7 @@ def test_a_person_missed_for_a_few_frames_keeps_its_id_and_a_newcomer_gets_a_new
     assert {frame[1] for frame in ids[15:]} == {2}
 
 
+@pytest.mark.filterwarnings("error")
 def test_ids_are_unique_over_the_run_across_sources():
     tracker = PoseTracker()
     tracker.start_source(fps=25)
@@ -63,6 +69,25 @@ def test_ids_are_unique_over_the_run_across_sources():
     second = [tracker.update([person(10, 10)]) for _ in range(3)][-1]
     assert [r["track_id"] for r in first] == [1, 2]
     assert [r["track_id"] for r in second] == [3]
+
+
+@pytest.mark.filterwarnings("error")
+def test_weak_detections_continue_a_track_but_start_none():
+    """ByteTrack's thresholds: a tracked person whose score drops to 0.15 (partly hidden) keeps
+    its id through the second association; a newcomer at 0.3 starts no track (0.35 needed), and
+    a detection at 0.05 is never matched."""
+    tracker = PoseTracker()
+    tracker.start_source(fps=10)
+    ids = []
+    for t in range(12):
+        people = [person(50 + 4 * t, 80, score=0.15 if 5 <= t < 9 else 0.9)]
+        people.append(person(400, 50, score=0.3))
+        if t >= 6:
+            people.append(person(300 + 2 * t, 300, score=0.05))
+        ids.append([r["track_id"] for r in tracker.update(people)])
+    assert [frame[0] for frame in ids] == [1] * 12
+    assert all(frame[1:] == [None] * (len(frame) - 1) for frame in ids)
+    assert tracker.last_id == 1
 
 
 def test_smoothing_damps_jitter_along_a_track_and_restarts_after_a_gap():
@@ -117,6 +142,7 @@ class BlobDetector:
         return people
 
 
+@pytest.mark.filterwarnings("error")
 def test_resumed_tracking_replays_the_journal_and_matches_an_uninterrupted_run(tmp_path):
     video = str(tmp_path / "walk.avi")
     write_walkers(tmp_path / "walk.avi")

@@ -166,40 +166,67 @@ def test_every_shipped_config_loads():
     assert (paper["orpose_fixed_12x"].lr, paper["orpose_fixed_12x"].iterations) == (0.01, 10000)
 
 
-def test_cli_training_survives_a_kill_and_resumes(tmp_path):
+def _train_killed_mid_run(config, out, iterations: int):
+    """Start ``orpose train`` (a checkpoint every iteration) and SIGKILL it right after its
+    first checkpoint; the command, or None if the run had ended before the kill came."""
+    import os
     import signal
     import subprocess
     import sys
     import time
 
+    cmd = [sys.executable, "-m", "orpose.cli", "train", str(config), "--out", str(out),
+           "--device", "cpu", "--resume", "--set", "solver.checkpoint_every=1",
+           "--set", f"solver.iterations={iterations}"]  # fmt: skip
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}  # one thread: the sums of the clean run
+    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 300
+        while not (out / "last.pt").exists() and proc.poll() is None:
+            assert time.monotonic() < deadline, "training wrote no checkpoint in 5 minutes"
+            time.sleep(0.02)
+        proc.send_signal(signal.SIGKILL)  # nothing if it has already been waited for
+    finally:
+        proc.wait()
+    return cmd if proc.returncode == -signal.SIGKILL else None
+
+
+def test_cli_training_survives_a_kill_and_resumes(tmp_path):
+    """``orpose train`` killed mid-run and run again with --resume goes on from its last
+    checkpoint, keeps the finished iterations, and ends with the weights of a run never killed."""
+    import os
+    import subprocess
+
+    from orpose.training.cli import trainer_class
+
     config = _tiny_config(tmp_path, 6)
-    out = tmp_path / "run"
-    cmd = [
-        sys.executable,
-        "-m",
-        "orpose.cli",
-        "train",
-        str(config),
-        "--out",
-        str(out),
-        "--device",
-        "cpu",
-        "--resume",
-        "--set",
-        "solver.checkpoint_every=1",
-    ]
-    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    deadline = time.time() + 300
-    while not (out / "last.pt").exists() and time.time() < deadline and proc.poll() is None:
-        time.sleep(0.2)
-    proc.send_signal(signal.SIGKILL)
-    proc.wait()
+    for iterations in (6, 24):  # the longer run only if the short one ended before the kill
+        out = tmp_path / f"run{iterations}"
+        cmd = _train_killed_mid_run(config, out, iterations)
+        if cmd is not None:
+            break
+    assert cmd is not None, "training ended before it could be killed, twice"
     first = torch.load(out / "last.pt", weights_only=False)["iteration"]
-    assert 1 <= first <= 6
-    subprocess.run(cmd, check=True, capture_output=True)
-    assert torch.load(out / "last.pt", weights_only=False)["iteration"] == 6
+    assert 1 <= first < iterations  # killed mid-run: a checkpoint, not the last one
+    rows_before = (out / "metrics.csv").read_text().splitlines()[1 : first + 1]
+    assert len(rows_before) == first
+
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    done = subprocess.run(cmd, env=env, check=True, capture_output=True, text=True)
+    assert f"resumed from {out / 'last.pt'} at iteration {first}" in done.stderr
+    resumed = torch.load(out / "last.pt", weights_only=False)
+    assert resumed["iteration"] == iterations
     rows = (out / "metrics.csv").read_text().splitlines()[1:]
-    assert [int(r.split(",")[0]) for r in rows] == [1, 2, 3, 4, 5, 6]
+    assert [int(r.split(",")[0]) for r in rows] == list(range(1, iterations + 1))
+    assert rows[:first] == rows_before  # the finished iterations were not trained again
+
+    torch.set_num_threads(1)
+    clean_config = load_train_config(config, [f"solver.iterations={iterations}"])
+    clean = trainer_class(clean_config)(clean_config, tmp_path / "clean", "cpu").run()
+    never_killed = torch.load(clean, weights_only=False)["model"]
+    assert resumed["model"].keys() == never_killed.keys()
+    for key, value in never_killed.items():
+        assert torch.equal(value, resumed["model"][key]), key
 
 
 def test_backbone_gets_its_own_learning_rate(tmp_path):

@@ -1,6 +1,7 @@
 """Drawing, 3D plots and the command line's behaviour on good and bad input."""
 
 import json
+import re
 import subprocess
 import sys
 
@@ -36,10 +37,51 @@ def test_3d_plot_is_written(tmp_path):
     np.testing.assert_allclose(place_at_root(pose, [1, 2, 3]), pose + [1, 2, 3])
 
 
-def test_cli_lists_the_pipeline_verbs():
+# Words of each verb's own --help that no other verb's help holds: its options, sub-verbs and
+# terms. A verb whose help loses one fails; a word that another verb's help also holds fails too
+# (it would not tell the two apart).
+VERB_WORDS = {
+    "data": ("validate", "subset", "statistics"),
+    "label": ("--detector", "--pose-model", "--frames-dir", "--det-flip"),
+    "label-merge": ("--allow-missing", "shards", "unsharded"),
+    "label-models": ("sha256", "licence"),
+    "lift": ("mocap", "subjects"),
+    "train": ("--resume", "--eval-set", "KEY=VALUE"),
+    "self-label": ("agree", "averaged", "stored_downscale"),
+    "eval": ("--gt", "--pred", "--max-detections", "--skip-bad-images"),
+    "predict": ("--track", "--smooth", "--overlay", "--root-depth"),
+    "export": ("--opset", "--format", "--tolerance", "--check-images"),
+    "demo": ("--no-mvor", "--teacher-preset", "--unlabelled-images"),
+    "experiment": ("--dry-run", "--only"),
+    "bench": ("--warmup", "--runtimes", "--people"),
+    "adapt": ("--oversample", "--pool"),
+}
+
+
+def _has_word(text: str, word: str) -> bool:
+    return re.search(rf"(?<![\w-]){re.escape(word)}(?![\w-])", text) is not None
+
+
+def test_cli_lists_each_pipeline_verb_on_its_own_line():
     out = subprocess.run([sys.executable, "-m", "orpose.cli", "--help"], capture_output=True,
                          text=True, check=True).stdout  # fmt: skip
-    assert "eval" in out and "data" in out
+    listed = re.findall(r"^ {4}(\S+)", out, flags=re.MULTILINE)
+    assert listed == list(VERB_WORDS)  # each verb once, in the pipeline's order
+
+
+def test_each_verb_help_holds_its_own_words(capsys, monkeypatch):
+    monkeypatch.setenv("COLUMNS", "1000")  # one line per paragraph: no word split at a hyphen
+    helps = {}
+    for verb in VERB_WORDS:
+        assert main([verb, "--help"]) == 0
+        helps[verb] = capsys.readouterr().out
+        assert helps[verb].startswith(f"usage: orpose {verb} "), verb
+    for verb, words in VERB_WORDS.items():
+        missing = [w for w in words if not _has_word(helps[verb], w)]
+        assert missing == [], f"orpose {verb} --help lost {missing}"
+        for other, text in helps.items():
+            shared = [w for w in words if other != verb and _has_word(text, w)]
+            assert shared == [], f"{shared} of orpose {verb} --help also in orpose {other}'s"
 
 
 def test_data_check_and_show(tmp_path, capsys):

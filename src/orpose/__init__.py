@@ -4,8 +4,9 @@ The package is a house whose floors follow the data's path through the method; s
 through files (docs/architecture.md). From the bottom:
 
 1. base: errors, atomic writes, output places checked before work (``outputs``), JSON lines,
-   paths (and ``{shared}``), the skeleton, downscale factors as names (``scales``), the config
-   layer (numbers of the command line too), the model manifest (``manifest.py`` +
+   paths (and ``{shared}``), the skeleton, the heatmap codec of the teacher and the students
+   (``heatmaps``: Gaussian targets, DARK decoding), downscale factors as names (``scales``),
+   the config layer (numbers of the command line too), the model manifest (``manifest.py`` +
    ``models.yaml``), onnxruntime sessions, safe checkpoint reading and writing
    (``checkpoints/safe.py``) and drawing (``viz``);
 2. ``data``: COCO/MVOR files, image sources, low-resolution degradation;
@@ -54,6 +55,7 @@ FLOORS: tuple[tuple[str, ...], ...] = (
         "orpose.jsonl",
         "orpose.paths",
         "orpose.skeleton",
+        "orpose.heatmaps",
         "orpose.scales",
         "orpose.config",
         "orpose.outputs",

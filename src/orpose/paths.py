@@ -13,10 +13,16 @@ from pathlib import Path
 from orpose.errors import MissingResourceError
 
 
+def shared_candidates() -> list[Path]:
+    """The folders tried, in order, for the shared models and data: ``$ORPOSE_SHARED`` alone
+    where it is set, else ``../shared`` then ``./shared`` (relative to the working directory)."""
+    env = os.environ.get("ORPOSE_SHARED")
+    return [Path(env)] if env else [Path("../shared"), Path("shared")]
+
+
 def shared_dir(required: bool = True) -> Path | None:
     """The shared models-and-data folder, or None (or an error) when none is found."""
-    env = os.environ.get("ORPOSE_SHARED")
-    candidates = [Path(env)] if env else [Path("../shared"), Path("shared")]
+    candidates = shared_candidates()
     for c in candidates:
         if (c / "data").is_dir() or (c / "models").is_dir():
             return c.resolve()

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from orpose.config import cli_number
+from orpose.config import cli_input_path, cli_number
 from orpose.data.coco import write_json_atomic
 from orpose.errors import UserError
 from orpose.inference.cli import add_h36_stats_argument
@@ -13,6 +13,11 @@ from orpose.outputs import check_output_folder
 from orpose.paths import shared_data
 
 EXPORT_FORMATS = ("onnx", "torchscript", "checkpoint")
+# int8: what the help text states (orpose.export.int8, imported with onnxruntime when used)
+DEFAULT_CALIBRATION_COUNT = 32
+MAX_CALIBRATION_COUNT = 10_000
+DEFAULT_INT8_TOLERANCE = 3.0  # pixels: 90% of the keypoints within this of the fp32 graph's
+INT8_MAX_UNPAIRED = 0.1  # share of the people the int8 graph may find or lose
 SIZE_RANGE = (32, 8192)  # pixels per side of the tracing image (3 x 8192 x 8192 floats: 0.8 GB)
 
 
@@ -89,6 +94,38 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="share of keypoints (and of detections unpaired) allowed beyond the tolerance: "
         "argmax ties and grid steps, see docs/inference.md (default 0.005)",
     )
+    int8 = p.add_argument_group("int8 (the CPU student; see docs/inference.md, 'An int8 student')")
+    int8.add_argument(
+        "--int8",
+        action="store_true",
+        help="also write int8 copies of the ONNX graphs (NAME.int8.onnx and "
+        "NAME.int8_native.onnx): static QDQ quantization with ONNX Runtime, calibrated on "
+        "frames of the training sources, checked against the fp32 graphs on the check images",
+    )
+    int8.add_argument(
+        "--calibration",
+        type=cli_input_path,
+        default=None,
+        metavar="DIR_OR_COCO",
+        help="calibration frames: a folder of images or a COCO file (e.g. the teacher's "
+        "pseudo-labels); never evaluation images (default: the shared "
+        "coco_person_unlabeled300 and or_x images)",
+    )
+    int8.add_argument(
+        "--calibration-count",
+        type=cli_number(int, min=1, max=MAX_CALIBRATION_COUNT),
+        default=None,
+        metavar="N",
+        help=f"calibration frames, spread over the sources (default {DEFAULT_CALIBRATION_COUNT})",
+    )
+    int8.add_argument(
+        "--int8-tolerance",
+        type=cli_number(float, min=0, max=1e4),
+        default=None,
+        metavar="PX",
+        help="the check fails where 90%% of the keypoints are not within PX pixels of the fp32 "
+        f"graph's (pixels of the full-size frame; default {DEFAULT_INT8_TOLERANCE:g})",
+    )
     p.set_defaults(func=run_export_cli)
 
 
@@ -123,12 +160,16 @@ def run_export_cli(args: argparse.Namespace) -> int:
     out = args.out or (Path("exports") if is_random else Path(args.checkpoint).parent)
     if args.out is not None or out.is_dir() or is_random:  # (a missing checkpoint: named below)
         check_output_folder(out)  # before the model is loaded
+    images = args.check_images or _default_check_images()
+    calibration = _calibration_frames(args, images)  # before the model is loaded too
     try:
         model = limit_proposals(resolve_student(args.checkpoint, args.h36_stats), args.proposals)
     except ValueError as err:
         raise UserError(str(err)) from err
+    if calibration and getattr(model.config, "family", "") != INT8_FAMILY:
+        raise UserError(f"--int8: only the CPU student (family {INT8_FAMILY}) has an int8 "
+                        f"recipe; {args.checkpoint} is a {model.config.family}")  # fmt: skip
     stem = model_name(args.checkpoint)
-    images = args.check_images or _default_check_images()
     size = args.size
     fixed = has_fixed_size(model)
     if fixed:
@@ -158,4 +199,79 @@ def run_export_cli(args: argparse.Namespace) -> int:
             beyond = report.share_beyond(args.tolerance)
             if beyond > args.max_share or report.unpaired > args.max_share * report.people:
                 raise UserError("ONNX and PyTorch disagree beyond the tolerance (see above)")
+        if calibration:
+            _write_int8(onnx_path, native_side, calibration, images, args)
     return 0
+
+
+INT8_FAMILY = "picodet_tinypose"
+
+
+def _calibration_frames(args: argparse.Namespace, check_images: Path | None) -> list[Path]:
+    """The int8 calibration images (none without --int8), checked before anything is loaded:
+    the options need --int8 and ONNX; no image may be an evaluation image."""
+    if not args.int8:
+        given = [f"--{name.replace('_', '-')}" for name in
+                 ("calibration", "calibration_count", "int8_tolerance")
+                 if getattr(args, name) is not None]  # fmt: skip
+        if given:
+            raise UserError(f"{', '.join(given)}: only with --int8")
+        return []
+    if "onnx" not in args.format:
+        raise UserError("--int8 quantizes the ONNX graphs: give --format onnx too")
+    from orpose.export.int8 import (
+        calibration_images,
+        default_calibration_sources,
+        refuse_eval_images,
+    )
+
+    sources = [args.calibration] if args.calibration is not None else default_calibration_sources()
+    count = args.calibration_count or DEFAULT_CALIBRATION_COUNT
+    frames = calibration_images(sources, count)
+    extra = [check_images] if args.check_images is not None and check_images is not None else []
+    refuse_eval_images(frames, extra)
+    return frames
+
+
+def _write_int8(onnx_path: Path, native_side: int, frames: list[Path], check_images: Path | None,
+                args: argparse.Namespace) -> None:  # fmt: skip
+    """The int8 graphs beside the fp32 ones, and their check against them (exit 2 beyond the
+    tolerance, the int8 files removed)."""
+    from orpose.data.lowres import degrade, downsample
+    from orpose.data.sources import list_images
+    from orpose.export.agreement import compare_graphs
+    from orpose.export.int8 import PRIVACY_SCALES, native_path, quantize_student
+
+    print(f"int8: calibrating on {len(frames)} frame(s) ({frames[0].parent} ...)")
+    graphs = quantize_student(onnx_path, frames, native_side)
+    for graph in graphs:
+        kept = ", ".join(f"{n} {why.replace('_', ' ')}" for why, n in graph.kept_fp32.items() if n)
+        print(f"saved {graph.path} ({graph.quantized} convolutions in int8; fp32: {kept})")
+    if args.check_count == 0:
+        return
+    if check_images is None:
+        raise UserError("no images for the int8 check: give --check-images or --check-count 0")
+    scale = PRIVACY_SCALES[-1]
+    photos = list_images(check_images)[: args.check_count]
+    checks = [("full graph, 1x", onnx_path, graphs[0].path, None, 1.0),
+              (f"full graph, {scale}x upsampled", onnx_path, graphs[0].path,
+               lambda im: degrade(im, scale), 1.0)]  # fmt: skip
+    if len(graphs) > 1:
+        checks.append((f"native graph, {scale}x (px of 1x)", native_path(onnx_path),
+                       graphs[1].path, lambda im: downsample(im, scale), scale))  # fmt: skip
+    tolerance = DEFAULT_INT8_TOLERANCE if args.int8_tolerance is None else args.int8_tolerance
+    failed = []
+    for what, fp32, int8, prepare, px in checks:
+        report = compare_graphs(fp32, int8, photos, prepare)
+        print(report.describe_int8(what, px))
+        within = report.within(0.9) * px
+        if within > tolerance or report.unpaired > INT8_MAX_UNPAIRED * max(report.people, 1):
+            failed.append(f"{what}: 90% within {within:.2f} px, {report.unpaired} unpaired")
+    if failed:
+        for graph in graphs:
+            graph.path.unlink(missing_ok=True)
+            graph.path.with_suffix(".json").unlink(missing_ok=True)
+        raise UserError(
+            f"int8 and fp32 disagree beyond --int8-tolerance {tolerance:g} px or "
+            f"{INT8_MAX_UNPAIRED:.0%} unpaired ({'; '.join(failed)}); int8 files removed"
+        )

@@ -1,13 +1,22 @@
 """Track ids over video for ``orpose predict --track``, and optional smoothing along each track.
 
-Ids come from ByteTrack (Zhang et al., ECCV 2022) as implemented by Roboflow's ``supervision``
-(``sv.ByteTrack``): a Kalman filter per person box and IoU matching, first with the confident
-detections, then with the weak ones. Only the boxes are tracked; the keypoints ride along.
+Ids come from ByteTrack (Zhang et al., ECCV 2022) as implemented by Roboflow's ``trackers``
+package (``trackers.ByteTrackTracker``, the successor of the deprecated ``sv.ByteTrack``, which
+``supervision`` 0.31 removed): a Kalman filter per person box and IoU matching, first with the
+confident detections, then with the weak ones. Only the boxes are tracked; the keypoints ride
+along. The settings are those of the original ByteTrack (and of ``sv.ByteTrack``): detections
+scoring at least 0.25 are matched first, those in (0.1, 0.25) second, a new track needs 0.35, a
+lost track is kept for one second, and a track is confirmed (gets an id) at its second
+consecutive detection, except on a source's first frame, whose people are confirmed at once
+(``trackers`` has no such rule: it is given the first frame twice, see ``PoseTracker.update``).
 
-Why ``supervision`` 0.30: it installs without conflicts beside this project (numpy 2,
-opencv-python-headless); 0.31 moved ByteTrack into the ``trackers`` package, which requires the
-GUI build ``opencv-python`` (a second ``cv2`` over the headless one), and ``norfair`` requires
-numpy < 2, ``boxmot`` torch extras, pandas and ``opencv-python``.
+Why ``trackers`` 2.1: from 2.2 on it requires the GUI build ``opencv-python``, a second ``cv2``
+over this project's ``opencv-python-headless`` (the two are exclusive; the GUI one needs libGL).
+2.1 requires only numpy, scipy and ``supervision`` and has the same ``ByteTrackTracker``
+constructor and ``update`` as the current release, which this module also runs with (checked
+against 2.6.1): lift the cap in ``pyproject.toml`` once ``trackers`` accepts the headless OpenCV.
+``norfair`` 2.3 requires numpy < 2; ``boxmot`` requires torch extras, pandas and
+``opencv-python``.
 
 Smoothing (``--smooth ALPHA``) is an exponential moving average of each track's 2D keypoint
 positions and 3D joints, ``s_t = ALPHA * x_t + (1 - ALPHA) * s_{t-1}``, restarted whenever a
@@ -22,33 +31,37 @@ uninterrupted run would have: ids and smoothed keypoints come out the same.
 
 from __future__ import annotations
 
-import warnings
 from collections.abc import Sequence
 
 import numpy as np
 
 from orpose.errors import UserError
 
-TRACK_LIBRARY = "supervision>=0.30,<0.31"
+TRACK_LIBRARY = "trackers>=2.1,<2.2"
+# ByteTrack's thresholds (the paper's, and sv.ByteTrack's defaults)
+MATCH_SCORE = 0.25  # detections at least this confident are matched first
+LOW_SCORE = 0.1  # weaker ones, above this, are matched second, to the tracks left over
+NEW_TRACK_SCORE = 0.35  # a detection that matches no track starts one from this score
+MIN_IOU = 0.2  # a detection and a track's predicted box must overlap this much to match
+LOST_SECONDS = 1.0  # a track unseen for this long is dropped
 
 
 def _byte_track(fps: float):
-    """A fresh ``sv.ByteTrack`` for a source of ``fps`` frames per second (lost tracks are kept
-    for ByteTrack's default 30 frames at 30 fps, i.e. one second)."""
+    """A fresh ``trackers.ByteTrackTracker`` for a source of ``fps`` frames per second."""
     try:
-        import supervision as sv
+        from trackers import ByteTrackTracker
     except ImportError:
         raise UserError(
             f"--track needs the tracker library: pip install '{TRACK_LIBRARY}'"
         ) from None
-    if not hasattr(sv, "ByteTrack"):
-        raise UserError(
-            f"--track needs sv.ByteTrack, gone from supervision {sv.__version__}: "
-            f"pip install '{TRACK_LIBRARY}'"
-        )
-    with warnings.catch_warnings():  # deprecated since 0.28 in favour of `trackers` (see above)
-        warnings.simplefilter("ignore", FutureWarning)
-        return sv.ByteTrack(frame_rate=max(float(fps), 1.0))
+    return ByteTrackTracker(
+        lost_track_buffer=round(30 * LOST_SECONDS),  # counted in frames at 30 frames/s
+        frame_rate=max(float(fps), 1.0),
+        track_activation_threshold=NEW_TRACK_SCORE,
+        minimum_consecutive_frames=2,
+        minimum_iou_threshold=MIN_IOU,
+        high_conf_det_threshold=MATCH_SCORE,
+    )
 
 
 def _detections(results: Sequence[dict]):
@@ -109,14 +122,14 @@ class PoseTracker:
 
     def __init__(self, smooth: float | None = None):
         self.tracker = None
-        self.offset = 0  # ids of the sources before this one
+        self.ids: dict[int, int] = {}  # the tracker's ids of this source -> ids of the run
         self.last_id = 0
         self.frame = 0
         self.smoother = KeypointSmoother(smooth) if smooth is not None else None
 
     def start_source(self, fps: float) -> None:
         self.tracker = _byte_track(fps)
-        self.offset = self.last_id
+        self.ids = {}
         self.frame = 0
         if self.smoother is not None:
             self.smoother.reset()
@@ -129,13 +142,27 @@ class PoseTracker:
             self.start_source(25.0)
         self.frame += 1
         ids: list[int | None] = [None] * len(results)
-        tracked = self.tracker.update_with_detections(_detections(results))
-        for index, tid in zip(tracked.data.get("index", ()), tracked.tracker_id, strict=True):
-            ids[int(index)] = int(tid) + self.offset
+        kept = [i for i, r in enumerate(results) if r["score"] > LOW_SCORE]
+        detections = _detections([results[i] for i in kept])
+        if self.frame == 1:
+            # ByteTrack confirms the people of a source's first frame at once; ByteTrackTracker
+            # confirms a track at its second detection: it sees the first frame twice (its
+            # tracks start there at rest, as they would anyway).
+            self.tracker.update(detections)
+            detections = _detections([results[i] for i in kept])
+        tracked = self.tracker.update(detections)
+        confirmed = {
+            int(index): int(tid)
+            for index, tid in zip(tracked.data.get("index", ()), tracked.tracker_id, strict=True)
+            if tid >= 0
+        }
+        for tid in sorted(set(confirmed.values()) - set(self.ids)):  # in confirmation order
+            self.last_id += 1
+            self.ids[tid] = self.last_id
+        for index, tid in confirmed.items():
+            ids[kept[index]] = self.ids[tid]
         for r, tid in zip(results, ids, strict=True):
             r["track_id"] = tid
-            if tid is not None:
-                self.last_id = max(self.last_id, tid)
         if self.smoother is not None:
             self.smoother.update(self.frame, results)
         return results

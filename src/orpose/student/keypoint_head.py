@@ -20,7 +20,9 @@ trunk, its 2D losses and its decoding, as detectron2 keeps each ROI head's loss 
 - :class:`orpose.student.roi_heads.RCNNKeypointHead` (Keypoint R-CNN, the paper's student):
   RoIAlign features -> conv stack -> two ConvTranspose branches, spatial cross-entropy losses;
 - :class:`TopDownKeypointHead` (the CPU student): image crops -> a pretrained top-down pose
-  trunk -> two 1x1-conv branches, heatmap regression losses and dense distillation.
+  trunk -> two 1x1-conv branches, heatmap regression losses and dense distillation; its
+  Gaussian targets and its DARK decoding are the heatmap codec's (:mod:`orpose.heatmaps`, the
+  teacher's too).
 """
 
 from __future__ import annotations
@@ -29,9 +31,9 @@ import copy
 import math
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
+from orpose.heatmaps import dark_refine, gaussian_heatmaps
 from orpose.student.losses import lifting_loss
 
 BRANCHES = ("soft", "hard")
@@ -156,20 +158,6 @@ class KeypointHead(nn.Module):
 # -- heatmap regression (top-down models) ---------------------------------------------------------
 
 
-def gaussian_heatmaps(
-    points: torch.Tensor, amplitude: torch.Tensor, size: tuple[int, int], sigma: float = 2.0
-) -> torch.Tensor:
-    """Heatmaps ``(N, K, H, W)`` with a Gaussian of peak ``amplitude`` ``(N, K)`` centred on each
-    point ``(N, K, 2)`` (x, y in heatmap cells, sub-cell precision); the targets top-down models
-    such as PP-TinyPose and HRNet are trained with (sigma 2 cells)."""
-    h, w = size
-    ys = torch.arange(h, dtype=points.dtype, device=points.device).view(1, 1, h, 1)
-    xs = torch.arange(w, dtype=points.dtype, device=points.device).view(1, 1, 1, w)
-    dx = xs - points[..., 0, None, None]
-    dy = ys - points[..., 1, None, None]
-    return amplitude[..., None, None] * torch.exp(-(dx * dx + dy * dy) / (2 * sigma * sigma))
-
-
 def heatmap_loss(
     predicted: torch.Tensor, target: torch.Tensor, weight: torch.Tensor | None = None
 ) -> torch.Tensor:
@@ -186,66 +174,6 @@ def heatmap_loss(
     if total <= 0:
         return predicted.sum() * 0
     return (per_map * weight).sum() / total
-
-
-def dark_refine(heatmaps: torch.Tensor, kernel: int = 11) -> tuple[torch.Tensor, torch.Tensor]:
-    """Peaks of ``(N, K, H, W)`` heatmaps with DARK sub-cell refinement, in torch.
-
-    The same rule as the teacher's :func:`orpose.teacher.decode.refine_dark` (a Newton step on
-    the log of the Gaussian-blurred map at the integer argmax, kept only where the log map is
-    concave and the step is at most one cell); written with tensor ops so that it runs inside
-    the student's graph (ONNX export included). Returns (x, y) in cells ``(N, K, 2)`` and the
-    maximum of each map ``(N, K)``, clipped to [0, 1].
-    """
-    k, h, w = heatmaps.shape[1:]
-    # -1 for the people axis everywhere: in an exported graph it may be 0 (nobody in a group)
-    flat = heatmaps.reshape(-1, k, h * w)
-    peak, index = flat.max(-1)
-    x = (index % w).to(heatmaps.dtype)
-    y = torch.div(index, w, rounding_mode="floor").to(heatmaps.dtype)
-    sigma = 0.3 * ((kernel - 1) * 0.5 - 1) + 0.8  # OpenCV's default for this kernel size
-    taps = torch.arange(kernel, dtype=heatmaps.dtype, device=heatmaps.device) - (kernel - 1) / 2
-    g = torch.exp(-(taps**2) / (2 * sigma**2))
-    g = g / g.sum()
-    xi, yi = x.long(), y.long()
-    inside = (xi > 0) & (xi < w - 1) & (yi > 0) & (yi < h - 1)
-    xc, yc = xi.clamp(1, w - 2), yi.clamp(1, h - 2)
-    # Only the 3x3 cells around each peak of the blurred map are needed: blur just the
-    # (kernel + 2)^2 window around them (the same sums as blurring the whole map, about 300x
-    # less work on a 64x48 map; it was a tenth of the student's time per person on a CPU).
-    # OpenCV's GaussianBlur reflects the border (BORDER_REFLECT_101 = torch's "reflect").
-    pad = kernel // 2
-    padded = F.pad(heatmaps, (pad, pad, pad, pad), mode="reflect")
-    ph, pw = h + 2 * pad, w + 2 * pad
-    span = torch.arange(kernel + 2, device=heatmaps.device)
-    rows = (yc - 1)[..., None, None] + span[:, None]  # padded row of window row a
-    cols = (xc - 1)[..., None, None] + span[None, :]
-    cells = (kernel + 2) ** 2
-    window = padded.reshape(-1, k, ph * pw).gather(-1, (rows * pw + cols).reshape(-1, k, cells))
-    window = window.reshape(-1, k, kernel + 2, kernel + 2)
-    # band[b, b + j] = g[j]: blurred 3x3 = band @ window @ band^T
-    band = torch.stack([F.pad(g, (b, 2 - b)) for b in range(3)])
-    blurred = band @ window @ band.T
-    log = torch.log(blurred.clamp_min(1e-10))  # (n, k, 3, 3), the peak at [1, 1]
-
-    def at(dy: int, dx: int) -> torch.Tensor:
-        return log[..., 1 + dy, 1 + dx]
-
-    dx = 0.5 * (at(0, 1) - at(0, -1))
-    dy = 0.5 * (at(1, 0) - at(-1, 0))
-    dxx = at(0, 1) - 2 * at(0, 0) + at(0, -1)
-    dyy = at(1, 0) - 2 * at(0, 0) + at(-1, 0)
-    dxy = 0.25 * (at(1, 1) - at(1, -1) - at(-1, 1) + at(-1, -1))
-    det = dxx * dyy - dxy * dxy
-    concave = (det > 1e-12) & (dxx < 0) & inside
-    safe = torch.where(concave, det, torch.ones_like(det))
-    step_x = -(dyy * dx - dxy * dy) / safe
-    step_y = -(dxx * dy - dxy * dx) / safe
-    ok = concave & (step_x.abs() <= 1) & (step_y.abs() <= 1)
-    zero = torch.zeros_like(step_x)
-    x = x + torch.where(ok, step_x, zero)
-    y = y + torch.where(ok, step_y, zero)
-    return torch.stack([x, y], -1), peak.clamp(0.0, 1.0)
 
 
 class TopDownKeypointHead(KeypointHead):

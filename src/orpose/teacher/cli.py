@@ -156,9 +156,18 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     merge.set_defaults(func=run_merge)
 
-    models = subparsers.add_parser("label-models", help="list the teacher's models and check them")
-    models.add_argument("--models-dir", type=Path)
-    models.add_argument("--manifest", type=Path)
+    models = subparsers.add_parser(
+        "label-models",
+        help="list the teacher's models and check them",
+        description="List the models of the manifest (task, output, input size, licence) and "
+        "check that each file is in the models folder with the sha256 the manifest records.",
+    )
+    models.add_argument(
+        "--models-dir", type=Path, help="default: $ORPOSE_MODELS, else <shared folder>/models"
+    )
+    models.add_argument(
+        "--manifest", type=Path, help="a YAML/JSON manifest adding to the packaged models.yaml"
+    )
     models.set_defaults(func=run_models)
 
 

@@ -19,9 +19,10 @@ from collections.abc import Sequence
 import cv2
 import numpy as np
 
+from orpose.heatmaps import decode_heatmaps
 from orpose.manifest import ModelError, ModelSpec, adapter_for, register_adapter
 from orpose.skeleton import FLIP_INDEX, NUM_KEYPOINTS
-from orpose.teacher.decode import decode_heatmaps, decode_simcc
+from orpose.teacher.decode import decode_simcc
 from orpose.teacher.geometry import AxisMap, Crop, crop_for_box, resample_axis
 from orpose.teacher.preprocess import normalize
 from orpose.teacher.runtime import OnnxModel

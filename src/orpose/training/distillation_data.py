@@ -35,6 +35,7 @@ import torch.nn.functional as F
 
 from orpose.data.coco import PoseDataset
 from orpose.data.lowres import LowResSchedule, degrade, downsample, upsample
+from orpose.heatmaps import gaussian_heatmaps
 from orpose.skeleton import FLIP_INDEX, NUM_KEYPOINTS, flip_x
 from orpose.training.dataset import read_training_image, soft_from_annotation
 
@@ -212,8 +213,6 @@ class DistillationData(torch.utils.data.Dataset):
     def label_heatmaps(self, soft: np.ndarray) -> np.ndarray:
         """Gaussians of soft keypoints ``(17, 3)`` in crop pixels at the teacher's heatmap size:
         the distillation target of a person with no clean view."""
-        from orpose.student.keypoint_head import gaussian_heatmaps
-
         if self._heatmap_shape is None:
             probe = np.zeros((1, self.crop_size[1], self.crop_size[0], 3), np.uint8)
             self._heatmap_shape = tuple(self.teacher.heatmaps(probe).shape[-2:])
