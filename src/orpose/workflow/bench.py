@@ -8,6 +8,9 @@ Rows, all measured in one run on the same frames (640x480, batch 1):
 - each student, in each runtime (onnxruntime, PyTorch), on the full-resolution frames and on the
   frames shrunk 12x (53x40) fed as they are (the native low-resolution path of the CPU student;
   other students see them upsampled back), with the people they detect;
+- each exported graph given (``.onnx``, fp32 or int8 from ``orpose export --int8``), loaded as
+  ``orpose predict`` loads it (its native graph beside it for the 12x frames), with the
+  thresholds it was exported with;
 - the CPU student in onnxruntime with exactly 1, 5, 10, 20 people per frame (its top-down pose
   part runs once per person): the cost of each additional person.
 
@@ -350,6 +353,33 @@ def prepare_students(
     return timed
 
 
+def prepare_export(path: Path, plan: BenchPlan, frames: list[np.ndarray]) -> list[Timed]:
+    """An exported student (.onnx: fp32 or int8, with its native graph when ``orpose export``
+    wrote one beside it), as ``orpose predict`` loads it: onnxruntime rows at 1x and 12x.
+    Its thresholds are the graph's own; GFLOPs are not counted (a graph of any image size)."""
+    from orpose.export.flops import onnx_parameters
+    from orpose.inference.onnx_runner import OnnxStudentPair, load_onnx_student
+
+    runner = load_onnx_student(path, plan.threads)
+    native = isinstance(runner, OnnxStudentPair)
+    params = onnx_parameters(path) / 1e6
+    inputs = [(f"{BENCH_SIZE[0]}x{BENCH_SIZE[1]}", frames)]
+    if LOWRES_SCALE in plan.scales:
+        small = shrink(frames, LOWRES_SCALE, upsample=not native)
+        w, h = small[0].shape[1], small[0].shape[0]
+        kind = "native" if native else "upsampled"
+        inputs.append((f"{w}x{h} ({LOWRES_SCALE}x, {kind})", small))
+    return [
+        Timed(BenchRow("student", path.name, "onnxruntime", label, "detected", 0.0, 0.0),
+              runner, images, lambda people: (params, float("nan")))
+        for label, images in inputs
+    ]  # fmt: skip
+
+
+def is_export(path: Path | str) -> bool:
+    return str(path).lower().endswith(".onnx")
+
+
 def _copy(model):
     import copy
 
@@ -455,7 +485,14 @@ def run_bench(plan: BenchPlan, log: Callable[[str], None] = print) -> list[Bench
         timed.append(prepare_teacher("single", degraded, plan.threads, label))
     builders = [(s, (cpu_student if s == CPU_STUDENT else
                      lambda s=s: random_rcnn_student(s))) for s in plan.students]  # fmt: skip
-    builders += [(Path(c).stem, lambda c=c: load_student(c)) for c in plan.checkpoints]
+    builders += [(Path(c).stem, lambda c=c: load_student(c))
+                 for c in plan.checkpoints if not is_export(c)]  # fmt: skip
+    for path in (Path(c) for c in plan.checkpoints if is_export(c)):
+        log(f"student {path.name} (exported graph, its own thresholds) ...")
+        try:
+            timed += prepare_export(path, plan, frames)
+        except (OrposeError, FileNotFoundError, ValueError) as err:
+            log(f"  skipped: {err}")
     with tempfile.TemporaryDirectory(prefix="orpose_bench_") as tmp:
         for name, build in builders:
             log(f"student {name} (built, exported) ...")

@@ -203,7 +203,9 @@ def register_bench(subparsers: argparse._SubParsersAction) -> None:
         "(resnet50_fpn, resnet18_fpn, mobilenet_v3_fpn, picodet_lcnet) [cpu_student]",
     )
     p.add_argument("--checkpoint", type=Path, action="append", default=[],
-                   help="a trained student to time as well (repeatable)")  # fmt: skip
+                   help="a trained student to time as well (repeatable): a checkpoint, or an "
+                   "exported .onnx (fp32 or int8, e.g. student.int8.onnx from orpose export "
+                   "--int8; its native graph beside it is used for the 12x frames)")  # fmt: skip
     p.add_argument("--teacher", nargs="*", default=["single", "full"], dest="teacher_settings",
                    choices=TEACHER_SETTINGS, help="teacher settings [single full]")  # fmt: skip
     p.add_argument("--runtimes", nargs="+", default=["onnxruntime", "pytorch"],
