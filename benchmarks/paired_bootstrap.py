@@ -36,7 +36,9 @@ def resampled(gt: PoseDataset, results: list[list[dict]], draw: np.ndarray):
         img = gt.images[index]
         images.append({**img, "id": new_id})
         for ann in gt.annotations_of(img["id"]):
-            annotations.append({**copy.deepcopy(ann), "id": len(annotations) + 1, "image_id": new_id})
+            annotations.append(
+                {**copy.deepcopy(ann), "id": len(annotations) + 1, "image_id": new_id}
+            )
         for k in range(len(results)):
             outs[k] += [{**det, "image_id": new_id} for det in by_image[k].get(img["id"], [])]
     return PoseDataset(images, annotations, gt.categories), outs
@@ -69,8 +71,10 @@ def main() -> None:
         diffs.append(score(sample, ra, args.metric) - score(sample, rb, args.metric))
     low, high = np.percentile(diffs, [5, 95])
     share = float(np.mean(np.asarray(diffs) > 0))
-    print(f"{args.metric} A - B = {observed:+.1f} points (90% interval {low:+.1f} to {high:+.1f}; "
-          f"A ahead in {100 * share:.0f}% of {args.samples} resamples of {len(gt.images)} images)")
+    print(
+        f"{args.metric} A - B = {observed:+.1f} points (90% interval {low:+.1f} to {high:+.1f}; "
+        f"A ahead in {100 * share:.0f}% of {args.samples} resamples of {len(gt.images)} images)"
+    )
 
 
 if __name__ == "__main__":

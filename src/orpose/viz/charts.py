@@ -114,7 +114,7 @@ def plot_models_versus_scale(
         xs = [p[0] for p in points]
         all_scales.update(xs)
         for ax, (key, _) in zip(axes, panels, strict=True):
-            ax.plot(xs, [_value(r.get(key)) for _, r in points], "o-", label=name)
+            ax.plot(xs, [_value(r[key]) for _, r in points], "o-", label=name)
     for ax, (_, label) in zip(axes, panels, strict=True):
         ax.set_title(label)
         ax.set_xlabel("downscale factor s")
