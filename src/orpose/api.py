@@ -632,9 +632,7 @@ def train(
     ``--allow-eval-overlap`` (a training set holding evaluation images is refused). The config
     as trained is saved beside the checkpoint (``config.yaml``), metrics.csv and loss curves
     too. Bad configs raise ConfigError / UserError naming the file and the key."""
-    from orpose.outputs import check_output_folder
-    from orpose.training.cli import check_training_images, save_resolved_config, trainer_class
-    from orpose.training.config import check_start_files, load_train_config
+    from orpose.training.cli import train_from_args
 
     if isinstance(overrides, Mapping):
         overrides = [f"{key}={json.dumps(value)}" for key, value in overrides.items()]  # YAML
@@ -651,21 +649,4 @@ def train(
     )
     if not args.config.is_file():
         raise UserError(f"{args.config}: no such training config")
-    train_config = load_train_config(args.config, args.overrides)
-    check_start_files(train_config, str(args.config))
-    new_folder = not args.out.exists()
-    folder = check_output_folder(args.out)
-    try:
-        check_training_images(train_config, args)
-    except UserError:
-        if new_folder:  # refused before any work: leave no trace
-            folder.rmdir()
-        raise
-    save_resolved_config(train_config, folder / "config.yaml", args)
-    try:
-        checkpoint = trainer_class(train_config)(train_config, folder, device).run(resume=resume)
-    except ValueError as err:  # as run_train
-        if isinstance(err, OrposeError):
-            raise
-        raise UserError(str(err)) from err
-    return Path(checkpoint)
+    return train_from_args(args)[0]

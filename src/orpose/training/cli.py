@@ -11,7 +11,7 @@ import yaml
 
 from orpose.atomic import write_atomic
 from orpose.config import cli_input_path, cli_number
-from orpose.errors import UserError
+from orpose.errors import OrposeError, UserError
 from orpose.outputs import check_output_folder
 
 
@@ -115,14 +115,14 @@ def run_self_label(args: argparse.Namespace) -> int:
     return 0
 
 
-def run_train(args: argparse.Namespace) -> int:
-    from orpose.training.config import ConfigError, check_start_files, load_train_config
+def train_from_args(args: argparse.Namespace) -> tuple[Path, Path]:
+    """The work of ``orpose train`` (and of ``orpose.train``): the config and its start files
+    checked, the output folder, the train/eval overlap check (a refused run leaves no new
+    folder), the resolved config saved, training. Returns the checkpoint and the folder."""
+    from orpose.training.config import check_start_files, load_train_config
 
-    try:
-        config = load_train_config(args.config, args.overrides)
-        check_start_files(config, str(args.config))
-    except ConfigError as err:
-        raise UserError(str(err)) from err
+    config = load_train_config(args.config, args.overrides)
+    check_start_files(config, str(args.config))
     out_path = Path(args.out or Path("runs") / args.config.stem)
     new_folder = not out_path.exists()
     out = check_output_folder(out_path)
@@ -136,7 +136,14 @@ def run_train(args: argparse.Namespace) -> int:
     try:
         checkpoint = trainer_class(config)(config, out, args.device).run(resume=args.resume)
     except ValueError as err:
+        if isinstance(err, OrposeError):
+            raise
         raise UserError(str(err)) from err
+    return Path(checkpoint), out
+
+
+def run_train(args: argparse.Namespace) -> int:
+    checkpoint, out = train_from_args(args)
     print(f"checkpoint: {checkpoint}\nlogs: {out / 'metrics.csv'}, {out / 'loss_curves.png'}")
     return 0
 
