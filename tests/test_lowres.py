@@ -77,3 +77,23 @@ def test_fixed_schedule_and_bad_factor():
     assert LowResSchedule.from_spec(8).sample(random.Random(0)) == 8.0
     with pytest.raises(ValueError, match="must be >= 1"):
         LowResSchedule.from_spec(0.5)
+
+
+def test_weighted_schedule_draws_its_shares():
+    sched = LowResSchedule.from_spec("all:0.2,0.1,0.7")
+    rng = random.Random(1)
+    draws = [sched.sample(rng) for _ in range(20000)]
+    full = sum(d == 1 for d in draws) / 20000
+    low_only = sum(d > 8 for d in draws) / 20000  # 9-12: only the low range draws them
+    mid_only = sum(1 < d < 8 for d in draws) / 20000  # 2-7: only the mid range
+    assert abs(full - 0.2) < 0.015
+    assert abs(low_only - 0.7 * 4 / 5) < 0.015
+    assert abs(mid_only - 0.1 * 6 / 7) < 0.015
+    # the paper's spec draws exactly as before the weights existed (same seed, same factors)
+    assert LowResSchedule.from_spec("all:0.3,0.35,0.35") == LowResSchedule.from_spec("all")
+
+
+@pytest.mark.parametrize("spec", ["all:0.5,0.5", "all:0.5,0.6,0.1", "all:-0.1,0.6,0.5"])
+def test_weighted_schedule_refuses_bad_shares(spec):
+    with pytest.raises(ValueError, match="three shares summing to 1"):
+        LowResSchedule.from_spec(spec)

@@ -16,6 +16,7 @@ ORPose-Color keypoints_3d/utils_db.py lines 110-118; ``all_official``, i.e.
 
 from __future__ import annotations
 
+import math
 import random
 from dataclasses import dataclass
 
@@ -106,12 +107,15 @@ class LowResSchedule:
     """Which downscale factor each training image gets.
 
     ``fixed`` set: every image at that factor (ORPose_fixed_sx). Otherwise the ORPose_all mixture:
-    ``p_full`` of the images at 1x, the rest split evenly between ``mid_range`` and ``low_range``
-    (integer factors, bounds included).
+    ``p_full`` of the images at 1x, ``p_mid`` in ``mid_range`` and the rest in ``low_range``
+    (integer factors, bounds included). The paper splits the non-1x share evenly (0.3 / 0.35 /
+    0.35); ``all:P1,PMID,PLOW`` weights it otherwise, e.g. toward 8-12x for an OR deployed in
+    privacy mode.
     """
 
     fixed: float | None = None
     p_full: float = 0.3
+    p_mid: float = 0.35
     mid_range: tuple[int, int] = (2, 8)
     low_range: tuple[int, int] = (8, 12)
 
@@ -123,11 +127,18 @@ class LowResSchedule:
     @classmethod
     def from_spec(cls, spec: str | float | int) -> LowResSchedule:
         """``"all"`` for ORPose_all (the paper's bounds), ``"all_official"`` for the official
-        code's draws, or a fixed factor (``"12"``, ``12`` or ``"12x"``)."""
+        code's draws, ``"all:P1,PMID,PLOW"`` for the paper's ranges with other shares (three
+        non-negative numbers summing to 1, e.g. ``all:0.2,0.1,0.7``), or a fixed factor
+        (``"12"``, ``12`` or ``"12x"``)."""
         if isinstance(spec, str):
             text = spec.strip().lower()
             if text == "all":
                 return cls()
+            if text.startswith("all:"):
+                shares = [float(v) for v in text[4:].split(",")]
+                if len(shares) != 3 or min(shares) < 0 or not math.isclose(sum(shares), 1.0):
+                    raise ValueError(f"expected three shares summing to 1, got {spec!r}")
+                return cls(p_full=shares[0], p_mid=shares[1])
             if text == "all_official":
                 return cls.official_all()
             spec = float(text.rstrip("x"))
@@ -141,5 +152,6 @@ class LowResSchedule:
             return self.fixed
         if rng.random() < self.p_full:
             return 1.0
-        lo, hi = self.mid_range if rng.random() < 0.5 else self.low_range
+        p_mid = self.p_mid / (1.0 - self.p_full) if self.p_full < 1 else 0.0
+        lo, hi = self.mid_range if rng.random() < p_mid else self.low_range
         return float(rng.randint(lo, hi))
