@@ -24,22 +24,22 @@ ROOT = Path(__file__).resolve().parents[1]
 
 # one line per floor of orpose.FLOORS, bottom first
 FLOOR_TEXT = (
-    "base: errors, atomic, jsonl, paths, skeleton, heatmaps, scales, config, "
-    "manifest + models.yaml,\n"
-    "onnx_session, checkpoints/safe.py (the one torch.load / torch.save), viz",
+    "base: errors, atomic, jsonl, paths, skeleton, heatmaps, scales, config, manifest,\n"
+    "onnx_session, safe_checkpoint (the one torch.load / save), compat_torchvision, viz",
     "data: COCO / MVOR files, image sources, low-resolution degradation",
-    "lifting: 2D-to-3D lifter trained on motion capture",
+    "lifting: 2D-to-3D lifter trained on motion capture; the official ORPose lifter",
     "teacher: manifest + adapters (ONNX detector, pose model) -> pseudo labels",
-    "student + checkpoints: registry, families, predictor;\n"
-    "checkpoint formats (orpose, torchvision, official detectron2)",
+    "student: the families and their registry, heads, losses",
+    "checkpoints + predictor: checkpoint formats (orpose, torchvision,\n"
+    "official detectron2); the student as a function of an image",
     "training: distillation of the pseudo labels",
     "evaluation: COCO AP, MPJPE",
     "inference: orpose predict, privacy mode, tracking, ONNX runner",
     "export: ONNX / TorchScript, agreement check, FLOPs",
-    "workflow + commands: demo, experiment, bench; the verbs' dispatch",
+    "workflow + commands + api: demo, experiment, bench; the verbs' dispatch; the Python API",
     "cli: the entry point",
 )
-COLOURS = ("#d9d9d9", "#c6dbef", "#c7e9c0", "#fdd0a2", "#dadaeb", "#fcbba1",
+COLOURS = ("#d9d9d9", "#c6dbef", "#c7e9c0", "#fdd0a2", "#dadaeb", "#e5d8bd", "#fcbba1",
            "#d4b9da", "#a1d99b", "#9ecae1", "#fdae6b", "#bdbdbd")  # fmt: skip
 
 # (stage, x, y) of the data path, and the files on its arrows
@@ -107,8 +107,8 @@ def draw(out: Path) -> Path:
     left.axis("off")
 
     right.set_title("The data's path: stages talk through files", fontsize=11)
-    floor_of = {"data": 1, "lifting": 2, "teacher": 3, "training\n(student)": 5,
-                "evaluation": 6, "inference": 7, "export": 8}  # as in FLOOR_TEXT  # fmt: skip
+    floor_of = {"data": 1, "lifting": 2, "teacher": 3, "training\n(student)": 6,
+                "evaluation": 7, "inference": 8, "export": 9}  # as in FLOOR_TEXT  # fmt: skip
     palette = {name: COLOURS[i] for name, i in floor_of.items()}
     for name, xy in STAGES.items():
         _box(right, xy, name, palette[name])

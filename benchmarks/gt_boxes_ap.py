@@ -28,7 +28,7 @@ from orpose.checkpoints.student import load_student
 from orpose.data.lowres import degrade
 from orpose.data.sources import read_image_rgb
 from orpose.paths import shared_dir
-from orpose.student.predictor import image_tensor
+from orpose.predictor import image_tensor
 from orpose.student.topdown import pose_confidence
 
 

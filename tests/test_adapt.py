@@ -5,9 +5,9 @@ from pathlib import Path
 import pytest
 import yaml
 
-from orpose.checkpoints.safe import write_checkpoint
 from orpose.cli import main
 from orpose.errors import UserError
+from orpose.safe_checkpoint import write_checkpoint
 from orpose.training.config import load_train_config
 from orpose.workflow.adapt import AdaptOptions, adapt_config, adapt_steps
 

@@ -19,8 +19,8 @@ from conftest import tiny_dataset_json
 from orpose.cli import main
 from orpose.data.images import read_image_rgb
 from orpose.errors import ModelError, OrposeError, UserError
+from orpose.predictor import save_student
 from orpose.student import build_student
-from orpose.student.predictor import save_student
 from test_inference_predict import TINY
 
 

@@ -11,10 +11,11 @@ from orpose import FLOORS
 
 SRC = Path(__file__).resolve().parents[1] / "src" / "orpose"
 
-# Compatibility modules that re-export a module moved to a higher floor, for importers owned
-# elsewhere: {module: the higher modules it may import}; each goes, with its entry here, once its
-# importers import the new place. None at present.
-REEXPORTS_UPWARDS: dict[str, set[str]] = {}
+# The one module that imports torchvision's private and internal names (docs/architecture.md).
+COMPAT = "compat_torchvision.py"
+# Modules still importing such a name directly, owned by work in progress elsewhere:
+# {module: the names}; each entry goes once the module imports them from orpose.compat_torchvision.
+PRIVATE_TORCHVISION_PENDING: dict[str, set[str]] = {"orpose.export.export": {"_get_shape_onnx"}}
 
 
 def _is_module(name: str) -> bool:
@@ -52,15 +53,128 @@ def _imports(path: Path) -> set[str]:
 
 
 def _floor(module: str) -> int | None:
-    """The index in orpose.FLOORS of a module: its most specific name there."""
-    best, floor = -1, None
+    """The index in orpose.FLOORS of a module: the floor of its name or of its package's
+    ("orpose" names the package's ``__init__`` only)."""
     for index, names in enumerate(FLOORS):
         for name in names:
-            exact = module == name
-            inside = name != "orpose" and module.startswith(name + ".")
-            if (exact or inside) and len(name) > best:
-                best, floor = len(name), index
-    return floor
+            if module == name or (name != "orpose" and module.startswith(name + ".")):
+                return index
+    return None
+
+
+def _import_graph() -> dict[str, set[str]]:
+    """{module: the modules of the package it imports}, every import counted (module-level,
+    function-local, under ``TYPE_CHECKING``)."""
+    graph = {}
+    for path in _modules():
+        module = _module_name(path)
+        graph[module] = {m for m in _imports(path) if m.startswith("orpose") and _is_module(m)}
+        graph[module].discard(module)
+    return graph
+
+
+def _circles(graph: dict[str, set[str]]) -> list[list[str]]:
+    """One circle (``[a, b, ..., a]``) per group of modules that import one another (Tarjan's
+    strongly connected components; a group of n modules is shown by one of its circles)."""
+    index: dict[str, int] = {}
+    low: dict[str, int] = {}
+    stack: list[str] = []
+    groups: list[set[str]] = []
+
+    def visit(node: str) -> None:
+        index[node] = low[node] = len(index)
+        stack.append(node)
+        for nxt in sorted(graph.get(node, ())):
+            if nxt not in index:
+                visit(nxt)
+                low[node] = min(low[node], low[nxt])
+            elif nxt in stack:
+                low[node] = min(low[node], index[nxt])
+        if low[node] == index[node]:
+            group = set()
+            while True:
+                member = stack.pop()
+                group.add(member)
+                if member == node:
+                    break
+            if len(group) > 1:
+                groups.append(group)
+
+    for node in sorted(graph):
+        if node not in index:
+            visit(node)
+    circles = []
+    for group in groups:
+        start = min(group)
+        paths = {start: [start]}  # breadth-first, inside the group, back to the start
+        queue = [start]
+        while queue:
+            node = queue.pop(0)
+            for nxt in sorted(graph[node] & group):
+                if nxt == start:
+                    circles.append(paths[node] + [start])
+                    queue = []
+                    break
+                if nxt not in paths:
+                    paths[nxt] = paths[node] + [nxt]
+                    queue.append(nxt)
+    return sorted(circles)
+
+
+def _private(name: str) -> bool:
+    return name.startswith("_") and not (name.startswith("__") and name.endswith("__"))
+
+
+def _torchvision_names(path: Path) -> set[str]:
+    """Every torchvision name a source file reaches, dotted: its imports (``import a.b``,
+    ``from a import b``) and the attributes it takes of the modules and names they bind
+    (``torchvision._is_tracing``, ``poolers._setup_scales``, ``roi_heads.keypoints_to_heatmap``)."""
+    tree = ast.parse(path.read_text())
+    found, bound = set(), {}  # bound: local name -> the torchvision name it stands for
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            for alias in node.names:
+                if alias.name.split(".")[0] == "torchvision":
+                    found.add(alias.name)
+                    local = alias.asname or "torchvision"
+                    bound[local] = alias.name if alias.asname else "torchvision"
+        elif isinstance(node, ast.ImportFrom) and (node.module or "").startswith("torchvision"):
+            for alias in node.names:
+                found.add(f"{node.module}.{alias.name}")
+                bound[alias.asname or alias.name] = f"{node.module}.{alias.name}"
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Attribute):
+            chain, value = [node.attr], node.value
+            while isinstance(value, ast.Attribute):
+                chain.insert(0, value.attr)
+                value = value.value
+            if isinstance(value, ast.Name) and value.id in bound:
+                found.add(".".join([bound[value.id], *chain]))
+    return found
+
+
+def _private_torchvision(path: Path) -> set[str]:
+    """The private torchvision names a source file reaches: an underscored module, name or
+    attribute on the way (``detection._utils``, ``_topk_min``, ``torchvision._is_tracing``)."""
+    return {name for name in _torchvision_names(path) if any(map(_private, name.split(".")))}
+
+
+def _compat_names() -> tuple[set[str], set[str]]:
+    """What the compatibility module wraps: the torchvision names it imports (``module.name``)
+    and the private attributes it touches (``_post_nms_top_n``)."""
+    tree = ast.parse((SRC / COMPAT).read_text())
+    names = {
+        f"{node.module}.{alias.name}"
+        for node in ast.walk(tree)
+        if isinstance(node, ast.ImportFrom) and (node.module or "").startswith("torchvision")
+        for alias in node.names
+    }
+    attributes = {
+        node.attr
+        for node in ast.walk(tree)
+        if isinstance(node, ast.Attribute) and _private(node.attr)
+    }
+    return names, attributes
 
 
 def _modules(package: str = "") -> list[Path]:
@@ -109,11 +223,11 @@ def test_torch_load_is_called_in_one_module():
                 and node.func.value.id == "torch"
             ):
                 callers.append(str(path.relative_to(SRC)))
-    assert set(callers) == {"checkpoints/safe.py"}
+    assert set(callers) == {"safe_checkpoint.py"}
 
 
 def test_torch_save_is_called_in_one_module():
-    """Every checkpoint is written atomically, by orpose.checkpoints.safe.write_checkpoint."""
+    """Every checkpoint is written atomically, by orpose.safe_checkpoint.write_checkpoint."""
     callers = {
         str(path.relative_to(SRC))
         for path in _modules()
@@ -123,13 +237,21 @@ def test_torch_save_is_called_in_one_module():
         and isinstance(node.value, ast.Name)
         and node.value.id == "torch"
     }
-    assert callers == {"checkpoints/safe.py"}
+    assert callers == {"safe_checkpoint.py"}
 
 
 def test_every_module_is_on_a_floor():
     assert [_module_name(p) for p in _modules() if _floor(_module_name(p)) is None] == []
-    # a compatibility module that is gone takes its exception with it
-    assert [m for m in REEXPORTS_UPWARDS if not _is_module(m)] == []
+
+
+def test_the_floors_hold_without_exceptions():
+    """Every name of orpose.FLOORS is a module or package of the source, on one floor, and none
+    lies inside another: a package's modules are all on its floor."""
+    names = [name for floor in FLOORS for name in floor]
+    assert len(names) == len(set(names))
+    assert [name for name in names if not _is_module(name)] == []
+    nested = [(a, b) for a in names for b in names if a != "orpose" and b.startswith(a + ".")]
+    assert nested == []
 
 
 def test_no_floor_imports_a_higher_floor():
@@ -143,9 +265,7 @@ def test_no_floor_imports_a_higher_floor():
         above = sorted(
             imported
             for imported in _imports(path)
-            if imported.startswith("orpose")
-            and (_floor(imported) or 0) > own
-            and imported not in REEXPORTS_UPWARDS.get(module, ())
+            if imported.startswith("orpose") and (_floor(imported) or 0) > own
         )
         if above:
             offenders[module] = above
@@ -154,8 +274,8 @@ def test_no_floor_imports_a_higher_floor():
 
 def test_no_package_init_imports_above_its_modules():
     """Importing a module runs its packages' ``__init__`` first: those must not reach above the
-    module's floor either (``orpose.checkpoints.safe`` is base, so ``orpose/checkpoints/__init__``
-    re-exports the student formats lazily)."""
+    module's floor either (the package ``orpose`` is base: its ``__init__`` resolves the API
+    lazily)."""
     offenders = {}
     for path in _modules():
         module = _module_name(path)
@@ -195,5 +315,75 @@ def test_the_floor_check_sees_an_upward_import(tmp_path):
     imported = _imports(source)
     assert {"orpose.inference", "orpose.inference.cli", "orpose.export"} <= imported
     assert _floor("orpose.data.coco") < _floor("orpose.teacher.cli") < _floor("orpose.export.cli")
-    assert _floor("orpose.checkpoints.safe") == 0 < _floor("orpose.lifting.checkpoint")
-    assert _floor("orpose.checkpoints.detectron2") == _floor("orpose.student.model")
+    assert _floor("orpose.safe_checkpoint") == 0 < _floor("orpose.lifting.checkpoint")
+    assert _floor("orpose.compat_torchvision") == 0 < _floor("orpose.student.topdown")
+    assert _floor("orpose.lifting.official_lifter") < _floor("orpose.student.keypoint_head")
+    assert _floor("orpose.student.model") < _floor("orpose.checkpoints.detectron2")
+    assert _floor("orpose.checkpoints.student") == _floor("orpose.predictor")
+    assert _floor("orpose.predictor") < _floor("orpose.training.cli") < _floor("orpose.api")
+
+
+def test_no_import_circles():
+    """No module imports itself through others, by any import (module-level, function-local or
+    under ``TYPE_CHECKING``): a circle hidden in a function body is still one."""
+    assert _circles(_import_graph()) == []
+
+
+def test_the_circle_check_sees_a_circle():
+    graph = {"a": {"b"}, "b": {"c"}, "c": {"a", "d"}, "d": set(), "e": {"e2"}, "e2": {"e"}}
+    assert _circles(graph) == [["a", "b", "c", "a"], ["e", "e2", "e"]]
+    assert _circles({"a": {"b"}, "b": set()}) == []
+
+
+def test_private_torchvision_names_only_in_the_compat_module():
+    """torchvision's private names (underscored modules, names and module attributes) and the
+    internals that orpose.compat_torchvision wraps (``heatmaps_to_keypoints``, the RPN's
+    ``_post_nms_top_n`` ...) are reached from that module only."""
+    wrapped, attributes = _compat_names()
+    offenders = {}
+    for path in _modules():
+        if path == SRC / COMPAT:
+            continue
+        module = _module_name(path)
+        reached = _private_torchvision(path) | (_torchvision_names(path) & wrapped)
+        reached |= {
+            node.attr
+            for node in ast.walk(ast.parse(path.read_text()))
+            if isinstance(node, ast.Attribute) and node.attr in attributes
+        }
+        pending = PRIVATE_TORCHVISION_PENDING.get(module, set())
+        reached = {name for name in reached if name.rpartition(".")[2] not in pending}
+        if reached:
+            offenders[module] = sorted(reached)
+    assert offenders == {}
+    # a module that is gone takes its exception with it
+    assert [m for m in PRIVATE_TORCHVISION_PENDING if not _is_module(m)] == []
+
+
+def test_the_private_name_check_sees_private_names(tmp_path):
+    source = tmp_path / "probe.py"
+    source.write_text(
+        "import torchvision\n"
+        "from torchvision.ops import poolers as p, roi_align\n"
+        "from torchvision.models.detection._utils import BoxCoder\n"
+        "from torchvision.models.detection import roi_heads\n"
+        "def f(x):\n"
+        "    roi_heads.heatmaps_to_keypoints(x, x)\n"
+        "    from torchvision.models.detection.transform import _get_shape_onnx\n"
+        "    return (torchvision._is_tracing(), p._setup_scales, torchvision.__version__,\n"
+        "            roi_align)\n"
+    )
+    assert _private_torchvision(source) == {
+        "torchvision._is_tracing",
+        "torchvision.ops.poolers._setup_scales",
+        "torchvision.models.detection._utils.BoxCoder",
+        "torchvision.models.detection.transform._get_shape_onnx",
+    }
+    wrapped, attributes = _compat_names()
+    assert _torchvision_names(source) & wrapped == {
+        "torchvision._is_tracing",
+        "torchvision.ops.poolers._setup_scales",
+        "torchvision.models.detection.roi_heads.heatmaps_to_keypoints",
+        "torchvision.models.detection.transform._get_shape_onnx",
+    }
+    assert "_post_nms_top_n" in attributes

@@ -13,7 +13,7 @@ import pytest
 
 from orpose import atomic
 from orpose.atomic import remove_stale_temporaries, write_atomic
-from orpose.checkpoints.safe import read_checkpoint, write_checkpoint
+from orpose.safe_checkpoint import read_checkpoint, write_checkpoint
 
 KILLED_WRITE = """
 import os, signal, sys

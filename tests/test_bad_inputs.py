@@ -201,8 +201,8 @@ def _dump(folder: Path, results: list[dict]) -> Path:
 
 
 def test_eval_model_stops_at_a_bad_image_keeps_the_journal_and_can_skip_it(tmp_path, capsys):
+    from orpose.predictor import save_student
     from orpose.student import StudentConfig, build_student
-    from orpose.student.predictor import save_student
 
     torch.manual_seed(0)
     tiny = StudentConfig(

@@ -12,8 +12,8 @@ from onnx import TensorProto, helper, numpy_helper
 
 from orpose.cli import main
 from orpose.export.flops import onnx_macs, onnx_parameters, student_flops
+from orpose.predictor import limit_proposals, save_student
 from orpose.student import build_student
-from orpose.student.predictor import limit_proposals, save_student
 from orpose.workflow.bench import (
     BenchRow,
     Timed,

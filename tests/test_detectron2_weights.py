@@ -12,9 +12,9 @@ from orpose.checkpoints.detectron2 import (
     to_detectron2,
 )
 from orpose.errors import ModelError
+from orpose.predictor import limit_proposals, load_student, save_student
 from orpose.student import StudentConfig, build_student
 from orpose.student.backbones import use_stride_in_1x1
-from orpose.student.predictor import limit_proposals, load_student, save_student
 
 # resnet50 keeps detectron2's bottleneck names (conv3, strides); a narrow head keeps it light
 SETTINGS = {

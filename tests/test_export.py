@@ -13,9 +13,9 @@ from orpose.export.export import (
     export_onnx,
 )
 from orpose.inference.onnx_runner import OnnxStudent
+from orpose.predictor import StudentPredictor, limit_proposals, save_student
 from orpose.student import StudentConfig, build_student
 from orpose.student.model import ORPoseTransform
-from orpose.student.predictor import StudentPredictor, limit_proposals, save_student
 
 TINY = StudentConfig(
     backbone="resnet18_fpn",

@@ -495,7 +495,7 @@ def test_a_camera_no_lens_has_is_refused(camera, field):
 
 def test_a_broken_h36_stats_file_is_one_line(tmp_path):
     from orpose.errors import OrposeError
-    from orpose.student.official_lifter import read_h36_stats
+    from orpose.lifting.official_lifter import read_h36_stats
 
     path = tmp_path / "h36stats.json"
     path.write_text("[" * 100000 + "]" * 100000)

@@ -12,8 +12,8 @@ from orpose.data.sources import is_stream, iter_stream
 from orpose.inference.journal import JournalMismatch
 from orpose.inference.pipeline import PredictOptions, run_predict
 from orpose.inference.privacy import guess_lowres_factor
+from orpose.predictor import save_student
 from orpose.student import StudentConfig, build_student
-from orpose.student.predictor import save_student
 
 TINY = StudentConfig(
     backbone="resnet18_fpn",

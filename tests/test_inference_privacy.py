@@ -11,7 +11,7 @@ from orpose.data.lowres import degrade, low_resolution_size
 from orpose.data.sources import iter_images, iter_video
 from orpose.inference.pipeline import PredictOptions, run_predict
 from orpose.inference.privacy import Shrinker
-from orpose.student.predictor import save_student
+from orpose.predictor import save_student
 from test_inference_predict import TINY, FakePredictor, write_video
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp"}

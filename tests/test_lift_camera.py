@@ -205,8 +205,8 @@ def test_predict_refuses_a_camera_for_an_onnx_graph(tmp_path, capsys):
 
 
 def test_keypoint_rcnn_student_lifts_through_the_predictors_camera(tmp_path):
+    from orpose.predictor import StudentPredictor
     from orpose.student import StudentConfig, build_student
-    from orpose.student.predictor import StudentPredictor
 
     torch.manual_seed(0)
     config = StudentConfig(backbone="resnet18_fpn", box_head_size=64, head_convs=(16,),
@@ -231,7 +231,7 @@ def test_cpu_student_native_path_lifts_in_the_original_frames_pixels(shared, val
     frame's pixels as before, 3D = the lift of its branch keypoints mapped to the original."""
     from orpose.data.lowres import downsample
     from orpose.data.sources import read_image_rgb
-    from orpose.student.predictor import StudentPredictor
+    from orpose.predictor import StudentPredictor
     from orpose.student.topdown import TopDownConfig, TopDownStudent
 
     torch.manual_seed(0)

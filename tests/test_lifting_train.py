@@ -88,7 +88,7 @@ def test_checkpoint_round_trip_gives_identical_outputs(tmp_path):
 
 
 def test_loading_bad_checkpoints(tmp_path):
-    # every problem with a checkpoint file is a ModelError naming it (orpose.checkpoints.safe)
+    # every problem with a checkpoint file is a ModelError naming it (orpose.safe_checkpoint)
     with pytest.raises(ModelError, match=r"missing\.pt: no such checkpoint"):
         load_lifter(tmp_path / "missing.pt")
     junk = tmp_path / "junk.pt"

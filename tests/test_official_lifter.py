@@ -13,15 +13,15 @@ from orpose.data.coco import PoseDataset
 from orpose.evaluation.mpjpe import compute_mpjpe
 from orpose.export.export import ExportableStudent, export_onnx
 from orpose.inference.onnx_runner import OnnxStudent
-from orpose.skeleton import PERSON_CATEGORY
-from orpose.student import StudentConfig, build_student
-from orpose.student.official_lifter import (
+from orpose.lifting.official_lifter import (
     H36_STATS_ENV,
     OfficialLifter,
     OfficialLifterConfig,
     read_h36_stats,
 )
-from orpose.student.predictor import StudentPredictor, load_student, save_student
+from orpose.predictor import StudentPredictor, load_student, save_student
+from orpose.skeleton import PERSON_CATEGORY
+from orpose.student import StudentConfig, build_student
 
 SETTINGS = {"min_size": (96,), "max_size": 128, "detections_per_img": 3, "box_score_thresh": 0.0}
 CONFIG = StudentConfig(

@@ -187,7 +187,7 @@ def test_checkpoint_round_trip_and_tampering(student, images, tmp_path):
 def test_onnx_export_agrees_on_portrait_and_landscape(student, images, tmp_path):
     from orpose.export.export import export_onnx
     from orpose.inference.onnx_runner import OnnxStudent
-    from orpose.student.predictor import StudentPredictor
+    from orpose.predictor import StudentPredictor
 
     # real photographs of each shape (a rotated landscape shows people lying: none found)
     landscape = next(im for im in images if im.shape[1] > im.shape[0])
@@ -239,7 +239,7 @@ def test_skipping_people_below_the_output_threshold_changes_no_written_result(st
     most its detection score, so the people written are the same, each posed the same way."""
     import copy
 
-    from orpose.student.predictor import StudentPredictor, skip_people_below
+    from orpose.predictor import StudentPredictor, skip_people_below
 
     threshold, found = 0.3, 0
     fast = skip_people_below(copy.deepcopy(student), threshold)
@@ -439,7 +439,7 @@ def test_native_onnx_graph_on_smaller_crops_agrees_with_pytorch(shared, images, 
 def _check_native_onnx(student, images, tmp_path) -> None:
     from orpose.export.export import export_onnx
     from orpose.inference.onnx_runner import OnnxStudent
-    from orpose.student.predictor import StudentPredictor
+    from orpose.predictor import StudentPredictor
 
     smalls = [_small(images[1]), _small(images[2])]  # (w x h) 53x40 and 35x53, 12x
     path = export_onnx(student, tmp_path / "native.onnx", _tensor(smalls[0]), native=True)

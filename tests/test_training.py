@@ -265,7 +265,7 @@ def test_stage_two_starts_from_a_stage_one_checkpoint_with_its_own_lifters(tmp_p
 def test_a_run_started_before_the_native_head_resumes_without_it(tmp_path):
     """--resume of a CPU-student run whose checkpoint has no ``native_pose_model`` (written before
     the native path had its own head) keeps that architecture instead of the new default."""
-    from orpose.checkpoints.safe import write_checkpoint
+    from orpose.safe_checkpoint import write_checkpoint
     from orpose.training.config import load_train_config
     from orpose.training.topdown import TopDownTrainer
 

@@ -322,7 +322,8 @@ def test_demo_quick_runs_every_stage_and_writes_the_report(tmp_path, shared, mon
 
 
 def demo_step_commands(**options) -> dict[str, str]:
-    from orpose.workflow.demo import DemoOptions, demo_steps
+    from orpose.workflow.demo import demo_steps
+    from orpose.workflow.demo_options import DemoOptions
 
     steps = demo_steps(DemoOptions(out=Path("d"), **options), Path("/s/data"))
     return {step.name: step.command for step in steps}

@@ -8,20 +8,23 @@ through files (docs/architecture.md). From the bottom:
    (``heatmaps``: Gaussian targets, DARK decoding), downscale factors as names (``scales``),
    the config layer (numbers of the command line too), the model manifest (``manifest.py`` +
    ``models.yaml``), onnxruntime sessions, safe checkpoint reading and writing
-   (``checkpoints/safe.py``) and drawing (``viz``);
+   (``safe_checkpoint``), torchvision's private helpers behind one import
+   (``compat_torchvision``) and drawing (``viz``);
 2. ``data``: COCO/MVOR files, image sources, low-resolution degradation;
-3. ``lifting``: the 2D-to-3D lifter, trained on motion capture alone;
+3. ``lifting``: the 2D-to-3D lifters: orpose's, trained on motion capture alone, and the
+   official ORPose one (Human3.6M statistics);
 4. ``teacher``: ONNX detector + pose model -> pseudo labels (3D through a trained lifter);
-5. ``student`` and ``checkpoints``: the students, their registry, their checkpoint formats
-   (orpose, torchvision, official detectron2) and the student as a function of an image;
-6. ``training``: distillation of the pseudo labels into a student;
-7. ``evaluation``: COCO AP and MPJPE, of files or of a student run on degraded images;
-8. ``inference``: ``orpose predict`` (images, videos, streams; privacy mode; tracking) and the
+5. ``student``: the student families and their registry;
+6. ``checkpoints`` and ``predictor``: the students' checkpoint formats (orpose, torchvision,
+   official detectron2), which build students, and the student as a function of an image;
+7. ``training``: distillation of the pseudo labels into a student;
+8. ``evaluation``: COCO AP and MPJPE, of files or of a student run on degraded images;
+9. ``inference``: ``orpose predict`` (images, videos, streams; privacy mode; tracking) and the
    onnxruntime runner of exported students;
-9. ``export``: ONNX/TorchScript export, its agreement check and FLOP counts;
-10. ``workflow``, ``commands`` and ``api``: ``orpose demo`` / ``experiment`` / ``bench``, which
+10. ``export``: ONNX/TorchScript export, its agreement check and FLOP counts;
+11. ``workflow``, ``commands`` and ``api``: ``orpose demo`` / ``experiment`` / ``bench``, which
     run the verbs of every stage, the verbs' dispatch, and the Python API;
-11. ``cli``: the entry point.
+12. ``cli``: the entry point.
 
 The Python API (docs/api.md), imported on first use so that ``import orpose`` stays light:
 ``orpose.load(path)`` -> a :class:`~orpose.api.Predictor`, whose call on an image (a path, an
@@ -29,9 +32,9 @@ RGB array, a PIL image) gives the people ``orpose predict`` writes (:class:`~orp
 box, score, 2D keypoints with confidences, 3D in mm); ``orpose.load_teacher``,
 ``orpose.evaluate`` and ``orpose.train`` for the other stages.
 
-A module imports only from its own floor and the floors below (:data:`FLOORS`, checked by
-tests/test_architecture.py). Lifting sits below the teacher because the teacher's 3D labels use
-the trained lifter, while the lifter needs no teacher.
+A module imports only from its own floor and the floors below, and no module imports itself
+through others (:data:`FLOORS`, checked by tests/test_architecture.py). Lifting sits below the
+teacher because the teacher's 3D labels use the trained lifter, while the lifter needs no teacher.
 """
 
 from orpose.lazy import lazy_exports
@@ -43,9 +46,9 @@ _API = ("Person", "Predictor", "TeacherPredictor", "evaluate", "load", "load_tea
 __all__ = ["FLOORS", "__version__", *_API]
 __getattr__ = lazy_exports(__name__, dict.fromkeys(_API, "orpose.api"))
 
-# The floors, bottom first: module names and the packages whose modules all belong to a floor
-# (the most specific name wins: ``orpose.checkpoints.safe`` is base, the rest of
-# ``orpose.checkpoints`` is on the student's floor). "orpose" is this module only.
+# The floors, bottom first: module names and the packages whose modules all belong to a floor.
+# No name lies inside another (a package's modules are all on its floor); "orpose" is this
+# module only.
 FLOORS: tuple[tuple[str, ...], ...] = (
     (
         "orpose",
@@ -61,13 +64,15 @@ FLOORS: tuple[tuple[str, ...], ...] = (
         "orpose.outputs",
         "orpose.manifest",
         "orpose.onnx_session",
-        "orpose.checkpoints.safe",
+        "orpose.safe_checkpoint",
+        "orpose.compat_torchvision",
         "orpose.viz",
     ),
     ("orpose.data",),
     ("orpose.lifting",),
     ("orpose.teacher",),
-    ("orpose.student", "orpose.checkpoints"),
+    ("orpose.student",),
+    ("orpose.checkpoints", "orpose.predictor"),
     ("orpose.training",),
     ("orpose.evaluation",),
     ("orpose.inference",),

@@ -48,7 +48,7 @@ __all__ = [
 ]
 
 ImageLike = Any  # a path (str / os.PathLike), an RGB uint8 (H, W, 3) array or a PIL image
-RANDOM_PREFIX = "random:"  # orpose.student.predictor.RANDOM_PREFIX (not imported: torch)
+RANDOM_PREFIX = "random:"  # orpose.predictor.RANDOM_PREFIX (not imported: torch)
 
 
 # -- people ----------------------------------------------------------------------------------------
@@ -196,7 +196,7 @@ class Predictor:
     writes for the image (see :func:`load`).
 
     ``runner`` is the model as ``orpose predict`` runs it (a
-    :class:`orpose.student.predictor.StudentPredictor` or an ONNX runner); for checkpoints
+    :class:`orpose.predictor.StudentPredictor` or an ONNX runner); for checkpoints
     ``runner.model`` is the PyTorch module.
     """
 
@@ -299,7 +299,7 @@ def load(
             raise
         raise UserError(str(err)) from err
     if hasattr(runner, "model"):  # a checkpoint: do not pose people that cannot be returned
-        from orpose.student.predictor import skip_people_below
+        from orpose.predictor import skip_people_below
 
         skip_people_below(runner.model, score_threshold)
     return Predictor(runner, spec, float(score_threshold), intrinsics)
@@ -582,7 +582,7 @@ def _evaluate_model(gt: Any, model: Any, scales: list[float], out: Any, **option
 
 def _student_for_eval(path: Any, options: dict[str, Any]):
     """The student of ``orpose eval --model``, with its options."""
-    from orpose.student.predictor import StudentPredictor, limit_detections, set_min_person_score
+    from orpose.predictor import StudentPredictor, limit_detections, set_min_person_score
 
     spec = _check_model_path(path)
     proposals, count = options["proposals"], options["max_detections"]

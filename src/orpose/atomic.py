@@ -11,7 +11,7 @@ that process no longer exists; another host's (a shared folder), or a name witho
 (written before names carried one, ``.last.pt.XXXXXXXX.tmp``), only once it is untouched for
 :data:`STALE_AFTER_S`. The temporary files of live writers are never touched.
 
-Checkpoints go through :func:`orpose.checkpoints.safe.write_checkpoint`, which uses it.
+Checkpoints go through :func:`orpose.safe_checkpoint.write_checkpoint`, which uses it.
 """
 
 from __future__ import annotations

@@ -1,10 +1,7 @@
-"""Checkpoints: every file format of orpose's networks, read and written in one package.
+"""Checkpoints: the students' file formats (orpose's own, torchvision's, the official ORPose).
 
 Modules:
 
-- :mod:`orpose.checkpoints.safe`: safe loading (the package's one ``torch.load``) and atomic
-  saving of any checkpoint; at the base of the package, so that the lifting stage reads its files
-  (:mod:`orpose.lifting.checkpoint`, format ``orpose-lifter``) through it too;
 - :mod:`orpose.checkpoints.student`: the orpose student checkpoint (its format is documented
   there): saving, rebuilding with the checksums of its ONNX sources and model files checked,
   starting weights;
@@ -13,8 +10,10 @@ Modules:
 - :mod:`orpose.checkpoints.detectron2`: the official ORPose students (detectron2 ``.pth`` /
   ``.pkl``), converted on load.
 
-The names below are re-exported lazily, so that importing ``orpose.checkpoints.safe`` (the base
-floor) runs this file without importing the students (a higher floor).
+Every file is read and written through :mod:`orpose.safe_checkpoint` (the base floor: the
+package's one ``torch.load`` and ``torch.save``), whose names are re-exported here, as are the
+student format's. This package is the floor above :mod:`orpose.student` (it builds students);
+the names are resolved lazily, so that importing the package imports no torch.
 """
 
 from __future__ import annotations
@@ -33,7 +32,7 @@ _STUDENT = (
     "student_state",
 )
 _WHERE = {
-    **dict.fromkeys(_SAFE, "orpose.checkpoints.safe"),
+    **dict.fromkeys(_SAFE, "orpose.safe_checkpoint"),
     **dict.fromkeys(_STUDENT, "orpose.checkpoints.student"),
 }
 __all__ = sorted(_WHERE)

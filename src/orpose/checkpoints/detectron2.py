@@ -39,7 +39,7 @@ box regressor is set to zero.
 
 (***) ``{b}`` = ``soft`` / ``hard``. The official lifters take 16 Human3.6M joints normalised
 with Human3.6M statistics that the checkpoint does not hold (the official ``data/h36stats.json``);
-they load into :class:`~orpose.student.official_lifter.OfficialLifter` (the official network,
+they load into :class:`~orpose.lifting.official_lifter.OfficialLifter` (the official network,
 COCO -> Human3.6M conversion and normalisation) when both lifters' weights are complete AND the
 statistics are given (``h36_stats``, else ``$ORPOSE_H36_STATS``): the student then gives the
 official 3D. Otherwise it has no lifters (no ``keypoints3d``, no 3D output in exports) and one
@@ -67,9 +67,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from orpose.checkpoints.safe import read_checkpoint
-from orpose.student.model import ORPoseStudent, StudentConfig, build_student
-from orpose.student.official_lifter import (
+from orpose.lifting.official_lifter import (
     H36_STATS_ENV,
     STAT_BUFFERS,
     OfficialLifter,
@@ -78,6 +76,8 @@ from orpose.student.official_lifter import (
     official_lifter_keys,
     read_h36_stats,
 )
+from orpose.safe_checkpoint import read_checkpoint
+from orpose.student.model import ORPoseStudent, StudentConfig, build_student
 
 log = logging.getLogger(__name__)
 D2_BACKBONE_PREFIX = "backbone.bottom_up."

@@ -33,8 +33,8 @@ import torch
 from torch import nn
 
 from orpose import lifting
-from orpose.checkpoints.safe import read_checkpoint, write_checkpoint
 from orpose.errors import ModelError, OrposeError
+from orpose.safe_checkpoint import read_checkpoint, write_checkpoint
 from orpose.student.registry import build_student, student_config
 
 __all__ = [

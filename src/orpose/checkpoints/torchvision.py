@@ -13,7 +13,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from orpose.checkpoints.safe import read_checkpoint
+from orpose.safe_checkpoint import read_checkpoint
 
 _PREFIX_MAP = (
     ("roi_heads.keypoint_head.", ("roi_heads.kp_head.convs.",)),

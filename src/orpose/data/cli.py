@@ -17,7 +17,6 @@ from orpose.data.coco import (
     PoseDataset,
     load_pose_dataset,
     repeated_image_files,
-    undecodable_images,
     write_json_atomic,
 )
 from orpose.data.mvor import MvorDataset
@@ -128,6 +127,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 def run_check(args: argparse.Namespace) -> int:
     """Validate the file and its images: every bad image is listed on stdout, and the error
     line (stderr, exit code 2) names the file, the first bad image and how many there are."""
+    from orpose.data.images import undecodable_images
+
     ds = load_pose_dataset(args.file, image_root=args.images, check_images=True)
     if not args.no_decode:
         bad = undecodable_images(ds)

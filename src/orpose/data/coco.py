@@ -460,24 +460,6 @@ def refuse_repeated_images(dataset: PoseDataset, role: str = "a ground truth") -
         )
 
 
-def undecodable_images(dataset: PoseDataset) -> list[tuple[dict, Path, str]]:
-    """``(image entry, path, problem)`` of every image whose file is not a whole, decodable image
-    within the pixel limit (empty, not an image, truncated, too large: see
-    :func:`orpose.data.images.image_file_problem`), or whose size is not the record's ``width``
-    x ``height`` (:func:`orpose.data.images.record_size_problem`)."""
-    from orpose.data.images import image_file_problem, image_size, record_size_problem
-
-    bad = []
-    for img in dataset.images:
-        path = dataset.image_path(img)
-        problem = image_file_problem(path)
-        if problem is None:
-            problem = record_size_problem(img, image_size(path))
-        if problem is not None:
-            bad.append((img, path, problem))
-    return bad
-
-
 def box_iou_xywh(a: Any, b: Any) -> np.ndarray:
     """IoU matrix ``(A, B)`` of COCO boxes (x, y, w, h), by pycocotools' rule for non-crowd
     boxes."""

@@ -2,7 +2,7 @@
 
 Every verb that reads a still image (``label``, ``predict``, ``eval --model``, ``train``, ``data
 check / show / downscale / subset``, ``export``'s check, ``bench``, ``demo``) goes through
-:func:`read_image_rgb` (and ``data check`` through :func:`image_file_problem`):
+:func:`read_image_rgb` (and ``data check`` through :func:`undecodable_images`):
 
 1. **Size before pixels.** The width and height come from the file's header (Pillow's lazy
    open: nothing is decoded), and a file above the pixel limit (or with one side more than
@@ -255,3 +255,19 @@ def read_dataset_image(dataset: PoseDataset, img: dict) -> np.ndarray:
     if problem is not None:
         raise DatasetError(f"{where}: fields 'width', 'height': {problem} ({path})")
     return image
+
+
+def undecodable_images(dataset: PoseDataset) -> list[tuple[dict, Path, str]]:
+    """``(image entry, path, problem)`` of every image whose file is not a whole, decodable image
+    within the pixel limit (empty, not an image, truncated, too large: see
+    :func:`image_file_problem`), or whose size is not the record's ``width``
+    x ``height`` (:func:`record_size_problem`)."""
+    bad = []
+    for img in dataset.images:
+        path = dataset.image_path(img)
+        problem = image_file_problem(path)
+        if problem is None:
+            problem = record_size_problem(img, image_size(path))
+        if problem is not None:
+            bad.append((img, path, problem))
+    return bad

@@ -245,7 +245,7 @@ def run_model_eval(args: argparse.Namespace, gt) -> int:
     """Predict the ground-truth images at every scale with a student, then score each."""
     from orpose.evaluation.report import evaluate_predictions
     from orpose.evaluation.runner import predict_dataset
-    from orpose.student.predictor import (
+    from orpose.predictor import (
         StudentPredictor,
         limit_detections,
         set_min_person_score,

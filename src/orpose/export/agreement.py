@@ -31,8 +31,8 @@ from torchvision.ops import box_iou
 
 from orpose.data.sources import list_images, read_image_rgb
 from orpose.inference.onnx_runner import OnnxStudent
+from orpose.predictor import StudentPredictor
 from orpose.skeleton import OKS_SIGMAS
-from orpose.student.predictor import StudentPredictor
 
 PAIR_IOU = 0.5
 BRANCH_KEYS = ("keypoints_soft_branch", "keypoints_hard_branch")

@@ -156,7 +156,7 @@ def run_export_cli(args: argparse.Namespace) -> int:
     from orpose.export.agreement import compare_on_images
     from orpose.export.export import export_onnx, export_torchscript, has_fixed_size, sample_image
     from orpose.inference.onnx_runner import NATIVE_SUFFIX
-    from orpose.student.predictor import limit_proposals, model_name, resolve_student, save_student
+    from orpose.predictor import limit_proposals, model_name, resolve_student, save_student
 
     is_random = args.checkpoint.startswith("random:")
     out = args.out or (Path("exports") if is_random else Path(args.checkpoint).parent)

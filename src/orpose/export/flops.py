@@ -28,7 +28,7 @@ import torch
 from torch.utils.flop_counter import FlopCounterMode
 
 from orpose.export.export import ExportableStudent
-from orpose.student.predictor import fix_people
+from orpose.predictor import fix_people
 
 STUDENT_PARTS = {
     "backbone": "model.backbone",

@@ -248,7 +248,7 @@ def build_predictor(
         return load_onnx_student(model, threads)
     import torch
 
-    from orpose.student.predictor import StudentPredictor
+    from orpose.predictor import StudentPredictor
 
     if threads > 0:
         torch.set_num_threads(threads)
@@ -299,7 +299,7 @@ def run_predict_cli(args: argparse.Namespace) -> int:
     except ValueError as err:
         raise UserError(str(err)) from err
     if hasattr(predictor, "model"):  # a checkpoint: do not pose people that cannot be written
-        from orpose.student.predictor import skip_people_below
+        from orpose.predictor import skip_people_below
 
         skip_people_below(predictor.model, args.score_threshold)
     try:

@@ -18,7 +18,7 @@ import torch
 from orpose.data.coco import read_json
 from orpose.errors import DatasetError, ModelError
 from orpose.onnx_session import open_session
-from orpose.student.predictor import detections_to_results
+from orpose.predictor import detections_to_results
 
 INPUT_NAME = "image"
 OUTPUT_NAMES: tuple[str, ...] = (
@@ -39,7 +39,7 @@ def image_to_input(image: np.ndarray) -> np.ndarray:
 
 class OnnxStudent:
     """``runner(image)`` -> COCO result dicts, like
-    :class:`orpose.student.predictor.StudentPredictor`."""
+    :class:`orpose.predictor.StudentPredictor`."""
 
     def __init__(
         self,

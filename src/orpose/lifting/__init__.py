@@ -2,8 +2,10 @@
 
 Public API: :class:`Lifter` (``forward(keypoints2d_px, mask) -> (N, 17, 3)`` mm, root-relative,
 camera frame; ``lift_numpy`` for arrays), :func:`load_lifter` and :func:`save_lifter`.
-See docs/lifting.md. The names are resolved lazily, so that importing the package (as the
-command line does to register its verbs) does not import torch.
+The official ORPose lifter (Martinez's network on Human3.6M statistics, for official checkpoints)
+is :mod:`orpose.lifting.official_lifter`. See docs/lifting.md. The names are resolved lazily,
+so that importing the package (as the command line does to register its verbs) does not import
+torch.
 """
 
 from __future__ import annotations

@@ -3,7 +3,7 @@
 One file is enough to rebuild the lifter: ``{"format", "version", "model", "state_dict",
 "config", "extra"}``. The statistics are buffers of the module, so they travel in the state dict;
 they are also copied under ``extra["statistics"]`` as plain lists for people reading the file.
-Files are written and read through :mod:`orpose.checkpoints.safe`, as every checkpoint: written
+Files are written and read through :mod:`orpose.safe_checkpoint`, as every checkpoint: written
 atomically (a crash mid-write never leaves a truncated checkpoint), loaded without running code;
 every problem with a file is a :class:`~orpose.errors.ModelError` naming it.
 """
@@ -14,10 +14,10 @@ from pathlib import Path
 
 import torch
 
-from orpose.checkpoints.safe import read_checkpoint as read_file
-from orpose.checkpoints.safe import write_checkpoint
 from orpose.errors import ModelError
 from orpose.lifting.model import Lifter, LifterConfig
+from orpose.safe_checkpoint import read_checkpoint as read_file
+from orpose.safe_checkpoint import write_checkpoint
 
 FORMAT = "orpose-lifter"
 VERSION = 1

@@ -2,8 +2,9 @@
 (:mod:`orpose.student.model`), the CPU top-down student (:mod:`orpose.student.topdown`) and
 their registry (:mod:`orpose.student.registry`).
 
-The names below are resolved lazily, so that importing a module of the package (or
-``orpose.checkpoints.safe``, whose package sits on this floor) does not import torchvision.
+The names below are resolved lazily, so that importing a module of the package does not import
+torchvision. Their checkpoint formats are :mod:`orpose.checkpoints` (the floor above, which
+builds students); the student as a function of an image is :mod:`orpose.predictor`.
 """
 
 from __future__ import annotations

@@ -13,8 +13,8 @@ from __future__ import annotations
 
 import torch
 from torchvision.models.detection.keypoint_rcnn import KeypointRCNNHeads, KeypointRCNNPredictor
-from torchvision.models.detection.roi_heads import heatmaps_to_keypoints
 
+from orpose.compat_torchvision import heatmaps_to_keypoints
 from orpose.skeleton import NUM_KEYPOINTS
 from orpose.student.keypoint_head import KeypointHead
 from orpose.student.losses import hard_heatmap_loss, soft_heatmap_loss

@@ -42,8 +42,8 @@ BRANCHES = ("soft", "hard")
 def make_lifter(lifter_config: dict) -> nn.Module:
     """A lifter from a config dict: orpose's :class:`~orpose.lifting.Lifter` (its overrides), or
     the official ORPose one when ``kind`` is ``official_h36m``
-    (:mod:`orpose.student.official_lifter`; its statistics come with the weights)."""
-    from orpose.student.official_lifter import KIND, OfficialLifter
+    (:mod:`orpose.lifting.official_lifter`; its statistics come with the weights)."""
+    from orpose.lifting.official_lifter import KIND, OfficialLifter
 
     if lifter_config.get("kind") == KIND:
         return OfficialLifter(**lifter_config)

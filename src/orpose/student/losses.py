@@ -23,7 +23,8 @@ from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
-from torchvision.models.detection.roi_heads import keypoints_to_heatmap
+
+from orpose.compat_torchvision import keypoints_to_heatmap
 
 
 def _targets(

@@ -18,8 +18,9 @@ from torch import nn
 from torchvision.models.detection import FasterRCNN
 from torchvision.models.detection.anchor_utils import AnchorGenerator
 from torchvision.models.detection.faster_rcnn import FastRCNNPredictor, TwoMLPHead
-from torchvision.models.detection.transform import GeneralizedRCNNTransform, resize_keypoints
+from torchvision.models.detection.transform import GeneralizedRCNNTransform
 
+from orpose.compat_torchvision import resize_keypoints
 from orpose.config import build, option
 from orpose.student.backbones import build_backbone, use_stride_in_1x1
 from orpose.student.heads import TwoBranchKeypointHead

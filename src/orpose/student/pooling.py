@@ -14,10 +14,16 @@ torchvision's pooler (same level assignment, same scales, same ONNX path) callin
 from __future__ import annotations
 
 import torch
-import torchvision
 from torch import Tensor
 from torchvision.ops import MultiScaleRoIAlign, roi_align
-from torchvision.ops import poolers as _poolers
+
+from orpose.compat_torchvision import (
+    convert_to_roi_format,
+    filter_input,
+    is_tracing,
+    onnx_merge_levels,
+    setup_scales,
+)
 
 
 def _multiscale_roi_align_v2(
@@ -29,7 +35,7 @@ def _multiscale_roi_align_v2(
     mapper,
 ) -> Tensor:
     """torchvision's ``_multiscale_roi_align`` with ``aligned=True``."""
-    rois = _poolers._convert_to_roi_format(boxes)
+    rois = convert_to_roi_format(boxes)
 
     def pool(feature: Tensor, level_rois: Tensor, scale: float) -> Tensor:
         return roi_align(feature, level_rois, output_size, scale, sampling_ratio, aligned=True)
@@ -43,12 +49,12 @@ def _multiscale_roi_align_v2(
     for level, (feature, scale) in enumerate(zip(features, scales, strict=True)):
         index = torch.where(levels == level)[0]
         pooled = pool(feature, rois[index], scale)
-        if torchvision._is_tracing():
+        if is_tracing():
             traced.append(pooled.to(first.dtype))
         else:
             result[index] = pooled.to(result.dtype)
-    if torchvision._is_tracing():
-        result = _poolers._onnx_merge_levels(levels, traced)
+    if is_tracing():
+        result = onnx_merge_levels(levels, traced)
     return result
 
 
@@ -58,9 +64,9 @@ class MultiScaleRoIAlignV2(MultiScaleRoIAlign):
     def forward(
         self, x: dict[str, Tensor], boxes: list[Tensor], image_shapes: list[tuple[int, int]]
     ) -> Tensor:
-        features = _poolers._filter_input(x, self.featmap_names)
+        features = filter_input(x, self.featmap_names)
         if self.scales is None or self.map_levels is None:
-            self.scales, self.map_levels = _poolers._setup_scales(
+            self.scales, self.map_levels = setup_scales(
                 features, image_shapes, self.canonical_scale, self.canonical_level
             )
         return _multiscale_roi_align_v2(

@@ -43,9 +43,9 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 from torch import nn
-from torchvision.models.detection._utils import _topk_min
 from torchvision.ops import batched_nms, clip_boxes_to_image, remove_small_boxes, roi_align
 
+from orpose.compat_torchvision import topk_min
 from orpose.config import build, option
 from orpose.errors import ConfigError, ModelError
 from orpose.student.keypoint_head import TopDownKeypointHead
@@ -340,7 +340,7 @@ class TopDownStudent(nn.Module):
         boxes = boxes * scale
         keep = scores >= c.det_min_score
         scores, boxes = scores[keep], boxes[keep]
-        top = scores.topk(_topk_min(scores, PRE_NMS_TOP_K, 0)).indices
+        top = scores.topk(topk_min(scores, PRE_NMS_TOP_K, 0)).indices
         scores, boxes = scores[top], clip_boxes_to_image(boxes[top], (h, w))
         keep = remove_small_boxes(boxes, 1e-3)
         scores, boxes = scores[keep], boxes[keep]

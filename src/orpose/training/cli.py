@@ -99,7 +99,7 @@ def register_self_label(subparsers: argparse._SubParsersAction) -> None:
 def run_self_label(args: argparse.Namespace) -> int:
     from orpose.data.coco import write_json_atomic
     from orpose.data.sources import expand_inputs, iter_frames
-    from orpose.student.predictor import StudentPredictor
+    from orpose.predictor import StudentPredictor
     from orpose.training.self_labels import self_label
 
     s = args.stored_downscale  # the numbers' ranges are the parser's (cli_number)

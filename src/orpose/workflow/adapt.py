@@ -65,7 +65,7 @@ def training_config(checkpoint: Path) -> dict:
 
 def student_config(checkpoint: Path) -> dict:
     """The student's own config as saved in the checkpoint (architecture and lifter sizes)."""
-    from orpose.checkpoints.safe import read_checkpoint
+    from orpose.safe_checkpoint import read_checkpoint
 
     state = read_checkpoint(checkpoint)
     saved = state.get("student_config") if isinstance(state, dict) else None

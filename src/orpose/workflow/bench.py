@@ -287,7 +287,7 @@ def student_runners(model, name: str, runtimes: Sequence[str], threads: int, wor
     """PyTorch and/or onnxruntime runners (the ONNX graphs are exported to ``workdir``)."""
     from orpose.export.export import export_onnx
     from orpose.inference.onnx_runner import OnnxStudent, OnnxStudentPair
-    from orpose.student.predictor import StudentPredictor
+    from orpose.predictor import StudentPredictor
 
     runners = []
     if "pytorch" in runtimes:
@@ -307,7 +307,7 @@ def student_runners(model, name: str, runtimes: Sequence[str], threads: int, wor
 
 
 def _tensor(image: np.ndarray):
-    from orpose.student.predictor import image_tensor
+    from orpose.predictor import image_tensor
 
     return image_tensor(image)
 
@@ -325,7 +325,7 @@ def prepare_students(
     name: str, model, plan: BenchPlan, frames: list[np.ndarray], workdir: Path
 ) -> list[Timed]:
     """A student's rows: each runtime at 1x and 12x, then the people sweep (onnxruntime)."""
-    from orpose.student.predictor import fix_people
+    from orpose.predictor import fix_people
 
     native = has_native_path(model)
     small = shrink(frames, LOWRES_SCALE, upsample=not native)
@@ -467,7 +467,7 @@ def run_bench(plan: BenchPlan, log: Callable[[str], None] = print) -> list[Bench
     from orpose.checkpoints.student import load_student
     from orpose.errors import OrposeError
     from orpose.onnx_session import share_one_thread_pool
-    from orpose.student.predictor import set_min_person_score
+    from orpose.predictor import set_min_person_score
 
     if plan.threads > 0:
         torch.set_num_threads(plan.threads)

@@ -21,7 +21,8 @@ from orpose.workflow.bench import (
     run_bench,
     save_report,
 )
-from orpose.workflow.demo import DemoOptions, run_demo
+from orpose.workflow.demo import run_demo
+from orpose.workflow.demo_options import DemoOptions
 from orpose.workflow.experiment import ExperimentError, run_experiment
 from orpose.workflow.steps import StepError
 

@@ -25,6 +25,7 @@ from orpose.scales import scale_label
 from orpose.skeleton import ROOT_JOINTS, root_position, root_relative
 from orpose.viz.charts import plot_models_versus_scale
 from orpose.viz.draw2d import person_label
+from orpose.workflow.demo_options import MVOR_CAMERA, MVOR_DAY, mvor_gt, native_scales
 from orpose.workflow.report_page import (
     draw_results,
     image_link,
@@ -281,8 +282,6 @@ def _count_images(path: Path) -> int | None:
 def mvor_title(opts) -> str:
     """``Operating room (MVOR, 61 frames of day 4, camera 3)``; the quick demo's few frames as
     ``3 of the 61``."""
-    from orpose.workflow.demo import MVOR_CAMERA, MVOR_DAY, mvor_gt
-
     total = _count_images(opts.out / "data/mvor_test.json") or MVOR_TEST_FRAMES
     used = _count_images(mvor_gt(opts)) if opts.mvor_frames is not None else total
     frames = f"{total}" if used in (None, total) else f"{used} of the {total}"
@@ -301,8 +300,6 @@ def people_summary(gt_path: Path) -> str:
 
 def mvor_section(opts) -> list[str]:
     """The operating-room test: the table of teacher, student and the paper's rows."""
-    from orpose.workflow.demo import mvor_gt
-
     d = opts.out
     title = f"## {mvor_title(opts)}"
     if not opts.mvor:
@@ -351,8 +348,6 @@ def or_training_summary(opts) -> str:
 def mvor_samples(opts, report_dir: Path) -> list[str]:
     """A few MVOR test frames with the ground truth and the student's people at the smallest
     and largest factor (drawn on what the network saw), and one frame's people in 3D."""
-    from orpose.workflow.demo import mvor_gt
-
     d = opts.out
     gt_path = mvor_gt(opts)
     if not opts.mvor:
@@ -488,7 +483,6 @@ def write_demo_report(
 ) -> Path:
     """Write ``<out>/report.md``; returns its path."""
     from orpose.student.topdown import TopDownConfig  # its crop limits: the demo's
-    from orpose.workflow.demo import native_scales
 
     d = opts.out
     report_dir = d / "report"

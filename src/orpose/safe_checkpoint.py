@@ -2,7 +2,8 @@
 
 This module sits at the base of the package (it imports no stage), so that every stage reads
 and writes its files through it: the lifting stage its lifter checkpoints
-(:mod:`orpose.lifting.checkpoint`), the student formats of :mod:`orpose.checkpoints` theirs.
+(:mod:`orpose.lifting.checkpoint`), the student formats of :mod:`orpose.checkpoints` theirs
+(which re-exports these names: ``orpose.checkpoints.read_checkpoint``).
 
 - :func:`read_checkpoint`: ``torch.load(weights_only=True)`` (tensors and plain values only:
   nothing in the file runs), or :class:`ArrayUnpickler` for plain pickles (detectron2's

@@ -1,10 +1,11 @@
 """The student as a function from an RGB image to COCO-style person results.
 
-Below evaluation and inference, which both run a student on images: :class:`StudentPredictor`
-(``predictor(image)`` -> result dicts), :func:`resolve_student` (a checkpoint or
-``random:BACKBONE``), the knobs both set (:func:`limit_proposals`, :func:`limit_detections`,
-:func:`fix_people`) and :func:`detections_to_results`. Checkpoints: :mod:`orpose.checkpoints`
-(``load_student`` and ``save_student`` are re-exported here).
+On the checkpoints' floor (it loads students from their files), below training, evaluation and
+inference, which all run a student on images: :class:`StudentPredictor` (``predictor(image)`` ->
+result dicts), :func:`resolve_student` (a checkpoint or ``random:BACKBONE``), the knobs they set
+(:func:`limit_proposals`, :func:`limit_detections`, :func:`fix_people`) and
+:func:`detections_to_results`. Checkpoints: :mod:`orpose.checkpoints` (``load_student`` and
+``save_student`` are re-exported here).
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ import numpy as np
 import torch
 
 from orpose.checkpoints.student import load_student, save_student
+from orpose.compat_torchvision import set_rpn_test_proposals
 from orpose.lifting.intrinsics import Intrinsics, LiftMapping, lift_mapping
 from orpose.student.model import ORPoseStudent, StudentConfig, build_student
 
@@ -69,7 +71,7 @@ def limit_proposals(model: ORPoseStudent, count: int | None) -> ORPoseStudent:
         if count < 1:
             raise ValueError(f"the number of proposals must be >= 1, got {count}")
         if hasattr(model, "rpn"):  # a one-stage detector (the top-down student) has none
-            model.rpn._post_nms_top_n = {**model.rpn._post_nms_top_n, "testing": int(count)}
+            set_rpn_test_proposals(model.rpn, count)
     return model
 
 
