@@ -1,4 +1,5 @@
-"""The picodet_lcnet backbone: graph rewrites, agreement with onnxruntime, any size, gradients."""
+"""The picodet_lcnet backbone (the ONNX importer on PicoDet's backbone and neck): agreement with
+onnxruntime, any size, gradients, old checkpoints."""
 
 from __future__ import annotations
 
@@ -19,8 +20,8 @@ from orpose.student.onnx_backbone import (
     build_onnx_feature_backbone,
     picodet_lcnet_backbone,
     picodet_onnx_path,
-    prepare_feature_graph,
 )
+from orpose.student.onnx_import import OnnxImportError
 
 MEAN = torch.tensor([0.485, 0.456, 0.406]).view(1, 3, 1, 1)
 STD = torch.tensor([0.229, 0.224, 0.225]).view(1, 3, 1, 1)
@@ -41,17 +42,25 @@ def _session(model: onnx.ModelProto) -> ort.InferenceSession:
     )
 
 
-# -- the rewrites, on a small graph of the same kinds of nodes (no shared folder needed) ----------
+# -- PicoDet's patterns on a small graph (no shared folder needed) --------------------------------
 
 
-def _tiny_graph() -> onnx.ModelProto:
+def _tiny_graph(
+    batch: int = 1, height: int = 16, width: int = 16, lateral: int | None = None
+) -> onnx.ModelProto:
     """conv+add(BN) -> hardswish -> mul 1 -> conv+add -> SE (opset-18 ReduceMean) -> resize to a
-    fixed size -> concat with the lateral tensor (PicoDet's patterns) -> conv + scalar add."""
+    fixed size -> concat with the lateral tensor (PicoDet's patterns) -> conv + scalar add.
+
+    The weights do not depend on the size; the Resize's fixed sizes are those of the lateral
+    tensor for this input (or ``lateral`` x ``lateral``).
+    """
     rng = np.random.default_rng(0)
 
     def const(name: str, *shape: int) -> onnx.TensorProto:
         return numpy_helper.from_array((0.3 * rng.normal(size=shape)).astype(np.float32), name)
 
+    h1, w1 = (height + 1) // 2, (width + 1) // 2  # the lateral tensor m1 (stride 2)
+    sizes = [lateral, lateral] if lateral else [h1, w1]
     inits = [
         const("w1", 8, 3, 3, 3),
         const("b1", 1, 8, 1, 1),
@@ -59,7 +68,7 @@ def _tiny_graph() -> onnx.ModelProto:
         const("w2", 8, 8, 3, 3),
         const("b2", 1, 8, 1, 1),
         numpy_helper.from_array(np.array([2, 3], np.int64), "axes"),
-        numpy_helper.from_array(np.array([1, 8, 8, 8], np.int64), "sizes"),
+        numpy_helper.from_array(np.array([batch, 8, *sizes], np.int64), "sizes"),
         const("w3", 4, 16, 1, 1),
         const("scalar", 1),
     ]
@@ -90,8 +99,8 @@ def _tiny_graph() -> onnx.ModelProto:
     graph = helper.make_graph(
         nodes,
         "tiny",
-        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 3, 16, 16])],
-        [helper.make_tensor_value_info("out", TensorProto.FLOAT, [1, 4, 8, 8])],
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [batch, 3, height, width])],
+        [helper.make_tensor_value_info("out", TensorProto.FLOAT, [batch, 4, h1, w1])],
         inits,
     )
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 18)], ir_version=9)
@@ -99,44 +108,42 @@ def _tiny_graph() -> onnx.ModelProto:
     return model
 
 
-def test_rewrites_fold_bias_drop_unit_mul_and_resize_to_the_lateral_size():
-    from onnx2torch import convert
-
-    original = _tiny_graph()
-    # "se" is an intermediate tensor: cutting there keeps the Resize/Concat out of that output
-    prepared = prepare_feature_graph(original, ["out", "se"])
-    ops = [n.op_type for n in prepared.graph.node]
-    assert ops.count("Add") == 1 and ops.count("Mul") == 1  # 2 BN adds folded, mul-by-1 gone
-    assert next(n for n in prepared.graph.node if n.op_type == "Conv").input[2] == "a1_bias"
-    assert prepared.opset_import[0].version == 14
-    body = convert(prepared)
-    convs = [m for m in body.modules() if isinstance(m, torch.nn.Conv2d)]
-    assert [c.bias is not None for c in convs] == [True, True, False]
-    assert all(isinstance(c.bias, torch.nn.Parameter) for c in convs[:2])
-
-    x = np.random.default_rng(1).normal(size=(1, 3, 16, 16)).astype(np.float32)
-    (ref,) = _session(original).run(["out"], {"x": x})
-    with torch.no_grad():
-        out, _ = body(torch.from_numpy(x))
-    np.testing.assert_allclose(out.numpy(), ref, atol=1e-5, rtol=1e-5)
-    # other sizes and batches, odd ones included (a non-integer upsampling factor)
-    for shape in [(2, 3, 20, 28), (1, 3, 18, 22)]:
+def test_picodet_patterns_import_and_match_onnxruntime_at_any_size(tmp_path):
+    path = tmp_path / "tiny.onnx"
+    onnx.save(_tiny_graph(), str(path))
+    # "m1" plays LCNet's output: the first conv is the backbone, the others the neck
+    tiny = build_onnx_feature_backbone(path, ["out"], ["0"], 4, backbone_outputs=["m1"]).eval()
+    assert tiny.backbone_convs == {"conv0"}
+    convs = list(tiny.body.convs.children())
+    assert len(convs) == 3 and all(isinstance(c.bias, torch.nn.Parameter) for c in convs)
+    # the two batch-norm Adds became the biases of the first two convs, the Mul by 1 is gone
+    np.testing.assert_array_equal(convs[0].bias.detach().numpy(), _init(path, "b1").reshape(-1))
+    assert [n.target.__name__ for n in tiny.body.graph.nodes if n.op == "call_function"].count(
+        "mul"
+    ) == 1  # the SE block's
+    tiny.set_trainable(1)
+    assert [c.weight.requires_grad for c in convs] == [False, True, True]
+    # other sizes and batches, odd ones included (a non-integer upsampling factor): the graph
+    # imported at 16x16 against onnxruntime on the same graph written for that size
+    for shape in [(1, 3, 16, 16), (2, 3, 20, 28), (1, 3, 18, 22)]:
         x = np.random.default_rng(2).normal(size=shape).astype(np.float32)
-        (ref,) = _session(prepared).run(["out"], {"x": x})
+        (ref,) = _session(_tiny_graph(shape[0], *shape[2:])).run(["out"], {"x": x})
         with torch.no_grad():
-            out, _ = body(torch.from_numpy(x))
+            out = tiny(torch.from_numpy(x))["0"]
         assert out.shape == (shape[0], 4, (shape[2] + 1) // 2, (shape[3] + 1) // 2)
         np.testing.assert_allclose(out.numpy(), ref, atol=1e-5, rtol=1e-5)
 
 
-def test_resize_without_a_lateral_tensor_is_refused():
-    model = _tiny_graph()
-    for init in model.graph.initializer:
-        if init.name == "sizes":
-            init.CopyFrom(numpy_helper.from_array(np.array([1, 8, 6, 6], np.int64), "sizes"))
-    model.graph.output[0].type.tensor_type.shape.dim[2].dim_value = 6
-    with pytest.raises(ValueError, match="not followed by a Concat with a tensor of that size"):
-        prepare_feature_graph(model, ["up"])
+def _init(path, name: str) -> np.ndarray:
+    model = onnx.load(str(path))
+    return next(numpy_helper.to_array(t) for t in model.graph.initializer if t.name == name)
+
+
+def test_resize_without_a_lateral_tensor_is_refused(tmp_path):
+    path = tmp_path / "tiny.onnx"
+    onnx.save(_tiny_graph(lateral=6), str(path))
+    with pytest.raises(OnnxImportError, match="not followed by an Add or Concat with a tensor"):
+        build_onnx_feature_backbone(path, ["out"], ["0"], 4)
 
 
 def test_a_missing_onnx_file_is_named(monkeypatch, tmp_path):
@@ -173,9 +180,19 @@ def neck_session(picodet_file):
     return _session(model)
 
 
-def test_matches_onnxruntime_on_the_original_model_at_320(backbone, neck_session):
-    for seed in (0, 1):
-        x = _image(1, 320, 320, seed)
+def _photos(val500, count: int = 2) -> list[torch.Tensor]:
+    """The first ``count`` val500 images at 320x320, normalised as PicoDet expects."""
+    from PIL import Image
+
+    paths = sorted((val500.parent / "images").glob("*.jpg"))[:count]
+    pixels = [np.asarray(Image.open(p).convert("RGB").resize((320, 320))) for p in paths]
+    return [(torch.from_numpy(a.copy()).permute(2, 0, 1)[None] / 255 - MEAN) / STD for a in pixels]
+
+
+def test_matches_onnxruntime_on_the_original_model_at_320(backbone, neck_session, val500):
+    """The importer's module against onnxruntime on the teacher's own file: random pixels and
+    photos (activations up to ~16), every neck level."""
+    for x in [_image(1, 320, 320, 0), _image(1, 320, 320, 1), *_photos(val500)]:
         refs = neck_session.run(list(PICODET_NECK_OUTPUTS), {"image": x.numpy()})
         with torch.no_grad():
             feats = backbone(x)
@@ -305,6 +322,44 @@ def test_random_init_keeps_the_architecture_but_not_the_weights(picodet_file, ba
     assert all(torch.isfinite(f).all() for f in feats.values())
     with pytest.raises(ValueError, match="unknown backbone init 'imagenet'"):
         build_backbone("picodet_lcnet", 0, "gn", init="imagenet")
+
+
+def test_checkpoints_with_the_old_body_keys_load_and_predict_the_same(student, tmp_path):
+    """Checkpoints written before the importer built the body name its convs
+    ``backbone.body.conv_<node index>`` and hold no constants: they load (and start training)
+    as the same network."""
+    from orpose.checkpoints import load_student, read_checkpoint, save_student, write_checkpoint
+    from orpose.checkpoints.torchvision import load_torchvision_keypointrcnn
+
+    torch.manual_seed(3)
+    with torch.no_grad():  # weights of a trained student, not the file's
+        for p in student.backbone.body.parameters():
+            p.add_(0.01 * torch.randn_like(p))
+    state = read_checkpoint(save_student(student, tmp_path / "new.pt"))
+    old = {}
+    for key, value in state["model"].items():
+        if key.startswith("backbone.body.convs.conv"):
+            k, param = key.removeprefix("backbone.body.convs.conv").split(".")
+            old[f"backbone.body.conv_{2 * int(k) + (5 if int(k) > 9 else 0)}.{param}"] = value
+        elif not key.startswith("backbone.body."):
+            old[key] = value
+    assert len(old) < len(state["model"])  # the constants are gone
+    write_checkpoint({**state, "model": old}, tmp_path / "old.pt")
+
+    student.eval()
+    loaded = load_student(tmp_path / "old.pt")
+    for key, value in student.state_dict().items():
+        torch.testing.assert_close(loaded.state_dict()[key], value, atol=0, rtol=0, msg=key)
+    image = torch.rand(3, 120, 128, generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        expected, got = student([image])[0], loaded([image])[0]
+    for key in expected:
+        torch.testing.assert_close(got[key], expected[key], atol=0, rtol=0)
+    # stage 2 (init_weights) reads it too
+    fresh = build_student(student.config)
+    assert load_torchvision_keypointrcnn(fresh, tmp_path / "old.pt") == []
+    torch.testing.assert_close(fresh.backbone.body.convs.conv20.weight,
+                               student.backbone.body.convs.conv20.weight)  # fmt: skip
 
 
 def test_a_saved_student_records_and_checks_the_picodet_file(student, picodet_file, tmp_path,

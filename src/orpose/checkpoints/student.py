@@ -185,8 +185,12 @@ def student_from_state(state: Any, path: Path | str) -> nn.Module:
     except OrposeError as err:  # e.g. a model file it is rebuilt from: missing or tampered with
         raise type(err)(f"{path}: {err}") from None
     check_model_files(state, model, path)
+    # imported here: it imports torchvision, which a process reading lifter files does not need
+    from orpose.student.onnx_backbone import legacy_backbone_weights
+
+    weights = legacy_backbone_weights(legacy_keys(state["model"]), model.state_dict())
     try:
-        model.load_state_dict(legacy_keys(state["model"]))
+        model.load_state_dict(weights)
     except RuntimeError as err:
         first = str(err).strip().splitlines()[0]
         raise ModelError(f"{path}: field 'model' does not fit the student ({first})") from None

@@ -58,11 +58,13 @@ def load_torchvision_keypointrcnn(
     Raises ValueError naming the file when a tensor's shape does not fit (for example a
     checkpoint of another backbone).
     """
+    from orpose.student.onnx_backbone import legacy_backbone_weights  # imports torchvision
+
     state = read_weight_file(path) if saved is None else saved
     if isinstance(state, dict) and "model" in state and isinstance(state["model"], dict):
         state = state["model"]
-    mapped = map_torchvision_keypointrcnn(state)
     own = model.state_dict()
+    mapped = map_torchvision_keypointrcnn(legacy_backbone_weights(state, own))
     for key, value in mapped.items():
         if key in own and own[key].shape != value.shape:
             raise ValueError(

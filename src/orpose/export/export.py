@@ -33,7 +33,6 @@ from pathlib import Path
 
 import torch
 from torch import nn
-from torch.onnx import symbolic_helper
 from torchvision.models.detection.transform import _get_shape_onnx
 
 from orpose.inference.onnx_runner import INPUT_NAME, OUTPUT_NAMES
@@ -57,8 +56,8 @@ DEFAULT_SAMPLE_SIZE = (640, 480)  # (width, height) of the tracing image
 
 
 def has_fixed_size(model: nn.Module) -> bool:
-    """Whether the exported graph of this student takes one image size only (its backbone's
-    registry entry says so: onnx2torch fixes the picodet_lcnet neck's resize sizes)."""
+    """Whether the exported graph of this student is for one image size only (its backbone's
+    registry entry says so: ``fixed_size_export``)."""
     spec = BACKBONES.get(getattr(model.config, "backbone", None))
     return bool(spec and spec.fixed_size_export)
 
@@ -125,24 +124,6 @@ class ExportableStudent(nn.Module):
 
 
 @contextmanager
-def _onnx2torch_opset(opset: int) -> Iterator[None]:
-    """onnx2torch's modules (the ``picodet_lcnet`` backbone) read the export opset from
-    ``torch.onnx.symbolic_helper._export_onnx_opset_version``, which current PyTorch no longer
-    sets: provide it for the duration of an export."""
-    name = "_export_onnx_opset_version"
-    had = hasattr(symbolic_helper, name)
-    old = getattr(symbolic_helper, name, None)
-    setattr(symbolic_helper, name, opset)
-    try:
-        yield
-    finally:
-        if had:
-            setattr(symbolic_helper, name, old)
-        else:
-            delattr(symbolic_helper, name)
-
-
-@contextmanager
 def _quiet_tracing() -> Iterator[None]:
     """Tracer warnings about Python values are expected here (see the module docstring)."""
     with warnings.catch_warnings():
@@ -169,7 +150,7 @@ def export_onnx(
     sample = sample_image() if sample is None else sample
     names = list(wrapper.output_names)
     dynamic = {INPUT_NAME: {1: "height", 2: "width"}, **{n: {0: "people"} for n in names}}
-    with _quiet_tracing(), _onnx2torch_opset(opset), torch.no_grad():
+    with _quiet_tracing(), torch.no_grad():
         torch.onnx.export(
             wrapper,
             (sample,),

@@ -67,10 +67,11 @@ BACKBONES: dict[str, BackboneSpec] = {
     "resnet50_fpn": BackboneSpec(_resnet_fpn("resnet50"), "the paper's student (GPUs)"),
     "resnet18_fpn": BackboneSpec(_resnet_fpn("resnet18"), "CPU experiments, tests"),
     "mobilenet_v3_fpn": BackboneSpec(_mobilenet_v3_fpn, "light deployments"),
-    # onnx2torch fixes the neck's resize sizes at export
+    # exported and checked at the tracing image's size only, as when a generic converter built
+    # it (its graph then fixed the neck's resize sizes; the importer's graph does not)
     "picodet_lcnet": BackboneSpec(
         picodet_lcnet_backbone,
-        "pretrained, built at run time from the teacher's PicoDet ONNX file (onnx_backbone.py)",
+        "pretrained, imported at run time from the teacher's PicoDet ONNX file (onnx_backbone.py)",
         fixed_size_export=True,
     ),
 }

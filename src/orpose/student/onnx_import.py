@@ -3,8 +3,8 @@
 Why: the only pretrained weights available offline are the teacher's ONNX models (PP-PicoDet,
 PP-TinyPose). The CPU student starts from them, so their graphs must become ordinary PyTorch
 modules that train fast, run at any input size and export back to ONNX. A generic converter
-(onnx2torch) wraps every ONNX node in its own module (reshapes with shape tensors, splits,
-resizes to fixed sizes); this one emits what a hand-written network would hold:
+wraps every ONNX node in its own module (reshapes with shape tensors, splits, resizes to fixed
+sizes); this one emits what a hand-written network would hold:
 
 - ``Conv`` followed by ``Add`` of a per-channel constant (batch norm folded by the exporter)
   becomes one ``nn.Conv2d`` with that bias, a trainable parameter;
@@ -12,12 +12,19 @@ resizes to fixed sizes); this one emits what a hand-written network would hold:
 - ``Resize`` to sizes fixed for one input size becomes ``interpolate`` to the size of the tensor
   it is added to or concatenated with, so that any input size works;
 - ``Split`` takes its sizes from the channel counts (independent of the input size);
+- ``Mul`` by an exact 1 is dropped;
 - other nodes become the matching ``torch`` functions; constants become buffers (or Python
   numbers when they are scalars).
 
-Only the nodes the requested outputs depend on are imported (the graph is cut there). The result
-is a ``torch.fx.GraphModule`` (``module.code`` shows it as Python) whose ``forward`` returns a
-tuple of the requested tensors. Unsupported nodes raise :class:`OnnxImportError` naming the node.
+Only the nodes the requested outputs depend on are imported (the graph is cut there, by
+:func:`needed_nodes`). The result is a ``torch.fx.GraphModule`` (``module.code`` shows it as
+Python) whose ``forward`` returns a tuple of the requested tensors; its convolutions are
+``module.convs.conv0``, ``conv1``, ... in graph order, and :func:`convs_computing` tells which of
+them a tensor of the ONNX graph depends on. Unsupported nodes raise :class:`OnnxImportError`
+naming the node.
+
+Users: the CPU student's PicoDet detector and TinyPose trunk (``student/picodet.py``,
+``student/topdown.py``) and the ``picodet_lcnet`` backbone (``student/onnx_backbone.py``).
 """
 
 from __future__ import annotations
@@ -40,13 +47,17 @@ class OnnxImportError(ModelError):
     """An ONNX graph that this importer cannot turn into a native module."""
 
 
+ONNX_CONV = "onnx_conv"  # fx node meta of each imported conv: the ONNX Conv node's output
+
+
 def _attrs(node) -> dict[str, Any]:
     import onnx
 
     return {a.name: onnx.helper.get_attribute_value(a) for a in node.attribute}
 
 
-def _static_shapes(model) -> dict[str, list[int]]:
+def static_shapes(model) -> dict[str, list[int]]:
+    """Inferred tensor shapes of a fixed-size graph (dims without a value are 0)."""
     import onnx
 
     graph = onnx.shape_inference.infer_shapes(model).graph
@@ -56,7 +67,7 @@ def _static_shapes(model) -> dict[str, list[int]]:
     }
 
 
-def _needed_nodes(graph, outputs: Sequence[str]) -> list:
+def needed_nodes(graph, outputs: Sequence[str]) -> list:
     """The nodes the ``outputs`` depend on, in graph (topological) order."""
     producer = {out: node for node in graph.node for out in node.output}
     missing = [name for name in outputs if name not in producer]
@@ -122,12 +133,12 @@ class _Importer:
         from onnx import numpy_helper
 
         self.graph = model.graph
-        self.shapes = _static_shapes(model)
+        self.shapes = static_shapes(model)
         self.consts = {t.name: numpy_helper.to_array(t) for t in self.graph.initializer}
         for node in self.graph.node:  # Constant nodes are constants too
             if node.op_type == "Constant":
                 self.consts[node.output[0]] = numpy_helper.to_array(_attrs(node)["value"])
-        self.nodes = [n for n in _needed_nodes(self.graph, outputs) if n.op_type != "Constant"]
+        self.nodes = [n for n in needed_nodes(self.graph, outputs) if n.op_type != "Constant"]
         self.outputs = list(outputs)
         self.consumers: dict[str, list] = {}
         for node in self.nodes:
@@ -177,7 +188,9 @@ class _Importer:
         key = f"conv{len(self.root.convs)}"
         self.root.convs[key] = conv
         out_name = add.output[0] if folded else node.output[0]
-        self.env[out_name] = self.fx.call_module(f"convs.{key}", (self.value(node.input[0]),))
+        call = self.fx.call_module(f"convs.{key}", (self.value(node.input[0]),))
+        call.meta[ONNX_CONV] = node.output[0]  # for convs_computing (fx copies meta with graphs)
+        self.env[out_name] = call
 
     def shuffle_pattern(self, node):
         """(transpose, last reshape, groups) when ``node`` starts a channel shuffle."""
@@ -274,7 +287,10 @@ class _Importer:
         x = [self.value(name) for name in node.input if name]
         a = _attrs(node)
         op = node.op_type
-        if op in _BINARY:
+        others = [v for v in x if not (isinstance(v, float) and v == 1.0)]
+        if op == "Mul" and len(others) == 1:
+            result = others[0]  # a multiplication by exactly 1 (the exporter leaves some)
+        elif op in _BINARY:
             result = self.call(_BINARY[op], x[0], x[1])
         elif op in _UNARY:
             result = self.call(_UNARY[op], x[0])
@@ -388,3 +404,13 @@ def import_onnx(model_or_path, outputs: Sequence[str]) -> fx.GraphModule:
     if isinstance(model_or_path, str | Path):
         model = onnx.load(str(model_or_path))
     return _Importer(model, outputs).run()
+
+
+def convs_computing(module: fx.GraphModule, model, tensors: Sequence[str]) -> set[str]:
+    """The keys of ``module.convs`` (imported from ``model``) that ``tensors`` depend on."""
+    ancestors = {out for node in needed_nodes(model.graph, tensors) for out in node.output}
+    return {
+        str(node.target).removeprefix("convs.")
+        for node in module.graph.nodes
+        if node.op == "call_module" and node.meta.get(ONNX_CONV) in ancestors
+    }

@@ -24,7 +24,7 @@ import torch
 import torch.nn.functional as F
 from torch import fx, nn
 
-from orpose.student.onnx_import import OnnxImportError, import_onnx
+from orpose.student.onnx_import import OnnxImportError, import_onnx, static_shapes
 
 DFL_BINS = 8  # reg_max + 1 of PicoDet's GFL head
 
@@ -47,14 +47,9 @@ def find_head_tensors(model) -> tuple[list[str], list[int]]:
     its box branch is a ``Conv`` whose output goes through ``Transpose`` and ``Reshape`` into
     ``Softmax``. Levels are ordered by decreasing map size (increasing stride).
     """
-    import onnx
-
     graph = model.graph
     producer = {out: node for node in graph.node for out in node.output}
-    shapes = {
-        v.name: [d.dim_value for d in v.type.tensor_type.shape.dim]
-        for v in onnx.shape_inference.infer_shapes(model).graph.value_info
-    }
+    shapes = static_shapes(model)
     (image,) = [i for i in graph.input if i.name not in {t.name for t in graph.initializer}]
     input_h = image.type.tensor_type.shape.dim[2].dim_value
     scores, boxes = [], []
