@@ -64,6 +64,7 @@ FLOORS: tuple[tuple[str, ...], ...] = (
         "orpose.outputs",
         "orpose.manifest",
         "orpose.onnx_session",
+        "orpose.cpu_threads",
         "orpose.safe_checkpoint",
         "orpose.compat_torchvision",
         "orpose.viz",

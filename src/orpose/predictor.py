@@ -218,3 +218,17 @@ class StudentPredictor:
         self, image: np.ndarray, original_size: tuple[int, int] | None = None
     ) -> list[dict]:
         return detections_to_results(self.detect(image, original_size), self.score_threshold)
+
+    @torch.inference_mode()
+    def batch(
+        self, images: list[np.ndarray], original_sizes: list[tuple[int, int] | None]
+    ) -> list[list[dict]]:
+        """Several frames (e.g. one per camera) in one call of the network: per frame what
+        ``predictor(image, original_size)`` gives. Frames of several sizes may be mixed."""
+        mappings = [self.lift_mapping(i, o) for i, o in zip(images, original_sizes, strict=True)]
+        tensors = [image_tensor(image).to(self.device) for image in images]
+        if all(m is None for m in mappings):
+            dets = self.model(tensors)
+        else:
+            dets = self.model(tensors, lift_mappings=mappings)
+        return [detections_to_results(det, self.score_threshold) for det in dets]

@@ -7,6 +7,7 @@ import logging
 from pathlib import Path
 
 from orpose.config import cli_input_path, cli_number
+from orpose.cpu_threads import passive_waits
 from orpose.errors import SourceError, UserError
 from orpose.evaluation.shown import DEFAULT_SCORE_THRESHOLD
 from orpose.inference.journal import JournalMismatch
@@ -160,6 +161,15 @@ def _register_predict(subparsers: argparse._SubParsersAction) -> None:
         "ALPHA * new + (1 - ALPHA) * previous (0 < ALPHA <= 1; 1: none; lag (1-ALPHA)/ALPHA "
         "frames)",
     )
+    cameras = p.add_argument_group("several cameras")
+    cameras.add_argument(
+        "--concurrent",
+        action="store_true",
+        help="serve every input (video, folder of frames, camera, URL) as a camera stream of "
+        "one process: a frame of each in turn, posed in one network call, one folder of "
+        "results per camera (OUT/<camera>/). Automatic when two or more live cameras or URLs "
+        "are given. See docs/inference.md, 'Several cameras'",
+    )
     run = p.add_argument_group("runtime")
     run.add_argument("--device", default=None, help="PyTorch device (default: cuda if available)")
     run.add_argument(
@@ -245,7 +255,7 @@ def build_predictor(
                 "--camera: an ONNX graph lifts the pixels of its input as they are; give a "
                 "checkpoint for another camera"
             )
-        return load_onnx_student(model, threads)
+        return load_onnx_student(model, threads, spin=False)
     import torch
 
     from orpose.predictor import StudentPredictor
@@ -255,8 +265,34 @@ def build_predictor(
     return StudentPredictor.from_checkpoint(model, device, proposals, h36_stats, camera=camera)
 
 
+def concurrent_streams(inputs: list[str], asked: bool) -> bool:
+    """Whether the inputs are served as concurrent camera streams: when asked, and always for
+    two or more live cameras or URLs (read one after the other, the first never ends)."""
+    from orpose.data.sources import is_stream
+
+    return asked or sum(is_stream(i) for i in inputs) >= 2
+
+
+def _print_streams(summary) -> int:
+    for name, camera in summary.cameras.items():
+        skipped = f", skipped {camera.skipped} undecodable" if camera.skipped else ""
+        tracks = f", {camera.tracks} track id(s)" if camera.tracks else ""
+        print(
+            f"{name}: {camera.frames} frame(s), {camera.people} people{tracks}{skipped} -> "
+            f"{camera.results}"
+        )
+    print(
+        f"{len(summary.cameras)} camera stream(s): {summary.fps:.2f} frames/s in all "
+        f"({summary.seconds:.1f} s)"
+    )
+    if summary.stopped:
+        print(f"stopped early ({summary.stopped}): rerun the same command to resume")
+    return 0
+
+
 def run_predict_cli(args: argparse.Namespace) -> int:
     from orpose.inference.pipeline import PredictOptions, run_predict
+    from orpose.inference.streams import run_predict_streams
 
     if args.step < 1:
         raise UserError("--step must be >= 1")
@@ -274,6 +310,7 @@ def run_predict_cli(args: argparse.Namespace) -> int:
         files = [i for i in args.inputs if not is_stream(i)]
         refuse_overwriting_inputs(args.out, files, folder=True)
     check_output_folder(args.out)  # before the model is loaded or a frame read
+    passive_waits()  # before PyTorch loads: idle threads sleep (docs/inference.md)
     options = PredictOptions(
         out=args.out,
         score_threshold=args.score_threshold,
@@ -309,6 +346,8 @@ def run_predict_cli(args: argparse.Namespace) -> int:
         for name in ("proposals", "h36_stats"):  # they change the results too
             if getattr(args, name) is not None:
                 info[name] = str(getattr(args, name)) if name == "h36_stats" else args.proposals
+        if concurrent_streams(args.inputs, args.concurrent):
+            return _print_streams(run_predict_streams(predictor, args.inputs, options, info))
         summary = run_predict(predictor, args.inputs, options, info)
     except JournalMismatch as err:
         raise UserError(str(err)) from err

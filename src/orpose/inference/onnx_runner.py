@@ -47,12 +47,13 @@ class OnnxStudent:
         score_threshold: float = 0.0,
         threads: int = 0,
         providers: list[str] | None = None,
+        spin: bool = True,
     ):
         self.path = Path(path)
         if not self.path.is_file():
             raise FileNotFoundError(f"{self.path}: no such ONNX model")
         try:
-            self.session = open_session(self.path, threads, providers=providers)
+            self.session = open_session(self.path, threads, spin, providers=providers)
         except Exception as err:  # onnxruntime's InvalidProtobuf, Fail...: no common base class
             if not type(err).__module__.startswith("onnxruntime"):
                 raise
@@ -103,11 +104,13 @@ class OnnxStudentPair:
 NATIVE_SUFFIX = "_native.onnx"  # beside student.onnx: the CPU student's native low-res graph
 
 
-def load_onnx_student(path: Path | str, threads: int = 0) -> OnnxStudent | OnnxStudentPair:
+def load_onnx_student(
+    path: Path | str, threads: int = 0, spin: bool = True
+) -> OnnxStudent | OnnxStudentPair:
     """An exported student; with its native low-resolution graph when ``orpose export`` wrote
     one beside it (``<name>_native.onnx`` and the size limit in ``<name>_native.json``)."""
     path = Path(path)
-    full = OnnxStudent(path, threads=threads)
+    full = OnnxStudent(path, threads=threads, spin=spin)
     native = path.with_name(path.stem + NATIVE_SUFFIX)
     meta = native.with_suffix(".json")
     if not native.is_file() or not meta.is_file():
@@ -119,4 +122,4 @@ def load_onnx_student(path: Path | str, threads: int = 0) -> OnnxStudent | OnnxS
             f"{meta}: field 'native_max_side': expected a whole number of pixels 1-100000, got "
             f"{max_side!r} (rewrite it with orpose export, or remove {native.name})"[:400]
         )
-    return OnnxStudentPair(full, OnnxStudent(native, threads=threads), max_side)
+    return OnnxStudentPair(full, OnnxStudent(native, threads=threads, spin=spin), max_side)

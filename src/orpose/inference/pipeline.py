@@ -166,7 +166,7 @@ def plan_sources(inputs: list[str], options: PredictOptions) -> list[Source]:
     return sources
 
 
-def _frames(source: Source, options: PredictOptions, prepare) -> Iterator[Frame]:
+def source_frames(source: Source, options: PredictOptions, prepare) -> Iterator[Frame]:
     if source.kind == "images":
         return iter_images(source.images, prepare=prepare)
     if source.kind == "video":
@@ -209,6 +209,34 @@ def predict_frame(
     else:  # the paper's protocol: the small frame upsampled to the network size
         results = predictor(geometry.network_input(kept))
     return [r for r in results if r["score"] >= score_threshold]
+
+
+def predict_frames(
+    predictor: Predictor,
+    frames: list[tuple[np.ndarray, FrameGeometry]],
+    native_lowres: bool = False,
+    score_threshold: float = 0.0,
+) -> list[list[dict]]:
+    """:func:`predict_frame` for several kept frames (one per camera stream) at once: in one
+    network call where the predictor has ``batch`` (the PyTorch students), else in turn."""
+    batch = getattr(predictor, "batch", None)
+    if batch is None or len(frames) < 2:
+        return [
+            predict_frame(predictor, kept, geometry, native_lowres, score_threshold)
+            for kept, geometry in frames
+        ]
+    images, sizes, native = [], [], []
+    for kept, geometry in frames:
+        as_is = native_lowres and geometry.lowres
+        native.append(as_is)
+        images.append(kept if as_is else geometry.network_input(kept))
+        sizes.append(geometry.network_size if as_is else None)
+    found = batch(images, sizes)
+    out = []
+    for results, (_, geometry), as_is in zip(found, frames, native, strict=True):
+        results = geometry.from_kept(results) if as_is else results
+        out.append([r for r in results if r["score"] >= score_threshold])
+    return out
 
 
 class Renderer:
@@ -259,7 +287,7 @@ class Renderer:
 
 
 @contextmanager
-def _log_file(out: Path) -> Iterator[None]:
+def log_to_file(out: Path) -> Iterator[None]:
     """The run's log lines also go to ``out/predict.log`` (messages only, never pixel data)."""
     logger = logging.getLogger("orpose.inference")
     # a path that is not valid UTF-8 (kept by Python as surrogates) is written escaped
@@ -281,7 +309,7 @@ class Terminated(KeyboardInterrupt):
     """SIGTERM, raised in the main thread so that the run stops as on Ctrl-C."""
 
 
-class _StopOnSigterm:
+class StopOnSigterm:
     """While active (main thread only), the first SIGTERM raises :class:`Terminated`; once
     :meth:`disarm` is called (the results are being written) further ones are ignored, so that
     a repeated ``kill`` cannot cut the final files short (SIGKILL still ends the process)."""
@@ -301,7 +329,7 @@ class _StopOnSigterm:
     def disarm(self) -> None:
         self.armed = False
 
-    def __enter__(self) -> _StopOnSigterm:
+    def __enter__(self) -> StopOnSigterm:
         if threading.current_thread() is threading.main_thread():
             self.previous = signal.signal(signal.SIGTERM, self._handle)
             self.armed = True
@@ -327,16 +355,17 @@ def run_predict(
     """
     options.out.mkdir(parents=True, exist_ok=True)
     sources = plan_sources(inputs, options)
-    with _log_file(options.out), _StopOnSigterm() as guard:
+    with log_to_file(options.out), StopOnSigterm() as guard:
         return _run(predictor, sources, options, info or {}, guard)
 
 
-class _Run:
+class PredictRun:
     """One ``orpose predict`` run: the per-frame work and its bookkeeping."""
 
     def __init__(self, predictor: Predictor, options: PredictOptions, info: dict[str, Any]):
         self.predictor = predictor
         self.options = options
+        self.info = info
         self.shrinker = Shrinker(options.downscale) if options.downscale > 1 else None
         self.journal = PredictionJournal(
             options.out / JOURNAL_NAME, resume=options.resume, settings=run_settings(options, info)
@@ -347,10 +376,15 @@ class _Run:
         self.tracker = PoseTracker(options.smooth) if options.track else None
         self.track_seconds = 0.0
 
-    def frame(self, frame: Frame, image_id: int) -> None:
-        """Predict (or take from the journal), record and render one decoded frame."""
+    def plan(
+        self, frame: Frame, image_id: int, original: tuple[int, int] | None = None
+    ) -> tuple[FrameGeometry, list[dict] | None]:
+        """A decoded frame's geometry and, when the journal has it, its results (None: it
+        must be predicted). ``original``: the decoded frame's size in privacy mode (default:
+        the size this run's shrinker saw last)."""
         opts = self.options
-        original = self.shrinker.last_size if self.shrinker is not None else None
+        if original is None and self.shrinker is not None:
+            original = self.shrinker.last_size
         if original is not None and max(original) <= LOWRES_MAX_SIDE and not self.warned:
             self.warned = True
             log.warning(
@@ -361,16 +395,24 @@ class _Run:
             )
         geometry = frame_geometry(frame.image, opts.downscale, original, opts.lowres_input)
         entry = self.journal.done(frame.key, image_id)
-        if entry is None:
-            results = predict_frame(
-                self.predictor, frame.image, geometry, opts.native_lowres, opts.score_threshold
-            )
+        return geometry, None if entry is None else entry["results"]
+
+    def record(
+        self,
+        frame: Frame,
+        image_id: int,
+        geometry: FrameGeometry,
+        results: list[dict],
+        predicted: bool,
+    ) -> None:
+        """Journal (when ``predicted`` now), track, count and render one frame's results."""
+        if predicted:
             for r in results:
                 r["image_id"] = image_id
-            self.journal.append(image_record(frame, image_id, geometry, opts.downscale), results)
+            self.journal.append(
+                image_record(frame, image_id, geometry, self.options.downscale), results
+            )
             self.summary.predicted += 1
-        else:
-            results = entry["results"]
         self.summary.frames += 1
         if self.tracker is not None:  # after the journal: it keeps the model's own output
             started = time.perf_counter()
@@ -378,6 +420,18 @@ class _Run:
             self.track_seconds += time.perf_counter() - started
         self.summary.people += len(results)
         self.renderer.frame(frame, image_id, geometry, results)
+
+    def frame(self, frame: Frame, image_id: int) -> None:
+        """Predict (or take from the journal), record and render one decoded frame."""
+        opts = self.options
+        geometry, done = self.plan(frame, image_id)
+        if done is None:
+            results = predict_frame(
+                self.predictor, frame.image, geometry, opts.native_lowres, opts.score_threshold
+            )
+            self.record(frame, image_id, geometry, results, predicted=True)
+        else:
+            self.record(frame, image_id, geometry, done, predicted=False)
 
     def finish(self, seconds: float, info: dict[str, Any]) -> PredictSummary:
         """Close the renders and the journal, write results.json and images.json."""
@@ -411,9 +465,9 @@ def _run(
     sources: list[Source],
     options: PredictOptions,
     info: dict[str, Any],
-    guard: _StopOnSigterm | None = None,
+    guard: StopOnSigterm | None = None,
 ) -> PredictSummary:
-    run = _Run(predictor, options, info)
+    run = PredictRun(predictor, options, info)
     totals = [s.frames for s in sources]
     total = None if any(t is None for t in totals) else sum(totals)
     log.info(
@@ -431,7 +485,7 @@ def _run(
             run.renderer.start_source(source)
             if run.tracker is not None:  # journaled frames are replayed through it too
                 run.tracker.start_source(source.fps)
-            for frame in _frames(source, options, run.shrinker):
+            for frame in source_frames(source, options, run.shrinker):
                 image_id += 1  # unreadable files keep their id: ids are stable across runs
                 progress.update(1)
                 if frame.image is None:

@@ -153,7 +153,8 @@ class TrainConfig:
         except ValueError:
             raise ConfigError(
                 f"{source}: data.lowres: expected 'all', 'all_official', 'all:P1,PMID,PLOW' "
-                f"(shares summing to 1) or a downscale factor >= 1 such as 12, got {config.data.lowres!r}"
+                f"(shares summing to 1) or a downscale factor >= 1 such as 12, got "
+                f"{config.data.lowres!r}"
             ) from None
         if config.solver.accumulate > config.solver.batch_size:
             raise ConfigError(f"{source}: solver.accumulate: larger than solver.batch_size")

@@ -1,0 +1,101 @@
+"""Several cameras in one ``orpose predict`` process: one folder per camera, resumable, and the
+batched network call equal to one call per frame."""
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from orpose.inference.cli import concurrent_streams
+from orpose.inference.pipeline import PredictOptions, Source
+from orpose.inference.streams import camera_names, run_predict_streams
+from orpose.predictor import StudentPredictor
+from orpose.student import build_student
+from test_inference_predict import TINY, FakePredictor, write_video
+
+
+class BatchFake(FakePredictor):
+    """The fake, with the batched call the PyTorch students have (records the batch sizes)."""
+
+    def __init__(self):
+        super().__init__()
+        self.batches: list[int] = []
+
+    def batch(self, images, original_sizes):
+        self.batches.append(len(images))
+        return [self(image) for image in images]
+
+
+def test_two_videos_as_cameras_get_a_folder_each_and_resume(tmp_path):
+    write_video(tmp_path / "cam1.avi", frames=4)
+    write_video(tmp_path / "cam2.avi", frames=2)
+    fake = BatchFake()
+    options = PredictOptions(out=tmp_path / "out", progress=False, track=True)
+    inputs = [str(tmp_path / "cam1.avi"), str(tmp_path / "cam2.avi")]
+    summary = run_predict_streams(fake, inputs, options)
+    assert list(summary.cameras) == ["cam1", "cam2"]
+    assert [c.frames for c in summary.cameras.values()] == [4, 2]
+    # a frame of each camera per network call while both run, then cam1 alone
+    assert fake.batches == [2, 2] and len(fake.inputs) == 6
+    for name, frames in (("cam1", 4), ("cam2", 2)):
+        results = json.loads((tmp_path / "out" / name / "results.json").read_text())
+        images = json.loads((tmp_path / "out" / name / "images.json").read_text())["images"]
+        assert [i["id"] for i in images] == list(range(1, frames + 1))
+        assert sorted({r["image_id"] for r in results}) == list(range(1, frames + 1))
+        assert {r["track_id"] for r in results} == {1}  # one person, one track per camera
+    again = BatchFake()  # a rerun reads every frame back from the journals
+    summary = run_predict_streams(again, inputs, options)
+    assert again.inputs == [] and summary.predicted == 0
+    assert [c.frames for c in summary.cameras.values()] == [4, 2]
+
+
+def test_privacy_mode_shrinks_each_camera_and_predicts_on_the_camera_size(tmp_path):
+    write_video(tmp_path / "a.avi", frames=3, size=(128, 96))
+    write_video(tmp_path / "b.avi", frames=3, size=(160, 120))
+    fake = FakePredictor()  # no batch: frames go through one at a time
+    options = PredictOptions(out=tmp_path / "out", progress=False, downscale=4)
+    run_predict_streams(fake, [str(tmp_path / "a.avi"), str(tmp_path / "b.avi")], options)
+    assert sorted({x.shape for x in fake.inputs}) == [(96, 128, 3), (120, 160, 3)]
+    (image,) = json.loads((tmp_path / "out" / "b" / "images.json").read_text())["images"][:1]
+    assert (image["lowres_width"], image["lowres_height"], image["width"]) == (40, 30, 160)
+
+
+def test_a_broken_camera_stops_the_run_with_its_error_and_keeps_the_others(tmp_path):
+    write_video(tmp_path / "good.avi", frames=3)
+    with pytest.raises(ValueError, match="cannot open the stream"):
+        run_predict_streams(
+            FakePredictor(),
+            [str(tmp_path / "good.avi"), "rtsp://127.0.0.1:1/none"],
+            PredictOptions(out=tmp_path / "out", progress=False),
+        )
+    assert (tmp_path / "out" / "good" / "results.json").is_file()
+
+
+def test_camera_names_and_when_streams_are_concurrent():
+    sources = [
+        Source("0", "stream"),
+        Source("rtsp://or.local/cam", "stream"),
+        Source("/data/day1/cam1.mp4", "video"),
+        Source("/other/cam1.mp4", "video"),
+        Source("/data/frames/", "images"),
+    ]
+    assert camera_names(sources) == ["camera0", "rtsp_or.local_cam", "cam1", "cam1_2", "frames"]
+    assert concurrent_streams(["0", "1"], asked=False)
+    assert not concurrent_streams(["0", "clip.mp4"], asked=False)
+    assert concurrent_streams(["a.mp4", "b.mp4"], asked=True)
+
+
+def test_student_batch_equals_one_call_per_frame():
+    torch.manual_seed(0)
+    predictor = StudentPredictor(build_student(TINY), device="cpu")
+    rng = np.random.default_rng(0)
+    frames = [rng.integers(0, 255, (96, 128, 3), dtype=np.uint8) for _ in range(2)]
+    frames.append(rng.integers(0, 255, (80, 120, 3), dtype=np.uint8))  # another camera size
+    one_by_one = [predictor(f) for f in frames]
+    batched = predictor.batch(frames, [None] * 3)
+    assert [len(r) for r in batched] == [len(r) for r in one_by_one]
+    for a, b in zip(batched, one_by_one, strict=True):
+        for ra, rb in zip(a, b, strict=True):
+            np.testing.assert_allclose(ra["keypoints"], rb["keypoints"], atol=1e-3)
+            np.testing.assert_allclose(ra["bbox"], rb["bbox"], atol=1e-3)
