@@ -199,6 +199,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "default: the paper's protocol. Predictions go to pred_<s>x_native.json",
     )
     p.add_argument(
+        "--compare-lowres-paths",
+        action="store_true",
+        help="with --model: at every scale above 1, score the upsampled path and the native "
+        "one (pred_<s>x.json and pred_<s>x_native.json) and record their keypoint AP beside "
+        "the checkpoint (<checkpoint>.lowres_paths.json), from which `predict --downscale S` "
+        "chooses its path (docs/inference.md, 'Privacy mode: which path')",
+    )
+    p.add_argument(
         "--camera",
         default=None,
         metavar="FILE|fx,fy,cx,cy",
@@ -215,6 +223,11 @@ def run_eval(args: argparse.Namespace) -> int:
 
     if args.skip_bad_images and args.model is None:
         raise UserError("--skip-bad-images applies to --model only (--pred reads no image)")
+    if args.compare_lowres_paths and (args.model is None or args.native_lowres):
+        raise UserError(
+            "--compare-lowres-paths needs --model and runs both paths itself "
+            "(without --native-lowres)"
+        )
     if args.camera is not None and args.model is None:
         raise UserError("--camera applies to --model only (--pred files carry their own 3D)")
     gt = load_pose_dataset(args.gt, image_root=args.images, check_images=args.model is not None)
@@ -282,15 +295,33 @@ def run_model_eval(args: argparse.Namespace, gt) -> int:
             gt.path,
         )
     reports = []
-    suffix = "_native" if args.native_lowres else ""
+    paths = [args.native_lowres]
+    if args.compare_lowres_paths:
+        paths = [False, True]
+        if not any(scale > 1 for scale in args.scales):
+            raise UserError("--compare-lowres-paths: give at least one scale above 1 (--scales)")
+    compared: dict[float, list[float]] = {}
     for scale in args.scales:
-        name = f"pred_{scale_label(scale)}{suffix}"
-        results = predict_dataset(
-            predictor, gt, scale, out / f"{name}.jsonl", args.skip_bad_images, args.native_lowres
-        )
-        write_json_atomic(out / f"{name}.json", results)
-        reports.append(evaluate_predictions(gt, results, scale))
-    return print_and_save(reports, out, args.no_plot)
+        for native in paths if scale > 1 else paths[:1]:
+            name = f"pred_{scale_label(scale)}{'_native' if native else ''}"
+            results = predict_dataset(
+                predictor, gt, scale, out / f"{name}.jsonl", args.skip_bad_images, native
+            )
+            write_json_atomic(out / f"{name}.json", results)
+            label = (
+                f"{scale_label(scale)} native" if args.compare_lowres_paths and native else scale
+            )
+            reports.append(evaluate_predictions(gt, results, label))
+            if args.compare_lowres_paths and scale > 1:
+                compared.setdefault(scale, []).append(reports[-1].row()["keypoint_ap"])
+    code = print_and_save(reports, out, args.no_plot)
+    if compared:
+        from orpose.evaluation.lowres_paths import record_comparison
+
+        scores = {scale: (up, native) for scale, (up, native) in compared.items()}
+        record = record_comparison(args.model, gt.path, scores)
+        print(f"recorded the two paths' keypoint AP in {record}")
+    return code
 
 
 def print_and_save(reports: list, out: Path, no_plot: bool) -> int:

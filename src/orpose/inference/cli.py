@@ -100,7 +100,18 @@ def _register_predict(subparsers: argparse._SubParsersAction) -> None:
         help="give low-resolution frames to the student as they are (the CPU student's native "
         "path: several times faster, see docs/inference.md for what it costs in AP) instead of "
         "upsampled back to the camera size (the paper's protocol, the default); checkpoints "
-        "lift its keypoints in the camera size's pixels, as on the upsampled frame",
+        "lift its keypoints in the camera size's pixels, as on the upsampled frame; the same "
+        "as --lowres-path native",
+    )
+    privacy.add_argument(
+        "--lowres-path",
+        choices=("auto", "upsampled", "native"),
+        default="auto",
+        help="how low-resolution frames reach the student: upsampled back to the camera size "
+        "(the paper's protocol) or as they are (native, faster). auto (default): native where "
+        "`orpose eval --compare-lowres-paths` measured it within 1 keypoint-AP point of the "
+        "upsampled path on two evaluation sets at that factor, else upsampled; the choice and "
+        "its reason are printed (docs/inference.md, 'Privacy mode: which path')",
     )
     frames = p.add_argument_group("frames")
     frames.add_argument(
@@ -290,6 +301,24 @@ def _print_streams(summary) -> int:
     return 0
 
 
+def lowres_path(args: argparse.Namespace) -> bool:
+    """Whether low-resolution frames take the native path: asked, or chosen from the model's
+    measured record (:mod:`orpose.evaluation.lowres_paths`) in privacy mode; says which."""
+    if args.native_lowres and args.lowres_path == "upsampled":
+        raise UserError("--native-lowres and --lowres-path upsampled exclude each other")
+    if args.native_lowres or args.lowres_path != "auto":
+        return args.native_lowres or args.lowres_path == "native"
+    factor = args.downscale if args.downscale > 1 else args.lowres_input
+    if factor is None or factor <= 1 or str(args.model).startswith("random:"):
+        return False
+    from orpose.evaluation.lowres_paths import choose_path
+
+    choice = choose_path(args.model, factor)
+    name = "native" if choice.native else "upsampled (the paper's protocol)"
+    print(f"low resolution {factor:g}x: {name} path: {choice.reason}")
+    return choice.native
+
+
 def run_predict_cli(args: argparse.Namespace) -> int:
     from orpose.inference.pipeline import PredictOptions, run_predict
     from orpose.inference.streams import run_predict_streams
@@ -302,6 +331,7 @@ def run_predict_cli(args: argparse.Namespace) -> int:
         raise UserError("--smooth smooths along tracks: give --track too")
     if args.smooth is not None and not 0 < args.smooth <= 1:
         raise UserError(f"--smooth: expected 0 < ALPHA <= 1, got {args.smooth:g}")
+    native_lowres = lowres_path(args)
     camera = read_camera_option(args.camera)
     focal = args.focal if args.focal is not None or camera is None else camera.fx
     if args.overlay or args.plot3d_every:  # images written where a rerun would read them back
@@ -327,7 +357,7 @@ def run_predict_cli(args: argparse.Namespace) -> int:
         progress=not args.no_progress,
         track=args.track,
         smooth=args.smooth,
-        native_lowres=args.native_lowres,
+        native_lowres=native_lowres,
     )
     try:
         predictor = build_predictor(
