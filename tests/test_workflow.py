@@ -12,17 +12,20 @@ import pytest
 
 from conftest import tiny_dataset_json
 from orpose.errors import ConfigError
+from orpose.workflow import stages
 from orpose.workflow.experiment import (
     experiment_steps,
     load_experiment,
     schedule_overrides,
 )
 from orpose.workflow.report_page import metrics_table
-from orpose.workflow.steps import Step, StepError, StepRunner, write_commands
+from orpose.workflow.steps import Step, StepError, StepRunner, call, write_commands
+from test_workflow_calls import parses_no_command_line
 
 
 def subset_step(src: Path, out: Path, num: int = 1, name: str = "subset") -> Step:
-    return Step(name, ["data", "subset", str(src), "--num", str(num), "--out", str(out)], [out])
+    argv = ["data", "subset", str(src), "--num", str(num), "--out", str(out)]
+    return Step(name, argv, [out], call=call(stages.subset, src, num, out))
 
 
 def journal_names(runner: StepRunner) -> list[str]:
@@ -244,7 +247,9 @@ tables:
     )
     # its two images are val500's: trained on deliberately, which must be said
     assert main(["experiment", str(spec), "--out", "exp"]) == 2
+    parsed = parses_no_command_line(monkeypatch)  # the steps call the stages' functions
     assert main(["experiment", str(spec), "--out", "exp", "--allow-eval-overlap"]) == 0
+    assert len(parsed) == 1  # the experiment's own command line only
     results = (tmp_path / "exp/results.md").read_text()
     assert "## Table 1" in results and "## Table 2" in results
     assert (tmp_path / "exp/table1_ap_vs_scale.png").stat().st_size > 1000
@@ -287,7 +292,9 @@ def test_demo_quick_runs_every_stage_and_writes_the_report(tmp_path, shared, mon
     monkeypatch.setenv("ORPOSE_SHARED", str(shared))  # --shared sets it; restored afterwards
 
     out = tmp_path / "demo"
+    parsed = parses_no_command_line(monkeypatch)  # the steps call the stages' functions
     assert main(["demo", "--quick", "--out", str(out), "--shared", str(shared)]) == 0
+    assert len(parsed) == 1  # the demo's own command line only
     report = (out / "report.md").read_text()
     with open(out / "eval/student/metrics.csv") as f:
         student = {r["scale"]: r for r in csv.DictReader(f)}
@@ -367,20 +374,19 @@ def test_the_demo_scores_teacher_and_student_on_the_mvor_test_frames():
     assert not [name for name in demo_step_commands(mvor=False) if "mvor" in name]
 
 
-def test_a_step_cannot_change_torchs_thread_count_for_the_next(tmp_path, monkeypatch):
+def test_a_step_cannot_change_torchs_thread_count_for_the_next(tmp_path):
     import torch
 
     from orpose.workflow import steps
 
-    def lowering_main(argv):
+    def lowering():
         torch.set_num_threads(1)  # what `orpose lift train` does by default
         return 0
 
-    monkeypatch.setattr(steps, "run_command", lowering_main)
     before = torch.get_num_threads()
     torch.set_num_threads(2)
     try:
-        assert steps.run_orpose(["lift", "train"]) == 0
+        assert steps.run_call(Step("lift", ["lift", "train"], call=call(lowering))) == 0
         assert torch.get_num_threads() == 2
     finally:
         torch.set_num_threads(before)

@@ -5,8 +5,9 @@ Each stage package owns its verbs in a ``cli`` module exposing ``register(subpar
 function adds its parser(s) and sets ``func`` (called with the parsed namespace, returning an
 exit code). Heavy imports (torch, onnxruntime) happen inside the ``func``s, so ``orpose --help``
 stays fast. Errors of the user's input (:class:`orpose.errors.OrposeError`) become one line on
-stderr and exit code 2. The entry point (:mod:`orpose.cli`) and the in-process steps of
-``orpose demo`` / ``orpose experiment`` both run commands through here.
+stderr and exit code 2 (:func:`error_line`, which the workflow's steps use too). The entry point
+(:mod:`orpose.cli`) runs commands through here; ``orpose demo`` / ``experiment`` / ``adapt`` run
+none: their steps call the verbs' functions (:mod:`orpose.workflow.stages`).
 """
 
 from __future__ import annotations
@@ -16,6 +17,8 @@ import errno
 import importlib
 import logging
 import sys
+from collections.abc import Sequence
+from typing import Any
 
 from orpose import __version__
 from orpose.errors import OrposeError
@@ -80,12 +83,53 @@ def run(argv: list[str] | None = None) -> int:
         return 2
     try:
         return int(args.func(args) or 0)
-    except (OrposeError, FileNotFoundError) as err:
-        print(f"orpose {args.command}: error: {err}", file=sys.stderr)
-        return 2
-    except OSError as err:  # a full disk, a read-only place: one line, not chained tracebacks
-        if err.errno not in PLACE_ERRNOS:
+    except (OrposeError, OSError) as err:
+        line = error_line(args.command, err)
+        if line is None:
             raise
-        where = f"{err.filename}: " if err.filename else ""
-        print(f"orpose {args.command}: error: {where}{err.strerror or err}", file=sys.stderr)
+        print(line, file=sys.stderr)
         return 2
+
+
+def error_line(command: str, err: BaseException) -> str | None:
+    """The one line (exit code 2) reporting an error of the user's input or of the place
+    written to, as ``orpose COMMAND: error: ...``; None for any other error (a bug: its
+    traceback is shown). The verbs and the workflow's steps report their errors through it."""
+    if isinstance(err, OrposeError | FileNotFoundError):
+        return f"orpose {command}: error: {err}"
+    if isinstance(err, OSError) and err.errno in PLACE_ERRNOS:
+        # a full disk, a read-only place: one line, not chained tracebacks
+        where = f"{err.filename}: " if err.filename else ""
+        return f"orpose {command}: error: {where}{err.strerror or err}"
+    return None
+
+
+def verb_arguments(verb: Sequence[str], **values: Any) -> argparse.Namespace:
+    """What the parser makes of ``orpose VERB ...`` whose options are ``values`` (typed: a
+    Path, an int, a list ...) and every other option its default, without a command line:
+    how the workflow calls a verb that has no function of typed arguments yet
+    (``verb_arguments(["predict"], model=..., inputs=[...], out=...).func(namespace)``).
+    A value the verb does not take, or a required option left out, is a TypeError."""
+    parser: argparse.ArgumentParser = build_parser()
+    namespace = argparse.Namespace(verbose=False)
+    for word in verb:
+        action = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+        setattr(namespace, action.dest, word)
+        parser = action.choices[word]
+    known = set()
+    for action in parser._actions:
+        if action.dest == argparse.SUPPRESS or isinstance(action, argparse._HelpAction):
+            continue
+        known.add(action.dest)
+        if action.required and action.dest not in values:
+            raise TypeError(f"orpose {' '.join(verb)}: {action.dest} is required")
+        default = action.default
+        if isinstance(default, str) and action.type is not None:  # as argparse converts it
+            default = action.type(default)
+        setattr(namespace, action.dest, default)
+    unknown = sorted(set(values) - known)
+    if unknown:
+        raise TypeError(f"orpose {' '.join(verb)} takes no {', '.join(unknown)}")
+    for key, value in {**parser._defaults, **values}.items():
+        setattr(namespace, key, value)
+    return namespace

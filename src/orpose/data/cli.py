@@ -6,6 +6,7 @@ import argparse
 import contextlib
 import os
 from collections import Counter
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
@@ -179,25 +180,40 @@ def has_keypoints(ann: dict, key: str = "keypoints") -> bool:
 
 
 def run_mvor_to_coco(args: argparse.Namespace) -> int:
+    return mvor_to_coco(args.out, mvor=args.mvor, cameras=args.cameras, days=args.days,
+                        images=args.images)  # fmt: skip
+
+
+def mvor_to_coco(
+    out: Path,
+    *,
+    mvor: Path | None = None,
+    cameras: Sequence[int] = (1, 2, 3),
+    days: Sequence[int] | None = None,
+    images: Path | None = None,
+) -> int:
+    """``orpose data mvor-to-coco``: MVOR's annotations (``mvor``, default the shared file) of
+    ``cameras`` (1-3) and ``days`` (None: all) as a COCO-17 ground truth with 3D, written to
+    ``out``; ``images``: keep only the frames present under that MVOR image root."""
     from orpose.outputs import check_output_file, refuse_overwriting_inputs
 
-    path = args.mvor or shared_data("mvor/camma_mvor_2018.json")
-    refuse_overwriting_inputs(args.out, [path])
-    check_output_file(args.out)  # before the MVOR file is read
-    mvor = MvorDataset(path)
-    cameras = tuple(sorted({c - 1 for c in args.cameras}))
-    days = tuple(sorted(set(args.days))) if args.days else None
-    coco = mvor.to_coco17(cameras, days, args.images)
-    write_json_atomic(args.out, coco)
+    path = mvor or shared_data("mvor/camma_mvor_2018.json")
+    refuse_overwriting_inputs(out, [path])
+    check_output_file(out)  # before the MVOR file is read
+    dataset = MvorDataset(path)
+    camera_ids = tuple(sorted({c - 1 for c in cameras}))
+    day_ids = tuple(sorted(set(days))) if days else None
+    coco = dataset.to_coco17(camera_ids, day_ids, images)
+    write_json_atomic(out, coco)
     persons = coco["annotations"]
     n2d = sum(1 for a in persons if a["num_keypoints"] > 0)
     n3d = sum(1 for a in persons if "keypoints3d" in a)
     where = ""
-    if args.images is not None:
-        selected = len(mvor.select_images(cameras, days))
-        where = f" (of {selected} selected, those under {args.images})"
+    if images is not None:
+        selected = len(dataset.select_images(camera_ids, day_ids))
+        where = f" (of {selected} selected, those under {images})"
     print(
-        f"wrote {args.out}: {len(coco['images'])} images{where}, {len(persons)} persons "
+        f"wrote {out}: {len(coco['images'])} images{where}, {len(persons)} persons "
         f"({n2d} with 2D keypoints, {len(persons) - n2d} box only), {n3d} with 3D"
     )
     return 0
@@ -280,30 +296,40 @@ def write_png(path: Path, image: np.ndarray) -> None:
 
 
 def run_subset(args: argparse.Namespace) -> int:
+    return subset(args.file, args.num, args.out, images=args.images,
+                  with_keypoints=args.with_keypoints)  # fmt: skip
+
+
+def subset(
+    file: Path, num: int, out: Path, *, images: Path | None = None, with_keypoints: bool = False
+) -> int:
+    """``orpose data subset``: the first ``num`` images (with people; ``with_keypoints``: with
+    a person with keypoints) of a COCO file, or of a folder of images, written to ``out`` with
+    absolute image paths; ``images``: the COCO file's image root."""
     from orpose.outputs import check_output_file, refuse_overwriting_inputs
 
-    refuse_overwriting_inputs(args.out, [args.file])
-    check_output_file(args.out)  # before any image is read
-    if args.file.is_dir():
-        return subset_of_folder(args.file, args.num, args.out)
-    ds = load_pose_dataset(args.file, image_root=args.images, check_images=True)
+    refuse_overwriting_inputs(out, [file])
+    check_output_file(out)  # before any image is read
+    if file.is_dir():
+        return subset_of_folder(file, num, out)
+    ds = load_pose_dataset(file, image_root=images, check_images=True)
     chosen = []
     for img in ds.images:
         people = [a for a in ds.annotations_of(img["id"]) if not a.get("iscrowd", 0)]
-        if args.with_keypoints and not any(a.get("num_keypoints", 0) > 0 for a in people):
+        if with_keypoints and not any(a.get("num_keypoints", 0) > 0 for a in people):
             continue
         chosen.append({**img, "file_name": str(ds.image_path(img).resolve())})
-        if len(chosen) == args.num:
+        if len(chosen) == num:
             break
     ids = {img["id"] for img in chosen}
-    out = PoseDataset(
+    written = PoseDataset(
         chosen,
         [a for a in ds.annotations if a["image_id"] in ids],
         ds.categories,
-        {**ds.info, "subset_of": str(args.file)},
+        {**ds.info, "subset_of": str(file)},
     )
-    out.save(args.out)
-    print(f"wrote {args.out}: {len(chosen)} images, {len(out.annotations)} annotations")
+    written.save(out)
+    print(f"wrote {out}: {len(chosen)} images, {len(written.annotations)} annotations")
     return 0
 
 
@@ -328,21 +354,29 @@ def subset_of_folder(folder: Path, num: int, out: Path) -> int:
 
 
 def run_show(args: argparse.Namespace) -> int:
+    return show(args.file, args.out, images=args.images, num=args.num, field=args.field)
+
+
+def show(
+    file: Path, out: Path, *, images: Path | None = None, num: int = 8, field: str = "keypoints"
+) -> int:
+    """``orpose data show``: the annotations of the first ``num`` images of a COCO pose file
+    drawn (2D keypoint ``field``: keypoints or keypoints_soft), as PNGs in the folder ``out``."""
     from orpose.data.images import read_dataset_image
     from orpose.outputs import check_output_folder
     from orpose.viz.draw2d import draw_people
 
-    ds = load_pose_dataset(args.file, image_root=args.images)
-    check_output_folder(args.out)
-    chosen = ds.images[: args.num]
+    ds = load_pose_dataset(file, image_root=images)
+    check_output_folder(out)
+    chosen = ds.images[:num]
     stems = [Path(img["file_name"]).stem for img in chosen]
     uses = Counter(stems)
     for img, stem in zip(chosen, stems, strict=True):
         canvas = draw_people(
-            read_dataset_image(ds, img), ds.annotations_of(img["id"]), keypoint_field=args.field
+            read_dataset_image(ds, img), ds.annotations_of(img["id"]), keypoint_field=field
         )
         # images of one stem in different folders: each gets its id, none is overwritten
         name = stem if uses[stem] == 1 else f"{stem}_id{img['id']}"
-        write_png(args.out / f"{name}.png", canvas)
-    print(f"wrote {min(args.num, len(ds.images))} overlays to {args.out}")
+        write_png(out / f"{name}.png", canvas)
+    print(f"wrote {min(num, len(ds.images))} overlays to {out}")
     return 0

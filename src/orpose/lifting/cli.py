@@ -94,65 +94,103 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     ev.set_defaults(func=run_eval)
 
 
-def _train_config(args: argparse.Namespace):
-    """The run's config: a resumed checkpoint's own, else defaults; options override either."""
+def _train_config(out: Path, resume: bool, mocap: str | None, **options):
+    """The run's config: a resumed checkpoint's own, else defaults; options (None: unset)
+    override either."""
     from orpose.lifting.checkpoint import read_checkpoint
     from orpose.lifting.train import TrainConfig
 
-    if args.resume and args.out.is_file():
-        cfg = TrainConfig.from_dict(read_checkpoint(args.out)["config"], f"{args.out}: config")
+    hidden, dropout, noise_px = (
+        options.pop("hidden"),
+        options.pop("dropout"),
+        options.pop("noise_px"),
+    )
+    if resume and out.is_file():
+        cfg = TrainConfig.from_dict(read_checkpoint(out)["config"], f"{out}: config")
         changed = [
             name
-            for name, value in (("--hidden", args.hidden), ("--dropout", args.dropout))
+            for name, value in (("--hidden", hidden), ("--dropout", dropout))
             if value is not None and value != getattr(cfg.model, name[2:])
         ]
         if changed:
-            raise UserError(f"{args.out}: cannot --resume with a different {', '.join(changed)}")
+            raise UserError(f"{out}: cannot --resume with a different {', '.join(changed)}")
     else:
         cfg = TrainConfig()
-    simple = {
-        "epochs": args.epochs,
-        "batch_size": args.batch_size,
-        "lr": args.lr,
-        "fps": args.fps,
-        "test_subjects": args.test_subjects,
-        "seed": args.seed,
-    }
-    for key, value in simple.items():
+    for key, value in options.items():  # epochs, batch_size, lr, fps, test_subjects, seed
         if value is not None:
             setattr(cfg, key, value)
-    if args.noise_px is not None:
-        cfg.noise_px = (0.0, args.noise_px)
-    if args.hidden is not None:
-        cfg.model.hidden = args.hidden
-    if args.dropout is not None:
-        cfg.model.dropout = args.dropout
-    if args.mocap is not None or not cfg.mocap or not Path(cfg.mocap).is_dir():
-        cfg.mocap = str(Path(args.mocap).resolve()) if args.mocap else _default_mocap()
+    if noise_px is not None:
+        cfg.noise_px = (0.0, noise_px)
+    if hidden is not None:
+        cfg.model.hidden = hidden
+    if dropout is not None:
+        cfg.model.dropout = dropout
+    if mocap is not None or not cfg.mocap or not Path(cfg.mocap).is_dir():
+        cfg.mocap = str(Path(mocap).resolve()) if mocap else _default_mocap()
     return cfg
 
 
 def run_train(args: argparse.Namespace) -> int:
+    return lift_train(
+        args.out,
+        mocap=args.mocap,
+        epochs=args.epochs,
+        batch_size=args.batch_size,
+        lr=args.lr,
+        hidden=args.hidden,
+        dropout=args.dropout,
+        fps=args.fps,
+        noise_px=args.noise_px,
+        test_subjects=args.test_subjects,
+        seed=args.seed,
+        threads=args.threads,
+        resume=args.resume,
+        progress=not args.no_progress,
+    )
+
+
+def lift_train(
+    out: Path = DEFAULT_OUT,
+    *,
+    mocap: str | None = None,
+    epochs: int | None = None,
+    batch_size: int | None = None,
+    lr: float | None = None,
+    hidden: int | None = None,
+    dropout: float | None = None,
+    fps: float | None = None,
+    noise_px: float | None = None,
+    test_subjects: list[int] | None = None,
+    seed: int | None = None,
+    threads: int = 1,
+    resume: bool = False,
+    progress: bool = True,
+) -> int:
+    """``orpose lift train``: a lifter trained on the CMU BVH files (``mocap``, default the
+    shared folder's), saved to ``out``; None leaves a setting at the resumed checkpoint's or
+    the default (docs/lifting.md). ``threads``: torch CPU threads (0: at least 1)."""
     import torch
 
     from orpose.lifting.train import load_training_data, train_lifter
 
-    check_output_file(args.out)  # before the mocap is read (its cache goes beside it too)
-    if args.out.is_file() and not args.resume:  # a finished lifter is never trained over
+    check_output_file(out)  # before the mocap is read (its cache goes beside it too)
+    if out.is_file() and not resume:  # a finished lifter is never trained over
         raise UserError(
-            f"--out {args.out}: a lifter checkpoint is already there; --resume continues it, "
+            f"--out {out}: a lifter checkpoint is already there; --resume continues it, "
             "or remove it (or give another --out) to train a new one"
         )
-    torch.set_num_threads(max(1, args.threads))
-    cfg = _train_config(args)
-    train_joints, test_joints = load_training_data(cfg, args.out.parent / CACHE_NAME)
+    torch.set_num_threads(max(1, threads))
+    cfg = _train_config(
+        out, resume, mocap, epochs=epochs, batch_size=batch_size, lr=lr, fps=fps,
+        test_subjects=test_subjects, seed=seed, hidden=hidden, dropout=dropout,
+        noise_px=noise_px,
+    )  # fmt: skip
+    train_joints, test_joints = load_training_data(cfg, out.parent / CACHE_NAME)
     print(
         f"mocap: {len(train_joints)} training poses, {len(test_joints)} held-out poses "
         f"(subjects {','.join(map(str, cfg.test_subjects))})"
     )
-    result = train_lifter(
-        cfg, args.out, train_joints, test_joints, args.resume, not args.no_progress
-    )
+    result = train_lifter(cfg, out, train_joints, test_joints, resume, progress)
     last = result.history[-1] if result.history else {}
     print(
         f"lifter: {result.checkpoint} ({len(result.history)} epochs, "

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import argparse
 import logging
+from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 from orpose.config import cli_input_path, cli_number, cli_numbers
 from orpose.errors import UserError
@@ -171,61 +173,109 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     models.set_defaults(func=run_models)
 
 
-def teacher_config_from_args(args: argparse.Namespace):
-    return load_config(
-        args.preset,
-        args.config,
-        detector=args.detector,
-        pose_model=args.pose_model,
-        det_scales=args.det_scales,
-        det_flip=args.det_flip,
-        pose_flip=args.pose_flip,
-        pose_scales=args.pose_scales,
-        min_person_score=args.min_person_score,
-        keypoint_threshold=args.keypoint_threshold,
-        min_keypoints=args.min_keypoints,
-        person_score=args.person_score,
-    )
-
-
-def _models_dir(args: argparse.Namespace) -> Path | None:
-    if args.models_dir is not None:
-        if not args.models_dir.is_dir():
-            raise UserError(f"--models-dir {args.models_dir}: no such folder")
-        return args.models_dir
+def _models_dir(folder: Path | None) -> Path | None:
+    if folder is not None:
+        if not folder.is_dir():
+            raise UserError(f"--models-dir {folder}: no such folder")
+        return folder
     return models_dir(required=False)
 
 
 def run_label(args: argparse.Namespace) -> int:
+    return label(
+        args.inputs,
+        args.out,
+        video_step=args.video_step,
+        downscale=args.downscale,
+        shard=args.shard,
+        lifter=args.lifter,
+        frames_dir=args.frames_dir,
+        frame_format=args.frame_format,
+        images=args.images,
+        restart=args.restart,
+        progress=not args.no_progress,
+        preset=args.preset,
+        config=args.config,
+        models_dir=args.models_dir,
+        manifest=args.manifest,
+        threads=args.threads,
+        **{key: getattr(args, key) for key in TEACHER_SETTINGS},
+    )
+
+
+# the teacher's single settings that `label` takes as options (None: the preset's / config's)
+TEACHER_SETTINGS = (
+    "detector",
+    "pose_model",
+    "det_scales",
+    "det_flip",
+    "pose_flip",
+    "pose_scales",
+    "min_person_score",
+    "keypoint_threshold",
+    "min_keypoints",
+    "person_score",
+)
+
+
+def label(
+    inputs: Sequence[Path],
+    out: Path,
+    *,
+    video_step: int = 1,
+    downscale: float = 1.0,
+    shard: str | None = None,
+    lifter: Path | None = None,
+    frames_dir: Path | None = None,
+    frame_format: str = "jpg",
+    images: Path | None = None,
+    restart: bool = False,
+    progress: bool = True,
+    preset: str = "full",
+    config: Path | None = None,
+    models_dir: Path | None = None,
+    manifest: Path | None = None,
+    threads: int = 0,
+    **settings: Any,
+) -> int:
+    """``orpose label``: the teacher's pseudo labels of ``inputs`` (images, folders, videos,
+    COCO files) written to ``out``, resumably. The teacher is the ``preset`` updated by a YAML
+    ``config`` and by ``settings`` (:data:`TEACHER_SETTINGS`, None: unset); ``lifter``: a lifter
+    checkpoint for 3D; the other options are the verb's (``orpose label --help``)."""
     from orpose.teacher.labelling import Shard, run_labelling
     from orpose.teacher.teacher import Teacher
 
-    shard = Shard.parse(args.shard) if args.shard else None  # before any work, as below
-    image_root = _image_root(args)
-    refuse_overwriting_inputs(args.out, args.inputs)
-    check_output_file(args.out)  # before the models are loaded or an image read
-    check_frames_dir(args)
-    config = teacher_config_from_args(args)
-    teacher = Teacher.from_config(config, _models_dir(args), args.manifest, args.threads)
-    lifter = lifter_info = None
-    if args.lifter is not None:
+    unknown = sorted(set(settings) - set(TEACHER_SETTINGS))
+    if unknown:
+        raise TypeError(f"label() got unknown teacher settings: {', '.join(unknown)}")
+    inputs, out = [Path(p) for p in inputs], Path(out)
+    lifter = None if lifter is None else Path(lifter)
+    parsed_shard = Shard.parse(shard) if shard else None  # before any work, as below
+    image_root = _image_root(images, inputs)
+    refuse_overwriting_inputs(out, inputs)
+    check_output_file(out)  # before the models are loaded or an image read
+    check_frames_dir(inputs, out, frames_dir)
+    teacher_config = load_config(preset, config, **settings)
+    teacher = Teacher.from_config(teacher_config, _models_dir(models_dir), manifest, threads)
+    loaded_lifter = lifter_info = None
+    if lifter is not None:
         from orpose.teacher.lift3d import load_lifter
 
-        lifter = load_lifter(args.lifter)
-        lifter_info = {"path": str(args.lifter.resolve()), "sha256": sha256_of(args.lifter)}
+        loaded_lifter = load_lifter(lifter)
+        lifter_info = {"path": str(lifter.resolve()), "sha256": sha256_of(lifter)}
     summary = run_labelling(
-        args.inputs,
-        args.out,
+        inputs,
+        out,
         teacher,
-        video_step=args.video_step,
-        downscale=args.downscale,
-        shard=shard,
-        frames_dir=args.frames_dir,
-        frame_format=args.frame_format,
-        lifter=lifter,
+        video_step=video_step,
+        downscale=downscale,
+        shard=parsed_shard,
+        frames_dir=frames_dir,
+        frame_format=frame_format,
+        lifter=loaded_lifter,
         lifter_info=lifter_info,
-        restart=args.restart,
-        progress=not args.no_progress,
+        restart=restart,
+        progress=progress,
         image_root=image_root,
     )
     resumed = f" (resumed: {summary.already_done} already done)" if summary.already_done else ""
@@ -237,30 +287,30 @@ def run_label(args: argparse.Namespace) -> int:
     return 0
 
 
-def check_frames_dir(args: argparse.Namespace) -> None:
+def check_frames_dir(inputs: Sequence[Path], out: Path, frames_dir: Path | None) -> None:
     """``--frames-dir`` as an output folder, before any work: when given, and its default
     (``<out stem>_frames/``) when a video is among the inputs (its frames are saved there)."""
     from orpose.data.sources import is_video
     from orpose.teacher.labelling import output_paths
 
-    videos = any(Path(p).is_file() and is_video(Path(p)) for p in args.inputs)
-    option = "--frames-dir" if args.frames_dir is not None else "--frames-dir (default)"
-    frames_dir = args.frames_dir or output_paths(args.out, None)[2]
+    videos = any(Path(p).is_file() and is_video(Path(p)) for p in inputs)
+    option = "--frames-dir" if frames_dir is not None else "--frames-dir (default)"
+    folder = frames_dir or output_paths(out, None)[2]
     if videos:  # saved frames in an input folder would be labelled again as its images
-        refuse_overwriting_inputs(frames_dir, args.inputs, option, folder=True)
-    if args.frames_dir is not None or videos:
-        check_output_folder(frames_dir, option)
+        refuse_overwriting_inputs(folder, inputs, option, folder=True)
+    if frames_dir is not None or videos:
+        check_output_folder(folder, option)
 
 
-def _image_root(args: argparse.Namespace) -> Path | None:
+def _image_root(images: Path | None, inputs: Sequence[Path]) -> Path | None:
     """``--images``: only for COCO-file inputs, and a folder that exists."""
-    if args.images is None:
+    if images is None:
         return None
-    if not any(p.suffix.lower() == ".json" for p in args.inputs):
+    if not any(p.suffix.lower() == ".json" for p in inputs):
         raise UserError("--images applies to COCO-file inputs (.json); none is given")
-    if not args.images.is_dir():
-        raise UserError(f"--images {args.images}: no such folder")
-    return args.images
+    if not images.is_dir():
+        raise UserError(f"--images {images}: no such folder")
+    return images
 
 
 def run_merge(args: argparse.Namespace) -> int:
@@ -277,7 +327,7 @@ def run_merge(args: argparse.Namespace) -> int:
 
 
 def run_models(args: argparse.Namespace) -> int:
-    folder = _models_dir(args)
+    folder = _models_dir(args.models_dir)
     for name, spec in sorted(load_manifest(args.manifest).items()):
         try:
             status = f"ok ({verify_model(spec, folder)})"

@@ -10,8 +10,9 @@ a student that knows that room. Two kinds of recordings:
 
 Then the student is trained further from its checkpoint (``orpose train`` with ``init_weights``)
 on those labels oversampled ``oversample`` times, mixed with the general pool it was trained on,
-at every scale of its low-resolution schedule. Each stage is an ordinary command, resumable
-(:mod:`orpose.workflow.steps`); ``commands.sh`` in the output folder replays them.
+at every scale of its low-resolution schedule. Each stage is a call of its verb's function,
+resumable and recorded as the ordinary command it equals (:mod:`orpose.workflow.steps`);
+``commands.sh`` in the output folder replays them.
 """
 
 from __future__ import annotations
@@ -24,7 +25,8 @@ import yaml
 from orpose.atomic import write_atomic
 from orpose.errors import UserError
 from orpose.paths import configs_dir
-from orpose.workflow.steps import Step, StepRunner, write_commands
+from orpose.workflow import stages
+from orpose.workflow.steps import Step, StepRunner, call, write_commands
 
 DEFAULT_CONFIG = "cpu_student.yaml"
 
@@ -109,50 +111,28 @@ def run_lifter(opts: AdaptOptions) -> Path | None:
 
 
 def adapt_steps(opts: AdaptOptions) -> tuple[list[Step], Path]:
-    """The commands of an adaptation, and the adapted checkpoint's path."""
+    """The steps of an adaptation, and the adapted checkpoint's path."""
     out = opts.out
     frames = [str(f) for f in opts.frames]
     if opts.stored_downscale > 1:
         labels = out / "labels/self_labels.json"
-        label = Step(
-            "self-label",
-            [
-                "self-label",
-                opts.checkpoint,
-                *frames,
-                "--stored-downscale",
-                opts.stored_downscale,
-                "--min-score",
-                opts.min_score,
-                "--video-step",
-                opts.video_step,
-                "--out",
-                labels,
-                "--no-progress",
-            ],
-            [labels],
-            "the student labels the low-resolution frames itself, flip-consistently",
-        )
+        argv = ["self-label", opts.checkpoint, *frames, "--stored-downscale",
+                opts.stored_downscale, "--min-score", opts.min_score, "--video-step",
+                opts.video_step, "--out", labels, "--no-progress"]  # fmt: skip
+        run = call(stages.self_label, opts.checkpoint, [Path(f) for f in frames], labels,
+                   stored_downscale=float(opts.stored_downscale), min_score=opts.min_score,
+                   video_step=opts.video_step, progress=False)  # fmt: skip
+        why = "the student labels the low-resolution frames itself, flip-consistently"
+        label = Step("self-label", argv, [labels], why, run)
     else:
         labels = out / "labels/teacher_labels.json"
         lifter = run_lifter(opts)
-        label = Step(
-            "teacher-label",
-            [
-                "label",
-                *frames,
-                "--preset",
-                opts.preset,
-                "--video-step",
-                opts.video_step,
-                *(["--lifter", lifter] if lifter else []),
-                "--out",
-                labels,
-                "--no-progress",
-            ],
-            [labels],
-            "the teacher labels the room's frames",
-        )
+        argv = ["label", *frames, "--preset", opts.preset, "--video-step", opts.video_step,
+                *(["--lifter", lifter] if lifter else []), "--out", labels,
+                "--no-progress"]  # fmt: skip
+        run = call(stages.label, [Path(f) for f in frames], labels, preset=opts.preset,
+                   video_step=opts.video_step, lifter=lifter, progress=False)  # fmt: skip
+        label = Step("teacher-label", argv, [labels], "the teacher labels the room's frames", run)
     config_path = out / "adapt_config.yaml"
     student = out / "student"
     allow = ["--allow-eval-overlap"] if opts.allow_eval_overlap else []
@@ -161,6 +141,13 @@ def adapt_steps(opts: AdaptOptions) -> tuple[list[Step], Path]:
         ["train", config_path, "--out", student, "--resume", *allow],
         [student / "last.pt"],
         "the student trained further on the room's labels mixed with the general pool",
+        call(
+            stages.train,
+            config_path,
+            student,
+            resume=True,
+            allow_eval_overlap=opts.allow_eval_overlap,
+        ),
     )
     steps = [label, train]
     for step in steps:
@@ -180,7 +167,7 @@ def run_adapt(opts: AdaptOptions) -> Path:
     config = adapt_config(opts, Path(steps[0].outputs[0]))
     text = "# orpose adapt: the original run's config, from its weights\n"
     text += yaml.safe_dump(config, sort_keys=False)
-    config_path = Path(steps[1].argv[1])
+    config_path = steps[1].call.args[0]
     if not config_path.is_file() or config_path.read_text() != text:
         write_atomic(config_path, lambda f: f.write(text))
     runner.run(steps[1])

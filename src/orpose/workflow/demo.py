@@ -8,17 +8,20 @@ frames (MVOR day 4, camera 3; box/keypoint AP, PCK, MPJPE) at 1x/8x/10x/12x -> t
 the real 12x operating-room frames -> a report folder with tables, charts, overlays and 3D
 skeletons.
 
-Every stage is an ordinary ``orpose`` command (see :mod:`orpose.workflow.steps`), so the report's
-commands can be rerun by hand and an interrupted demo resumes.
+Every step calls a stage's function with typed arguments and is recorded as the ordinary
+``orpose`` command it equals (see :mod:`orpose.workflow.steps`), so the report's commands can be
+rerun by hand and an interrupted demo resumes.
 """
 
 from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import Any
 
 from orpose.paths import configs_dir, shared_dir
 from orpose.scales import scale_label, scale_tag
+from orpose.workflow import stages
 from orpose.workflow.demo_options import (
     MVOR_ANNOTATIONS,
     MVOR_CAMERA,
@@ -28,19 +31,28 @@ from orpose.workflow.demo_options import (
     mvor_gt,
     native_scales,
 )
-from orpose.workflow.steps import Step, StepRunner, write_commands
+from orpose.workflow.steps import Step, StepRunner, call, write_commands
 
 DEMO_CONFIG = "cpu_student.yaml"  # the default CPU student (docs/student.md)
 
 
 def student_eval_step(
     name: str, checkpoint: Path, val: Path, scales: list[float], max_detections: int,
-    options: list, out: Path, why: str,
+    options: dict[str, Any], out: Path, why: str,
 ) -> Step:  # fmt: skip
-    """``orpose eval`` of the student checkpoint on the labelled images at ``scales``."""
+    """``orpose eval`` of the student checkpoint on the labelled images at ``scales``;
+    ``options``: more of the verb's options by name (True: a flag)."""
+    flags = [
+        a
+        for key, value in options.items()
+        for a in ([f"--{key.replace('_', '-')}"] + ([] if value is True else [value]))
+    ]
     argv = ["eval", "--gt", val, "--model", checkpoint, "--scales", *scales,
-            "--max-detections", max_detections, *options, "--out", out, "--no-plot"]  # fmt: skip
-    return Step(name, argv, [out / "metrics.csv"], why)
+            "--max-detections", max_detections, *flags, "--out", out, "--no-plot"]  # fmt: skip
+    scores = [float(s) for s in scales]
+    run = call(stages.evaluate, val, out, model=checkpoint, plot=False, scales=scores,
+               max_detections=max_detections, **options)  # fmt: skip
+    return Step(name, argv, [out / "metrics.csv"], why, run)
 
 
 def mvor_data_steps(opts: DemoOptions, data: Path) -> list[Step]:
@@ -55,6 +67,14 @@ def mvor_data_steps(opts: DemoOptions, data: Path) -> list[Step]:
             convert,
             [full],
             "the operating-room test frames' annotations (2D, MVOR's 10 joints, 3D) as COCO",
+            call(
+                stages.mvor_to_coco,
+                full,
+                mvor=data / MVOR_ANNOTATIONS,
+                days=[MVOR_DAY],
+                cameras=[MVOR_CAMERA],
+                images=images,
+            ),
         )
     ]
     if gt != full:
@@ -66,6 +86,7 @@ def mvor_data_steps(opts: DemoOptions, data: Path) -> list[Step]:
                 subset,
                 [gt],
                 "the first operating-room test frames with annotated keypoints",
+                call(stages.subset, full, opts.mvor_frames, gt, images=images, with_keypoints=True),
             )
         )
     return steps
@@ -75,10 +96,11 @@ def mvor_eval_steps(opts: DemoOptions, data: Path, lifter: Path, checkpoint: Pat
     """Teacher (one ``orpose label`` per factor, then ``orpose eval --pred``) and student
     (``orpose eval --model``, MVOR camera 3's intrinsics for 3D) on the MVOR test frames."""
     d, gt, images = opts.out, mvor_gt(opts), data / MVOR_IMAGES
-    steps, preds = [], []
+    steps, preds, pred_files = [], [], {}
     for s in opts.scales:
         pred = d / f"teacher/mvor_{scale_label(s)}.json"
         preds += ["--pred", f"{scale_tag(s)}={pred}"]
+        pred_files[scale_tag(s)] = pred
         label = ["label", gt, "--images", images, "--downscale", s, "--preset", opts.teacher_preset,
                  "--lifter", lifter, "--out", pred, "--no-progress"]  # fmt: skip
         steps.append(
@@ -87,6 +109,16 @@ def mvor_eval_steps(opts: DemoOptions, data: Path, lifter: Path, checkpoint: Pat
                 label,
                 [pred],
                 f"the teacher on the operating-room test frames degraded {scale_label(s)}",
+                call(
+                    stages.label,
+                    [gt],
+                    pred,
+                    images=images,
+                    downscale=float(s),
+                    preset=opts.teacher_preset,
+                    lifter=lifter,
+                    progress=False,
+                ),
             )
         )
     out = d / "eval/mvor_teacher"
@@ -96,13 +128,14 @@ def mvor_eval_steps(opts: DemoOptions, data: Path, lifter: Path, checkpoint: Pat
             ["eval", "--gt", gt, "--images", images, *preds, "--out", out, "--no-plot"],
             [out / "metrics.csv"],
             "the teacher's box AP, keypoint AP, MVOR PCK and MPJPE in the operating room",
+            call(stages.evaluate, gt, out, pred=pred_files, images=images, plot=False),
         )
     )
     camera = f"{data / MVOR_ANNOTATIONS}:{MVOR_CAMERA}"
     steps.append(
         student_eval_step(
             "student-mvor-eval", checkpoint, gt, opts.scales, opts.max_detections,
-            ["--images", images, "--proposals", 300, "--camera", camera],
+            {"images": images, "proposals": 300, "camera": camera},
             d / "eval/mvor_student",
             "the student's box AP, keypoint AP, MVOR PCK and MPJPE in the operating room",
         )
@@ -121,45 +154,54 @@ def operating_room_steps(
         steps.append(Step(
             "or-x-subset", ["data", "subset", data / "or_x", "--num", opts.or_x_images,
                             "--out", or_x], [or_x],
-            "frames of another operating room (OR-X), unlabelled"))  # fmt: skip
+            "frames of another operating room (OR-X), unlabelled",
+            call(stages.subset, data / "or_x", opts.or_x_images, or_x)))  # fmt: skip
         steps.append(Step(
             "or-x-labels", ["label", or_x, "--preset", opts.teacher_preset, "--lifter", lifter,
                             "--out", or_x_labels, "--no-progress"], [or_x_labels],
-            "the teacher's pseudo labels of the other operating room"))  # fmt: skip
+            "the teacher's pseudo labels of the other operating room",
+            call(stages.label, [or_x], or_x_labels, preset=opts.teacher_preset, lifter=lifter,
+                 progress=False)))  # fmt: skip
         files += [or_x_labels] * opts.or_x_oversample
     if opts.or_self_oversample:
         untrained, self_labels = d / "untrained", d / "labels/or12x_self.json"
+        overrides = ["solver.iterations=0", f"data.train=[{d / 'labels/train.json'}]",
+                     f"init_lifter={lifter}"]  # fmt: skip
         steps.append(Step(
             "untrained-student", ["train", configs_dir() / DEMO_CONFIG, "--out", untrained,
-                                  "--set", "solver.iterations=0", "--set",
-                                  f"data.train=[{d / 'labels/train.json'}]", "--set",
-                                  f"init_lifter={lifter}"], [untrained / "last.pt"],
-            "the student before training (the single-pass teacher as one network)"))  # fmt: skip
+                                  *[a for o in overrides for a in ("--set", o)]],
+            [untrained / "last.pt"],
+            "the student before training (the single-pass teacher as one network)",
+            call(stages.train, configs_dir() / DEMO_CONFIG, untrained, overrides)))  # fmt: skip
         steps.append(Step(
             "or-12x-self-labels", ["self-label", untrained / "last.pt", or12,
                                    "--stored-downscale", 12, "--out", self_labels,
                                    "--no-progress"], [self_labels],
             "the MVOR room's 12x-only frames, labelled by the student itself "
-            "(flip-consistent people only)"))  # fmt: skip
+            "(flip-consistent people only)",
+            call(stages.self_label, untrained / "last.pt", [or12], self_labels,
+                 stored_downscale=12.0, progress=False)))  # fmt: skip
         files += [self_labels] * opts.or_self_oversample
     return files
 
 
 def demo_steps(opts: DemoOptions, data: Path) -> list[Step]:
-    """The demo's commands, in order; paths under ``opts.out``."""
+    """The demo's steps, in order; paths under ``opts.out``."""
     d = opts.out
     unlabelled, val, or12 = d / "data/unlabelled.json", d / "data/val.json", d / "data/or12x.json"
     pool = d / "data/pool.json"
     lifter = opts.lifter or d / "lifter/lifter.pt"
     labels = d / "labels/train.json"
     student = d / "student"
+    unlabelled_pool = data / "coco_person_unlabeled300/images"
+    val500 = data / "coco_person_val500/person_keypoints.json"
     steps = [
         Step(
             "unlabelled-subset",
             [
                 "data",
                 "subset",
-                data / "coco_person_unlabeled300/images",
+                unlabelled_pool,
                 "--num",
                 opts.unlabelled_images,
                 "--out",
@@ -167,6 +209,7 @@ def demo_steps(opts: DemoOptions, data: Path) -> list[Step]:
             ],
             [unlabelled],
             "a fixed part of the unlabelled image pool",
+            call(stages.subset, unlabelled_pool, opts.unlabelled_images, unlabelled),
         ),
         Step(
             "pool-subset",
@@ -181,13 +224,14 @@ def demo_steps(opts: DemoOptions, data: Path) -> list[Step]:
             ],
             [pool],
             "more unlabelled people, in varied poses",
+            call(stages.subset, data / "person_pool/lspet", opts.pool_images, pool),
         ),
         Step(
             "val-subset",
             [
                 "data",
                 "subset",
-                data / "coco_person_val500/person_keypoints.json",
+                val500,
                 "--num",
                 opts.val_images,
                 "--with-keypoints",
@@ -196,12 +240,14 @@ def demo_steps(opts: DemoOptions, data: Path) -> list[Step]:
             ],
             [val],
             "real images with human keypoint labels, only to measure AP",
+            call(stages.subset, val500, opts.val_images, val, with_keypoints=True),
         ),
         Step(
             "or-subset",
             ["data", "subset", data / "or_lowres_12x", "--num", opts.or_frames, "--out", or12],
             [or12],
             "real operating-room frames, already 12x downsampled (53x40)",
+            call(stages.subset, data / "or_lowres_12x", opts.or_frames, or12),
         ),
     ]
     if opts.mvor:
@@ -223,8 +269,16 @@ def demo_steps(opts: DemoOptions, data: Path) -> list[Step]:
                 ],
                 [lifter],
                 "the 2D-to-3D lifter, trained on CMU motion capture",
+                call(
+                    stages.lift_train,
+                    lifter,
+                    epochs=opts.lifter_epochs,
+                    hidden=opts.lifter_hidden,
+                    progress=False,
+                ),
             )
         )
+    video = data / "pets09_s2l1/vtest_480x360.avi"
     steps.append(
         Step(
             "teacher-labels",
@@ -232,7 +286,7 @@ def demo_steps(opts: DemoOptions, data: Path) -> list[Step]:
                 "label",
                 unlabelled,
                 pool,
-                data / "pets09_s2l1/vtest_480x360.avi",
+                video,
                 "--video-step",
                 opts.video_step,
                 "--preset",
@@ -244,27 +298,34 @@ def demo_steps(opts: DemoOptions, data: Path) -> list[Step]:
             ],
             [labels],
             "the teacher's soft and hard pseudo labels, 2D and 3D",
+            call(
+                stages.label,
+                [unlabelled, pool, video],
+                labels,
+                video_step=opts.video_step,
+                preset=opts.teacher_preset,
+                lifter=lifter,
+            ),
         )
     )
     train_files = [labels, *operating_room_steps(opts, data, lifter, or12, steps)]
+    pictures = d / "report/pseudo_labels"
     steps.append(
         Step(
             "pseudo-label-pictures",
-            [
-                "data",
-                "show",
-                labels,
-                "--num",
-                6,
-                "--field",
-                "keypoints_soft",
-                "--out",
-                d / "report/pseudo_labels",
-            ],
-            [d / "report/pseudo_labels"],
+            ["data", "show", labels, "--num", 6, "--field", "keypoints_soft", "--out", pictures],
+            [pictures],
             "what the student learns from",
+            call(stages.show, labels, pictures, num=6, field="keypoints_soft"),
         )
     )
+    overrides = [
+        f"data.train=[{','.join(str(f) for f in train_files)}]",
+        f"solver.iterations={opts.iterations}",
+        f"solver.warmup_iterations={min(20, max(1, opts.iterations // 5))}",
+        f"solver.checkpoint_every={max(1, min(50, opts.iterations))}",
+        f"init_lifter={lifter}",
+    ]
     steps.append(
         Step(
             "student-train",
@@ -274,25 +335,17 @@ def demo_steps(opts: DemoOptions, data: Path) -> list[Step]:
                 "--out",
                 student,
                 "--resume",
-                "--set",
-                f"data.train=[{','.join(str(f) for f in train_files)}]",
-                "--set",
-                f"solver.iterations={opts.iterations}",
-                "--set",
-                f"solver.warmup_iterations={min(20, max(1, opts.iterations // 5))}",
-                "--set",
-                f"solver.checkpoint_every={max(1, min(50, opts.iterations))}",
-                "--set",
-                f"init_lifter={lifter}",
+                *[a for o in overrides for a in ("--set", o)],
             ],
             [student / "last.pt"],
             "the student learns low resolution from the teacher (ORPose_all schedule)",
+            call(stages.train, configs_dir() / DEMO_CONFIG, student, overrides, resume=True),
         )
     )
-    teacher_preds = []
+    teacher_preds = {}
     for s in opts.scales:
         pred = d / f"teacher/val_{scale_label(s)}.json"
-        teacher_preds.append(f"{scale_tag(s)}={pred}")
+        teacher_preds[scale_tag(s)] = pred
         steps.append(
             Step(
                 f"teacher-val-{scale_label(s)}",
@@ -309,6 +362,14 @@ def demo_steps(opts: DemoOptions, data: Path) -> list[Step]:
                 ],
                 [pred],
                 f"the teacher on the labelled images degraded {scale_label(s)}",
+                call(
+                    stages.label,
+                    [val],
+                    pred,
+                    downscale=float(s),
+                    preset=opts.teacher_preset,
+                    progress=False,
+                ),
             )
         )
     steps.append(
@@ -318,25 +379,26 @@ def demo_steps(opts: DemoOptions, data: Path) -> list[Step]:
                 "eval",
                 "--gt",
                 val,
-                *[a for p in teacher_preds for a in ("--pred", p)],
+                *[a for tag, p in teacher_preds.items() for a in ("--pred", f"{tag}={p}")],
                 "--out",
                 d / "eval/teacher",
                 "--no-plot",
             ],
             [d / "eval/teacher/metrics.csv"],
             "the teacher's AP per scale",
+            call(stages.evaluate, val, d / "eval/teacher", pred=teacher_preds, plot=False),
         )
     )
     checkpoint = student / "last.pt"
     paper = student_eval_step(
         "student-eval", checkpoint, val, opts.scales, opts.max_detections,
-        ["--proposals", 300], d / "eval/student", "the student's AP per scale",
+        {"proposals": 300}, d / "eval/student", "the student's AP per scale",
     )  # fmt: skip
     steps.append(paper)
     if native_scales(opts.scales):
         native = student_eval_step(
             "student-eval-native", checkpoint, val, native_scales(opts.scales),
-            opts.max_detections, ["--native-lowres"], d / "eval/student_native",
+            opts.max_detections, {"native_lowres": True}, d / "eval/student_native",
             "the student's native low-resolution path (the small image as it is)",
         )  # fmt: skip
         steps.append(native)
@@ -347,7 +409,7 @@ def demo_steps(opts: DemoOptions, data: Path) -> list[Step]:
             "student-or-12x",
             [
                 "predict",
-                student / "last.pt",
+                checkpoint,
                 or12,
                 "--out",
                 d / "or_predictions",
@@ -359,6 +421,15 @@ def demo_steps(opts: DemoOptions, data: Path) -> list[Step]:
             ],
             [d / "or_predictions/results.json"],
             "the student on real 12x operating-room frames",
+            call(
+                stages.predict,
+                checkpoint,
+                [or12],
+                d / "or_predictions",
+                score_threshold=0.3,
+                proposals=300,
+                no_progress=True,
+            ),
         )
     )
     steps.append(
@@ -377,6 +448,14 @@ def demo_steps(opts: DemoOptions, data: Path) -> list[Step]:
             ],
             [d / "teacher/or12x.json"],
             "the teacher on the same frames, for comparison",
+            call(
+                stages.label,
+                [or12],
+                d / "teacher/or12x.json",
+                preset=opts.teacher_preset,
+                lifter=lifter,
+                progress=False,
+            ),
         )
     )
     for step in steps:

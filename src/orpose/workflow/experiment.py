@@ -9,8 +9,9 @@ tables. A run is one of
   default student before training);
 - ``model: CHECKPOINT``: an existing student evaluated at each scale.
 
-Every run becomes ordinary ``orpose`` commands (label / train / eval) executed as resumable steps;
-the tables are then read back from each run's ``metrics.csv``. ``schedule`` shrinks every training
+Every run becomes calls of the stages' functions (label / train / eval, with typed arguments),
+executed as resumable steps and recorded as the ordinary ``orpose`` commands they equal; the
+tables are then read back from each run's ``metrics.csv``. ``schedule`` shrinks every training
 run the same way (CPU versions of the paper's schedules), ``set`` overrides config keys of all of
 them (for example a smaller backbone).
 """
@@ -25,6 +26,7 @@ from orpose.config import build, option, read_yaml_with_base
 from orpose.errors import ConfigError, ExperimentError
 from orpose.paths import configs_dir, expand_shared
 from orpose.scales import scale_label, scale_tag
+from orpose.workflow import stages
 from orpose.workflow.report_page import (
     image_link,
     machine_description,
@@ -33,7 +35,7 @@ from orpose.workflow.report_page import (
     read_metrics,
     steps_table,
 )
-from orpose.workflow.steps import Step, StepRunner, write_commands
+from orpose.workflow.steps import Step, StepRunner, call, write_commands
 
 RUN_KINDS = ("teacher", "train", "model")
 # the metrics.csv columns an evaluation set's table may show, with their headers
@@ -310,18 +312,24 @@ def schedule_overrides(config_path: Path, spec: ExperimentSpec, run_set: list[st
 def teacher_steps(run: RunSpec, spec: ExperimentSpec, evaluation: EvaluationSet, gt: Path,
                   folder: Path) -> list[Step]:  # fmt: skip
     """The teacher on an evaluation set's images at each scale, then one evaluation of them."""
-    steps, preds = [], []
+    steps, preds, pred_files = [], [], {}
     lifter = ["--lifter", spec.lifter] if spec.lifter else []
+    lifter_path = Path(spec.lifter) if spec.lifter else None
     name = f"{run.name}{evaluation.suffix()}"
     for s in spec.scales:
         pred = folder / f"pred_{scale_label(s)}.json"
         preds += ["--pred", f"{scale_tag(s)}={pred}"]
+        pred_files[scale_tag(s)] = pred
         argv = ["label", gt, "--downscale", scale_tag(s), "--preset", run.value, *lifter,
                 "--out", pred, "--no-progress"]  # fmt: skip
+        run_label = call(stages.label, [gt], pred, downscale=float(s), preset=run.value,
+                         lifter=lifter_path, progress=False)  # fmt: skip
         steps.append(Step(f"{name}-{scale_label(s)}", argv, [pred],
-                          f"the teacher ({run.value}) at {scale_label(s)}"))  # fmt: skip
+                          f"the teacher ({run.value}) at {scale_label(s)}", run_label))  # fmt: skip
     argv = ["eval", "--gt", gt, *preds, "--out", folder / "eval", "--no-plot"]
-    steps.append(Step(f"{name}-eval", argv, [folder / "eval/metrics.csv"], "its AP per scale"))
+    run_eval = call(stages.evaluate, gt, folder / "eval", pred=pred_files, plot=False)
+    steps.append(Step(f"{name}-eval", argv, [folder / "eval/metrics.csv"], "its AP per scale",
+                      run_eval))  # fmt: skip
     return steps
 
 
@@ -338,23 +346,32 @@ def train_step(run: RunSpec, spec: ExperimentSpec, folder: Path) -> Step:
             *[a for s in sets for a in ("--set", s)]]  # fmt: skip
     if spec.allow_eval_overlap:
         argv.append("--allow-eval-overlap")
-    return Step(f"{run.name}-train", argv, [folder / "train/last.pt"], f"training of {run.label}")
+    run_train = call(stages.train, config, folder / "train", sets, resume=True,
+                     allow_eval_overlap=spec.allow_eval_overlap)  # fmt: skip
+    return Step(f"{run.name}-train", argv, [folder / "train/last.pt"], f"training of {run.label}",
+                run_train)  # fmt: skip
 
 
 def model_eval_step(run: RunSpec, spec: ExperimentSpec, evaluation: EvaluationSet, gt: Path,
                     folder: Path, checkpoint: Path) -> Step:  # fmt: skip
     """``orpose eval --model`` of a student at every scale on one evaluation set."""
-    options = []
+    options, values = [], {}
     if spec.max_detections:
         options += ["--max-detections", spec.max_detections]
+        values["max_detections"] = spec.max_detections
     if spec.proposals:
         options += ["--proposals", spec.proposals]
+        values["proposals"] = spec.proposals
     if evaluation.camera:
         options += ["--camera", evaluation.camera]
+        values["camera"] = evaluation.camera
     argv = ["eval", "--gt", gt, "--model", checkpoint, "--scales", *map(scale_tag, spec.scales),
             *options, "--out", folder / "eval", "--no-plot"]  # fmt: skip
+    run_eval = call(stages.evaluate, gt, folder / "eval", model=checkpoint, plot=False,
+                    scales=[float(s) for s in spec.scales], **values)  # fmt: skip
     what = "its AP per scale" + (f" on {evaluation.label}" if evaluation.name else "")
-    return Step(f"{run.name}-eval{evaluation.suffix()}", argv, [folder / "eval/metrics.csv"], what)
+    return Step(f"{run.name}-eval{evaluation.suffix()}", argv, [folder / "eval/metrics.csv"], what,
+                run_eval)  # fmt: skip
 
 
 def evaluation_set_steps(
@@ -368,18 +385,23 @@ def evaluation_set_steps(
     if evaluation.mvor:
         converted = out / "data" / f"{evaluation.name or 'gt'}_from_mvor.json"
         argv = ["data", "mvor-to-coco", "--mvor", gt, *images, "--out", converted]
+        values: dict[str, Any] = {"mvor": gt, "images": evaluation.images}
         if evaluation.days:
             argv += ["--days", *evaluation.days]
+            values["days"] = list(evaluation.days)
         if evaluation.cameras:
             argv += ["--cameras", *evaluation.cameras]
+            values["cameras"] = list(evaluation.cameras)
         steps.append(Step(f"mvor-to-coco{suffix}", argv, [converted],
-                          "MVOR's annotations as COCO (box-only people kept)"))  # fmt: skip
+                          "MVOR's annotations as COCO (box-only people kept)",
+                          call(stages.mvor_to_coco, converted, **values)))  # fmt: skip
         gt = converted
     target = evaluation.data_file(out)
-    subset = ["data", "subset", gt, "--num", evaluation.limit or 10**9, "--out", target,
-              *images]  # fmt: skip
+    num = evaluation.limit or 10**9
+    subset = ["data", "subset", gt, "--num", num, "--out", target, *images]
     steps.append(Step(f"eval-set{suffix}", subset, [target],
-                      "the labelled evaluation images (absolute paths)"))  # fmt: skip
+                      "the labelled evaluation images (absolute paths)",
+                      call(stages.subset, gt, num, target, images=evaluation.images)))  # fmt: skip
     return steps
 
 

@@ -1,21 +1,30 @@
-"""Run orpose commands as recorded, resumable steps.
+"""Run the stages as recorded, resumable steps.
 
-A step is one ordinary ``orpose`` command line. The runner calls the CLI in-process (torch is
-imported once), records every finished step in ``steps.jsonl`` with its command and duration, and
-skips a step on a rerun when the same command already finished and its outputs exist. The
-commands themselves resume their own long work (labelling and evaluation journals, ``train
---resume``), so an interrupted chain continues where it stopped.
+A step is a call of a stage's Python function with typed arguments (:class:`Call`: the function
+an ``orpose`` verb runs after parsing its command line, :mod:`orpose.workflow.stages`) and the
+ordinary ``orpose`` command line it equals, which is what is recorded: the runner makes the call
+in-process (torch is imported once; no command line is parsed), records every finished step in
+``steps.jsonl`` with its command and duration, and skips a step on a rerun when the same command
+already finished and its outputs exist. ``commands.sh`` lists the command lines, to rerun by hand
+(tests/test_workflow.py checks that each line makes the verb call the step's function with the
+same arguments). The stages resume their own long work (labelling and evaluation journals,
+``train --resume``), so an interrupted chain continues where it stopped. An error of the input
+stops the chain with the verb's one-line message (exit code 2 there).
 """
 
 from __future__ import annotations
 
+import logging
 import shlex
+import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
-from orpose.commands import run as run_command
+from orpose.commands import error_line
+from orpose.errors import OrposeError
 from orpose.jsonl import JsonlWriter, read_records
 
 
@@ -23,14 +32,33 @@ class StepError(RuntimeError):
     """A step's command failed: the message names the step and the command to rerun by hand."""
 
 
+@dataclass(frozen=True)
+class Call:
+    """A stage's function and its typed arguments: ``Call(subset, file, 10, out)()`` is
+    ``subset(file, 10, out)``."""
+
+    function: Callable[..., Any]
+    args: tuple = ()
+    kwargs: dict[str, Any] = field(default_factory=dict)
+
+    def __call__(self) -> Any:
+        return self.function(*self.args, **self.kwargs)
+
+
+def call(function: Callable[..., Any], *args: Any, **kwargs: Any) -> Call:
+    return Call(function, args, kwargs)
+
+
 @dataclass
 class Step:
-    """One ``orpose`` command line and the files that prove it finished."""
+    """One call of a stage's function, the ``orpose`` command line it equals (recorded in
+    ``steps.jsonl`` and ``commands.sh``) and the files that prove it finished."""
 
     name: str
-    argv: list[str]
+    argv: list[str]  # the command line: its first word names the verb in error messages
     outputs: list[Path] = field(default_factory=list)
     about: str = ""  # one sentence for the report: why this step is there
+    call: Call | None = None  # what runs: the function the verb of ``argv`` calls
 
     @property
     def command(self) -> str:
@@ -73,7 +101,7 @@ class StepRunner:
         else:
             print(f"\n[{step.name}] {step.command}", flush=True)
             start = time.monotonic()
-            code = run_orpose(step.argv)
+            code = run_call(step)
             seconds = time.monotonic() - start
             if code != 0:
                 raise StepError(f"step {step.name!r} failed (exit {code}); rerun: {step.command}")
@@ -91,17 +119,27 @@ class StepRunner:
         return [self.run(step) for step in steps]
 
 
-def run_orpose(argv: Sequence[str]) -> int:
-    """``orpose ARGV`` in this process; its exit code.
+def run_call(step: Step) -> int:
+    """Make the step's call in this process; its exit code as its verb's (0, or 2 for an error
+    of the input, reported in the verb's one line on stderr).
 
-    Torch's thread count is restored afterwards: a command may lower it for itself (``lift
+    Torch's thread count is restored afterwards: a stage may lower it for itself (``lift
     train`` runs on one thread by default), and in one process that would slow every later step.
     """
     import torch
 
+    if step.call is None:
+        raise ValueError(f"step {step.name!r} has no call (a stage function to run)")
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     threads = torch.get_num_threads()
     try:
-        return run_command([str(a) for a in argv])
+        return int(step.call() or 0)
+    except (OrposeError, OSError) as err:
+        line = error_line(step.argv[0] if step.argv else step.name, err)
+        if line is None:
+            raise
+        print(line, file=sys.stderr)
+        return 2
     finally:
         torch.set_num_threads(threads)
 
