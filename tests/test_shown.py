@@ -42,3 +42,36 @@ def test_iou_below_one_half_does_not_match():
     shown = shown_people(dataset(), [result(1, [5, 0, 10, 20], 0.9)], 0.5)
     assert shown.matched == 0
     assert shown_people(dataset(), [result(1, [2, 0, 10, 20], 0.9)], 0.5).matched == 1
+
+
+def test_default_threshold_follows_the_downscale_factor():
+    from orpose.evaluation.shown import SCORE_THRESHOLDS, default_score_threshold
+
+    for factor, threshold in SCORE_THRESHOLDS:
+        assert default_score_threshold(factor) == pytest.approx(threshold)
+    assert default_score_threshold(4.5) == pytest.approx((0.25 + 0.2) / 2)  # halfway 1x-8x
+    assert default_score_threshold(24) == pytest.approx(SCORE_THRESHOLDS[-1][1])
+    # the evaluation's "shown" row at 12x uses 12x's threshold: a 0.18 person is shown there
+    people = [result(1, [0, 0, 10, 20], 0.18)]
+    assert shown_people(dataset(), people, factor=12).matched == 1
+    assert shown_people(dataset(), people, factor=1).matched == 0
+
+
+def test_predict_shows_by_the_frame_factor(tmp_path):
+    import cv2
+    import numpy as np
+
+    from orpose.inference.pipeline import PredictOptions, run_predict
+
+    class Scored:  # one person scored 0.18: under 1x's 0.25, over 12x's 0.17
+        def __call__(self, image):
+            return [{"category_id": 1, "bbox": [1, 1, 20, 40], "score": 0.18,
+                     "keypoints": [5.0, 5.0, 1.0] * 17}]  # fmt: skip
+
+    cv2.imwrite(str(tmp_path / "a.png"), np.full((480, 640, 3), 90, np.uint8))
+    counts = {}
+    for factor in (1, 12):
+        options = PredictOptions(out=tmp_path / f"o{factor}", progress=False,
+                                 score_threshold=None, downscale=factor)  # fmt: skip
+        counts[factor] = run_predict(Scored(), [str(tmp_path / "a.png")], options).people
+    assert counts == {1: 0, 12: 1}

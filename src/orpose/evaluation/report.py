@@ -12,7 +12,7 @@ from orpose.evaluation.coco_ap import evaluate_ap
 from orpose.evaluation.mpjpe import MpjpeResult, compute_mpjpe
 from orpose.evaluation.pck import PCK_THRESHOLD, PckResult, compute_mvor_pck
 from orpose.evaluation.shown import ShownResult, shown_people
-from orpose.scales import scale_label
+from orpose.scales import scale_from_label, scale_label
 
 
 @dataclass
@@ -86,7 +86,7 @@ def evaluate_predictions(
         compute_mpjpe(gt, results),
         len(results),
         compute_mvor_pck(gt, results),
-        shown_people(gt, results),
+        shown_people(gt, results, factor=scale_from_label(scale_label(scale)) or 1.0),
     )
 
 

@@ -17,12 +17,26 @@ import numpy as np
 
 from orpose.data.coco import PoseDataset, box_iou_xywh
 
-# orpose predict --score-threshold's default: the lowest of 0.5 / 0.4 / 0.3 / 0.25 / 0.2 whose
-# precision stays >= 80% at 1x, 8x and 12x on the demo's 40 COCO val500 images (0.25: 84 / 98 /
-# 100%; 0.2: 73% at 1x), chosen there and not on the operating-room test frames (README); 0.5
-# before, which showed 19% of MVOR's annotated people at 1x and 1% at 12x
+# orpose predict --score-threshold's default at full resolution: the lowest of 0.5 / 0.4 / 0.3 /
+# 0.25 / 0.2 whose precision stays >= 80% on the demo's 40 COCO val500 images (0.25: 83%; 0.2:
+# 75%), chosen there and not on the operating-room test frames (README); 0.5 before, which showed
+# 19% of MVOR's annotated people at 1x and 1% at 12x
 DEFAULT_SCORE_THRESHOLD = 0.25
+# Per downscale factor, by the same rule (benchmarks/score_thresholds.py on the same 40 images,
+# the demo's student): a low-resolution person scores lower, and one threshold for every factor
+# (0.25) hid most of them at 8x-12x while precision there stayed at 98-100%. Factors between are
+# interpolated, beyond the last the last is kept.
+SCORE_THRESHOLDS: tuple[tuple[float, float], ...] = ((1, 0.25), (8, 0.2), (10, 0.17), (12, 0.17))
 MATCH_IOU = 0.5
+
+
+def default_score_threshold(factor: float = 1.0) -> float:
+    """``orpose predict``'s default score threshold for frames shrunk ``factor`` times."""
+    factors, thresholds = zip(*SCORE_THRESHOLDS, strict=True)
+    return float(np.interp(factor, factors, thresholds))
+
+
+LOWEST_DEFAULT_SCORE_THRESHOLD = min(t for _, t in SCORE_THRESHOLDS)
 
 
 @dataclass
@@ -47,9 +61,12 @@ class ShownResult:
 
 
 def shown_people(
-    gt: PoseDataset, results: list[dict], threshold: float = DEFAULT_SCORE_THRESHOLD
+    gt: PoseDataset, results: list[dict], threshold: float | None = None, factor: float = 1.0
 ) -> ShownResult:
-    """Recall and precision of the results at ``threshold`` (see the module)."""
+    """Recall and precision of the results at ``threshold`` (see the module; None: predict's
+    default for frames shrunk ``factor`` times)."""
+    if threshold is None:
+        threshold = default_score_threshold(factor)
     by_image: dict[int, list[dict]] = defaultdict(list)
     for r in results:
         if r.get("score", 0.0) >= threshold:

@@ -9,7 +9,7 @@ from pathlib import Path
 from orpose.config import cli_input_path, cli_number
 from orpose.cpu_threads import passive_waits
 from orpose.errors import SourceError, UserError
-from orpose.evaluation.shown import DEFAULT_SCORE_THRESHOLD
+from orpose.evaluation.shown import LOWEST_DEFAULT_SCORE_THRESHOLD, SCORE_THRESHOLDS
 from orpose.inference.journal import JournalMismatch
 from orpose.outputs import check_output_folder, refuse_overwriting_inputs
 
@@ -66,9 +66,11 @@ def _register_predict(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--score-threshold",
         type=_SCORE,
-        default=DEFAULT_SCORE_THRESHOLD,
-        help=f"people below this score are neither written nor drawn (default "
-        f"{DEFAULT_SCORE_THRESHOLD:g}: see docs/inference.md, 'What a user sees'; 0 keeps every "
+        default=None,
+        help="people below this score are neither written nor drawn (default: by the frame's "
+        "downscale factor, "
+        + ", ".join(f"{t:g} at {f:g}x" for f, t in SCORE_THRESHOLDS)
+        + ", interpolated between: see docs/inference.md, 'What a user sees'; 0 keeps every "
         "detection, as COCO AP wants)",
     )
     p.add_argument(
@@ -368,7 +370,10 @@ def run_predict_cli(args: argparse.Namespace) -> int:
     if hasattr(predictor, "model"):  # a checkpoint: do not pose people that cannot be written
         from orpose.predictor import skip_people_below
 
-        skip_people_below(predictor.model, args.score_threshold)
+        least = args.score_threshold
+        skip_people_below(
+            predictor.model, LOWEST_DEFAULT_SCORE_THRESHOLD if least is None else least
+        )
     try:
         info = {"model": str(args.model)}
         if camera is not None:

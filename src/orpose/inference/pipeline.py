@@ -39,6 +39,7 @@ from orpose.data.sources import (
     iter_video,
     video_fps,
 )
+from orpose.evaluation.shown import default_score_threshold
 from orpose.inference.journal import JOURNAL_NAME, PredictionJournal, file_stamp
 from orpose.inference.privacy import LOWRES_MAX_SIDE, FrameGeometry, Shrinker, frame_geometry
 from orpose.inference.render import (
@@ -62,7 +63,9 @@ class PredictOptions:
     """What ``orpose predict`` does besides running the model (see ``orpose predict --help``)."""
 
     out: Path
-    score_threshold: float = 0.5  # people below this are neither written nor drawn
+    # people below this are neither written nor drawn; None: predict's default for the frame's
+    # downscale factor (orpose.evaluation.shown.default_score_threshold)
+    score_threshold: float | None = 0.5
     keypoint_threshold: float = 0.3  # drawing only: keypoints below this score are hidden
     downscale: float = 1.0  # privacy mode when > 1
     lowres_input: float | None = None  # factor of already-shrunk input; None: guessed
@@ -197,11 +200,13 @@ def predict_frame(
     kept: np.ndarray,
     geometry: FrameGeometry,
     native_lowres: bool = False,
-    score_threshold: float = 0.0,
+    score_threshold: float | None = 0.0,
 ) -> list[dict]:
     """The results of one kept frame (in network pixels, without ``image_id``), people below
-    ``score_threshold`` left out: what ``orpose predict`` journals for it, and what
-    :class:`orpose.api.Predictor` returns."""
+    ``score_threshold`` left out (None: predict's default for the frame's downscale factor):
+    what ``orpose predict`` journals for it, and what :class:`orpose.api.Predictor` returns."""
+    if score_threshold is None:
+        score_threshold = default_score_threshold(geometry.factor)
     if native_lowres and geometry.lowres:  # the small frame as it is (faster)
         # the student lifts in the network frame's pixels, as on the upsampled frame
         found = call_with_original_size(predictor, kept, geometry.network_size)
@@ -215,7 +220,7 @@ def predict_frames(
     predictor: Predictor,
     frames: list[tuple[np.ndarray, FrameGeometry]],
     native_lowres: bool = False,
-    score_threshold: float = 0.0,
+    score_threshold: float | None = 0.0,
 ) -> list[list[dict]]:
     """:func:`predict_frame` for several kept frames (one per camera stream) at once: in one
     network call where the predictor has ``batch`` (the PyTorch students), else in turn."""
@@ -235,7 +240,10 @@ def predict_frames(
     out = []
     for results, (_, geometry), as_is in zip(found, frames, native, strict=True):
         results = geometry.from_kept(results) if as_is else results
-        out.append([r for r in results if r["score"] >= score_threshold])
+        least = (
+            default_score_threshold(geometry.factor) if score_threshold is None else score_threshold
+        )
+        out.append([r for r in results if r["score"] >= least])
     return out
 
 
