@@ -14,6 +14,7 @@ import yaml
 from conftest import tiny_dataset_json
 from orpose import commands
 from orpose.data import cli as data_cli
+from orpose.evaluation import cli as evaluation_cli
 from orpose.lifting import cli as lifting_cli
 from orpose.teacher import cli as teacher_cli
 from orpose.workflow import stages
@@ -26,13 +27,13 @@ TYPED = [
     (data_cli, "show"),
     (lifting_cli, "lift_train"),
     (teacher_cli, "label"),
+    (evaluation_cli, "evaluate_and_report"),
 ]
 # ... and the verbs' functions of a namespace that stages.train / evaluate / predict / self_label
 # reach (module name, function name)
 NAMESPACED = [
     ("orpose.training.cli", "train_from_args"),
     ("orpose.training.cli", "run_self_label"),
-    ("orpose.evaluation.cli", "run_eval"),
     ("orpose.inference.cli", "run_predict_cli"),
 ]
 ORIGINALS = {name: getattr(module, name) for module, name in TYPED}  # before any patch
@@ -40,11 +41,11 @@ TRAIN_FIELDS = ("config", "out", "overrides", "device", "resume", "eval_sets", "
 
 
 def _bound(function, args, kwargs) -> dict:
-    """The arguments of a call by parameter name, defaults filled in; for ``**settings``, unset
-    (None) entries left out (None means unset)."""
+    """The arguments of a call by parameter name, defaults filled in (a tuple as a list); for
+    ``**settings``, unset (None) entries left out (None means unset)."""
     bound = inspect.signature(function).bind(*args, **kwargs)
     bound.apply_defaults()
-    arguments = dict(bound.arguments)
+    arguments = {k: list(v) if isinstance(v, tuple) else v for k, v in bound.arguments.items()}
     for name, parameter in inspect.signature(function).parameters.items():
         if parameter.kind is inspect.Parameter.VAR_KEYWORD:
             arguments[name] = {k: v for k, v in arguments[name].items() if v is not None}

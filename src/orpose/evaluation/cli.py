@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import math
+from collections.abc import Sequence
 from pathlib import Path
 
 from orpose.config import cli_number
@@ -219,29 +220,95 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run_eval(args: argparse.Namespace) -> int:
+    return evaluate_and_report(
+        args.gt,
+        pred=args.pred,
+        model=args.model,
+        scales=args.scales,
+        images=args.images,
+        limit=args.limit,
+        device=args.device,
+        max_detections=args.max_detections,
+        proposals=args.proposals,
+        h36_stats=args.h36_stats,
+        out=args.out,
+        skip_bad_images=args.skip_bad_images,
+        keypoints=args.keypoints,
+        min_person_score=args.min_person_score,
+        native_lowres=args.native_lowres,
+        compare_lowres_paths=args.compare_lowres_paths,
+        camera=args.camera,
+        plot=not args.no_plot,
+    )
+
+
+def evaluate_and_report(
+    gt: Path,
+    *,
+    pred: Sequence[str] | None = None,
+    model: Path | None = None,
+    scales: Sequence[float] = (1, 8, 10, 12),
+    images: Path | None = None,
+    limit: int | None = None,
+    device: str | None = None,
+    max_detections: int | None = None,
+    proposals: int | None = None,
+    h36_stats: Path | None = None,
+    out: Path | None = None,
+    skip_bad_images: bool = False,
+    keypoints: str = "soft",
+    min_person_score: float | None = None,
+    native_lowres: bool = False,
+    compare_lowres_paths: bool = False,
+    camera: str | None = None,
+    plot: bool = True,
+) -> int:
+    """``orpose eval``: score prediction files ``pred`` (``"[SCALE=]FILE"`` each, as ``--pred``)
+    or a student checkpoint ``model`` run on the ground truth's images at each of ``scales``,
+    against the COCO file ``gt``; print the table and save metrics.json / metrics.csv (and the
+    chart unless ``plot`` is False) in ``out``. The other options are the verb's (``orpose eval
+    --help``); :func:`orpose.evaluate` returns the rows instead."""
     from orpose.evaluation.report import evaluate_predictions
 
-    if args.skip_bad_images and args.model is None:
+    if (pred is None) == (model is None):
+        raise UserError("give prediction files (--pred) or a model (--model), one of them")
+    if skip_bad_images and model is None:
         raise UserError("--skip-bad-images applies to --model only (--pred reads no image)")
-    if args.compare_lowres_paths and (args.model is None or args.native_lowres):
+    if compare_lowres_paths and (model is None or native_lowres):
         raise UserError(
             "--compare-lowres-paths needs --model and runs both paths itself "
             "(without --native-lowres)"
         )
-    if args.camera is not None and args.model is None:
+    if camera is not None and model is None:
         raise UserError("--camera applies to --model only (--pred files carry their own 3D)")
-    gt = load_pose_dataset(args.gt, image_root=args.images, check_images=args.model is not None)
-    refuse_repeated_images(gt)
-    if args.model is not None:
-        return run_model_eval(args, gt)
-    require_ground_truth(gt)
-    loaded = [load_pred_file(s, gt, args.keypoints) for s in args.pred]
+    dataset = load_pose_dataset(gt, image_root=images, check_images=model is not None)
+    refuse_repeated_images(dataset)
+    if model is not None:
+        return _model_eval(
+            dataset,
+            model,
+            list(scales),
+            out,
+            limit=limit,
+            device=device,
+            max_detections=max_detections,
+            proposals=proposals,
+            h36_stats=h36_stats,
+            skip_bad_images=skip_bad_images,
+            min_person_score=min_person_score,
+            native_lowres=native_lowres,
+            compare_lowres_paths=compare_lowres_paths,
+            camera=camera,
+            plot=plot,
+        )
+    require_ground_truth(dataset)
+    loaded = [load_pred_file(s, dataset, keypoints) for s in pred]
     labels = [label for label, _ in loaded]
     if len(set(labels)) != len(labels):
         raise UserError(f"--pred: the same scale is given twice ({', '.join(labels)})")
-    out = check_output_folder(args.out or parse_pred_spec(args.pred[0])[1].with_suffix(".eval"))
-    reports = [evaluate_predictions(gt, results, label) for label, results in loaded]
-    return print_and_save(reports, out, args.no_plot)
+    folder = check_output_folder(out or parse_pred_spec(pred[0])[1].with_suffix(".eval"))
+    reports = [evaluate_predictions(dataset, results, label) for label, results in loaded]
+    return print_and_save(reports, folder, not plot)
 
 
 def require_ground_truth(gt: PoseDataset) -> None:
@@ -254,7 +321,24 @@ def require_ground_truth(gt: PoseDataset) -> None:
         )
 
 
-def run_model_eval(args: argparse.Namespace, gt) -> int:
+def _model_eval(
+    gt: PoseDataset,
+    model: Path,
+    scales: list[float],
+    out: Path | None,
+    *,
+    limit: int | None,
+    device: str | None,
+    max_detections: int | None,
+    proposals: int | None,
+    h36_stats: Path | None,
+    skip_bad_images: bool,
+    min_person_score: float | None,
+    native_lowres: bool,
+    compare_lowres_paths: bool,
+    camera: str | None,
+    plot: bool,
+) -> int:
     """Predict the ground-truth images at every scale with a student, then score each."""
     from orpose.evaluation.report import evaluate_predictions
     from orpose.evaluation.runner import predict_dataset
@@ -265,29 +349,29 @@ def run_model_eval(args: argparse.Namespace, gt) -> int:
     )
 
     # before the model is loaded: an unusable --out (or default) stops here
-    out = args.out or args.model.parent / ("eval_native" if args.native_lowres else "eval")
+    out = out or model.parent / ("eval_native" if native_lowres else "eval")
     check_output_folder(out)
-    camera = None
-    if args.camera is not None:
+    intrinsics = None
+    if camera is not None:
         from orpose.lifting.intrinsics import read_camera
 
-        camera = read_camera(args.camera)
+        intrinsics = read_camera(camera)
     predictor = StudentPredictor.from_checkpoint(
-        args.model, args.device, args.proposals, args.h36_stats, camera=camera
+        model, device, proposals, h36_stats, camera=intrinsics
     )
     require_ground_truth(gt)  # after the model, whose problems are reported first
-    if args.max_detections is not None:
-        if args.max_detections < 1:
-            raise UserError(f"--max-detections must be >= 1, got {args.max_detections}")
-        limit_detections(predictor.model, args.max_detections)
-    if args.min_person_score is not None:
-        if not 0 <= args.min_person_score <= 1:
-            raise UserError(f"--min-person-score must lie in [0, 1], got {args.min_person_score}")
-        set_min_person_score(predictor.model, args.min_person_score)
-    if args.limit is not None:
-        keep = {img["id"] for img in gt.images[: args.limit]}
+    if max_detections is not None:
+        if max_detections < 1:
+            raise UserError(f"--max-detections must be >= 1, got {max_detections}")
+        limit_detections(predictor.model, max_detections)
+    if min_person_score is not None:
+        if not 0 <= min_person_score <= 1:
+            raise UserError(f"--min-person-score must lie in [0, 1], got {min_person_score}")
+        set_min_person_score(predictor.model, min_person_score)
+    if limit is not None:
+        keep = {img["id"] for img in gt.images[:limit]}
         gt = PoseDataset(
-            gt.images[: args.limit],
+            gt.images[:limit],
             [a for a in gt.annotations if a["image_id"] in keep],
             gt.categories,
             gt.info,
@@ -295,31 +379,29 @@ def run_model_eval(args: argparse.Namespace, gt) -> int:
             gt.path,
         )
     reports = []
-    paths = [args.native_lowres]
-    if args.compare_lowres_paths:
+    paths = [native_lowres]
+    if compare_lowres_paths:
         paths = [False, True]
-        if not any(scale > 1 for scale in args.scales):
+        if not any(scale > 1 for scale in scales):
             raise UserError("--compare-lowres-paths: give at least one scale above 1 (--scales)")
     compared: dict[float, list[float]] = {}
-    for scale in args.scales:
+    for scale in scales:
         for native in paths if scale > 1 else paths[:1]:
             name = f"pred_{scale_label(scale)}{'_native' if native else ''}"
             results = predict_dataset(
-                predictor, gt, scale, out / f"{name}.jsonl", args.skip_bad_images, native
+                predictor, gt, scale, out / f"{name}.jsonl", skip_bad_images, native
             )
             write_json_atomic(out / f"{name}.json", results)
-            label = (
-                f"{scale_label(scale)} native" if args.compare_lowres_paths and native else scale
-            )
+            label = f"{scale_label(scale)} native" if compare_lowres_paths and native else scale
             reports.append(evaluate_predictions(gt, results, label))
-            if args.compare_lowres_paths and scale > 1:
+            if compare_lowres_paths and scale > 1:
                 compared.setdefault(scale, []).append(reports[-1].row()["keypoint_ap"])
-    code = print_and_save(reports, out, args.no_plot)
+    code = print_and_save(reports, out, not plot)
     if compared:
         from orpose.evaluation.lowres_paths import record_comparison
 
         scores = {scale: (up, native) for scale, (up, native) in compared.items()}
-        record = record_comparison(args.model, gt.path, scores)
+        record = record_comparison(model, gt.path, scores)
         print(f"recorded the two paths' keypoint AP in {record}")
     return code
 

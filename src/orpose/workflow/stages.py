@@ -8,12 +8,14 @@ it for every step):
   :func:`~orpose.data.cli.mvor_to_coco`, :func:`~orpose.data.cli.show`;
 - ``lift train``: :func:`orpose.lifting.cli.lift_train`;
 - ``label``: :func:`orpose.teacher.cli.label`;
+- ``eval``: :func:`orpose.evaluation.cli.evaluate_and_report`, through :func:`evaluate` here
+  (prediction files as a mapping);
 - ``train``: :func:`train` here, which is :func:`orpose.api.train` (``orpose.train``, which the
   verb shares: :func:`orpose.training.cli.train_from_args`) and the verb's closing lines;
-- ``eval``, ``predict``, ``self-label``: :func:`evaluate`, :func:`predict`, :func:`self_label`
-  here, which call the verb's function with its namespace filled from typed arguments and the
-  verb's defaults (:func:`orpose.commands.verb_arguments`), until those verbs have functions of
-  typed arguments of their own.
+- ``predict``, ``self-label``: :func:`predict`, :func:`self_label` here, which call the verb's
+  function with its namespace filled from typed arguments and the verb's defaults
+  (:func:`orpose.commands.verb_arguments`), until those verbs have functions of typed arguments
+  of their own.
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ from typing import Any
 
 from orpose.commands import verb_arguments
 from orpose.data.cli import mvor_to_coco, show, subset
+from orpose.evaluation import cli as evaluation_cli
 from orpose.lifting.cli import lift_train
 from orpose.teacher.cli import label
 
@@ -70,14 +73,14 @@ def evaluate(
     plot: bool = True,
     **options: Any,
 ) -> int:
-    """``orpose eval --gt GT --out OUT``: of prediction files ``pred`` (``{scale tag: file}``,
-    as ``--pred 12=FILE``) or of a student checkpoint ``model``; ``options``: the verb's others
-    by their names (``scales=[1.0, 12.0]``, ``max_detections=20``, ``images=Path(...)`` ...)."""
+    """``orpose eval --gt GT --out OUT``: :func:`orpose.evaluation.cli.evaluate_and_report` of
+    prediction files ``pred`` (``{scale tag: file}``, as ``--pred 12=FILE``) or of a student
+    checkpoint ``model``; ``options``: its others (``scales=[1.0, 12.0]``,
+    ``max_detections=20``, ``images=Path(...)`` ...)."""
     preds = None if pred is None else [f"{tag}={os.fspath(path)}" for tag, path in pred.items()]
-    args = verb_arguments(
-        ["eval"], gt=Path(gt), out=Path(out), pred=preds, model=model, no_plot=not plot, **options
+    return evaluation_cli.evaluate_and_report(
+        Path(gt), pred=preds, model=model, out=Path(out), plot=plot, **options
     )
-    return args.func(args)
 
 
 def predict(model: Path | str, inputs: Sequence[Path | str], out: Path, **options: Any) -> int:
