@@ -14,9 +14,9 @@ import yaml
 
 from orpose.heatmaps import gaussian_heatmaps
 from orpose.student.keypoint_head import heatmap_loss
+from orpose.student.picodet import distribution_focal_loss, quality_focal_loss
 from orpose.teacher.geometry import crop_for_box
 from orpose.training.distillation_data import crop_matrix, transform_points
-from orpose.training.topdown import distribution_focal_loss, quality_focal_loss
 
 
 def test_gaussian_targets():
@@ -74,7 +74,7 @@ def test_training_steps_on_a_real_image_lower_the_loss(shared, tmp_path):
     from orpose.teacher.config import PRESETS
     from orpose.teacher.teacher import Teacher
     from orpose.training.config import load_train_config
-    from orpose.training.topdown import TopDownTrainer
+    from orpose.training.trainer import Trainer
 
     folder = shared / "data" / "coco_person_unlabeled300" / "images"
     image_path = sorted(folder.iterdir())[0]
@@ -104,7 +104,7 @@ def test_training_steps_on_a_real_image_lower_the_loss(shared, tmp_path):
                    "optimizer": "adamw", "lr": 2e-4, "weight_decay": 0.0,
                    "warmup_iterations": 0},
     }))  # fmt: skip
-    trainer = TopDownTrainer(load_train_config(config_path), tmp_path / "out", "cpu")
+    trainer = Trainer(load_train_config(config_path), tmp_path / "out", "cpu")
     model = trainer.build_model()
     optimizer, _ = trainer.build_optimizer(model)
     batch = next(iter(trainer.make_loader(0)))
@@ -114,14 +114,14 @@ def test_training_steps_on_a_real_image_lower_the_loss(shared, tmp_path):
     hooks = [getattr(model, name).register_forward_hook(
                  lambda m, args, out, name=name: seen[name].append(tuple(args[0].shape[-2:])))
              for name in seen]  # fmt: skip
-    trainer.losses(model, model, batch)
+    trainer.strategy.losses(model, batch)
     for hook in hooks:
         hook.remove()
     assert seen == {"head": [(256, 192)], "native_head": [(128, 96)]}
 
     def total() -> float:
         with torch.no_grad():
-            return float(sum(trainer.losses(model, model, batch).values()))
+            return float(sum(trainer.strategy.losses(model, batch).values()))
 
     before = total()
     for _ in range(3):

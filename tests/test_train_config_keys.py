@@ -14,12 +14,8 @@ from torch import nn
 from orpose.cli import main
 from orpose.config import read_yaml_with_base
 from orpose.errors import ConfigError
-from orpose.training.config import (
-    FAMILY_LOSSES,
-    KEYPOINT_RCNN_WEIGHTS,
-    check_start_files,
-    load_train_config,
-)
+from orpose.student.registry import families
+from orpose.training.config import KEYPOINT_RCNN_WEIGHTS, check_start_files, load_train_config
 from orpose.training.trainer import build_optimizer
 
 CONFIGS = Path(__file__).resolve().parents[1] / "configs"
@@ -112,7 +108,7 @@ def test_the_old_no_op_loss_det_kd_entry_still_loads_and_is_dropped(tmp_path):
         _write(tmp_path, TOPDOWN), ["student.loss_weights={loss_det_kd: 1.0}"]
     )
     assert "loss_det_kd" not in config.student.loss_weights
-    assert set(config.student.loss_weights) <= set(FAMILY_LOSSES["picodet_tinypose"])
+    assert set(config.student.loss_weights) <= set(families()["picodet_tinypose"].losses)
     assert config.student.loss_weights["loss_kp2d_kd"] == 1.0
 
 
@@ -142,13 +138,12 @@ def test_the_keypoint_rcnn_losses_are_the_ones_the_model_returns():
               "keypoints3d_soft": torch.randn(1, 17, 3),
               "has3d": torch.ones(1, dtype=torch.bool)}  # fmt: skip
     losses = model([torch.rand(3, 90, 70)], [target])
-    assert sorted(losses) == sorted(FAMILY_LOSSES["keypoint_rcnn"])
+    assert sorted(losses) == sorted(families()["keypoint_rcnn"].losses)
 
 
 def test_the_cpu_student_losses_are_the_ones_its_training_computes():
     from orpose.student.keypoint_head import TopDownKeypointHead
-    from orpose.student.picodet import LevelOutputs
-    from orpose.training.topdown import detector_kd_losses
+    from orpose.student.picodet import LevelOutputs, detector_kd_losses
 
     class Trunk(nn.Module):
         def forward(self, x):
@@ -164,7 +159,7 @@ def test_the_cpu_student_losses_are_the_ones_its_training_computes():
                          torch.zeros(1, 4 * bins, 2, 2), 8)  # fmt: skip
     names |= set(detector_kd_losses([level], torch.full((1, 4), 0.5), torch.rand(1, 4, 4) * 16,
                                     bins))  # fmt: skip
-    assert sorted(names) == sorted(FAMILY_LOSSES["picodet_tinypose"])
+    assert sorted(names) == sorted(families()["picodet_tinypose"].losses)
 
 
 # -- settings the family's training does not read ---------------------------------------------

@@ -267,7 +267,6 @@ def test_a_run_started_before_the_native_head_resumes_without_it(tmp_path):
     the native path had its own head) keeps that architecture instead of the new default."""
     from orpose.safe_checkpoint import write_checkpoint
     from orpose.training.config import load_train_config
-    from orpose.training.topdown import TopDownTrainer
 
     config_path = tmp_path / "c.yaml"
     config_path.write_text(yaml.safe_dump({"student": {"family": "picodet_tinypose"},
@@ -275,7 +274,7 @@ def test_a_run_started_before_the_native_head_resumes_without_it(tmp_path):
     for saved, expected in (({"family": "picodet_tinypose"}, ""),
                             ({"family": "picodet_tinypose", "native_pose_model": "x"},
                              "tinypose_128x96")):  # fmt: skip
-        trainer = TopDownTrainer(load_train_config(config_path), tmp_path / "out", "cpu")
+        trainer = Trainer(load_train_config(config_path), tmp_path / "out", "cpu")
         trainer.out_dir.mkdir(exist_ok=True)
         write_checkpoint({"model": {}, "student_config": saved}, trainer.checkpoint_path())
         trainer.keep_resumed_architecture(read_checkpoint(trainer.checkpoint_path()))
@@ -287,13 +286,12 @@ def test_final_weight_mix_leaves_parts_the_model_names_as_trained(tmp_path):
     input (whose start has no accuracy there) is named in ``unmixed_prefixes`` and stays as
     trained, as does nothing else; the 128x96 native head is mixed as before."""
     from orpose.training.config import load_train_config
-    from orpose.training.topdown import TopDownTrainer
 
     config_path = tmp_path / "c.yaml"
     config_path.write_text(yaml.safe_dump({"student": {"family": "picodet_tinypose"},
                                            "data": {"train": ["labels.json"]},
                                            "solver": {"final_weight_mix": 0.25}}))  # fmt: skip
-    trainer = TopDownTrainer(load_train_config(config_path), tmp_path / "out", "cpu")
+    trainer = Trainer(load_train_config(config_path), tmp_path / "out", "cpu")
     for unmixed in ((), ("native_head.",)):
         model = torch.nn.ModuleDict({"head": torch.nn.Linear(2, 2),
                                      "native_head": torch.nn.Linear(2, 2)})  # fmt: skip

@@ -16,9 +16,9 @@ import numpy as np
 import torch
 
 from orpose.checkpoints.student import load_student, save_student
-from orpose.compat_torchvision import set_rpn_test_proposals
 from orpose.lifting.intrinsics import Intrinsics, LiftMapping, lift_mapping
 from orpose.student.model import ORPoseStudent, StudentConfig, build_student
+from orpose.student.registry import family_of, limit_holder
 
 __all__ = [
     "RANDOM_PREFIX",
@@ -70,23 +70,16 @@ def limit_proposals(model: ORPoseStudent, count: int | None) -> ORPoseStudent:
     if count is not None:
         if count < 1:
             raise ValueError(f"the number of proposals must be >= 1, got {count}")
-        if hasattr(model, "rpn"):  # a one-stage detector (the top-down student) has none
-            set_rpn_test_proposals(model.rpn, count)
+        hook = family_of(model).set_proposals  # a one-stage detector (the CPU student) has none
+        if hook is not None:
+            hook(model, count)
     return model
 
 
-# Where each family keeps its inference limits: (Keypoint R-CNN's RoIHeads attribute, the
-# top-down student's config field).
-_LIMITS = {
-    "people": ("detections_per_img", "max_people"),
-    "score": ("score_thresh", "pose_min_score"),
-}
-
-
 def _limit(model: torch.nn.Module, which: str) -> tuple[object, str]:
-    """The object and attribute that hold ``model``'s ``which`` limit."""
-    rcnn, topdown = _LIMITS[which]
-    return (model.roi_heads, rcnn) if hasattr(model, "roi_heads") else (model.config, topdown)
+    """The object and attribute that hold ``model``'s ``which`` limit (its family's entry,
+    :attr:`orpose.student.registry.StudentFamily.limits`)."""
+    return limit_holder(model, which)
 
 
 def limit_detections(model: torch.nn.Module, count: int | None) -> torch.nn.Module:
@@ -125,8 +118,8 @@ def fix_people(model: torch.nn.Module, count: int) -> torch.nn.Module:
     scene with that many people costs, whatever the weights (benchmarks, FLOP counts)."""
     setattr(*_limit(model, "score"), 0.0)
     setattr(*_limit(model, "people"), count)
-    if not hasattr(model, "roi_heads"):  # the top-down student also filters before NMS
-        model.config.det_min_score = 0.0
+    if "detection_score" in family_of(model).limits:  # a filter before NMS (the CPU student)
+        setattr(*_limit(model, "detection_score"), 0.0)
     return model
 
 

@@ -35,7 +35,7 @@ from torch import nn
 from orpose import lifting
 from orpose.errors import ModelError, OrposeError
 from orpose.safe_checkpoint import read_checkpoint, write_checkpoint
-from orpose.student.registry import build_student, student_config
+from orpose.student.registry import build_student, family_of, student_config
 
 __all__ = [
     "legacy_keys",
@@ -50,8 +50,6 @@ __all__ = [
 
 # Architecture changes recorded by older converted checkpoints -> the config field of each.
 LEGACY_PATCHES = {"stride_in_1x1": "stride_in_1x1"}
-# Config fields added later, per family: a saved config without one was built as this value says.
-LEGACY_DEFAULTS = {"picodet_tinypose": {"native_pose_model": ""}}  # the native path had no head
 # Parts that a later version added with pretrained starting weights of their own: a checkpoint
 # of an earlier version starts training without them (they keep their starting weights).
 ADDED_PARTS = ("native_head.",)
@@ -161,8 +159,9 @@ def _config_dict(state: dict, path: Path | str) -> dict:
 
 def legacy_fields(saved_config: dict) -> dict:
     """The fields a saved student config lacks because they came later, each with the value
-    that says how the saved student was built (:data:`LEGACY_DEFAULTS`)."""
-    legacy = LEGACY_DEFAULTS.get(saved_config.get("family"), {})
+    that says how the saved student was built (its family's ``legacy_defaults``, see
+    :mod:`orpose.student.registry`)."""
+    legacy = family_of(saved_config).legacy_defaults
     return {name: value for name, value in legacy.items() if name not in saved_config}
 
 

@@ -157,6 +157,7 @@ def run_export_cli(args: argparse.Namespace) -> int:
     from orpose.export.export import export_onnx, export_torchscript, has_fixed_size, sample_image
     from orpose.inference.onnx_runner import NATIVE_SUFFIX
     from orpose.predictor import limit_proposals, model_name, resolve_student, save_student
+    from orpose.student.registry import families, family_of
 
     is_random = args.checkpoint.startswith("random:")
     out = args.out or (Path("exports") if is_random else Path(args.checkpoint).parent)
@@ -168,8 +169,9 @@ def run_export_cli(args: argparse.Namespace) -> int:
         model = limit_proposals(resolve_student(args.checkpoint, args.h36_stats), args.proposals)
     except ValueError as err:
         raise UserError(str(err)) from err
-    if calibration and getattr(model.config, "family", "") != INT8_FAMILY:
-        raise UserError(f"--int8: only the CPU student (family {INT8_FAMILY}) has an int8 "
+    if calibration and not family_of(model).int8:
+        recipes = ", ".join(name for name, f in families().items() if f.int8)
+        raise UserError(f"--int8: only the CPU student (family {recipes}) has an int8 "
                         f"recipe; {args.checkpoint} is a {model.config.family}")  # fmt: skip
     stem = model_name(args.checkpoint)
     size = args.size
@@ -204,9 +206,6 @@ def run_export_cli(args: argparse.Namespace) -> int:
         if calibration:
             _write_int8(onnx_path, native_side, calibration, images, args)
     return 0
-
-
-INT8_FAMILY = "picodet_tinypose"
 
 
 def _calibration_frames(args: argparse.Namespace, check_images: Path | None) -> list[Path]:

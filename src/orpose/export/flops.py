@@ -29,21 +29,7 @@ from torch.utils.flop_counter import FlopCounterMode
 
 from orpose.export.export import ExportableStudent
 from orpose.predictor import fix_people
-
-STUDENT_PARTS = {
-    "backbone": "model.backbone",
-    "rpn": "model.rpn",
-    "box_head": "model.roi_heads.box_head",
-    "box_predictor": "model.roi_heads.box_predictor",
-    "keypoint_head": "model.roi_heads.kp_head",
-    "lifters": ("model.roi_heads.kp_head.lift_soft", "model.roi_heads.kp_head.lift_hard"),
-}
-
-TOPDOWN_PARTS = {
-    "detector": "model.detector",
-    "pose": ("model.head.trunk", "model.head.soft", "model.head.hard", "model.native_head"),
-    "lifters": ("model.head.lift_soft", "model.head.lift_hard"),
-}
+from orpose.student.registry import family_of
 
 
 @dataclass
@@ -60,6 +46,8 @@ class FlopCount:
 
 
 def _fvcore_count(wrapper: torch.nn.Module, image: torch.Tensor) -> FlopCount:
+    """fvcore's count, split into the parts of the student's family (its registry entry's
+    ``flop_parts``; the wrapper names the student ``model``)."""
     from fvcore.nn import FlopCountAnalysis  # optional (see student_flops)
 
     analysis = FlopCountAnalysis(wrapper, (image,))
@@ -71,10 +59,8 @@ def _fvcore_count(wrapper: torch.nn.Module, image: torch.Tensor) -> FlopCount:
         total = float(analysis.total())
         by_module = analysis.by_module()
     parts = {}
-    kind = TOPDOWN_PARTS if "model.detector" in by_module else STUDENT_PARTS
-    for part, names in kind.items():
-        names = (names,) if isinstance(names, str) else names
-        parts[part] = float(sum(by_module.get(n, 0) for n in names))
+    for part, names in family_of(wrapper.model).flop_parts.items():
+        parts[part] = float(sum(by_module.get(f"model.{n}", 0) for n in names))
     return FlopCount(total, parts, "fvcore")
 
 

@@ -27,6 +27,14 @@ import torch.nn.functional as F
 from orpose.compat_torchvision import keypoints_to_heatmap
 
 
+def weighted_losses(
+    losses: dict[str, torch.Tensor], weights: dict[str, float]
+) -> dict[str, torch.Tensor]:
+    """Each loss times its weight in ``student.loss_weights`` (1 where it has none): the one
+    place loss weights are applied, by each student's training losses (the trainer sums them)."""
+    return {k: v * weights.get(k, 1.0) for k, v in losses.items()}
+
+
 def _targets(
     keypoints: list[torch.Tensor], rois: list[torch.Tensor], size: int
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:

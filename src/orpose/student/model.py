@@ -20,10 +20,11 @@ from torchvision.models.detection.anchor_utils import AnchorGenerator
 from torchvision.models.detection.faster_rcnn import FastRCNNPredictor, TwoMLPHead
 from torchvision.models.detection.transform import GeneralizedRCNNTransform
 
-from orpose.compat_torchvision import resize_keypoints
+from orpose.compat_torchvision import resize_keypoints, set_rpn_test_proposals
 from orpose.config import build, option
 from orpose.student.backbones import build_backbone, use_stride_in_1x1
 from orpose.student.heads import TwoBranchKeypointHead
+from orpose.student.losses import weighted_losses
 from orpose.student.pooling import multiscale_roi_align
 from orpose.student.roi_heads import ORPoseRoIHeads
 
@@ -210,11 +211,16 @@ class ORPoseStudent(FasterRCNN):
         if self.training:
             if self.keypoint_head.has_lifters:
                 out.update(self.lifting_losses(targets))
-            w = self.config.loss_weights
-            return {k: v * w.get(k, 1.0) for k, v in out.items()}
+            return weighted_losses(out, self.config.loss_weights)
         if self.keypoint_head.has_lifters:
             self.lift(out, lift_mappings)
         return out
+
+
+def set_test_proposals(model: ORPoseStudent, count: int) -> None:
+    """The predictor hook of the family (:func:`orpose.predictor.limit_proposals`): keep at
+    most ``count`` RPN proposals per image at inference."""
+    set_rpn_test_proposals(model.rpn, count)
 
 
 def build_student(config: StudentConfig | dict | None = None) -> ORPoseStudent:

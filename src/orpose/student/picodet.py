@@ -11,7 +11,9 @@ file hard-codes for a 320x320 input, is written here for any input size:
   (Generalized Focal Loss's "integral" regression) times the level's stride.
 
 :class:`PicoDet` returns the raw per-level maps in training (distillation compares them with the
-teacher's) and boxes with scores in input pixels at inference.
+teacher's) and boxes with scores in input pixels at inference. Its training losses live here,
+beside it (:meth:`PicoDet.distillation_losses`: a quality focal loss on the teacher's per-cell
+scores, GFL's distribution focal loss on its boxes).
 """
 
 from __future__ import annotations
@@ -27,6 +29,8 @@ from torch import fx, nn
 from orpose.student.onnx_import import OnnxImportError, import_onnx, static_shapes
 
 DFL_BINS = 8  # reg_max + 1 of PicoDet's GFL head
+QFL_BETA = 2.0  # quality focal loss exponent (Li et al., Generalized Focal Loss)
+BOX_MIN_SCORE = 0.05  # teacher cells below this score do not teach boxes
 
 
 @dataclass
@@ -142,3 +146,107 @@ class PicoDet(nn.Module):
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         return self.decode(self.levels(x))
+
+    def distillation_losses(
+        self, levels: list[LevelOutputs], scores: torch.Tensor, boxes: torch.Tensor
+    ) -> dict[str, torch.Tensor]:
+        """The detector's own losses (its head owns them, as detectron2's heads do): its
+        ``levels`` against the teacher's per-cell scores and boxes, see
+        :func:`detector_kd_losses`."""
+        return detector_kd_losses(levels, scores, boxes, self.bins)
+
+
+# -- the detector's distillation losses (training: orpose.training.topdown) ----------------
+
+
+def quality_focal_loss(
+    log_p: torch.Tensor, log_not_p: torch.Tensor, p: torch.Tensor, target: torch.Tensor
+) -> torch.Tensor:
+    """Per-cell BCE with a soft target, weighted by |target - p|^beta (summed, not averaged)."""
+    bce = -(target * log_p + (1 - target) * log_not_p)
+    return (bce * (target - p).abs().pow(QFL_BETA)).sum()
+
+
+def distribution_focal_loss(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """GFL's DFL: ``logits`` ``(M, bins)``, ``target`` ``(M,)`` in [0, bins - 1] -> ``(M,)``.
+
+    The two bins around the target share it linearly: -(r - t) log P(l) - (t - l) log P(r).
+    """
+    bins = logits.shape[-1]
+    target = target.clamp(0, bins - 1 - 1e-4)
+    left = target.floor().long()
+    w_right = target - left
+    log_prob = F.log_softmax(logits, -1)
+    lp_left = log_prob.gather(-1, left[:, None])[:, 0]
+    lp_right = log_prob.gather(-1, (left + 1)[:, None])[:, 0]
+    return -((1 - w_right) * lp_left + w_right * lp_right)
+
+
+def shift_levels(
+    scores: torch.Tensor, boxes: torch.Tensor, teacher_sizes: list[tuple[int, int]], shift: int
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """The teacher's cells of levels ``shift`` and coarser, boxes divided by ``2 ** shift``: the
+    targets of a student that sees the view at ``1 / 2 ** shift`` of the teacher's input size.
+
+    A level of stride s on a half-size input covers the image as the teacher's level of stride
+    2s does (same grid, same cell centres), and a person there is half as large in pixels.
+    """
+    start = sum(h * w for h, w in teacher_sizes[:shift])
+    return scores[:, start:], boxes[:, start:] / 2**shift
+
+
+def detector_kd_losses(
+    levels: list[LevelOutputs], scores: torch.Tensor, boxes: torch.Tensor, bins: int
+) -> dict[str, torch.Tensor]:
+    """Dense distillation of the detector: student levels vs the teacher's per-cell scores
+    ``(N, A)`` and boxes ``(N, A, 4)`` (input pixels) of the same view, cells in the same order.
+    Student levels without teacher cells (the coarsest ones after :func:`shift_levels`) learn
+    nothing here.
+
+    Both losses are normalised by the sum of the teacher's scores (its "number of positives").
+    """
+    cells = scores.shape[1]
+    kept, count = [], 0
+    for level in levels:
+        n = level.logit_a.shape[-2] * level.logit_a.shape[-1]
+        if count + n > cells:
+            break
+        kept.append(level)
+        count += n
+    if count != cells:
+        raise ValueError(f"{cells} teacher cells do not match the student's levels")
+    levels = kept
+    log_p, log_not_p, p, dist_logits, centres, strides = [], [], [], [], [], []
+    for level in levels:
+        n, _, h, w = level.logit_a.shape
+        la, lb = F.logsigmoid(level.logit_a), F.logsigmoid(level.logit_b)
+        lp = (0.5 * (la + lb)).reshape(n, h * w)
+        prob = lp.exp()
+        log_p.append(lp)
+        p.append(prob)
+        log_not_p.append(torch.log1p(-prob.clamp(max=1 - 1e-6)))
+        logits = level.box_logits.reshape(n, 4, bins, h * w).permute(0, 3, 1, 2)
+        dist_logits.append(logits)  # (N, HW, 4, bins)
+        ys, xs = torch.meshgrid(
+            torch.arange(h, dtype=prob.dtype), torch.arange(w, dtype=prob.dtype), indexing="ij"
+        )
+        centre = torch.stack([xs.reshape(-1), ys.reshape(-1)], -1).add(0.5) * level.stride
+        centres.append(centre.to(prob.device))
+        strides.append(torch.full((h * w,), float(level.stride), device=prob.device))
+    log_p_all, log_not_all, p_all = (torch.cat(t, 1) for t in (log_p, log_not_p, p))
+    normaliser = scores.sum().clamp_min(1.0)
+    cls = quality_focal_loss(log_p_all, log_not_all, p_all.detach(), scores) / normaliser
+    centre, stride = torch.cat(centres), torch.cat(strides)
+    teacher_dist = torch.cat([centre - boxes[..., :2], boxes[..., 2:] - centre], -1)
+    teacher_dist = teacher_dist / stride[None, :, None]  # (N, A, 4) in strides
+    logits = torch.cat(dist_logits, 1)  # (N, A, 4, bins)
+    chosen = scores >= BOX_MIN_SCORE
+    if chosen.any():
+        dfl = distribution_focal_loss(
+            logits[chosen].reshape(-1, bins), teacher_dist[chosen].reshape(-1)
+        )
+        weight = scores[chosen][:, None].expand(-1, 4).reshape(-1)
+        box = (dfl * weight).sum() / (4 * normaliser)
+    else:
+        box = logits.sum() * 0
+    return {"loss_det_cls": cls, "loss_det_box": box}

@@ -1,16 +1,30 @@
-"""One registry of student families: each entry carries its config class, its builder and the
-facts the rest of the package needs (which trainer, whether its ONNX graph takes any image size).
+"""One registry of student families: each entry holds all that is particular to its family.
 
-As timm's ``register_model``: code that needs to know about families (checkpoints, training,
-export, bench) asks the registry instead of keeping its own list. A config dict names its family
-under ``family`` (default ``keypoint_rcnn``, the paper's student, for files written before there
-were several).
+As timm's ``register_model``: code that needs to know about families (checkpoints, the predictor,
+training, export, bench) asks the registry instead of keeping its own list or testing a model's
+attributes. An entry (:class:`StudentFamily`) carries
+
+- its config class and builder;
+- its inference limits (:attr:`~StudentFamily.limits`, where each knob of
+  :mod:`orpose.predictor` lives on the model) and its predictor hooks (``set_proposals``);
+- its FLOP parts (:mod:`orpose.export.flops`: part -> module names);
+- its legacy defaults (config fields added later, with the value older files were built with)
+  and legacy loss-weight keys;
+- the losses its training returns (the keys ``student.loss_weights`` may weight) and the
+  training settings only it reads;
+- its training strategy (``"module:Class"``, the per-family part of
+  :class:`orpose.training.trainer.Trainer`: the registry sits below training, so it names it);
+- facts such as "CPU" or "has an int8 recipe".
+
+A config dict names its family under ``family`` (default ``keypoint_rcnn``, the paper's student,
+for files written before there were several).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from types import MappingProxyType
 from typing import Any
 
 from torch import nn
@@ -18,31 +32,67 @@ from torch import nn
 from orpose.errors import ConfigError
 
 DEFAULT_FAMILY = "keypoint_rcnn"
+# The inference limits every family names (see orpose.predictor): the most people per image and
+# the least person score; "detection_score" (optional) is a score filter before NMS
+LIMITS = ("people", "score")
+
+
+def _frozen(mapping: Mapping | None = None) -> Mapping:
+    return MappingProxyType(dict(mapping or {}))
 
 
 @dataclass(frozen=True)
 class StudentFamily:
-    """A kind of student."""
+    """A kind of student: everything the rest of the package knows about it."""
 
     name: str
     config_class: type
-    build: Callable[[Any], nn.Module]
-    trainer: str  # "module:Class" of its training loop
+    build: Callable[..., nn.Module]
+    strategy: str  # "module:Class" of its training strategy (orpose.training)
     summary: str
+    # limit name -> dotted attribute path from the model ("roi_heads.detections_per_img")
+    limits: Mapping[str, str] = field(default_factory=_frozen)
+    # predictor hook: keep at most ``count`` region proposals at inference (None: no proposals)
+    set_proposals: Callable[[nn.Module, int], None] | None = None
+    # FLOP-count part -> names of the modules (from the model) whose counts it sums
+    flop_parts: Mapping[str, tuple[str, ...]] = field(default_factory=_frozen)
+    # config fields added later: a saved config without one was built as this value says
+    legacy_defaults: Mapping[str, Any] = field(default_factory=_frozen)
+    # the losses its training returns: the keys ``student.loss_weights`` weights
+    losses: tuple[str, ...] = ()
+    # loss-weight keys earlier versions wrote but that weighted no loss: accepted at this value
+    legacy_loss_weights: Mapping[str, float] = field(default_factory=_frozen)
+    # training settings ("section.name") only this family's training reads
+    settings: tuple[str, ...] = ()
     cpu: bool = False  # meant to train and run on a CPU
+    int8: bool = False  # has an int8 export recipe (orpose.export.int8)
 
 
 FAMILIES: dict[str, StudentFamily] = {}
 
 
 def register_family(family: StudentFamily) -> StudentFamily:
+    """Add a family (refused: a name registered twice, an entry without the shared limits)."""
+    if family.name in FAMILIES:
+        raise ValueError(f"student family {family.name!r} is registered already")
+    missing = [name for name in LIMITS if name not in family.limits]
+    if missing:
+        raise ValueError(f"student family {family.name!r}: no limit {', '.join(missing)}")
     FAMILIES[family.name] = family
     return family
 
 
-def family_of(config: Any) -> StudentFamily:
-    """The family of a config object or dict."""
+def families() -> dict[str, StudentFamily]:
+    """Every registered family, by name (the built-in ones included)."""
     _register_builtin()
+    return dict(FAMILIES)
+
+
+def family_of(config: Any) -> StudentFamily:
+    """The family of a config object or dict, or of a student (its ``config``)."""
+    _register_builtin()
+    if isinstance(config, nn.Module):
+        config = config.config
     name = config.get("family", DEFAULT_FAMILY) if isinstance(config, dict) else config.family
     if name not in FAMILIES:
         raise ConfigError(f"unknown student family {name!r}; known: {', '.join(sorted(FAMILIES))}")
@@ -63,6 +113,15 @@ def build_student(config: Any = None, **kwargs: Any) -> nn.Module:
     return family_of(config).build(config, **kwargs)
 
 
+def limit_holder(model: nn.Module, which: str) -> tuple[object, str]:
+    """The object and attribute that hold ``model``'s ``which`` limit (see :data:`LIMITS`)."""
+    *path, attribute = family_of(model).limits[which].split(".")
+    holder: object = model
+    for name in path:
+        holder = getattr(holder, name)
+    return holder, attribute
+
+
 _BUILTIN_DONE = False
 
 
@@ -72,7 +131,7 @@ def _register_builtin() -> None:
     if _BUILTIN_DONE:
         return
     _BUILTIN_DONE = True
-    from orpose.student.model import ORPoseStudent, StudentConfig
+    from orpose.student.model import ORPoseStudent, StudentConfig, set_test_proposals
     from orpose.student.topdown import TopDownConfig, TopDownStudent
 
     register_family(
@@ -80,8 +139,38 @@ def _register_builtin() -> None:
             "keypoint_rcnn",
             StudentConfig,
             ORPoseStudent,
-            "orpose.training.trainer:Trainer",
+            "orpose.training.keypoint_rcnn:KeypointRCNNStrategy",
             "the paper's student: Keypoint R-CNN, two-branch heatmap head, two lifters",
+            limits=_frozen(
+                {"people": "roi_heads.detections_per_img", "score": "roi_heads.score_thresh"}
+            ),
+            set_proposals=set_test_proposals,
+            flop_parts=_frozen(
+                {
+                    "backbone": ("backbone",),
+                    "rpn": ("rpn",),
+                    "box_head": ("roi_heads.box_head",),
+                    "box_predictor": ("roi_heads.box_predictor",),
+                    "keypoint_head": ("roi_heads.kp_head",),
+                    "lifters": ("roi_heads.kp_head.lift_soft", "roi_heads.kp_head.lift_hard"),
+                }
+            ),
+            # torchvision's RPN and box losses, ORPoseRoIHeads' two 2D losses, the two lifters'
+            losses=(
+                "loss_objectness",
+                "loss_rpn_box_reg",
+                "loss_classifier",
+                "loss_box_reg",
+                "loss_kp2d_hard",
+                "loss_kp2d_soft",
+                "loss_kp3d_soft",
+                "loss_kp3d_hard",
+            ),
+            settings=(
+                "solver.accumulate",
+                "solver.backbone_lr_factor",  # its parameters under backbone.body.
+                "data.images_with_people_only",
+            ),
         )
     )
     register_family(
@@ -89,8 +178,45 @@ def _register_builtin() -> None:
             "picodet_tinypose",
             TopDownConfig,
             TopDownStudent,
-            "orpose.training.topdown:TopDownTrainer",
+            "orpose.training.topdown:TopDownStrategy",
             "the CPU student: PicoDet detector + RoIAlign crops + TinyPose two-branch head",
+            limits=_frozen(
+                {
+                    "people": "config.max_people",
+                    "score": "config.pose_min_score",
+                    "detection_score": "config.det_min_score",
+                }
+            ),
+            flop_parts=_frozen(
+                {
+                    "detector": ("detector",),
+                    "pose": ("head.trunk", "head.soft", "head.hard", "native_head"),
+                    "lifters": ("head.lift_soft", "head.lift_hard"),
+                }
+            ),
+            legacy_defaults=_frozen({"native_pose_model": ""}),  # the native path had no head
+            # TopDownStudent.losses: its heads', its lifters' and its detector's (PicoDet's)
+            losses=(
+                "loss_kp2d_hard",
+                "loss_kp2d_soft",
+                "loss_kp2d_kd",
+                "loss_kp3d_soft",
+                "loss_kp3d_hard",
+                "loss_det_cls",
+                "loss_det_box",
+            ),
+            legacy_loss_weights=_frozen({"loss_det_kd": 1.0}),
+            settings=(
+                "solver.detector_batch_size",
+                "solver.anchor_weight",
+                "data.scale_jitter",
+                "data.shift_jitter",
+                "data.rotation",
+                "data.rotation_prob",
+                "data.image_crop",
+                "data.native_share",
+            ),
             cpu=True,
+            int8=True,
         )
     )

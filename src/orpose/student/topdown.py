@@ -39,6 +39,7 @@ import itertools
 import math
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import ClassVar
 
 import torch
 import torch.nn.functional as F
@@ -49,8 +50,9 @@ from orpose.compat_torchvision import topk_min
 from orpose.config import build, option
 from orpose.errors import ConfigError, ModelError
 from orpose.student.keypoint_head import TopDownKeypointHead
+from orpose.student.losses import weighted_losses
 from orpose.student.onnx_import import import_onnx
-from orpose.student.picodet import PicoDet, find_head_tensors
+from orpose.student.picodet import LevelOutputs, PicoDet, find_head_tensors, shift_levels
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -165,8 +167,16 @@ class TopDownStudent(nn.Module):
       ``keypoints`` ``(N, 17, 3)`` (x, y, 1), ``keypoints_scores`` ``(N, 17)`` in [0, 1],
       ``keypoints_soft_branch`` / ``keypoints_hard_branch`` and ``keypoints3d`` (mm).
     - training uses the parts: :meth:`detector_input`, ``detector.levels``, :meth:`crop`,
-      ``head`` and ``native_head`` (:meth:`head_for`); see :mod:`orpose.training.topdown`.
+      ``head`` and ``native_head`` (:meth:`head_for`), and :meth:`losses` on their outputs;
+      see :mod:`orpose.training.topdown`.
     """
+
+    # The groups of a training batch (orpose.training.distillation_data): person crops (group ->
+    # the key of their pixels; ``people_native`` go through the native path's head) and whole
+    # views (group -> how many of the teacher detector's finest levels it skips: the native
+    # path's detector input is half the size)
+    CROP_GROUPS: ClassVar[dict[str, str]] = {"people": "crop", "people_native": "native_crop"}
+    VIEW_GROUPS: ClassVar[dict[str, int]] = {"images": 0, "images_native": 1}
 
     def __init__(self, config: TopDownConfig, sources: dict[str, bytes] | None = None):
         super().__init__()
@@ -205,6 +215,7 @@ class TopDownStudent(nn.Module):
         self.force_native: bool | None = None
         self.register_buffer("mean", torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1), False)
         self.register_buffer("std", torch.tensor(IMAGENET_STD).view(1, 3, 1, 1), False)
+        self._teacher_level_sizes: list[tuple[int, int]] | None = None  # see losses
 
     def _pose_head(
         self, pose_model, crop_size: tuple[int, int], lifter_config: dict | None = None,
@@ -324,6 +335,62 @@ class TopDownStudent(nn.Module):
     ) -> torch.Tensor:
         """Image-pixel points ``(R, K, 2)`` -> crop pixels."""
         return (points - regions[:, None, :2]) / self._region_scale(regions, native)[:, None]
+
+    # -- training ----------------------------------------------------------------------------
+    def losses(
+        self,
+        heads: list[tuple[torch.Tensor, torch.Tensor]],
+        pyramids: list[list[LevelOutputs]],
+        batch: dict[str, dict[str, torch.Tensor]],
+    ) -> dict[str, torch.Tensor]:
+        """The student's training losses, weighted by ``loss_weights``: its heads' (the paper's
+        two 2D losses and the distillation of the teacher's heatmaps), its lifters' and its
+        detector's (:meth:`PicoDet.distillation_losses`).
+
+        ``heads``: (HM_soft, HM_hard) of each crop group of ``batch`` present
+        (:data:`CROP_GROUPS` order), ``pyramids``: the detector levels of each view group
+        present (:data:`VIEW_GROUPS` order); ``batch``: the targets, per group."""
+        dev = self.mean.device
+        crop_groups = [g for g in self.CROP_GROUPS if g in batch]
+        view_groups = [(g, shift) for g, shift in self.VIEW_GROUPS.items() if g in batch]
+        out: dict[str, torch.Tensor] = {}
+
+        def add(losses: dict[str, torch.Tensor]) -> None:
+            for k, v in losses.items():
+                out[k] = out[k] + v if k in out else v
+
+        for group, (hm_soft, hm_hard) in zip(crop_groups, heads, strict=True):
+            p = {k: v.to(dev) for k, v in batch[group].items()}
+            if group == "people":
+                add(self.head.losses(hm_soft, hm_hard, p["soft"], p["hard"], p["teacher"]))
+                with3d = p["has3d"].bool()
+                add(
+                    self.head.lifting_losses(
+                        p["soft_image"][with3d],
+                        p["hard_image"][with3d],
+                        p["pose3d"][with3d],
+                        self.config.lift_loss_unit_mm,
+                    )
+                )
+            else:  # the native low-resolution path: its smaller crops, through its own head
+                add(self.head_for(True).losses(hm_soft, hm_hard, p["native_soft"],
+                                               p["native_hard"], p["native_teacher"]))  # fmt: skip
+        for (group, shift), levels in zip(view_groups, pyramids, strict=True):
+            scores, boxes = batch[group]["scores"].to(dev), batch[group]["boxes"].to(dev)
+            if shift:
+                scores, boxes = shift_levels(scores, boxes, self.teacher_level_sizes(), shift)
+            add(self.detector.distillation_losses(levels, scores, boxes))
+        return weighted_losses(out, self.config.loss_weights)
+
+    def teacher_level_sizes(self) -> list[tuple[int, int]]:
+        """(height, width) of the teacher detector's levels at its input size (computed once:
+        the student's detector has the same levels at ``detector_size``)."""
+        if self._teacher_level_sizes is None:
+            w, h = self.config.detector_size
+            with torch.no_grad():
+                probe = self.detector.levels(torch.zeros(1, 3, h, w, device=self.mean.device))
+            self._teacher_level_sizes = [tuple(level.logit_a.shape[-2:]) for level in probe]
+        return self._teacher_level_sizes
 
     # -- inference ---------------------------------------------------------------------------
     def detect(

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import importlib
 import sys
 from pathlib import Path
 
@@ -173,8 +172,8 @@ def save_resolved_config(config, path: Path, args: argparse.Namespace) -> Path:
 
 
 def trainer_class(config):
-    """The training loop of the config's student family (see orpose.student.registry)."""
-    from orpose.student.registry import family_of
+    """The training loop: one for every family, which runs the strategy the config's student
+    family names (see orpose.student.registry and orpose.training.strategy)."""
+    from orpose.training.trainer import Trainer
 
-    module, name = family_of(config.student).trainer.split(":")
-    return getattr(importlib.import_module(module), name)
+    return Trainer

@@ -7,10 +7,11 @@ solver.lr=0.01`` overrides a value from the CLI. Every field is type- and range-
 :mod:`orpose.config`; errors name the file and the dotted key.
 
 Every key is honoured or refused: a loss weight must name a loss the family's training returns
-(:data:`FAMILY_LOSSES`); a setting only another family's training reads must keep its default
-(:data:`READ_ONLY_BY`); a Keypoint R-CNN student under frozen batch norm must name its starting
-weights (``init_weights``). ``{models}`` in ``init_weights`` / ``init_lifter`` is the models folder
-(``ORPOSE_MODELS``, else ``<shared>/models``, see :mod:`orpose.paths`).
+(its registry entry's ``losses``); a setting only another family's training reads (that
+family's ``settings``) must keep its default; a Keypoint R-CNN student under frozen batch norm
+must name its starting weights (``init_weights``). ``{models}`` in ``init_weights`` /
+``init_lifter`` is the models folder (``ORPOSE_MODELS``, else ``<shared>/models``, see
+:mod:`orpose.paths`).
 """
 
 from __future__ import annotations
@@ -25,26 +26,13 @@ from orpose.data.lowres import LowResSchedule
 from orpose.errors import ConfigError
 from orpose.paths import expand_shared, models_dir, shared_dir
 from orpose.student.model import StudentConfig
-from orpose.student.registry import family_of
+from orpose.student.registry import StudentFamily, families, family_of
+from orpose.training.strategy import strategy_class
 
 # torchvision's COCO Keypoint R-CNN weights: the paper's "default student", every Keypoint R-CNN
 # run's start (configs/orpose_base.yaml names it in the models folder)
 KEYPOINT_RCNN_WEIGHTS = "keypointrcnn_resnet50_fpn_coco-fc266e95.pth"
 
-# The losses each built-in family's training returns: the keys ``student.loss_weights`` weights
-# (tests/test_train_config_keys.py checks them against the losses the code computes)
-FAMILY_LOSSES: dict[str, tuple[str, ...]] = {
-    # torchvision's RPN and box losses, ORPoseRoIHeads' two 2D losses, the two lifters'
-    "keypoint_rcnn": ("loss_objectness", "loss_rpn_box_reg", "loss_classifier", "loss_box_reg",
-                      "loss_kp2d_hard", "loss_kp2d_soft", "loss_kp3d_soft", "loss_kp3d_hard"),
-    # TopDownKeypointHead.losses, its lifters' and orpose.training.topdown.detector_kd_losses
-    "picodet_tinypose": ("loss_kp2d_hard", "loss_kp2d_soft", "loss_kp2d_kd", "loss_kp3d_soft",
-                         "loss_kp3d_hard", "loss_det_cls", "loss_det_box"),
-}  # fmt: skip
-# Loss-weight keys that earlier versions wrote into every config and checkpoint of a family but
-# that weighted no loss: accepted at that value (saved configs and checkpoints still load, e.g.
-# by `orpose adapt`) and dropped; any other value is refused
-LEGACY_LOSS_WEIGHTS: dict[str, dict[str, float]] = {"picodet_tinypose": {"loss_det_kd": 1.0}}
 _LOSS_HINTS = {"loss_det_kd": "the detector's distillation losses: loss_det_cls, loss_det_box"}
 
 
@@ -97,24 +85,11 @@ class SolverConfig:
     log_every: int = option(20, min=1)
 
 
-# Settings that only some families' training reads (the other families ignore them): for the
-# others, any value but the default is refused (resolved config.yaml files hold every default)
-_KEYPOINT_RCNN, _TOPDOWN = ("keypoint_rcnn",), ("picodet_tinypose",)
-READ_ONLY_BY: dict[str, tuple[str, ...]] = {
-    "solver.accumulate": _KEYPOINT_RCNN,
-    "solver.backbone_lr_factor": _KEYPOINT_RCNN,  # its parameters under backbone.body.
-    "data.images_with_people_only": _KEYPOINT_RCNN,
-    "solver.detector_batch_size": _TOPDOWN,
-    "solver.anchor_weight": _TOPDOWN,
-    "data.scale_jitter": _TOPDOWN,
-    "data.shift_jitter": _TOPDOWN,
-    "data.rotation": _TOPDOWN,
-    "data.rotation_prob": _TOPDOWN,
-    "data.image_crop": _TOPDOWN,
-    "data.native_share": _TOPDOWN,
-}
-# backbones without a strided bottleneck 1x1 for student.stride_in_1x1 to move a stride into
-_NO_BOTTLENECK = ("resnet18_fpn", "mobilenet_v3_fpn", "picodet_lcnet")
+def read_only_by(key: str) -> tuple[str, ...]:
+    """The families whose training reads the setting ``key`` (``section.name``) that only some
+    read (their entries' ``settings``): for the others any value but the default is refused
+    (resolved config.yaml files hold every default)."""
+    return tuple(name for name, f in families().items() if key in f.settings)
 
 
 @dataclass
@@ -158,8 +133,8 @@ class TrainConfig:
             ) from None
         if config.solver.accumulate > config.solver.batch_size:
             raise ConfigError(f"{source}: solver.accumulate: larger than solver.batch_size")
-        check_loss_weights(config, family.name, source)
-        check_family_settings(config, family.name, source)
+        check_loss_weights(config, family, source)
+        check_family_settings(config, family, source)
         return config
 
 
@@ -175,16 +150,17 @@ def load_train_config(path: Path | str, overrides: list[str] = ()) -> TrainConfi
     return config
 
 
-def check_loss_weights(config: TrainConfig, family: str, source: str) -> None:
-    """Every ``student.loss_weights`` key names a loss the family's training returns."""
+def check_loss_weights(config: TrainConfig, family: StudentFamily, source: str) -> None:
+    """Every ``student.loss_weights`` key names a loss the family's training returns (its
+    registry entry's ``losses``)."""
     weights = getattr(config.student, "loss_weights", None)
     if not isinstance(weights, dict):
         return
-    valid = FAMILY_LOSSES.get(family)
-    if valid is None:  # a family registered elsewhere: its config's own default keys
+    valid = family.losses
+    if not valid:  # a family registered without its losses: its config's own default keys
         default = type(config.student)().loss_weights
         valid = tuple(default)
-    legacy = LEGACY_LOSS_WEIGHTS.get(family, {})
+    legacy = family.legacy_loss_weights
     for key, value in weights.items():
         if key in valid or (key in legacy and value == legacy[key]):
             continue
@@ -192,28 +168,29 @@ def check_loss_weights(config: TrainConfig, family: str, source: str) -> None:
             f"did you mean {m}?" for m in difflib.get_close_matches(key, valid, 1)
         )
         raise ConfigError(
-            f"{source}: student.loss_weights.{key}: names no loss of the {family} student"
+            f"{source}: student.loss_weights.{key}: names no loss of the {family.name} student"
             + (f" ({hint})" if hint else "")
             + f"; its losses: {', '.join(valid)}"
         )
     config.student.loss_weights = {k: v for k, v in weights.items() if k in valid}
 
 
-def check_family_settings(config: TrainConfig, family: str, source: str) -> None:
-    """Refuse settings the family's training would ignore, and a Keypoint R-CNN student that
-    would start from random weights under frozen batch norm."""
-    if family not in FAMILY_LOSSES:
-        return  # what a family registered elsewhere reads is its own business
+def check_family_settings(config: TrainConfig, family: StudentFamily, source: str) -> None:
+    """Refuse settings the family's training would ignore (those other families' entries name
+    in their ``settings``), and what its strategy refuses (``check_config``: e.g. a Keypoint
+    R-CNN student that would start from random weights under frozen batch norm)."""
+    if not family.losses:
+        return  # what a family registered without its facts reads is its own business
     defaults = {"solver": SolverConfig(), "data": DataConfig()}
-    for key, readers in READ_ONLY_BY.items():
+    for key in dict.fromkeys(k for f in families().values() for k in f.settings):
         section, name = key.split(".")
         value = getattr(getattr(config, section), name)
         default = getattr(defaults[section], name)
-        if family not in readers and value != default:
+        if key not in family.settings and value != default:
             raise ConfigError(
-                f"{source}: {key}: has no effect on the {family} student (only "
-                f"{', '.join(readers)} training reads it); remove it or keep its default "
-                f"{default!r}"
+                f"{source}: {key}: has no effect on the {family.name} student (only "
+                f"{', '.join(read_only_by(key))} training reads it); remove it or keep its "
+                f"default {default!r}"
             )
     s = config.solver
     if s.optimizer == "adamw" and s.momentum != defaults["solver"].momentum:
@@ -221,28 +198,7 @@ def check_family_settings(config: TrainConfig, family: str, source: str) -> None
             f"{source}: solver.momentum: has no effect with solver.optimizer: adamw (SGD's "
             "momentum; AdamW keeps torch's betas); remove it or use solver.optimizer: sgd"
         )
-    if family != "keypoint_rcnn":
-        return
-    st = config.student
-    if st.stride_in_1x1 and st.backbone in _NO_BOTTLENECK:
-        raise ConfigError(
-            f"{source}: student.stride_in_1x1: has no effect on {st.backbone} (no strided "
-            "bottleneck 1x1 convolutions; resnet50_fpn has them)"
-        )
-    if config.init_weights and st.backbone_init == "random":
-        raise ConfigError(
-            f"{source}: student.backbone_init: random has no effect when init_weights "
-            f"({config.init_weights}) loads the backbone's weights"
-        )
-    random_start = st.backbone != "picodet_lcnet" or st.backbone_init == "random"
-    if not config.init_weights and random_start and st.norm == "frozen_bn":
-        raise ConfigError(
-            f"{source}: init_weights: not set, so the {st.backbone} student would start from "
-            "random weights under frozen batch norm (student.norm: frozen_bn); give its "
-            f"starting weights (resnet50_fpn: torchvision's COCO Keypoint R-CNN file "
-            f'{KEYPOINT_RCNN_WEIGHTS} in the models folder, init_weights: "{{models}}/'
-            f'{KEYPOINT_RCNN_WEIGHTS}"), or train from scratch with student.norm: gn'
-        )
+    strategy_class(config).check_config(config, source)
 
 
 def check_start_files(config: TrainConfig, source: str) -> None:

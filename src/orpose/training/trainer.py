@@ -1,5 +1,6 @@
 """The distillation training loop: SGD or AdamW with warm-up and step or cosine decay,
-accumulation, checkpoints.
+accumulation, checkpoints; one loop for every student family, whose registry entry names the
+strategy (:mod:`orpose.training.strategy`) that builds its model, batches and losses.
 
 Checkpoints (``last.pt``) are written atomically every ``checkpoint_every`` iterations with the
 model, optimizer, scheduler, iteration and torch RNG state; ``--resume`` continues from there and,
@@ -13,9 +14,9 @@ each rank takes its share of every batch; rank 0 writes the files).
 
 from __future__ import annotations
 
-import bisect
 import csv
 import dataclasses
+import functools
 import logging
 import math
 import os
@@ -28,35 +29,14 @@ import torch.distributed as dist
 from tqdm import tqdm
 
 from orpose.atomic import write_atomic
-from orpose.checkpoints import (
-    load_lifters,
-    read_checkpoint,
-    save_student,
-    student_state,
-    write_checkpoint,
-)
-from orpose.checkpoints.torchvision import (
-    checkpoint_lifter_config,
-    load_torchvision_keypointrcnn,
-    read_weight_file,
-)
-from orpose.data.coco import load_pose_dataset
-from orpose.data.lowres import LowResSchedule
-from orpose.student.model import ORPoseStudent, build_student
+from orpose.checkpoints import read_checkpoint, save_student, student_state, write_checkpoint
 from orpose.training.config import SolverConfig, TrainConfig
-from orpose.training.dataset import PseudoLabelDataset
-from orpose.training.sampler import IterationBatchSampler
+from orpose.training.strategy import TrainingStrategy, strategy_class, unwrap
 from orpose.viz.charts import plot_loss_curves
 
 log = logging.getLogger(__name__)
 CHECKPOINT_NAME = "last.pt"
 TRAINED_NAME = "trained.pt"  # the raw training state when last.pt holds mixed weights
-
-
-def unwrap(model: torch.nn.Module) -> torch.nn.Module:
-    """The student inside a DistributedDataParallel wrapper (and a training view of it)."""
-    model = getattr(model, "module", model)
-    return getattr(model, "student", model)
 
 
 def lr_factor(iteration: int, solver: SolverConfig) -> float:
@@ -97,39 +77,12 @@ def build_optimizer(model: torch.nn.Module, solver: SolverConfig):
     return optimizer, scheduler
 
 
-def collate(batch):
-    return [b[0] for b in batch], [b[1] for b in batch]
-
-
-def load_training_sets(config: TrainConfig) -> PseudoLabelDataset | torch.utils.data.ConcatDataset:
-    """One dataset per pseudo-label file, concatenated (images of each file from its own root)."""
-    if not config.data.train:
-        raise ValueError("data.train lists no pseudo-label file")
-    schedule = LowResSchedule.from_spec(config.data.lowres)
-    sets = [
-        PseudoLabelDataset(
-            load_pose_dataset(path, config.data.image_root, check_images=True),
-            schedule,
-            config.data.flip,
-            config.data.images_with_people_only,
-        )
-        for path in config.data.train
-    ]
-    return sets[0] if len(sets) == 1 else _Concat(sets)
-
-
-class _Concat(torch.utils.data.ConcatDataset):
-    """ConcatDataset whose items are (index, seed) pairs like PseudoLabelDataset's."""
-
-    def __getitem__(self, item):
-        index, seed = item
-        d = bisect.bisect_right(self.cumulative_sizes, index)
-        start = 0 if d == 0 else self.cumulative_sizes[d - 1]
-        return self.datasets[d][(index - start, seed)]
+__all__ = ["Trainer", "TrainingStrategy", "build_optimizer", "lr_factor", "unwrap"]
 
 
 class Trainer:
-    """Runs (or resumes) one training job into ``out_dir``."""
+    """Runs (or resumes) one training job into ``out_dir``: the loop, with the strategy of the
+    config's student family (``self.strategy``) for what differs between families."""
 
     def __init__(self, config: TrainConfig, out_dir: Path | str, device: str | None = None):
         self.config = config
@@ -143,41 +96,30 @@ class Trainer:
         if self.world_size > 1 and not dist.is_initialized():
             dist.init_process_group("nccl" if self.device.type == "cuda" else "gloo")
         self.is_main = self.rank == 0
+        self.strategy: TrainingStrategy = strategy_class(config)(self)
+        self.start_state: dict[str, torch.Tensor] = {}
 
-    # -- building -------------------------------------------------------------------------
-    def build_model(self) -> ORPoseStudent:
-        torch.manual_seed(self.config.solver.seed)
-        log.info("starting weights: %s", self.config.init_weights or "as built (no init_weights)")
-        saved = read_weight_file(self.config.init_weights) if self.config.init_weights else None
-        lifter_config = checkpoint_lifter_config(saved) if saved is not None else None
-        if lifter_config is not None and not self.config.init_lifter:
-            # fine-tuning an orpose checkpoint (stage 2): its lifters came from a lifter file
-            # whose architecture the checkpoint records; build the same ones to load them
-            self.config.student = dataclasses.replace(
-                self.config.student, lifter_config=lifter_config
-            )
-        model = build_student(self.config.student)
-        if saved is not None:
-            load_torchvision_keypointrcnn(model, self.config.init_weights, saved)
-        if self.config.init_lifter:
-            load_lifters(model, self.config.init_lifter)
-        return model.to(self.device)
+    # -- building (the family's strategy) -------------------------------------------------
+    def build_model(self) -> torch.nn.Module:
+        return self.strategy.build_model()
+
+    def make_loader(self, start: int) -> torch.utils.data.DataLoader:
+        return self.strategy.make_loader(start)
+
+    def distributed_module(self, model: torch.nn.Module) -> torch.nn.Module:
+        return self.strategy.distributed_module(model)
 
     def build_optimizer(self, model: torch.nn.Module):
         return build_optimizer(model, self.config.solver)
-
-    def distributed_module(self, model: torch.nn.Module) -> torch.nn.Module:
-        """The module DistributedDataParallel wraps: its ``forward`` must be what a training
-        step calls, since DDP averages gradients only after a pass through its own forward."""
-        return model
 
     # -- checkpoints ----------------------------------------------------------------------
     def checkpoint_path(self) -> Path:
         return self.out_dir / CHECKPOINT_NAME
 
     def keeps_start_state(self) -> bool:
-        """Whether the starting weights are needed after training starts (the final mix)."""
-        return self.config.solver.final_weight_mix < 1
+        """Whether the starting weights are needed after training starts (the final mix, or
+        the family's losses)."""
+        return self.config.solver.final_weight_mix < 1 or self.strategy.keeps_start_state()
 
     def sync_buffers(self, model) -> None:
         """Make every rank's buffers equal: running statistics averaged, counters from rank 0.
@@ -292,7 +234,7 @@ class Trainer:
         model = self.build_model()
         mixing = s.final_weight_mix < 1
         # one copy of the starting weights, for whatever needs them later (the final mix here,
-        # the top-down trainer's pull towards the start)
+        # the CPU student's pull towards the start)
         self.start_state = {}
         if self.keeps_start_state():
             self.start_state = {k: v.detach().clone() for k, v in model.state_dict().items()
@@ -329,7 +271,7 @@ class Trainer:
         for iteration, batch in enumerate(loader, start=start):
             losses = self.train_step(model, optimizer, batch, amp)
             scheduler.step()
-            images_seen += self.batch_count(batch)
+            images_seen += self.strategy.batch_count(batch)
             done = iteration + 1
             bar.update(1)
             bar.set_postfix(loss=f"{losses['total']:.3f}", lr=f"{scheduler.get_last_lr()[0]:.2g}")
@@ -372,60 +314,31 @@ class Trainer:
         self.model = unwrap(model)  # as trained, per rank
         return self.checkpoint_path()
 
-    def make_loader(self, start: int) -> torch.utils.data.DataLoader:
-        """Batches of iterations ``start`` .. ``solver.iterations`` (this rank's share)."""
-        s = self.config.solver
-        dataset = load_training_sets(self.config)
-        sampler = IterationBatchSampler(
-            len(dataset), s.batch_size, s.seed, start, s.iterations, self.rank, self.world_size
-        )
-        return torch.utils.data.DataLoader(
-            dataset,
-            batch_sampler=sampler,
-            collate_fn=collate,
-            num_workers=self.config.data.num_workers,
-            # its own generator: creating the loader must not consume the global RNG (resume)
-            generator=torch.Generator().manual_seed(s.seed),
-        )
-
-    @staticmethod
-    def batch_count(batch) -> int:
-        """Training samples in a batch (images here), for the images/s log column."""
-        return len(batch[0])
-
     def train_step(self, model, optimizer, batch, amp: bool) -> dict[str, float]:
-        images, targets = batch
-        return self._step(model, optimizer, images, targets, amp)
-
-    def _step(self, model, optimizer, images, targets, amp: bool) -> dict[str, float]:
-        """One optimizer step over ``accumulate`` micro-batches; returns the mean losses."""
+        """One optimizer step over the strategy's micro-batches (``solver.accumulate`` for
+        Keypoint R-CNN); returns the mean of each loss term and of their sum, ``total``."""
         s = self.config.solver
         optimizer.zero_grad(set_to_none=True)
-        chunks = max(1, min(s.accumulate, len(images)))
-        size = math.ceil(len(images) / chunks)
+        chunks = self.strategy.micro_batches(batch)
         totals: dict[str, float] = {}
-        for c in range(chunks):
-            imgs = [im.to(self.device) for im in images[c * size : (c + 1) * size]]
-            tgts = [
-                {k: v.to(self.device) for k, v in t.items()}
-                for t in targets[c * size : (c + 1) * size]
-            ]
-            if not imgs:
-                continue
-            last = c == chunks - 1
-            sync = model.no_sync() if hasattr(model, "no_sync") and not last else nullcontext()
-            autocast = torch.autocast("cuda", dtype=torch.bfloat16) if amp else nullcontext()
+        distributed = isinstance(model, torch.nn.parallel.DistributedDataParallel)
+        autocast = nullcontext  # bfloat16 where the config and the family ask for it
+        if amp and self.strategy.autocast:
+            autocast = functools.partial(torch.autocast, "cuda", dtype=torch.bfloat16)
+        for c, chunk in enumerate(chunks):
+            last = c == len(chunks) - 1
+            sync = model.no_sync() if distributed and not last else nullcontext()
             with sync:
-                with autocast:
-                    loss_dict = model(imgs, tgts)
-                    loss = sum(loss_dict.values())
+                with autocast():
+                    losses = self.strategy.losses(model, chunk)
+                    loss = sum(losses.values())
                 if not torch.isfinite(loss):
-                    values = ", ".join(f"{k}={v.item():.4g}" for k, v in loss_dict.items())
+                    values = ", ".join(f"{k}={v.item():.4g}" for k, v in losses.items())
                     raise FloatingPointError(f"non-finite loss at this step ({values})")
-                (loss / chunks).backward()
-            for k, v in loss_dict.items():
-                totals[k] = totals.get(k, 0.0) + v.item() / chunks
-            totals["total"] = totals.get("total", 0.0) + loss.item() / chunks
+                (loss / len(chunks)).backward()
+            for k, v in losses.items():
+                totals[k] = totals.get(k, 0.0) + v.item() / len(chunks)
+            totals["total"] = totals.get("total", 0.0) + loss.item() / len(chunks)
         if s.clip_grad_norm:
             torch.nn.utils.clip_grad_norm_(model.parameters(), s.clip_grad_norm)
         optimizer.step()
