@@ -416,7 +416,7 @@ def test_a_file_that_is_not_an_orpose_student_graph_is_one_line(tmp_path, monkey
     (tmp_path / "s_native.json").write_text('{"native_max_side": "abc"}')
     import orpose.inference.onnx_runner as runner
 
-    monkeypatch.setattr(runner, "OnnxStudent", lambda path, threads=0: path)
+    monkeypatch.setattr(runner, "OnnxStudent", lambda path, threads=0, spin=True: path)
     with pytest.raises(DatasetError, match="field 'native_max_side'"):
         load_onnx_student(tmp_path / "s.onnx")
 
