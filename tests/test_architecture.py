@@ -13,9 +13,6 @@ SRC = Path(__file__).resolve().parents[1] / "src" / "orpose"
 
 # The one module that imports torchvision's private and internal names (docs/architecture.md).
 COMPAT = "compat_torchvision.py"
-# Modules still importing such a name directly, owned by work in progress elsewhere:
-# {module: the names}; each entry goes once the module imports them from orpose.compat_torchvision.
-PRIVATE_TORCHVISION_PENDING: dict[str, set[str]] = {"orpose.export.export": {"_get_shape_onnx"}}
 
 
 def _is_module(name: str) -> bool:
@@ -351,13 +348,9 @@ def test_private_torchvision_names_only_in_the_compat_module():
             for node in ast.walk(ast.parse(path.read_text()))
             if isinstance(node, ast.Attribute) and node.attr in attributes
         }
-        pending = PRIVATE_TORCHVISION_PENDING.get(module, set())
-        reached = {name for name in reached if name.rpartition(".")[2] not in pending}
         if reached:
             offenders[module] = sorted(reached)
     assert offenders == {}
-    # a module that is gone takes its exception with it
-    assert [m for m in PRIVATE_TORCHVISION_PENDING if not _is_module(m)] == []
 
 
 def test_the_private_name_check_sees_private_names(tmp_path):

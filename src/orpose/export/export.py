@@ -33,8 +33,8 @@ from pathlib import Path
 
 import torch
 from torch import nn
-from torchvision.models.detection.transform import _get_shape_onnx
 
+from orpose.compat_torchvision import get_shape_onnx
 from orpose.inference.onnx_runner import INPUT_NAME, OUTPUT_NAMES
 from orpose.student.backbones import BACKBONES
 from orpose.student.model import ORPoseStudent, ORPoseTransform
@@ -79,7 +79,7 @@ class TraceableTransform(ORPoseTransform):
     def resize(self, image, target=None):
         if not torch.jit.is_tracing() or self.training or target is not None:
             return super().resize(image, target)
-        shape = _get_shape_onnx(image).to(torch.float64)
+        shape = get_shape_onnx(image).to(torch.float64)
         # 1-D tensors, not 0-d ones: the exporter treats 0-d tensors as Python scalars and would
         # compute this division in float32
         targets = torch.tensor([self.min_size[-1], self.max_size], dtype=torch.float64)
