@@ -75,3 +75,19 @@ def test_predict_shows_by_the_frame_factor(tmp_path):
                                  score_threshold=None, downscale=factor)  # fmt: skip
         counts[factor] = run_predict(Scored(), [str(tmp_path / "a.png")], options).people
     assert counts == {1: 0, 12: 1}
+
+
+def test_the_api_default_is_predicts_by_factor():
+    import numpy as np
+
+    from orpose.api import Predictor
+
+    class Scored:
+        def __call__(self, image):
+            return [{"category_id": 1, "bbox": [1, 1, 20, 40], "score": 0.18,
+                     "keypoints": [5.0, 5.0, 1.0] * 17}]  # fmt: skip
+
+    predictor = Predictor(Scored(), "scored", None)
+    frame = np.full((480, 640, 3), 90, np.uint8)
+    assert len(predictor(frame)) == 0 and len(predictor(frame, downscale=12)) == 1
+    assert "by factor" in repr(predictor)

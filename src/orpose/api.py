@@ -200,14 +200,15 @@ class Predictor:
     ``runner.model`` is the PyTorch module.
     """
 
-    def __init__(self, runner: Any, path: str, score_threshold: float, camera: Any = None):
+    def __init__(self, runner: Any, path: str, score_threshold: float | None, camera: Any = None):
         self.runner = runner
         self.path = path
         self.score_threshold = score_threshold
         self.camera = camera
 
     def __repr__(self) -> str:
-        return f"Predictor({self.path!r}, score_threshold={self.score_threshold:g})"
+        shown = "by factor" if self.score_threshold is None else f"{self.score_threshold:g}"
+        return f"Predictor({self.path!r}, score_threshold={shown})"
 
     def results(
         self,
@@ -275,18 +276,18 @@ def load(
     ``device``: PyTorch device (None: cuda if available); ``camera``: the intrinsics of the
     frames for 3D (``predict --camera``: a file, ``"fx,fy,cx,cy"``, ``"camma_mvor_2018.json:3"``,
     a mapping or Intrinsics; checkpoints only); ``score_threshold``: people below it are left
-    out (None: predict's default, 0.25; 0 keeps every detection, as COCO AP wants);
+    out (None: predict's default for the image's downscale factor, 0.25 at 1x to 0.17 at
+    10-12x, see ``orpose.evaluation.shown.SCORE_THRESHOLDS``; 0 keeps every detection, as COCO AP
+    wants);
     ``proposals``, ``h36_stats``, ``threads``: as predict's options of those names.
 
     A missing file, a file that is not a model and options the model cannot take raise an
     :class:`orpose.errors.OrposeError` (ModelError, UserError) naming it.
     """
-    from orpose.evaluation.shown import DEFAULT_SCORE_THRESHOLD
+    from orpose.evaluation.shown import LOWEST_DEFAULT_SCORE_THRESHOLD
     from orpose.inference.cli import build_predictor
 
     spec = _check_model_path(path)
-    if score_threshold is None:
-        score_threshold = DEFAULT_SCORE_THRESHOLD
     _number("score_threshold", score_threshold, 0, 1)
     _number("proposals", proposals, 1, 10**5, integer=True)
     _number("threads", threads, 0, 1024, integer=True)
@@ -301,8 +302,10 @@ def load(
     if hasattr(runner, "model"):  # a checkpoint: do not pose people that cannot be returned
         from orpose.predictor import skip_people_below
 
-        skip_people_below(runner.model, score_threshold)
-    return Predictor(runner, spec, float(score_threshold), intrinsics)
+        least = LOWEST_DEFAULT_SCORE_THRESHOLD if score_threshold is None else score_threshold
+        skip_people_below(runner.model, least)
+    threshold = None if score_threshold is None else float(score_threshold)
+    return Predictor(runner, spec, threshold, intrinsics)
 
 
 # -- the teacher -----------------------------------------------------------------------------------
