@@ -15,8 +15,10 @@ from conftest import tiny_dataset_json
 from orpose import commands
 from orpose.data import cli as data_cli
 from orpose.evaluation import cli as evaluation_cli
+from orpose.inference import cli as inference_cli
 from orpose.lifting import cli as lifting_cli
 from orpose.teacher import cli as teacher_cli
+from orpose.training import cli as training_cli
 from orpose.workflow import stages
 from orpose.workflow.steps import Step, StepRunner, call
 
@@ -28,14 +30,11 @@ TYPED = [
     (lifting_cli, "lift_train"),
     (teacher_cli, "label"),
     (evaluation_cli, "evaluate_and_report"),
+    (inference_cli, "predict"),
+    (training_cli, "self_label"),
 ]
-# ... and the verbs' functions of a namespace that stages.train / evaluate / predict / self_label
-# reach (module name, function name)
-NAMESPACED = [
-    ("orpose.training.cli", "train_from_args"),
-    ("orpose.training.cli", "run_self_label"),
-    ("orpose.inference.cli", "run_predict_cli"),
-]
+# ... and the verb's function of a namespace that stages.train reaches (module name, function name)
+NAMESPACED = [("orpose.training.cli", "train_from_args")]
 ORIGINALS = {name: getattr(module, name) for module, name in TYPED}  # before any patch
 TRAIN_FIELDS = ("config", "out", "overrides", "device", "resume", "eval_sets", "allow_eval_overlap")
 
@@ -70,11 +69,8 @@ def _recorders(monkeypatch) -> tuple[list, set]:
         module = importlib.import_module(module_name)
 
         def record_namespace(args: argparse.Namespace, _n=name):
-            if _n == "train_from_args":
-                calls.append((_n, {k: getattr(args, k) for k in TRAIN_FIELDS}))
-                return Path(args.out) / "last.pt", Path(args.out)
-            calls.append((_n, vars(args)))
-            return 0
+            calls.append((_n, {k: getattr(args, k) for k in TRAIN_FIELDS}))
+            return Path(args.out) / "last.pt", Path(args.out)
 
         monkeypatch.setattr(module, name, record_namespace)
     return calls, set(ORIGINALS.values())
@@ -186,3 +182,29 @@ def test_a_stages_input_error_is_the_verbs_one_line(tmp_path, capsys):
         StepRunner(tmp_path / "w").run(step)
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith("orpose data: error: ") and "missing.json" in err[0]
+
+
+def _verb_parser(verb: str) -> argparse.ArgumentParser:
+    parser = commands.build_parser()
+    action = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+    return action.choices[verb]
+
+
+@pytest.mark.parametrize(
+    ("verb", "function"),
+    [("predict", inference_cli.predict), ("self-label", training_cli.self_label)],
+)
+def test_a_verbs_function_has_the_verbs_defaults(verb, function):
+    """Every option of the verb is a parameter of its function, with the same default
+    (``--no-X`` is ``X=True``)."""
+    parameters = inspect.signature(function).parameters
+    for action in _verb_parser(verb)._actions:
+        if isinstance(action, argparse._HelpAction):
+            continue
+        name, default = action.dest, action.default
+        if name.startswith("no_"):
+            name, default = name[3:], not default
+        assert name in parameters, f"{verb}: {action.dest}"
+        if action.required or not action.option_strings:  # positional or required: no default
+            continue
+        assert parameters[name].default == default, f"{verb}: {action.dest}"

@@ -17,8 +17,6 @@ import errno
 import importlib
 import logging
 import sys
-from collections.abc import Sequence
-from typing import Any
 
 from orpose import __version__
 from orpose.errors import OrposeError
@@ -102,34 +100,3 @@ def error_line(command: str, err: BaseException) -> str | None:
         where = f"{err.filename}: " if err.filename else ""
         return f"orpose {command}: error: {where}{err.strerror or err}"
     return None
-
-
-def verb_arguments(verb: Sequence[str], **values: Any) -> argparse.Namespace:
-    """What the parser makes of ``orpose VERB ...`` whose options are ``values`` (typed: a
-    Path, an int, a list ...) and every other option its default, without a command line:
-    how the workflow calls a verb that has no function of typed arguments yet
-    (``verb_arguments(["predict"], model=..., inputs=[...], out=...).func(namespace)``).
-    A value the verb does not take, or a required option left out, is a TypeError."""
-    parser: argparse.ArgumentParser = build_parser()
-    namespace = argparse.Namespace(verbose=False)
-    for word in verb:
-        action = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
-        setattr(namespace, action.dest, word)
-        parser = action.choices[word]
-    known = set()
-    for action in parser._actions:
-        if action.dest == argparse.SUPPRESS or isinstance(action, argparse._HelpAction):
-            continue
-        known.add(action.dest)
-        if action.required and action.dest not in values:
-            raise TypeError(f"orpose {' '.join(verb)}: {action.dest} is required")
-        default = action.default
-        if isinstance(default, str) and action.type is not None:  # as argparse converts it
-            default = action.type(default)
-        setattr(namespace, action.dest, default)
-    unknown = sorted(set(values) - known)
-    if unknown:
-        raise TypeError(f"orpose {' '.join(verb)} takes no {', '.join(unknown)}")
-    for key, value in {**parser._defaults, **values}.items():
-        setattr(namespace, key, value)
-    return namespace

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
+from collections.abc import Sequence
 from pathlib import Path
 
 from orpose.config import cli_input_path, cli_number
@@ -20,6 +22,8 @@ log = logging.getLogger(__name__)
 _FACTOR = cli_number(float, min=1, max=1000)  # a downscale factor (privacy mode: 1/S kept)
 _SCORE = cli_number(float, min=0, max=1)
 _root_depth = cli_number(float, above=0, max=1e6, words=("auto",))  # mm, or auto
+DEFAULT_OUT = Path("orpose_predictions")
+LOWRES_PATHS = ("auto", "upsampled", "native")
 
 
 def _input(text: str) -> str:
@@ -60,7 +64,7 @@ def _register_predict(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--out",
         type=Path,
-        default=Path("orpose_predictions"),
+        default=DEFAULT_OUT,
         help="output folder (default: ./orpose_predictions)",
     )
     p.add_argument(
@@ -107,7 +111,7 @@ def _register_predict(subparsers: argparse._SubParsersAction) -> None:
     )
     privacy.add_argument(
         "--lowres-path",
-        choices=("auto", "upsampled", "native"),
+        choices=LOWRES_PATHS,
         default="auto",
         help="how low-resolution frames reach the student: upsampled back to the camera size "
         "(the paper's protocol) or as they are (native, faster). auto (default): native where "
@@ -303,87 +307,161 @@ def _print_streams(summary) -> int:
     return 0
 
 
-def lowres_path(args: argparse.Namespace) -> bool:
-    """Whether low-resolution frames take the native path: asked, or chosen from the model's
-    measured record (:mod:`orpose.evaluation.lowres_paths`) in privacy mode; says which."""
-    if args.native_lowres and args.lowres_path == "upsampled":
+def choose_lowres_path(
+    model: str,
+    downscale: float,
+    lowres_input: float | None,
+    native_lowres: bool,
+    lowres_path: str,
+) -> bool:
+    """Whether low-resolution frames take the native path: asked (``native_lowres``,
+    ``lowres_path`` native or upsampled), or chosen from the model's measured record
+    (:mod:`orpose.evaluation.lowres_paths`) in privacy mode (``lowres_path`` auto); says which."""
+    if lowres_path not in LOWRES_PATHS:
+        raise UserError(
+            f"--lowres-path: expected one of {', '.join(LOWRES_PATHS)}, got {lowres_path!r}"
+        )
+    if native_lowres and lowres_path == "upsampled":
         raise UserError("--native-lowres and --lowres-path upsampled exclude each other")
-    if args.native_lowres or args.lowres_path != "auto":
-        return args.native_lowres or args.lowres_path == "native"
-    factor = args.downscale if args.downscale > 1 else args.lowres_input
-    if factor is None or factor <= 1 or str(args.model).startswith("random:"):
+    if native_lowres or lowres_path != "auto":
+        return native_lowres or lowres_path == "native"
+    factor = downscale if downscale > 1 else lowres_input
+    if factor is None or factor <= 1 or model.startswith("random:"):
         return False
     from orpose.evaluation.lowres_paths import choose_path
 
-    choice = choose_path(args.model, factor)
+    choice = choose_path(model, factor)
     name = "native" if choice.native else "upsampled (the paper's protocol)"
     print(f"low resolution {factor:g}x: {name} path: {choice.reason}")
     return choice.native
 
 
 def run_predict_cli(args: argparse.Namespace) -> int:
-    from orpose.inference.pipeline import PredictOptions, run_predict
-    from orpose.inference.streams import run_predict_streams
-
-    if args.step < 1:
-        raise UserError("--step must be >= 1")
-    if args.downscale > 1 and args.lowres_input is not None:
-        raise UserError("--downscale and --lowres-input exclude each other")
-    if args.smooth is not None and not args.track:
-        raise UserError("--smooth smooths along tracks: give --track too")
-    if args.smooth is not None and not 0 < args.smooth <= 1:
-        raise UserError(f"--smooth: expected 0 < ALPHA <= 1, got {args.smooth:g}")
-    native_lowres = lowres_path(args)
-    camera = read_camera_option(args.camera)
-    focal = args.focal if args.focal is not None or camera is None else camera.fx
-    if args.overlay or args.plot3d_every:  # images written where a rerun would read them back
-        from orpose.data.sources import is_stream
-
-        files = [i for i in args.inputs if not is_stream(i)]
-        refuse_overwriting_inputs(args.out, files, folder=True)
-    check_output_folder(args.out)  # before the model is loaded or a frame read
-    passive_waits()  # before PyTorch loads: idle threads sleep (docs/inference.md)
-    options = PredictOptions(
-        out=args.out,
+    """``orpose predict``, parsed: :func:`predict`."""
+    return predict(
+        args.model,
+        args.inputs,
+        args.out,
         score_threshold=args.score_threshold,
         keypoint_threshold=args.keypoint_threshold,
         downscale=args.downscale,
         lowres_input=args.lowres_input,
-        video_step=args.step,
+        native_lowres=args.native_lowres,
+        lowres_path=args.lowres_path,
+        step=args.step,
         max_frames=args.max_frames,
-        overlays=args.overlay,
+        overlay=args.overlay,
         plot3d_every=args.plot3d_every,
-        root_depth_mm=args.root_depth,
-        focal_px=focal,
-        resume=not args.overwrite,
-        progress=not args.no_progress,
+        root_depth=args.root_depth,
+        focal=args.focal,
+        camera=args.camera,
         track=args.track,
         smooth=args.smooth,
-        native_lowres=native_lowres,
+        concurrent=args.concurrent,
+        device=args.device,
+        threads=args.threads,
+        proposals=args.proposals,
+        overwrite=args.overwrite,
+        progress=not args.no_progress,
+        h36_stats=args.h36_stats,
+    )
+
+
+def predict(
+    model: str | os.PathLike,
+    inputs: Sequence[str | os.PathLike],
+    out: Path = DEFAULT_OUT,
+    *,
+    score_threshold: float | None = None,
+    keypoint_threshold: float = 0.3,
+    downscale: float = 1.0,
+    lowres_input: float | None = None,
+    native_lowres: bool = False,
+    lowres_path: str = "auto",
+    step: int = 1,
+    max_frames: int | None = None,
+    overlay: bool = False,
+    plot3d_every: int = 0,
+    root_depth: float | str | None = None,
+    focal: float | None = None,
+    camera: str | None = None,
+    track: bool = False,
+    smooth: float | None = None,
+    concurrent: bool = False,
+    device: str | None = None,
+    threads: int = 0,
+    proposals: int | None = None,
+    overwrite: bool = False,
+    progress: bool = True,
+    h36_stats: Path | None = None,
+) -> int:
+    """``orpose predict``: run the student ``model`` (a checkpoint, an exported .onnx or
+    ``random:BACKBONE``) over ``inputs`` (images, folders, videos, camera numbers, URLs) and write
+    results.json and images.json in ``out``, resumably (``overwrite``: start again); print the
+    summary. ``score_threshold`` None: by the frame's downscale factor; ``progress`` False is
+    ``--no-progress``; the other options are the verb's of those names (``orpose predict
+    --help``)."""
+    from orpose.inference.pipeline import PredictOptions, run_predict
+    from orpose.inference.streams import run_predict_streams
+
+    model, inputs, out = os.fspath(model), [os.fspath(i) for i in inputs], Path(out)
+    if step < 1:
+        raise UserError("--step must be >= 1")
+    if downscale > 1 and lowres_input is not None:
+        raise UserError("--downscale and --lowres-input exclude each other")
+    if smooth is not None and not track:
+        raise UserError("--smooth smooths along tracks: give --track too")
+    if smooth is not None and not 0 < smooth <= 1:
+        raise UserError(f"--smooth: expected 0 < ALPHA <= 1, got {smooth:g}")
+    native = choose_lowres_path(model, downscale, lowres_input, native_lowres, lowres_path)
+    intrinsics = read_camera_option(camera)
+    if focal is None and intrinsics is not None:
+        focal = intrinsics.fx
+    if overlay or plot3d_every:  # images written where a rerun would read them back
+        from orpose.data.sources import is_stream
+
+        files = [i for i in inputs if not is_stream(i)]
+        refuse_overwriting_inputs(out, files, folder=True)
+    check_output_folder(out)  # before the model is loaded or a frame read
+    passive_waits()  # before PyTorch loads: idle threads sleep (docs/inference.md)
+    options = PredictOptions(
+        out=out,
+        score_threshold=score_threshold,
+        keypoint_threshold=keypoint_threshold,
+        downscale=downscale,
+        lowres_input=lowres_input,
+        video_step=step,
+        max_frames=max_frames,
+        overlays=overlay,
+        plot3d_every=plot3d_every,
+        root_depth_mm=root_depth,
+        focal_px=focal,
+        resume=not overwrite,
+        progress=progress,
+        track=track,
+        smooth=smooth,
+        native_lowres=native,
     )
     try:
-        predictor = build_predictor(
-            args.model, args.device, args.threads, args.proposals, args.h36_stats, camera
-        )
+        predictor = build_predictor(model, device, threads, proposals, h36_stats, intrinsics)
     except ValueError as err:
         raise UserError(str(err)) from err
     if hasattr(predictor, "model"):  # a checkpoint: do not pose people that cannot be written
         from orpose.predictor import skip_people_below
 
-        least = args.score_threshold
-        skip_people_below(
-            predictor.model, LOWEST_DEFAULT_SCORE_THRESHOLD if least is None else least
-        )
+        least = LOWEST_DEFAULT_SCORE_THRESHOLD if score_threshold is None else score_threshold
+        skip_people_below(predictor.model, least)
     try:
-        info = {"model": str(args.model)}
-        if camera is not None:
-            info["camera"] = camera.to_dict()
-        for name in ("proposals", "h36_stats"):  # they change the results too
-            if getattr(args, name) is not None:
-                info[name] = str(getattr(args, name)) if name == "h36_stats" else args.proposals
-        if concurrent_streams(args.inputs, args.concurrent):
-            return _print_streams(run_predict_streams(predictor, args.inputs, options, info))
-        summary = run_predict(predictor, args.inputs, options, info)
+        info = {"model": model}
+        if intrinsics is not None:
+            info["camera"] = intrinsics.to_dict()
+        if proposals is not None:  # they change the results too
+            info["proposals"] = proposals
+        if h36_stats is not None:
+            info["h36_stats"] = str(h36_stats)
+        if concurrent_streams(inputs, concurrent):
+            return _print_streams(run_predict_streams(predictor, inputs, options, info))
+        summary = run_predict(predictor, inputs, options, info)
     except JournalMismatch as err:
         raise UserError(str(err)) from err
     if summary.frames == 0 and summary.skipped and not summary.stopped:
@@ -396,12 +474,12 @@ def run_predict_cli(args: argparse.Namespace) -> int:
         f"{summary.frames} frame(s), {summary.people} people, {summary.fps:.2f} frames/s "
         f"-> {summary.results}, {summary.images}{skipped}"
     )
-    if args.track:
+    if track:
         print(f"{summary.tracks} track id(s) (track_id in {summary.results})")
     if summary.stopped:
         print(f"stopped early ({summary.stopped}): rerun the same command to resume")
     for path in summary.rendered[:5]:
         print(f"rendered {path}")
     if len(summary.rendered) > 5:
-        print(f"... and {len(summary.rendered) - 5} more in {args.out}")
+        print(f"... and {len(summary.rendered) - 5} more in {out}")
     return 0

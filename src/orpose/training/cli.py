@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from collections.abc import Sequence
 from pathlib import Path
 
 import yaml
@@ -96,20 +97,56 @@ def register_self_label(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run_self_label(args: argparse.Namespace) -> int:
+    """``orpose self-label``, parsed: :func:`self_label`."""
+    return self_label(
+        args.checkpoint,
+        args.inputs,
+        args.out,
+        stored_downscale=args.stored_downscale,
+        min_score=args.min_score,
+        video_step=args.video_step,
+        device=args.device,
+        progress=not args.no_progress,
+    )
+
+
+def self_label(
+    checkpoint: Path,
+    inputs: Sequence[Path],
+    out: Path,
+    *,
+    stored_downscale: float,
+    min_score: float = 0.3,
+    video_step: int = 1,
+    device: str | None = None,
+    progress: bool = True,
+) -> int:
+    """``orpose self-label``: pseudo labels of frames stored only at 1/``stored_downscale``
+    (``inputs``: images, folders, videos, COCO files) by the student ``checkpoint`` itself
+    (flip-consistent people scoring at least ``min_score``), written to the COCO file ``out``;
+    prints what it holds. ``progress`` False is ``--no-progress``."""
     from orpose.data.coco import write_json_atomic
     from orpose.data.sources import expand_inputs, iter_frames
     from orpose.predictor import StudentPredictor
-    from orpose.training.self_labels import self_label
+    from orpose.training.self_labels import self_label as flip_consistent_labels
 
-    s = args.stored_downscale  # the numbers' ranges are the parser's (cli_number)
-    specs = expand_inputs(args.inputs)
+    # the parser's ranges (cli_number), for a call from Python
+    if not 1 < stored_downscale <= 64:
+        raise UserError(f"--stored-downscale: expected 1 < S <= 64, got {stored_downscale:g}")
+    if not 0 <= min_score <= 1:
+        raise UserError(f"--min-score: expected a value in [0, 1], got {min_score:g}")
+    if video_step < 1:
+        raise UserError(f"--video-step must be >= 1, got {video_step}")
+    out = Path(out)
+    specs = expand_inputs([Path(i) for i in inputs])
     total = sum(len(spec.images) for spec in specs if not spec.video) or None
-    predictor = StudentPredictor.from_checkpoint(args.checkpoint, args.device)
-    labels = self_label(predictor, iter_frames(specs, args.video_step), s, args.min_score,
-                        progress=not args.no_progress, total=total)  # fmt: skip
-    write_json_atomic(args.out, labels)
+    predictor = StudentPredictor.from_checkpoint(Path(checkpoint), device)
+    frames = iter_frames(specs, video_step)
+    labels = flip_consistent_labels(predictor, frames, stored_downscale, min_score,
+                                    progress=progress, total=total)  # fmt: skip
+    write_json_atomic(out, labels)
     people = len(labels["annotations"])
-    print(f"{args.out}: {len(labels['images'])} frames, {people} flip-consistent people "
+    print(f"{out}: {len(labels['images'])} frames, {people} flip-consistent people "
           f"({people / max(len(labels['images']), 1):.2f} per frame)")  # fmt: skip
     return 0
 

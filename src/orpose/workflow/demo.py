@@ -423,12 +423,12 @@ def demo_steps(opts: DemoOptions, data: Path) -> list[Step]:
             "the student on real 12x operating-room frames",
             call(
                 stages.predict,
-                checkpoint,
-                [or12],
+                str(checkpoint),  # as the verb parses them: inputs may be cameras or URLs
+                [str(or12)],
                 d / "or_predictions",
                 score_threshold=0.3,
                 proposals=300,
-                no_progress=True,
+                progress=False,
             ),
         )
     )

@@ -12,10 +12,8 @@ it for every step):
   (prediction files as a mapping);
 - ``train``: :func:`train` here, which is :func:`orpose.api.train` (``orpose.train``, which the
   verb shares: :func:`orpose.training.cli.train_from_args`) and the verb's closing lines;
-- ``predict``, ``self-label``: :func:`predict`, :func:`self_label` here, which call the verb's
-  function with its namespace filled from typed arguments and the verb's defaults
-  (:func:`orpose.commands.verb_arguments`), until those verbs have functions of typed arguments
-  of their own.
+- ``predict``: :func:`orpose.inference.cli.predict`;
+- ``self-label``: :func:`orpose.training.cli.self_label`.
 """
 
 from __future__ import annotations
@@ -25,11 +23,12 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from orpose.commands import verb_arguments
 from orpose.data.cli import mvor_to_coco, show, subset
 from orpose.evaluation import cli as evaluation_cli
+from orpose.inference.cli import predict
 from orpose.lifting.cli import lift_train
 from orpose.teacher.cli import label
+from orpose.training.cli import self_label
 
 __all__ = [
     "evaluate",
@@ -81,43 +80,3 @@ def evaluate(
     return evaluation_cli.evaluate_and_report(
         Path(gt), pred=preds, model=model, out=Path(out), plot=plot, **options
     )
-
-
-def predict(model: Path | str, inputs: Sequence[Path | str], out: Path, **options: Any) -> int:
-    """``orpose predict MODEL INPUTS --out OUT``; ``options``: the verb's others by their names
-    (``score_threshold=0.3``, ``proposals=300``, ``no_progress=True`` ...)."""
-    args = verb_arguments(
-        ["predict"],
-        model=os.fspath(model),
-        inputs=[os.fspath(i) for i in inputs],
-        out=Path(out),
-        **options,
-    )
-    return args.func(args)
-
-
-def self_label(
-    checkpoint: Path,
-    inputs: Sequence[Path],
-    out: Path,
-    *,
-    stored_downscale: float,
-    min_score: float = 0.3,
-    video_step: int = 1,
-    device: str | None = None,
-    progress: bool = True,
-) -> int:
-    """``orpose self-label CHECKPOINT INPUTS --stored-downscale S --out OUT``: pseudo labels of
-    low-resolution-only frames by the student itself (flip-consistent people)."""
-    args = verb_arguments(
-        ["self-label"],
-        checkpoint=Path(checkpoint),
-        inputs=[Path(i) for i in inputs],
-        out=Path(out),
-        stored_downscale=stored_downscale,
-        min_score=min_score,
-        video_step=video_step,
-        device=device,
-        no_progress=not progress,
-    )
-    return args.func(args)
