@@ -194,6 +194,8 @@ def test_evaluate_gives_the_rows_of_orpose_eval(tmp_path):
     assert _as_written(orpose.evaluate(str(gt), str(near))) == written[:1]
     with pytest.raises(UserError, match="camera applies to a model"):
         orpose.evaluate(gt, near, camera="1,1,1,1")
+    with pytest.raises(UserError, match="predictions: the same scale is given twice"):
+        orpose.evaluate(gt, {1: near, "1x": far})
 
 
 def test_evaluate_a_model_as_orpose_eval_model(checkpoint, val500, tmp_path):
@@ -206,6 +208,13 @@ def test_evaluate_a_model_as_orpose_eval_model(checkpoint, val500, tmp_path):
     loaded = orpose.load(checkpoint, score_threshold=0)  # what eval --model scores
     again = orpose.evaluate(val500, loaded, scales=(1, 12), limit=2)
     assert _as_written(again) == _as_written(rows)
+    # with out: the verb's files (predictions of each scale, metrics), one code for both
+    api_out = tmp_path / "api_eval"
+    orpose.evaluate(val500, checkpoint, scales=(1, 12), limit=2, out=api_out)
+    for name in ("pred_1x.json", "pred_12x.json", "metrics.csv"):
+        assert (api_out / name).read_text() == (out / name).read_text(), name
+    with pytest.raises(UserError, match="max_detections"):
+        orpose.evaluate(val500, checkpoint, max_detections=0)
 
 
 def test_train_returns_a_checkpoint_that_loads(tmp_path):

@@ -26,7 +26,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import tempfile
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -459,7 +458,7 @@ def evaluate(
     scale, resumable as with the command); None writes nothing.
     """
     from orpose.data.coco import PoseDataset, load_pose_dataset, refuse_repeated_images
-    from orpose.evaluation.cli import require_ground_truth
+    from orpose.evaluation.cli import refuse_repeated_labels, require_ground_truth
 
     is_model = isinstance(predictions, Predictor) or (
         isinstance(predictions, str | os.PathLike) and not _is_prediction_file(predictions)
@@ -493,9 +492,7 @@ def evaluate(
         )
     require_ground_truth(dataset)
     loaded = _prediction_sets(predictions, dataset, keypoints)
-    labels = [label for label, _ in loaded]
-    if len(set(labels)) != len(labels):
-        raise UserError(f"predictions: the same scale is given twice ({', '.join(labels)})")
+    refuse_repeated_labels(loaded, "predictions")
     from orpose.evaluation.report import evaluate_predictions
 
     reports = [evaluate_predictions(dataset, results, label) for label, results in loaded]
@@ -535,13 +532,10 @@ def _results_list(source: Any, where: Any) -> list[dict]:
 
 
 def _evaluate_model(gt: Any, model: Any, scales: list[float], out: Any, **options: Any):
-    """``orpose eval --model``: predict the ground-truth images at each scale, score each."""
-    from orpose.data.coco import PoseDataset, write_json_atomic
-    from orpose.evaluation.cli import require_ground_truth
-    from orpose.evaluation.report import evaluate_predictions
-    from orpose.evaluation.runner import predict_dataset
+    """``orpose eval --model`` (:func:`orpose.evaluation.cli.model_reports`) of a checkpoint
+    path, an exported graph or a :class:`Predictor`."""
+    from orpose.evaluation.cli import model_reports, student_for_eval
     from orpose.outputs import check_output_folder
-    from orpose.scales import scale_label
 
     if out is not None:
         out = check_output_folder(Path(out))  # before the model is loaded
@@ -553,57 +547,30 @@ def _evaluate_model(gt: Any, model: Any, scales: list[float], out: Any, **option
     elif os.fspath(model).lower().endswith(".onnx"):
         runner = _Thresholded(load(model, score_threshold=0))
     else:
-        runner = _student_for_eval(model, options)
-    require_ground_truth(gt)  # after the model, whose problems are reported first
-    limit = options["limit"]
-    if _number("limit", limit, 1, 10**9, integer=True) is not None:
-        keep = {img["id"] for img in gt.images[:limit]}
-        gt = PoseDataset(
-            gt.images[:limit],
-            [a for a in gt.annotations if a["image_id"] in keep],
-            gt.categories,
-            gt.info,
-            gt.image_root,
-            gt.path,
+        spec = _check_model_path(model)
+        _number("proposals", options["proposals"], 1, 10**5, integer=True)
+        _number("max_detections", options["max_detections"], 1, 10**4, integer=True)
+        _number("min_person_score", options["min_person_score"], 0, 1)
+        stats = options["h36_stats"]
+        runner = student_for_eval(
+            spec,
+            options["device"],
+            options["proposals"],
+            None if stats is None else Path(stats),
+            camera=_camera(options["camera"]),
+            max_detections=options["max_detections"],
+            min_person_score=options["min_person_score"],
         )
-    native = bool(options["native_lowres"])
-    suffix = "_native" if native else ""
-    reports = []
-    with tempfile.TemporaryDirectory(prefix="orpose_eval_") as scratch:
-        folder = Path(out) if out is not None else Path(scratch)
-        for scale in scales:
-            name = f"pred_{scale_label(scale)}{suffix}"
-            journal = folder / f"{name}.jsonl"
-            results = predict_dataset(
-                runner, gt, scale, journal, options["skip_bad_images"], native
-            )
-            if out is not None:
-                write_json_atomic(folder / f"{name}.json", results)
-            reports.append(evaluate_predictions(gt, results, scale))
-    return _rows(reports, out)
-
-
-def _student_for_eval(path: Any, options: dict[str, Any]):
-    """The student of ``orpose eval --model``, with its options."""
-    from orpose.predictor import StudentPredictor, limit_detections, set_min_person_score
-
-    spec = _check_model_path(path)
-    proposals, count = options["proposals"], options["max_detections"]
-    score = options["min_person_score"]
-    _number("proposals", proposals, 1, 10**5, integer=True)
-    _number("max_detections", count, 1, 10**4, integer=True)
-    _number("min_person_score", score, 0, 1)
-    stats = options["h36_stats"]
-    predictor = StudentPredictor.from_checkpoint(
-        spec,
-        options["device"],
-        proposals,
-        None if stats is None else Path(stats),
-        camera=_camera(options["camera"]),
+    reports, _ = model_reports(
+        runner,
+        gt,
+        scales,
+        out,
+        limit=_number("limit", options["limit"], 1, 10**9, integer=True),
+        skip_bad_images=options["skip_bad_images"],
+        native_lowres=bool(options["native_lowres"]),
     )
-    limit_detections(predictor.model, count)
-    set_min_person_score(predictor.model, score)
-    return predictor
+    return _rows(reports, out)
 
 
 def _rows(reports: list, out: Any) -> list[dict]:

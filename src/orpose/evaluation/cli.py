@@ -7,7 +7,9 @@ checkpoint (``--model``), which is run on the ground-truth images degraded at ea
 from __future__ import annotations
 
 import argparse
+import contextlib
 import math
+import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -303,9 +305,7 @@ def evaluate_and_report(
         )
     require_ground_truth(dataset)
     loaded = [load_pred_file(s, dataset, keypoints) for s in pred]
-    labels = [label for label, _ in loaded]
-    if len(set(labels)) != len(labels):
-        raise UserError(f"--pred: the same scale is given twice ({', '.join(labels)})")
+    refuse_repeated_labels(loaded, "--pred")
     folder = check_output_folder(out or parse_pred_spec(pred[0])[1].with_suffix(".eval"))
     reports = [evaluate_predictions(dataset, results, label) for label, results in loaded]
     return print_and_save(reports, folder, not plot)
@@ -340,14 +340,6 @@ def _model_eval(
     plot: bool,
 ) -> int:
     """Predict the ground-truth images at every scale with a student, then score each."""
-    from orpose.evaluation.report import evaluate_predictions
-    from orpose.evaluation.runner import predict_dataset
-    from orpose.predictor import (
-        StudentPredictor,
-        limit_detections,
-        set_min_person_score,
-    )
-
     # before the model is loaded: an unusable --out (or default) stops here
     out = out or model.parent / ("eval_native" if native_lowres else "eval")
     check_output_folder(out)
@@ -356,18 +348,80 @@ def _model_eval(
         from orpose.lifting.intrinsics import read_camera
 
         intrinsics = read_camera(camera)
-    predictor = StudentPredictor.from_checkpoint(
-        model, device, proposals, h36_stats, camera=intrinsics
+    predictor = student_for_eval(
+        model,
+        device,
+        proposals,
+        h36_stats,
+        camera=intrinsics,
+        max_detections=max_detections,
+        min_person_score=min_person_score,
     )
+    reports, compared = model_reports(
+        predictor,
+        gt,
+        scales,
+        out,
+        limit=limit,
+        skip_bad_images=skip_bad_images,
+        native_lowres=native_lowres,
+        compare_lowres_paths=compare_lowres_paths,
+    )
+    code = print_and_save(reports, out, not plot)
+    if compared:
+        from orpose.evaluation.lowres_paths import record_comparison
+
+        record = record_comparison(model, gt.path, compared)
+        print(f"recorded the two paths' keypoint AP in {record}")
+    return code
+
+
+def student_for_eval(
+    model: Path,
+    device: str | None = None,
+    proposals: int | None = None,
+    h36_stats: Path | None = None,
+    *,
+    camera=None,
+    max_detections: int | None = None,
+    min_person_score: float | None = None,
+):
+    """The student of ``orpose eval --model``: the checkpoint ``model`` with the verb's options
+    (``camera``: :class:`orpose.lifting.intrinsics.Intrinsics`, or None); what
+    :func:`model_reports` runs."""
+    from orpose.predictor import StudentPredictor, limit_detections, set_min_person_score
+
+    if max_detections is not None and max_detections < 1:
+        raise UserError(f"--max-detections must be >= 1, got {max_detections}")
+    if min_person_score is not None and not 0 <= min_person_score <= 1:
+        raise UserError(f"--min-person-score must lie in [0, 1], got {min_person_score}")
+    predictor = StudentPredictor.from_checkpoint(model, device, proposals, h36_stats, camera=camera)
+    limit_detections(predictor.model, max_detections)  # None: the model's own
+    set_min_person_score(predictor.model, min_person_score)
+    return predictor
+
+
+def model_reports(
+    predictor,
+    gt: PoseDataset,
+    scales: Sequence[float],
+    out: Path | None,
+    *,
+    limit: int | None = None,
+    skip_bad_images: bool = False,
+    native_lowres: bool = False,
+    compare_lowres_paths: bool = False,
+) -> tuple[list, dict[float, tuple[float, float]]]:
+    """The work of ``orpose eval --model`` (and of :func:`orpose.evaluate` of a model), once
+    the model is loaded: the ground-truth images (the first ``limit``) degraded at each of
+    ``scales`` and predicted by ``predictor`` (journaled in ``out``, resumable, then written as
+    ``pred_<scale>.json``; ``out`` None: a scratch folder, nothing kept), each scored. Returns
+    the reports, one per scale (and path), and, with ``compare_lowres_paths``, the keypoint AP
+    of the upsampled and native paths at each scale above 1 (else ``{}``)."""
+    from orpose.evaluation.report import evaluate_predictions
+    from orpose.evaluation.runner import predict_dataset
+
     require_ground_truth(gt)  # after the model, whose problems are reported first
-    if max_detections is not None:
-        if max_detections < 1:
-            raise UserError(f"--max-detections must be >= 1, got {max_detections}")
-        limit_detections(predictor.model, max_detections)
-    if min_person_score is not None:
-        if not 0 <= min_person_score <= 1:
-            raise UserError(f"--min-person-score must lie in [0, 1], got {min_person_score}")
-        set_min_person_score(predictor.model, min_person_score)
     if limit is not None:
         keep = {img["id"] for img in gt.images[:limit]}
         gt = PoseDataset(
@@ -378,32 +432,36 @@ def _model_eval(
             gt.image_root,
             gt.path,
         )
-    reports = []
     paths = [native_lowres]
     if compare_lowres_paths:
         paths = [False, True]
         if not any(scale > 1 for scale in scales):
             raise UserError("--compare-lowres-paths: give at least one scale above 1 (--scales)")
+    reports = []
     compared: dict[float, list[float]] = {}
-    for scale in scales:
-        for native in paths if scale > 1 else paths[:1]:
-            name = f"pred_{scale_label(scale)}{'_native' if native else ''}"
-            results = predict_dataset(
-                predictor, gt, scale, out / f"{name}.jsonl", skip_bad_images, native
-            )
-            write_json_atomic(out / f"{name}.json", results)
-            label = f"{scale_label(scale)} native" if compare_lowres_paths and native else scale
-            reports.append(evaluate_predictions(gt, results, label))
-            if compare_lowres_paths and scale > 1:
-                compared.setdefault(scale, []).append(reports[-1].row()["keypoint_ap"])
-    code = print_and_save(reports, out, not plot)
-    if compared:
-        from orpose.evaluation.lowres_paths import record_comparison
+    scratch = tempfile.TemporaryDirectory(prefix="orpose_eval_") if out is None else None
+    with scratch or contextlib.nullcontext(out) as where:
+        folder = Path(where)
+        for scale in scales:
+            for native in paths if scale > 1 else paths[:1]:
+                name = f"pred_{scale_label(scale)}{'_native' if native else ''}"
+                results = predict_dataset(
+                    predictor, gt, scale, folder / f"{name}.jsonl", skip_bad_images, native
+                )
+                if out is not None:
+                    write_json_atomic(folder / f"{name}.json", results)
+                label = f"{scale_label(scale)} native" if compare_lowres_paths and native else scale
+                reports.append(evaluate_predictions(gt, results, label))
+                if compare_lowres_paths and scale > 1:
+                    compared.setdefault(scale, []).append(reports[-1].row()["keypoint_ap"])
+    return reports, {scale: (up, native) for scale, (up, native) in compared.items()}
 
-        scores = {scale: (up, native) for scale, (up, native) in compared.items()}
-        record = record_comparison(model, gt.path, scores)
-        print(f"recorded the two paths' keypoint AP in {record}")
-    return code
+
+def refuse_repeated_labels(loaded: Sequence[tuple[str, list[dict]]], option: str) -> None:
+    """Refuse two prediction sets of one row label (``option``: the argument that gave them)."""
+    labels = [label for label, _ in loaded]
+    if len(set(labels)) != len(labels):
+        raise UserError(f"{option}: the same scale is given twice ({', '.join(labels)})")
 
 
 def print_and_save(reports: list, out: Path, no_plot: bool) -> int:
