@@ -1,8 +1,8 @@
 """The stages as the workflow calls them: one Python function of typed arguments per verb.
 
 Each is the function its verb calls after parsing its command line, so a step of ``orpose demo``
-/ ``experiment`` / ``adapt`` does what its recorded command does (tests/test_workflow.py checks
-it for every step):
+/ ``experiment`` / ``adapt`` does what its recorded command does (checked for every step by
+tests/test_workflow_calls.py):
 
 - ``data subset`` / ``mvor-to-coco`` / ``show``: :func:`orpose.data.cli.subset`,
   :func:`~orpose.data.cli.mvor_to_coco`, :func:`~orpose.data.cli.show`;
