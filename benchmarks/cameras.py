@@ -7,8 +7,9 @@ Each camera is the same video (its first ``--frames`` frames). Rows, each timed 
 times in turn, figures from the frames/s each process prints (its frame loop, model loading
 left out):
 - one process, one camera (the reference);
-- N processes side by side, default settings (what a user does first), and with
-  ``OMP_WAIT_POLICY=ACTIVE`` (the threads spinning as before ``orpose predict`` set PASSIVE);
+- N processes side by side: with default settings (what a user does first: idle threads spin
+  briefly, orpose.cpu_threads), with OpenMP's own default spin count (``GOMP_SPINCOUNT=300000``,
+  what ``orpose predict`` ran with before), and with no spinning (``OMP_WAIT_POLICY=PASSIVE``);
 - one process serving the N cameras.
 It prints, per row, the frames/s of all cameras together and of one camera's share, and the
 aim of issue 29: one process with N cameras >= 2.5x one camera's share when N processes run
@@ -66,15 +67,20 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=2)
     args = parser.parse_args()
     n = args.cameras
-    base = {k: v for k, v in os.environ.items() if k != "OMP_WAIT_POLICY"}
-    active = {**base, "OMP_WAIT_POLICY": "ACTIVE"}
+    chosen = ("OMP_WAIT_POLICY", "GOMP_SPINCOUNT", "KMP_BLOCKTIME")
+    base = {k: v for k, v in os.environ.items() if k not in chosen}
+    settings = (
+        ("default", base),
+        ("GOMP_SPINCOUNT=300000 (before)", {**base, "GOMP_SPINCOUNT": "300000"}),
+        ("OMP_WAIT_POLICY=PASSIVE", {**base, "OMP_WAIT_POLICY": "PASSIVE"}),
+    )
     rows: dict[str, list[tuple[float, float]]] = {}
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(tmp)
         for _ in range(args.rounds):
             one = fps_of(predict(args.model, [args.video], out / "one", args.frames, base))
             rows.setdefault("1 process, 1 camera", []).append((one, one))
-            for label, env in (("default", base), ("OMP_WAIT_POLICY=ACTIVE", active)):
+            for label, env in settings:
                 procs = [
                     predict(args.model, [args.video], out / f"p{i}", args.frames, env)
                     for i in range(n)
@@ -105,7 +111,7 @@ def main() -> None:
         medians[key] = (total, share)
         print(f"| {key} | {total:.2f} | {share:.2f} |")
     together = medians[f"1 process, {n} cameras (--concurrent)"][0]
-    for label in ("default", "OMP_WAIT_POLICY=ACTIVE"):
+    for label, _ in settings:
         share = medians[f"{n} processes side by side, {label}"][1]
         print(
             f"one process with {n} cameras / one camera's share of {n} processes ({label}): "

@@ -16,7 +16,10 @@ from test_inference_predict import TINY, FakePredictor, write_video
 
 
 class BatchFake(FakePredictor):
-    """The fake, with the batched call the PyTorch students have (records the batch sizes)."""
+    """The fake, with the batched call the PyTorch students have on a GPU (records the batch
+    sizes)."""
+
+    device = torch.device("cuda")  # only its type is read: the batch is for GPUs
 
     def __init__(self):
         super().__init__()
@@ -48,6 +51,31 @@ def test_two_videos_as_cameras_get_a_folder_each_and_resume(tmp_path):
     summary = run_predict_streams(again, inputs, options)
     assert again.inputs == [] and summary.predicted == 0
     assert [c.frames for c in summary.cameras.values()] == [4, 2]
+
+
+def test_on_a_cpu_the_cameras_frames_are_posed_in_threads(tmp_path):
+    import threading
+
+    write_video(tmp_path / "a.avi", frames=3)
+    write_video(tmp_path / "b.avi", frames=3)
+
+    class Threads(BatchFake):
+        device = torch.device("cpu")
+
+        def __init__(self):
+            super().__init__()
+            self.threads: set[str] = set()
+
+        def __call__(self, image):
+            self.threads.add(threading.current_thread().name)
+            return super().__call__(image)
+
+    fake = Threads()
+    options = PredictOptions(out=tmp_path / "out", progress=False)
+    summary = run_predict_streams(fake, [str(tmp_path / "a.avi"), str(tmp_path / "b.avi")], options)
+    assert fake.batches == [] and len(fake.inputs) == 6  # no batch on a CPU
+    assert all(name.startswith("orpose-camera") for name in fake.threads)
+    assert [c.frames for c in summary.cameras.values()] == [3, 3]
 
 
 def test_privacy_mode_shrinks_each_camera_and_predicts_on_the_camera_size(tmp_path):

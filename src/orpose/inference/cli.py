@@ -9,7 +9,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from orpose.config import cli_input_path, cli_number
-from orpose.cpu_threads import passive_waits
+from orpose.cpu_threads import brief_spins
 from orpose.errors import SourceError, UserError
 from orpose.evaluation.shown import LOWEST_DEFAULT_SCORE_THRESHOLD, SCORE_THRESHOLDS
 from orpose.inference.journal import JournalMismatch
@@ -183,7 +183,8 @@ def _register_predict(subparsers: argparse._SubParsersAction) -> None:
         "--concurrent",
         action="store_true",
         help="serve every input (video, folder of frames, camera, URL) as a camera stream of "
-        "one process: a frame of each in turn, posed in one network call, one folder of "
+        "one process: a frame of each in turn, posed together (threads on a CPU, one batch on a "
+        "GPU), one folder of "
         "results per camera (OUT/<camera>/). Automatic when two or more live cameras or URLs "
         "are given. See docs/inference.md, 'Several cameras'",
     )
@@ -423,7 +424,7 @@ def predict(
         files = [i for i in inputs if not is_stream(i)]
         refuse_overwriting_inputs(out, files, folder=True)
     check_output_folder(out)  # before the model is loaded or a frame read
-    passive_waits()  # before PyTorch loads: idle threads sleep (docs/inference.md)
+    brief_spins()  # before PyTorch loads: idle threads sleep soon (docs/inference.md)
     options = PredictOptions(
         out=out,
         score_threshold=score_threshold,

@@ -21,6 +21,7 @@ import signal
 import threading
 import time
 from collections.abc import Callable, Iterator
+from concurrent.futures import Executor
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -221,15 +222,26 @@ def predict_frames(
     frames: list[tuple[np.ndarray, FrameGeometry]],
     native_lowres: bool = False,
     score_threshold: float | None = 0.0,
+    pool: Executor | None = None,
 ) -> list[list[dict]]:
-    """:func:`predict_frame` for several kept frames (one per camera stream) at once: in one
-    network call where the predictor has ``batch`` (the PyTorch students), else in turn."""
+    """:func:`predict_frame` for several kept frames (one per camera stream) at once. On a GPU,
+    in one network call (the PyTorch students' ``batch``). On a CPU, each frame in a thread of
+    ``pool`` when given: the networks release Python's lock, and the top-down student's many
+    small operations leave a core idle that another camera's frame can use (measured in
+    docs/inference.md, 'Several cameras'); else one after the other."""
     batch = getattr(predictor, "batch", None)
-    if batch is None or len(frames) < 2:
-        return [
-            predict_frame(predictor, kept, geometry, native_lowres, score_threshold)
+    on_gpu = getattr(getattr(predictor, "device", None), "type", "cpu") != "cpu"
+    if batch is None or not on_gpu or len(frames) < 2:
+        if pool is None or len(frames) < 2:
+            return [
+                predict_frame(predictor, kept, geometry, native_lowres, score_threshold)
+                for kept, geometry in frames
+            ]
+        futures = [
+            pool.submit(predict_frame, predictor, kept, geometry, native_lowres, score_threshold)
             for kept, geometry in frames
         ]
+        return [future.result() for future in futures]
     images, sizes, native = [], [], []
     for kept, geometry in frames:
         as_is = native_lowres and geometry.lowres

@@ -2,10 +2,10 @@
 
 An OR has several ceiling cameras and often one CPU box for all of them. Run as one process per
 camera, the processes fight for the cores (each sized its thread pool for the whole machine);
-one process that takes a frame from every camera in turn and poses them in one network call
-keeps the cores busy without that fight. Each camera is read (and, in privacy mode, shrunk) by
-a thread of its own, so that decoding overlaps the network; the reader keeps at most
-``PREFETCH`` frames ahead.
+one process that takes a frame from every camera in turn and poses them together (in threads
+on a CPU, in one batched network call on a GPU) keeps the cores busy without that fight. Each
+camera is read (and, in privacy mode, shrunk) by a thread of its own, so that decoding overlaps
+the network; the reader keeps at most ``PREFETCH`` frames ahead.
 
 Each camera gets its own folder ``OUT/<camera>/`` with what a single-input run writes there
 (``results.json``, ``images.json``, the resumable journal, overlays, 3D plots), its own tracks
@@ -21,6 +21,7 @@ import logging
 import queue
 import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
@@ -149,6 +150,7 @@ def run_predict_streams(
     log.info("predict: %d camera stream(s) in one process: %s", len(sources), ", ".join(names))
     with log_to_file(options.out), StopOnSigterm() as guard:
         stop = threading.Event()
+        pool = ThreadPoolExecutor(max(1, len(runs)), thread_name_prefix="orpose-camera")
         readers = [_Reader(s, r, stop) for s, r in zip(sources, runs, strict=True)]
         progress = tqdm(total=total, unit="frame", disable=not options.progress, smoothing=0.1)
         image_ids = [0] * len(runs)
@@ -183,6 +185,7 @@ def run_predict_streams(
                     [(frame.image, geometry) for _, frame, geometry in batch],
                     options.native_lowres,
                     options.score_threshold,
+                    pool,
                 )
                 for (i, frame, geometry), results in zip(batch, found, strict=True):
                     runs[i].record(frame, image_ids[i], geometry, results, predicted=True)
@@ -198,6 +201,7 @@ def run_predict_streams(
                 summary.cameras[name] = run.finish(summary.seconds, run.info)
             for reader in readers:
                 reader.join(timeout=2)
+            pool.shutdown(wait=True)
     log.info(
         "predict: %d camera stream(s), %d frame(s) run now, %.2f frames/s in all",
         len(runs),
