@@ -161,3 +161,19 @@ def test_bench_cli_on_a_checkpoint(tmp_path, capsys, monkeypatch):
     assert report["paper"]["student"]["gflops"] == 215.0 and "cpu" in report["machine"]
     assert "tiny" in capsys.readouterr().out
     assert asked == [0] and report["settings"]["shared_pool"]
+
+
+def test_bench_asked_for_a_gpu_without_one_says_so_and_times_the_cpu(tmp_path, capsys, monkeypatch):
+    monkeypatch.setattr("orpose.onnx_session.share_one_thread_pool", lambda threads: True)
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    torch.manual_seed(0)
+    checkpoint = save_student(build_student(TINY), tmp_path / "tiny.pt")
+    frames = tmp_path / "frames"
+    frames.mkdir()
+    cv2.imwrite(str(frames / "f.png"), np.full((120, 160, 3), 90, np.uint8))
+    out = tmp_path / "bench.json"
+    options = "--count 1 --warmup 0 --students --teacher --people --runtimes pytorch --device cuda"
+    args = ["--frames", str(frames), "--checkpoint", str(checkpoint), "--out", str(out)]
+    assert main(["bench", *args, *options.split()]) == 0
+    assert "no CUDA GPU on this machine; the GPU rows are skipped" in capsys.readouterr().out
+    assert {r["runtime"] for r in json.loads(out.read_text())["rows"]} == {"pytorch"}

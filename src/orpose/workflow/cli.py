@@ -239,6 +239,13 @@ def run_bench_cli(args: argparse.Namespace) -> int:
     if any(n < 1 for n in args.people):
         raise_user_error("--people: every count must be >= 1")
     frames = args.frames or shared_data("pets09_s2l1/vtest_480x360.avi")
+    if str(args.device).startswith("cuda"):
+        import torch
+
+        if not torch.cuda.is_available():
+            print(f"--device {args.device}: no CUDA GPU on this machine; the GPU rows are "
+                  "skipped and the students timed on the CPU")  # fmt: skip
+            args.device = "cpu"
     refuse_overwriting_inputs(args.out, [frames, *args.checkpoint])
     check_output_file(args.out)  # before anything is timed
     plan = BenchPlan(
