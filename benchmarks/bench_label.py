@@ -16,15 +16,7 @@ import tempfile
 import time
 from pathlib import Path
 
-
-def cpu_name() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown CPU"
+from orpose.workflow.bench import machine
 
 
 def link_first_images(source: Path, count: int, folder: Path) -> int:
@@ -74,7 +66,7 @@ def main() -> None:
     source = args.images or shared_data("coco_person_val500/images")
     args.models_dir = args.models_dir or models_dir()
     print(
-        f"machine: {cpu_name()}, {os.cpu_count()} logical CPUs, {platform.system()}; "
+        f"machine: {machine()['cpu']}, {os.cpu_count()} logical CPUs, {platform.system()}; "
         f"onnxruntime providers {execution_providers()}"
     )
     with tempfile.TemporaryDirectory(prefix="orpose_bench_") as tmp:

@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import platform
 import re
 import shutil
 import statistics
@@ -28,6 +27,8 @@ import subprocess
 import sys
 import tempfile
 from pathlib import Path
+
+from orpose.workflow.bench import machine
 
 FPS = re.compile(r"([0-9.]+) frames/s")
 
@@ -46,16 +47,6 @@ def fps_of(process) -> float:
     if process.returncode != 0:
         raise SystemExit(f"orpose predict failed:\n{output[-2000:]}")
     return float(FPS.findall(output)[-1])
-
-
-def cpu_name() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown CPU"
 
 
 def main() -> None:
@@ -100,7 +91,8 @@ def main() -> None:
             rows.setdefault(f"1 process, {n} cameras (--concurrent)", []).append(
                 (together, together / n)
             )
-    print(f"CPU: {cpu_name()}, {os.cpu_count()} logical cores; model {args.model}")
+    info = machine()
+    print(f"CPU: {info['cpu']}, {info['logical_cpus']} logical cores; model {args.model}")
     print(f"{args.frames} frames per camera, {args.rounds} round(s), median of the rounds")
     print("| setting | frames/s, all cameras | frames/s, one camera's share |")
     print("|---|---|---|")
