@@ -14,7 +14,14 @@ attributes. An entry (:class:`StudentFamily`) carries
   training settings only it reads;
 - its training strategy (``"module:Class"``, the per-family part of
   :class:`orpose.training.trainer.Trainer`: the registry sits below training, so it names it);
-- facts such as "CPU" or "has an int8 recipe".
+- facts such as "CPU" or "has an int8 recipe", "its resize stays in an exported graph",
+  and which parts a final weight mix leaves as trained (``unmixed_prefixes``).
+
+The backbones are a second registry of the same kind (:data:`BACKBONES`, written by
+:func:`register_backbone`, read by :func:`backbone_spec`): each entry holds its builder and what
+export needs to know (``fixed_size_export``). Both are :class:`orpose.registry.Registry`
+tables, the package's one registry mechanism: a name is registered once, an unknown name is
+refused listing the known ones.
 
 A config dict names its family under ``family`` (default ``keypoint_rcnn``, the paper's student,
 for files written before there were several).
@@ -30,6 +37,7 @@ from typing import Any
 from torch import nn
 
 from orpose.errors import ConfigError
+from orpose.registry import Registry
 
 DEFAULT_FAMILY = "keypoint_rcnn"
 # The inference limits every family names (see orpose.predictor): the most people per image and
@@ -66,37 +74,49 @@ class StudentFamily:
     settings: tuple[str, ...] = ()
     cpu: bool = False  # meant to train and run on a CPU
     int8: bool = False  # has an int8 export recipe (orpose.export.int8)
+    # the config field naming its backbone (a name of BACKBONES), None: no backbone choice
+    backbone_field: str | None = None
+    # export keeps its image resize inside the graph (orpose.export's TraceableTransform)
+    resize_in_graph: bool = False
+    # the state-dict prefixes the final weight mix (solver.final_weight_mix) leaves as trained,
+    # of a built model (None: none)
+    unmixed_prefixes: Callable[[nn.Module], tuple[str, ...]] | None = None
 
 
-FAMILIES: dict[str, StudentFamily] = {}
+def _register_builtin() -> None:
+    """The two built-in families, registered on first lookup (keeps imports light)."""
+    from orpose.student.model import ORPoseStudent, StudentConfig, set_test_proposals
+    from orpose.student.topdown import TopDownConfig, TopDownStudent, unmixed_prefixes
+
+    for family in _builtin_families(
+        ORPoseStudent, StudentConfig, set_test_proposals, TopDownConfig, TopDownStudent,
+        unmixed_prefixes,
+    ):  # fmt: skip
+        register_family(family)
+
+
+FAMILIES: Registry[StudentFamily] = Registry("student family", ConfigError, _register_builtin)
 
 
 def register_family(family: StudentFamily) -> StudentFamily:
     """Add a family (refused: a name registered twice, an entry without the shared limits)."""
-    if family.name in FAMILIES:
-        raise ValueError(f"student family {family.name!r} is registered already")
     missing = [name for name in LIMITS if name not in family.limits]
-    if missing:
+    if missing and not FAMILIES.registered(family.name):
         raise ValueError(f"student family {family.name!r}: no limit {', '.join(missing)}")
-    FAMILIES[family.name] = family
-    return family
+    return FAMILIES.register(family.name, family)
 
 
 def families() -> dict[str, StudentFamily]:
     """Every registered family, by name (the built-in ones included)."""
-    _register_builtin()
     return dict(FAMILIES)
 
 
 def family_of(config: Any) -> StudentFamily:
     """The family of a config object or dict, or of a student (its ``config``)."""
-    _register_builtin()
     if isinstance(config, nn.Module):
         config = config.config
     name = config.get("family", DEFAULT_FAMILY) if isinstance(config, dict) else config.family
-    if name not in FAMILIES:
-        raise ConfigError(f"unknown student family {name!r}; known: {', '.join(sorted(FAMILIES))}")
-    return FAMILIES[name]
+    return FAMILIES.lookup(name)
 
 
 def student_config(config: Any):
@@ -108,7 +128,6 @@ def student_config(config: Any):
 
 def build_student(config: Any = None, **kwargs: Any) -> nn.Module:
     """A student of the config's family, with its starting weights (see each family)."""
-    _register_builtin()
     config = student_config(config if config is not None else {})
     return family_of(config).build(config, **kwargs)
 
@@ -122,19 +141,62 @@ def limit_holder(model: nn.Module, which: str) -> tuple[object, str]:
     return holder, attribute
 
 
-_BUILTIN_DONE = False
+def unmixed_prefixes(model: nn.Module, config: Any = None) -> tuple[str, ...]:
+    """The state-dict prefixes the final weight mix leaves as trained in ``model``, as the
+    family of ``config`` (default: the model's) says."""
+    hook = family_of(config if config is not None else model).unmixed_prefixes
+    return tuple(hook(model)) if hook is not None else ()
 
 
-def _register_builtin() -> None:
-    """The two built-in families, registered on first use (keeps imports light)."""
-    global _BUILTIN_DONE
-    if _BUILTIN_DONE:
-        return
-    _BUILTIN_DONE = True
-    from orpose.student.model import ORPoseStudent, StudentConfig, set_test_proposals
-    from orpose.student.topdown import TopDownConfig, TopDownStudent
+# Backbones: name -> BackboneSpec, written by register_backbone (orpose.student.backbones
+# registers the built-in ones when imported)
+def _import_backbones() -> None:
+    import orpose.student.backbones  # noqa: F401
 
-    register_family(
+
+@dataclass(frozen=True)
+class BackboneSpec:
+    """One registered backbone and what the rest of the package needs to know about it.
+
+    ``build(trainable_layers, norm_layer)`` returns (module with ``out_channels``, the
+    feature-map names the RoI pools read, anchor sizes per level)."""
+
+    name: str
+    build: Callable[..., tuple[nn.Module, list[str], tuple[tuple[int, ...], ...]]]
+    summary: str
+    fixed_size_export: bool = False  # its ONNX graph runs at the tracing image's size only
+
+
+BACKBONES: Registry[BackboneSpec] = Registry("backbone", ValueError, _import_backbones)
+
+
+def register_backbone(
+    name: str, build: Callable[..., Any], summary: str, fixed_size_export: bool = False
+) -> BackboneSpec:
+    """Add a backbone (refused: a name registered twice)."""
+    return BACKBONES.register(name, BackboneSpec(name, build, summary, fixed_size_export))
+
+
+def backbone_spec(name: str) -> BackboneSpec:
+    """The backbone called ``name``; an unknown name is a ValueError listing the known ones."""
+    return BACKBONES.lookup(name)
+
+
+def backbone_of(config: Any) -> BackboneSpec | None:
+    """The backbone a student's config (or a student's) names; None for a family without a
+    backbone choice."""
+    if isinstance(config, nn.Module):
+        config = config.config
+    config = student_config(config)
+    field_name = family_of(config).backbone_field
+    return None if field_name is None else backbone_spec(getattr(config, field_name))
+
+
+def _builtin_families(
+    ORPoseStudent, StudentConfig, set_test_proposals, TopDownConfig, TopDownStudent,
+    topdown_unmixed,
+) -> tuple[StudentFamily, ...]:  # fmt: skip
+    return (
         StudentFamily(
             "keypoint_rcnn",
             StudentConfig,
@@ -171,9 +233,9 @@ def _register_builtin() -> None:
                 "solver.backbone_lr_factor",  # its parameters under backbone.body.
                 "data.images_with_people_only",
             ),
-        )
-    )
-    register_family(
+            backbone_field="backbone",
+            resize_in_graph=True,
+        ),
         StudentFamily(
             "picodet_tinypose",
             TopDownConfig,
@@ -215,8 +277,10 @@ def _register_builtin() -> None:
                 "data.rotation_prob",
                 "data.image_crop",
                 "data.native_share",
+                "data.lowres_min_person_px",
             ),
             cpu=True,
             int8=True,
-        )
+            unmixed_prefixes=topdown_unmixed,
+        ),
     )
