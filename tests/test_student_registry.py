@@ -139,3 +139,110 @@ def test_a_fake_family_of_a_student_is_refused_by_name():
     with pytest.raises(Exception, match="unknown student family 'nope'"):
         family_of({"family": "nope"})
     assert isinstance(families()["picodet_tinypose"], StudentFamily)
+
+
+# The backbones, lifter kinds and teacher output kinds: registries of the same mechanism
+# (orpose.registry.Registry), one registration function and one lookup each.
+
+# the backbones as the BACKBONES dict of orpose.student.backbones held them before they were
+# registered: name -> (summary, fixed_size_export)
+OLD_BACKBONES = {
+    "resnet50_fpn": ("the paper's student (GPUs)", False),
+    "resnet18_fpn": ("CPU experiments, tests", False),
+    "mobilenet_v3_fpn": ("light deployments", False),
+    "picodet_lcnet": (
+        "pretrained, imported at run time from the teacher's PicoDet ONNX file (onnx_backbone.py)",
+        True,
+    ),
+}
+
+
+def test_every_backbone_is_registered_once_with_the_old_tables_contents():
+    from orpose.student import backbones
+    from orpose.student.backbones import BACKBONES, backbone_spec, register_backbone
+    from orpose.student.onnx_backbone import picodet_lcnet_backbone
+
+    assert {n: (s.summary, s.fixed_size_export) for n, s in BACKBONES.items()} == OLD_BACKBONES
+    assert all(backbone_spec(name).name == name for name in BACKBONES)
+    assert backbone_spec("picodet_lcnet").build is picodet_lcnet_backbone
+    assert backbone_spec("mobilenet_v3_fpn").build is backbones._mobilenet_v3_fpn
+    with pytest.raises(ValueError, match="backbone 'resnet18_fpn' is registered already"):
+        register_backbone("resnet18_fpn", backbones._mobilenet_v3_fpn, "again")
+    assert len(BACKBONES) == len(OLD_BACKBONES)
+    # every backbone of the package is registered through register_backbone, in backbones.py
+    calls = {p.name for p in SRC.rglob("*.py") if 'register_backbone("' in p.read_text()}
+    assert calls == {"backbones.py"}
+
+
+def test_unknown_names_are_refused_with_the_known_ones():
+    from orpose.errors import ConfigError
+    from orpose.lifting.kinds import make_lifter
+    from orpose.student.backbones import backbone_spec, build_backbone
+    from orpose.student.model import StudentConfig, build_student
+
+    known = "known: mobilenet_v3_fpn, picodet_lcnet, resnet18_fpn, resnet50_fpn"
+    for call in (lambda: backbone_spec("vit"), lambda: build_backbone("vit"),
+                 lambda: build_student(StudentConfig(backbone="vit"))):  # fmt: skip
+        with pytest.raises(ValueError, match=rf"^unknown backbone 'vit'; {known}$"):
+            call()
+    with pytest.raises(ConfigError, match=r"^unknown student family 'nope'; known: keypoint_rcnn, "
+                       r"picodet_tinypose$"):  # fmt: skip
+        family_of({"family": "nope"})
+    with pytest.raises(
+        ConfigError, match=r"^unknown lifter kind 'x'; known: official_h36m, orpose$"
+    ):
+        make_lifter({"kind": "x"})
+
+
+def test_the_lifter_kinds_are_one_registry():
+    from orpose.lifting import Lifter
+    from orpose.lifting.kinds import LIFTERS, make_lifter, register_lifter
+    from orpose.lifting.official_lifter import KIND, OfficialLifter
+    from orpose.student import keypoint_head
+
+    assert dict(LIFTERS) == {"orpose": Lifter, KIND: OfficialLifter}
+    assert keypoint_head.make_lifter is make_lifter  # the heads build their lifters through it
+    plain = make_lifter({"hidden": 32, "blocks": 1})
+    assert type(plain) is Lifter and plain.config.hidden == 32
+    assert type(make_lifter({"kind": "orpose", "hidden": 32})) is Lifter
+    official = make_lifter({"kind": KIND, "hidden": 32, "stages": 1})
+    assert type(official) is OfficialLifter
+    with pytest.raises(ValueError, match="lifter kind 'orpose' is registered already"):
+        register_lifter("orpose", Lifter)
+
+
+def test_every_registry_is_the_one_mechanism():
+    from orpose.lifting.kinds import LIFTERS
+    from orpose.registry import Registry
+    from orpose.student.backbones import BACKBONES
+    from orpose.student.registry import FAMILIES
+    from orpose.teacher.detectors import DETECTOR_ADAPTERS
+    from orpose.teacher.pose import POSE_ADAPTERS
+
+    for table in (FAMILIES, BACKBONES, LIFTERS, DETECTOR_ADAPTERS, POSE_ADAPTERS):
+        assert isinstance(table, Registry)
+        assert not hasattr(table, "__setitem__")  # written by its register function only
+    with pytest.raises(ValueError, match="output kind 'yolox' is registered already"):
+        DETECTOR_ADAPTERS.register("yolox", DETECTOR_ADAPTERS["yolox"])
+    # the manifest is data: it registers nothing
+    assert "def register" not in (SRC / "manifest.py").read_text()
+
+
+def test_export_and_the_weight_mix_read_registry_entries():
+    from orpose.student.model import StudentConfig
+    from orpose.student.registry import backbone_of, unmixed_prefixes
+    from orpose.student.topdown import TopDownConfig
+
+    assert families()["keypoint_rcnn"].resize_in_graph
+    assert not families()["picodet_tinypose"].resize_in_graph
+    assert backbone_of(StudentConfig(backbone="picodet_lcnet")).fixed_size_export
+    assert not backbone_of({"backbone": "resnet18_fpn"}).fixed_size_export
+    assert backbone_of(TopDownConfig()) is None  # no backbone choice
+    model = torch.nn.Linear(2, 2)
+    model.unmixed_prefixes = ("native_head.",)
+    assert unmixed_prefixes(model, TopDownConfig()) == ("native_head.",)
+    assert unmixed_prefixes(model, StudentConfig()) == ()  # its family names none
+    for path in ("export/export.py", "training/trainer.py"):
+        text = (SRC / path).read_text()
+        assert "BACKBONES" not in text and "getattr(core" not in text
+        assert "isinstance(old" not in text

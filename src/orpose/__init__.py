@@ -62,6 +62,7 @@ FLOORS: tuple[tuple[str, ...], ...] = (
         "orpose.scales",
         "orpose.config",
         "orpose.outputs",
+        "orpose.registry",
         "orpose.manifest",
         "orpose.onnx_session",
         "orpose.cpu_threads",

@@ -8,16 +8,17 @@ manifest of the same shape adds or overrides entries. Nothing is ever downloaded
 At the base of the package: the teacher runs these models, and the students are built from
 them (the CPU student imports the teacher's ONNX graphs, the ``picodet_lcnet`` backbone is cut
 from the PicoDet detector). An entry names its ``task`` (detector or pose), checked here, and its
-``output`` kind, which only the adapters know: each adapter registers the kind it decodes
-(``DETECTOR_ADAPTERS`` in :mod:`orpose.teacher.detectors`, ``POSE_ADAPTERS`` in
-:mod:`orpose.teacher.pose`), and :func:`adapter_for` refuses an unknown kind, naming the manifest
-and the model.
+``output`` kind, which only the adapters know: each adapter registers the kind it decodes in a
+registry (:class:`orpose.registry.Registry`: ``DETECTOR_ADAPTERS`` in
+:mod:`orpose.teacher.detectors`, ``POSE_ADAPTERS`` in :mod:`orpose.teacher.pose`), and
+:func:`adapter_for` refuses an unknown kind, naming the manifest and the model. The manifest
+itself is data (files, their sha256, how to feed them), not a registry of code.
 """
 
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
@@ -210,18 +211,6 @@ def find_model(name: str, manifest: dict[str, ModelSpec], task: str) -> ModelSpe
     if spec.task != task:
         raise ModelError(f"model '{name}' is a {spec.task}, not a {task}")
     return spec
-
-
-def register_adapter(adapters: dict[str, T], kind: str) -> Callable[[T], T]:
-    """A class decorator registering an adapter for the output ``kind`` in ``adapters``."""
-
-    def register(cls: T) -> T:
-        if kind in adapters:
-            raise ValueError(f"output kind {kind!r} is registered twice")
-        adapters[kind] = cls
-        return cls
-
-    return register
 
 
 def adapter_for(spec: ModelSpec, adapters: Mapping[str, T]) -> T:

@@ -36,8 +36,8 @@ from torch import nn
 
 from orpose.compat_torchvision import get_shape_onnx
 from orpose.inference.onnx_runner import INPUT_NAME, OUTPUT_NAMES
-from orpose.student.backbones import BACKBONES
 from orpose.student.model import ORPoseStudent, ORPoseTransform
+from orpose.student.registry import backbone_of, family_of
 
 __all__ = [
     "DEFAULT_OPSET",
@@ -57,8 +57,8 @@ DEFAULT_SAMPLE_SIZE = (640, 480)  # (width, height) of the tracing image
 
 def has_fixed_size(model: nn.Module) -> bool:
     """Whether the exported graph of this student is for one image size only (its backbone's
-    registry entry says so: ``fixed_size_export``)."""
-    spec = BACKBONES.get(getattr(model.config, "backbone", None))
+    registry entry says so: ``fixed_size_export``; a family without a backbone choice: no)."""
+    spec = backbone_of(model)
     return bool(spec and spec.fixed_size_export)
 
 
@@ -106,8 +106,8 @@ class ExportableStudent(nn.Module):
         model = copy.deepcopy(model).eval()
         if native:  # the CPU student's native low-resolution path, as a graph of its own
             model.force_native = True
-        old = getattr(model, "transform", None)
-        if isinstance(old, ORPoseTransform):  # Keypoint R-CNN: keep its resize in the graph
+        if family_of(model).resize_in_graph:  # Keypoint R-CNN: keep its resize in the graph
+            old = model.transform
             model.transform = TraceableTransform(
                 old.min_size, old.max_size, old.image_mean, old.image_std
             )

@@ -83,7 +83,8 @@ STAT_BUFFERS = ("mean_2d", "std_2d", "mean_3d", "std_3d")
 @dataclass
 class OfficialLifterConfig:
     """Architecture of the official lifter (``LinearModel`` defaults, keypoints3d_head.py
-    line 140); ``kind`` tells :func:`orpose.student.keypoint_head.make_lifter` to build it."""
+    line 140); ``kind`` names its entry of the lifter kinds
+    (:func:`orpose.lifting.kinds.make_lifter`)."""
 
     kind: str = KIND
     hidden: int = 1024

@@ -1,7 +1,10 @@
 """Backbones of the student, built by torchvision with random weights (nothing is downloaded).
 
 Each factory returns (module with ``out_channels``, the feature-map names the RoI pools read, and
-anchor sizes per level). Pretrained weights come from local files: see :mod:`orpose.checkpoints`.
+anchor sizes per level); each is registered by :func:`register_backbone` in :data:`BACKBONES`,
+the one backbone registry (an :class:`orpose.registry.Registry`, as the student families'), and
+looked up by :func:`backbone_spec`. Pretrained weights come from local files: see
+:mod:`orpose.checkpoints`.
 """
 
 from __future__ import annotations
@@ -13,6 +16,7 @@ from torch import nn
 from torchvision.models.detection.backbone_utils import mobilenet_backbone, resnet_fpn_backbone
 from torchvision.ops.misc import FrozenBatchNorm2d
 
+from orpose.registry import Registry
 from orpose.student.onnx_backbone import picodet_lcnet_backbone
 
 BackboneFactory = Callable[
@@ -58,23 +62,42 @@ def _mobilenet_v3_fpn(trainable_layers: int, norm_layer: Callable):
 class BackboneSpec:
     """One registered backbone and what the rest of the package needs to know about it."""
 
+    name: str
     build: BackboneFactory
     summary: str
     fixed_size_export: bool = False  # its ONNX graph runs at the tracing image's size only
 
 
-BACKBONES: dict[str, BackboneSpec] = {
-    "resnet50_fpn": BackboneSpec(_resnet_fpn("resnet50"), "the paper's student (GPUs)"),
-    "resnet18_fpn": BackboneSpec(_resnet_fpn("resnet18"), "CPU experiments, tests"),
-    "mobilenet_v3_fpn": BackboneSpec(_mobilenet_v3_fpn, "light deployments"),
-    # exported and checked at the tracing image's size only, as when a generic converter built
-    # it (its graph then fixed the neck's resize sizes; the importer's graph does not)
-    "picodet_lcnet": BackboneSpec(
-        picodet_lcnet_backbone,
-        "pretrained, imported at run time from the teacher's PicoDet ONNX file (onnx_backbone.py)",
-        fixed_size_export=True,
-    ),
-}
+# The backbones: one registry (orpose.registry.Registry, as the student families'), written by
+# register_backbone only, read by backbone_spec (build_backbone, export through
+# orpose.student.registry.backbone_of)
+BACKBONES: Registry[BackboneSpec] = Registry("backbone")
+
+
+def register_backbone(
+    name: str, build: BackboneFactory, summary: str, fixed_size_export: bool = False
+) -> BackboneSpec:
+    """Add a backbone (refused: a name registered twice)."""
+    return BACKBONES.register(name, BackboneSpec(name, build, summary, fixed_size_export))
+
+
+def backbone_spec(name: str) -> BackboneSpec:
+    """The backbone called ``name``; an unknown name is a ValueError listing the known ones."""
+    return BACKBONES.lookup(name)
+
+
+# The built-in backbones
+register_backbone("resnet50_fpn", _resnet_fpn("resnet50"), "the paper's student (GPUs)")
+register_backbone("resnet18_fpn", _resnet_fpn("resnet18"), "CPU experiments, tests")
+register_backbone("mobilenet_v3_fpn", _mobilenet_v3_fpn, "light deployments")
+# exported and checked at the tracing image's size only, as when a generic converter built it
+# (its graph then fixed the neck's resize sizes; the importer's graph does not)
+register_backbone(
+    "picodet_lcnet",
+    picodet_lcnet_backbone,
+    "pretrained, imported at run time from the teacher's PicoDet ONNX file (onnx_backbone.py)",
+    fixed_size_export=True,
+)
 
 
 BACKBONE_INITS = ("pretrained", "random")
@@ -89,13 +112,12 @@ def build_backbone(
     default init of every layer): the control experiment that shows what pretraining brings.
     The torchvision backbones are random either way (their weights come from ``init_weights``).
     """
-    if name not in BACKBONES:
-        raise ValueError(f"unknown backbone {name!r}; known: {', '.join(sorted(BACKBONES))}")
+    spec = backbone_spec(name)  # an unknown name: ValueError listing the known ones
     if norm not in NORM_LAYERS:
         raise ValueError(f"unknown norm {norm!r}; known: {', '.join(sorted(NORM_LAYERS))}")
     if init not in BACKBONE_INITS:
         raise ValueError(f"unknown backbone init {init!r}; known: {', '.join(BACKBONE_INITS)}")
-    backbone, names, anchors = BACKBONES[name].build(trainable_layers, NORM_LAYERS[norm])
+    backbone, names, anchors = spec.build(trainable_layers, NORM_LAYERS[norm])
     if init == "random":
         reset_weights(backbone)
     return backbone, names, anchors

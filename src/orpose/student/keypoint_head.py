@@ -34,22 +34,10 @@ import torch
 from torch import nn
 
 from orpose.heatmaps import dark_refine, gaussian_heatmaps
+from orpose.lifting.kinds import make_lifter  # the lifter kinds' one factory
 from orpose.student.losses import lifting_loss
 
 BRANCHES = ("soft", "hard")
-
-
-def make_lifter(lifter_config: dict) -> nn.Module:
-    """A lifter from a config dict: orpose's :class:`~orpose.lifting.Lifter` (its overrides), or
-    the official ORPose one when ``kind`` is ``official_h36m``
-    (:mod:`orpose.lifting.official_lifter`; its statistics come with the weights)."""
-    from orpose.lifting.official_lifter import KIND, OfficialLifter
-
-    if lifter_config.get("kind") == KIND:
-        return OfficialLifter(**lifter_config)
-    from orpose.lifting import Lifter
-
-    return Lifter(**lifter_config)
 
 
 class KeypointHead(nn.Module):

@@ -17,9 +17,10 @@ attributes. An entry (:class:`StudentFamily`) carries
 - facts such as "CPU" or "has an int8 recipe", "its resize stays in an exported graph",
   and which parts a final weight mix leaves as trained (``unmixed_prefixes``).
 
-The backbones are a second registry of the same kind (:data:`BACKBONES`, written by
-:func:`register_backbone`, read by :func:`backbone_spec`): each entry holds its builder and what
-export needs to know (``fixed_size_export``). Both are :class:`orpose.registry.Registry`
+The backbones are a parallel registry of the same kind
+(:data:`orpose.student.backbones.BACKBONES`, written by ``register_backbone``, read by
+``backbone_spec``; :func:`backbone_of` finds a student's): each entry holds its builder and
+what export needs to know (``fixed_size_export``). Both are :class:`orpose.registry.Registry`
 tables, the package's one registry mechanism: a name is registered once, an unknown name is
 refused listing the known ones.
 
@@ -32,12 +33,15 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from torch import nn
 
 from orpose.errors import ConfigError
 from orpose.registry import Registry
+
+if TYPE_CHECKING:
+    from orpose.student.backbones import BackboneSpec
 
 DEFAULT_FAMILY = "keypoint_rcnn"
 # The inference limits every family names (see orpose.predictor): the most people per image and
@@ -83,19 +87,10 @@ class StudentFamily:
     unmixed_prefixes: Callable[[nn.Module], tuple[str, ...]] | None = None
 
 
-def _register_builtin() -> None:
-    """The two built-in families, registered on first lookup (keeps imports light)."""
-    from orpose.student.model import ORPoseStudent, StudentConfig, set_test_proposals
-    from orpose.student.topdown import TopDownConfig, TopDownStudent, unmixed_prefixes
-
-    for family in _builtin_families(
-        ORPoseStudent, StudentConfig, set_test_proposals, TopDownConfig, TopDownStudent,
-        unmixed_prefixes,
-    ):  # fmt: skip
-        register_family(family)
-
-
-FAMILIES: Registry[StudentFamily] = Registry("student family", ConfigError, _register_builtin)
+# the built-in families are registered on first lookup (keeps imports light)
+FAMILIES: Registry[StudentFamily] = Registry(
+    "student family", ConfigError, lambda: _register_builtin()
+)
 
 
 def register_family(family: StudentFamily) -> StudentFamily:
@@ -148,43 +143,11 @@ def unmixed_prefixes(model: nn.Module, config: Any = None) -> tuple[str, ...]:
     return tuple(hook(model)) if hook is not None else ()
 
 
-# Backbones: name -> BackboneSpec, written by register_backbone (orpose.student.backbones
-# registers the built-in ones when imported)
-def _import_backbones() -> None:
-    import orpose.student.backbones  # noqa: F401
-
-
-@dataclass(frozen=True)
-class BackboneSpec:
-    """One registered backbone and what the rest of the package needs to know about it.
-
-    ``build(trainable_layers, norm_layer)`` returns (module with ``out_channels``, the
-    feature-map names the RoI pools read, anchor sizes per level)."""
-
-    name: str
-    build: Callable[..., tuple[nn.Module, list[str], tuple[tuple[int, ...], ...]]]
-    summary: str
-    fixed_size_export: bool = False  # its ONNX graph runs at the tracing image's size only
-
-
-BACKBONES: Registry[BackboneSpec] = Registry("backbone", ValueError, _import_backbones)
-
-
-def register_backbone(
-    name: str, build: Callable[..., Any], summary: str, fixed_size_export: bool = False
-) -> BackboneSpec:
-    """Add a backbone (refused: a name registered twice)."""
-    return BACKBONES.register(name, BackboneSpec(name, build, summary, fixed_size_export))
-
-
-def backbone_spec(name: str) -> BackboneSpec:
-    """The backbone called ``name``; an unknown name is a ValueError listing the known ones."""
-    return BACKBONES.lookup(name)
-
-
 def backbone_of(config: Any) -> BackboneSpec | None:
     """The backbone a student's config (or a student's) names; None for a family without a
     backbone choice."""
+    from orpose.student.backbones import backbone_spec  # torchvision: imported when asked
+
     if isinstance(config, nn.Module):
         config = config.config
     config = student_config(config)
@@ -192,11 +155,13 @@ def backbone_of(config: Any) -> BackboneSpec | None:
     return None if field_name is None else backbone_spec(getattr(config, field_name))
 
 
-def _builtin_families(
-    ORPoseStudent, StudentConfig, set_test_proposals, TopDownConfig, TopDownStudent,
-    topdown_unmixed,
-) -> tuple[StudentFamily, ...]:  # fmt: skip
-    return (
+def _register_builtin() -> None:
+    """The two built-in families."""
+    from orpose.student.model import ORPoseStudent, StudentConfig, set_test_proposals
+    from orpose.student.topdown import TopDownConfig, TopDownStudent
+    from orpose.student.topdown import unmixed_prefixes as topdown_unmixed
+
+    for family in (
         StudentFamily(
             "keypoint_rcnn",
             StudentConfig,
@@ -283,4 +248,5 @@ def _builtin_families(
             int8=True,
             unmixed_prefixes=topdown_unmixed,
         ),
-    )
+    ):
+        register_family(family)

@@ -495,6 +495,12 @@ class TopDownStudent(nn.Module):
         return results
 
 
+def unmixed_prefixes(model: nn.Module) -> tuple[str, ...]:
+    """Its registry entry's ``unmixed_prefixes``: the parts the final weight mix leaves as
+    trained (the native head, when trained on crops its pretrained start was not made for)."""
+    return tuple(getattr(model, "unmixed_prefixes", ()))
+
+
 def pose_confidence(keypoint_scores: torch.Tensor) -> torch.Tensor:
     """Mean of each person's keypoint scores of at least RESCORE_KEYPOINT_THRESHOLD ``(R,)``
     (0 where none is): the pose half of the person score, as the teacher's det x pose."""

@@ -15,7 +15,8 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from orpose.manifest import ModelError, ModelSpec, adapter_for, register_adapter
+from orpose.manifest import ModelError, ModelSpec, adapter_for
+from orpose.registry import Registry
 from orpose.teacher.boxes import Detections, clip_boxes, drop_degenerate, nms
 from orpose.teacher.preprocess import fit_to_input, normalize
 from orpose.teacher.runtime import OnnxModel
@@ -94,10 +95,11 @@ class OnnxDetector:
         raise NotImplementedError
 
 
-DETECTOR_ADAPTERS: dict[str, type[OnnxDetector]] = {}  # output kind -> adapter
+# output kind -> adapter, one registry (orpose.registry)
+DETECTOR_ADAPTERS: Registry[type[OnnxDetector]] = Registry("detector output kind")
 
 
-@register_adapter(DETECTOR_ADAPTERS, "boxes_scores")
+@DETECTOR_ADAPTERS.decorator("boxes_scores")
 class BoxesScoresDetector(OnnxDetector):
     """PP-PicoDet style: decoded boxes and per-class sigmoid scores, no NMS inside."""
 
@@ -112,7 +114,7 @@ class BoxesScoresDetector(OnnxDetector):
         return boxes.astype(np.float64), scores[self.spec.class_id].astype(np.float64)
 
 
-@register_adapter(DETECTOR_ADAPTERS, "yolox")
+@DETECTOR_ADAPTERS.decorator("yolox")
 class YoloxDetector(OnnxDetector):
     """Raw YOLOX head: grid decode in numpy, as the exported model leaves it undone."""
 

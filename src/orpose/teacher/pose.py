@@ -20,7 +20,8 @@ import cv2
 import numpy as np
 
 from orpose.heatmaps import decode_heatmaps
-from orpose.manifest import ModelError, ModelSpec, adapter_for, register_adapter
+from orpose.manifest import ModelError, ModelSpec, adapter_for
+from orpose.registry import Registry
 from orpose.skeleton import FLIP_INDEX, NUM_KEYPOINTS
 from orpose.teacher.decode import decode_simcc
 from orpose.teacher.geometry import AxisMap, Crop, crop_for_box, resample_axis
@@ -106,10 +107,11 @@ class PoseAdapter:
         return (ref_x.then(other.x).then(self.map_x), ref_y.then(other.y).then(self.map_y))
 
 
-POSE_ADAPTERS: dict[str, type[PoseAdapter]] = {}  # output kind -> adapter
+# output kind -> adapter, one registry (orpose.registry)
+POSE_ADAPTERS: Registry[type[PoseAdapter]] = Registry("pose output kind")
 
 
-@register_adapter(POSE_ADAPTERS, "heatmap")
+@POSE_ADAPTERS.decorator("heatmap")
 class HeatmapAdapter(PoseAdapter):
     """Heatmap models; ``decode`` uses DARK or the quarter-cell rule."""
 
@@ -143,7 +145,7 @@ class HeatmapAdapter(PoseAdapter):
         return decode_heatmaps(maps[0], method, kernel)
 
 
-@register_adapter(POSE_ADAPTERS, "simcc")
+@POSE_ADAPTERS.decorator("simcc")
 class SimccAdapter(PoseAdapter):
     """SimCC models (RTMPose): separate x and y classifications."""
 

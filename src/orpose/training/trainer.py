@@ -30,6 +30,7 @@ from tqdm import tqdm
 
 from orpose.atomic import write_atomic
 from orpose.checkpoints import read_checkpoint, save_student, student_state, write_checkpoint
+from orpose.student.registry import unmixed_prefixes
 from orpose.training.config import SolverConfig, TrainConfig
 from orpose.training.strategy import TrainingStrategy, strategy_class, unwrap
 from orpose.viz.charts import plot_loss_curves
@@ -162,13 +163,13 @@ class Trainer:
 
         Why: fine-tuning on the teacher's pseudo labels buys low-resolution accuracy at some
         cost at 1x; the mix keeps most of the gain and most of the starting 1x accuracy
-        (measured in docs/student.md), for no training time. Parts a model names in
-        ``unmixed_prefixes`` stay as trained (the CPU student's native head on crops smaller
-        than its pretrained input, whose start has no accuracy there to keep)."""
+        (measured in docs/student.md), for no training time. The parts its family's registry
+        entry names (``unmixed_prefixes``) stay as trained (the CPU student's native head on
+        crops smaller than its pretrained input, whose start has no accuracy there to keep)."""
         mix = self.config.solver.final_weight_mix
         core = unwrap(model)
         state = core.state_dict()
-        unmixed = tuple(getattr(core, "unmixed_prefixes", ()))
+        unmixed = unmixed_prefixes(core, self.config.student)
         with torch.no_grad():
             for key, value in state.items():
                 if value.is_floating_point() and not key.startswith(unmixed):
