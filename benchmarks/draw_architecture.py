@@ -25,7 +25,8 @@ ROOT = Path(__file__).resolve().parents[1]
 # one line per floor of orpose.FLOORS, bottom first
 FLOOR_TEXT = (
     "base: errors, atomic, jsonl, paths, skeleton, heatmaps, scales, config, manifest,\n"
-    "onnx_session, safe_checkpoint (the one torch.load / save), compat_torchvision, viz",
+    "registry, onnx_session, cpu_threads, safe_checkpoint (the one torch.load / save),\n"
+    "compat_torchvision, viz",
     "data: COCO / MVOR files, image sources, low-resolution degradation",
     "lifting: 2D-to-3D lifter trained on motion capture; the official ORPose lifter",
     "teacher: manifest + adapters (ONNX detector, pose model) -> pseudo labels",
