@@ -224,24 +224,3 @@ def test_native_crop_below_half_size_samples_the_teacher_between_cells():
     assert np.array_equal(sample_cells(torch.from_numpy(teacher[None]), 0.5)[0].numpy(),
                           teacher[:, ::2, ::2])  # fmt: skip
 
-
-def test_person_crops_keep_their_minimum_height_in_pixels():
-    """data.lowres_min_person_px: a 240-px-tall person drawn at 12x is degraded only 6x when it
-    must keep 40 pixels of height (240 / 40); with the cap off, or a cap it meets at 12x (20
-    pixels: 240 / 12), the draw stands."""
-    from orpose.data.lowres import LowResSchedule
-    from orpose.training.distillation_data import Augmentation, DistillationData
-
-    class Teacher:
-        def heatmaps(self, crops):
-            return np.zeros((len(crops), 17, 64, 48), np.float32)
-
-    image = np.random.default_rng(0).integers(0, 255, (480, 640, 3), dtype=np.uint8)
-    scales = {}
-    for cap in (0.0, 40.0, 20.0):
-        aug = Augmentation(lowres_min_person_px=cap)
-        data = DistillationData([_OneImage()], LowResSchedule(fixed=12.0), Teacher(), (192, 256),
-                                (320, 320), augmentation=aug)  # fmt: skip
-        data.read = lambda d, img: image
-        scales[cap] = float(data.person(0, random.Random(0))["scale"])
-    assert scales == {0.0: 12.0, 40.0: 6.0, 20.0: 12.0}

@@ -242,7 +242,6 @@ def _register_builtin() -> None:
                 "data.rotation_prob",
                 "data.image_crop",
                 "data.native_share",
-                "data.lowres_min_person_px",
             ),
             cpu=True,
             int8=True,

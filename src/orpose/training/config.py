@@ -53,8 +53,6 @@ class DataConfig:
     image_crop: float = option(0.7, above=0, max=1)
     # share of the samples degraded >= 4x also trained on the native low-resolution path
     native_share: float = option(0.5, min=0, max=1)
-    # a person crop is degraded at most to where it keeps this many pixels of height (0: off)
-    lowres_min_person_px: float = option(0.0, min=0, max=1000)
 
 
 @dataclass

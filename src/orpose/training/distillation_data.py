@@ -56,10 +56,6 @@ class Augmentation:
     image_crop: float = 0.7  # detector images: a random cut of at least this share per side
     native_share: float = 0.5  # samples at >= native_min_scale also trained on the native path
     native_min_scale: float = 4.0
-    # a person's crop is degraded at most to where it keeps this many pixels of height (0: no
-    # cap): at 12x a 40-px-tall COCO person is 3 pixels, which teaches the pose head noise;
-    # large people (the OR's, seen from the ceiling) then carry the high factors
-    lowres_min_person_px: float = 0.0
 
 
 def normalise(pixels: np.ndarray) -> np.ndarray:
@@ -241,8 +237,6 @@ class DistillationData(torch.utils.data.Dataset):
         scale = self.schedule.sample(rng) if stored == 1 else 1.0
         flip = self.aug.flip and rng.random() < 0.5
         x, y, w, h = ann["bbox"]
-        if scale > 1 and self.aug.lowres_min_person_px > 0:
-            scale = max(1.0, min(scale, h / self.aug.lowres_min_person_px))
         box = np.array([x, y, x + w, y + h])
         matrix = crop_matrix(box, self.crop_size, self.padding, rng, self.aug, flip)
         clean = warp(image, matrix, self.crop_size)

@@ -135,7 +135,6 @@ class TopDownStrategy(TrainingStrategy):
             rotation_prob=d.rotation_prob,
             image_crop=d.image_crop,
             native_share=d.native_share,
-            lowres_min_person_px=d.lowres_min_person_px,
         )
         native = None
         if c.native_max_side > 0 and d.native_share > 0:
