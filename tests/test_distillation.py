@@ -223,4 +223,3 @@ def test_native_crop_below_half_size_samples_the_teacher_between_cells():
     assert cells[3, 5, 7] == pytest.approx(hand, abs=1e-5)
     assert np.array_equal(sample_cells(torch.from_numpy(teacher[None]), 0.5)[0].numpy(),
                           teacher[:, ::2, ::2])  # fmt: skip
-
