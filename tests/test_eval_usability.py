@@ -191,3 +191,36 @@ def test_data_check_counts_people_with_keypoints_not_fields(tmp_path, capsys):
     out = capsys.readouterr().out
     assert "keypoints: 3 people with keypoints (4 annotations carry the field)" in out
     assert "keypoints_soft: 0 people with keypoints (1 annotations carry the field)" in out
+
+
+def test_eval_reads_an_orpose_predict_folder(tmp_path):
+    """`orpose predict --out DIR` then `orpose eval --pred DIR`: results.json's ids are mapped to
+    the ground truth's by images.json's files, 3D kept, the factor read from the folder."""
+    import cv2
+    import numpy as np
+
+    from orpose.data.coco import load_pose_dataset
+    from orpose.errors import UserError
+    from orpose.evaluation.cli import load_pred_file
+    from orpose.inference.pipeline import PredictOptions, run_predict
+    from test_inference_predict import FakePredictor
+
+    for name in ("b.png", "a.png"):
+        cv2.imwrite(str(tmp_path / name), np.full((96, 128, 3), 90, np.uint8))
+    gt_file = tmp_path / "gt.json"
+    images = [{"id": 7, "file_name": "a.png", "width": 128, "height": 96},
+              {"id": 9, "file_name": "b.png", "width": 128, "height": 96}]  # fmt: skip
+    anns = [{"id": 1, "image_id": 7, "category_id": 1, "bbox": [32, 12, 64, 72], "area": 4608,
+             "iscrowd": 0, "num_keypoints": 0, "keypoints": [0] * 51}]  # fmt: skip
+    gt_file.write_text(json.dumps({"images": images, "annotations": anns,
+                                   "categories": [{"id": 1, "name": "person"}]}))  # fmt: skip
+    out = tmp_path / "pred"
+    options = PredictOptions(out=out, progress=False, score_threshold=0, downscale=4)
+    run_predict(FakePredictor(), [str(tmp_path / "a.png"), str(tmp_path / "b.png")], options)
+    label, results = load_pred_file(str(out), load_pose_dataset(gt_file))
+    assert label == "4x" and sorted(r["image_id"] for r in results) == [7, 9]
+    written = json.loads((out / "results.json").read_text())
+    assert all(len(r["keypoints3d"]) == 51 for r in results) and len(written) == 2
+    (out / "images.json").unlink()
+    with pytest.raises(UserError, match=r"images\.json is missing"):
+        load_pred_file(str(out), load_pose_dataset(gt_file))

@@ -83,10 +83,29 @@ def select_keypoint_set(data: object, which: str, path: Path) -> object:
     return {**data, "annotations": annotations}
 
 
+def read_predict_folder(folder: Path) -> dict:
+    """An ``orpose predict`` output folder as an orpose COCO file: its results.json as the
+    annotations, its images.json's images (their files match the ground truth's, see
+    :func:`orpose.evaluation.predictions.match_images_to_ground_truth`)."""
+    results, index = folder / "results.json", folder / "images.json"
+    for path in (results, index):
+        if not path.is_file():
+            raise UserError(f"{folder}: not an orpose predict folder ({path.name} is missing)")
+    images = read_json(index)
+    if not isinstance(images, dict) or not isinstance(images.get("images"), list):
+        raise DatasetError(f"{index}: field 'images': expected a list")
+    data = {"images": images["images"], "annotations": read_json(results)}
+    factors = {img.get("downscale", 1) for img in images["images"] if isinstance(img, dict)}
+    if len(factors) == 1:
+        data["info"] = {"orpose": {"downscale": factors.pop()}}
+    return data
+
+
 def load_pred_file(spec: str, gt, keypoints: str = "soft") -> tuple[str, list[dict]]:
-    """One ``--pred [SCALE=]FILE``: its row label and validated results."""
+    """One ``--pred [SCALE=]FILE``: its row label and validated results. FILE may also be an
+    ``orpose predict`` output folder (results.json with images.json)."""
     label, path = parse_pred_spec(spec)
-    data = read_json(path)
+    data = read_predict_folder(path) if path.is_dir() else read_json(path)
     if "=" not in spec and (scale := recorded_downscale(data)) is not None:
         label = scale_label(scale)
     try:
@@ -112,8 +131,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--pred",
         action="append",
         metavar="[SCALE=]FILE",
-        help="COCO results list or orpose COCO file (pseudo labels); repeatable. A bare FILE "
-        "that records its downscale factor (orpose label --downscale) is reported at it",
+        help="COCO results list, orpose COCO file (pseudo labels) or an `orpose predict` output "
+        "folder (results.json with images.json: matched to the ground truth by file); "
+        "repeatable. A bare FILE that records its downscale factor (orpose label --downscale, "
+        "predict --downscale) is reported at it",
     )
     source.add_argument(
         "--model",

@@ -46,7 +46,7 @@ def _result_from_annotation(ann: Any, image_id: int) -> dict:
         if ann.get(key):
             result["keypoints"] = ann[key]
             break
-    for key in ("keypoints3d_soft", "keypoints3d_hard"):
+    for key in ("keypoints3d_soft", "keypoints3d_hard", "keypoints3d"):
         if key in ann:
             result["keypoints3d"] = ann[key]
             break
