@@ -194,17 +194,23 @@ class StudentPredictor:
         return None if mapping.is_identity else mapping
 
     @torch.inference_mode()
+    def detect_many(
+        self, images: list[np.ndarray], original_sizes: list[tuple[int, int] | None]
+    ) -> list[dict[str, torch.Tensor]]:
+        """RGB uint8 images -> the student's raw detections (tensors on its device), in one call
+        of the network; ``original_sizes``: per image the (width, height) of the frame it was
+        shrunk from, for 3D (None: the image itself). Images of several sizes may be mixed."""
+        mappings = [self.lift_mapping(i, o) for i, o in zip(images, original_sizes, strict=True)]
+        tensors = [image_tensor(image).to(self.device) for image in images]
+        if all(m is None for m in mappings):
+            return self.model(tensors)
+        return self.model(tensors, lift_mappings=mappings)
+
     def detect(
         self, image: np.ndarray, original_size: tuple[int, int] | None = None
     ) -> dict[str, torch.Tensor]:
-        """One RGB uint8 image -> the student's raw detections (tensors on its device);
-        ``original_size``: (width, height) of the frame ``image`` was shrunk from, for 3D."""
-        mapping = self.lift_mapping(image, original_size)
-        tensor = image_tensor(image).to(self.device)
-        if mapping is None:
-            (det,) = self.model([tensor])
-        else:
-            (det,) = self.model([tensor], lift_mappings=[mapping])
+        """One image's raw detections (see :meth:`detect_many`)."""
+        (det,) = self.detect_many([image], [original_size])
         return det
 
     def __call__(
@@ -212,16 +218,10 @@ class StudentPredictor:
     ) -> list[dict]:
         return detections_to_results(self.detect(image, original_size), self.score_threshold)
 
-    @torch.inference_mode()
     def batch(
         self, images: list[np.ndarray], original_sizes: list[tuple[int, int] | None]
     ) -> list[list[dict]]:
         """Several frames (e.g. one per camera) in one call of the network: per frame what
-        ``predictor(image, original_size)`` gives. Frames of several sizes may be mixed."""
-        mappings = [self.lift_mapping(i, o) for i, o in zip(images, original_sizes, strict=True)]
-        tensors = [image_tensor(image).to(self.device) for image in images]
-        if all(m is None for m in mappings):
-            dets = self.model(tensors)
-        else:
-            dets = self.model(tensors, lift_mappings=mappings)
+        ``predictor(image, original_size)`` gives."""
+        dets = self.detect_many(images, original_sizes)
         return [detections_to_results(det, self.score_threshold) for det in dets]

@@ -196,6 +196,32 @@ def image_record(frame: Frame, image_id: int, geometry: FrameGeometry, downscale
     return record
 
 
+def network_input(
+    kept: np.ndarray, geometry: FrameGeometry, native_lowres: bool
+) -> tuple[np.ndarray, tuple[int, int] | None]:
+    """What the student is given for a kept frame, and the size of the frame to lift in when it
+    is given the small frame as it is (the native path; None: the paper's protocol, the small
+    frame upsampled to the network size)."""
+    if native_lowres and geometry.lowres:
+        return kept, geometry.network_size
+    return geometry.network_input(kept), None
+
+
+def kept_results(
+    found: list[dict],
+    geometry: FrameGeometry,
+    native_size: tuple[int, int] | None,
+    score_threshold: float | None,
+) -> list[dict]:
+    """The student's results for a frame, in network pixels, people below ``score_threshold``
+    left out (None: predict's default for the frame's downscale factor)."""
+    if native_size is not None:  # found on the small frame itself
+        found = geometry.from_kept(found)
+    if score_threshold is None:
+        score_threshold = default_score_threshold(geometry.factor)
+    return [r for r in found if r["score"] >= score_threshold]
+
+
 def predict_frame(
     predictor: Predictor,
     kept: np.ndarray,
@@ -206,15 +232,12 @@ def predict_frame(
     """The results of one kept frame (in network pixels, without ``image_id``), people below
     ``score_threshold`` left out (None: predict's default for the frame's downscale factor):
     what ``orpose predict`` journals for it, and what :class:`orpose.api.Predictor` returns."""
-    if score_threshold is None:
-        score_threshold = default_score_threshold(geometry.factor)
-    if native_lowres and geometry.lowres:  # the small frame as it is (faster)
-        # the student lifts in the network frame's pixels, as on the upsampled frame
-        found = call_with_original_size(predictor, kept, geometry.network_size)
-        results = geometry.from_kept(found)
-    else:  # the paper's protocol: the small frame upsampled to the network size
-        results = predictor(geometry.network_input(kept))
-    return [r for r in results if r["score"] >= score_threshold]
+    image, native_size = network_input(kept, geometry, native_lowres)
+    if native_size is None:
+        found = predictor(image)
+    else:  # the student lifts in the network frame's pixels, as on the upsampled frame
+        found = call_with_original_size(predictor, image, native_size)
+    return kept_results(found, geometry, native_size, score_threshold)
 
 
 def predict_frames(
@@ -231,32 +254,18 @@ def predict_frames(
     docs/inference.md, 'Several cameras'); else one after the other."""
     batch = getattr(predictor, "batch", None)
     on_gpu = getattr(getattr(predictor, "device", None), "type", "cpu") != "cpu"
-    if batch is None or not on_gpu or len(frames) < 2:
-        if pool is None or len(frames) < 2:
-            return [
-                predict_frame(predictor, kept, geometry, native_lowres, score_threshold)
-                for kept, geometry in frames
-            ]
-        futures = [
-            pool.submit(predict_frame, predictor, kept, geometry, native_lowres, score_threshold)
-            for kept, geometry in frames
+    if len(frames) > 1 and batch is not None and on_gpu:
+        inputs = [network_input(kept, geometry, native_lowres) for kept, geometry in frames]
+        found = batch([image for image, _ in inputs], [size for _, size in inputs])
+        return [
+            kept_results(results, geometry, size, score_threshold)
+            for results, (_, geometry), (_, size) in zip(found, frames, inputs, strict=True)
         ]
+    args = (native_lowres, score_threshold)
+    if len(frames) > 1 and pool is not None:
+        futures = [pool.submit(predict_frame, predictor, *frame, *args) for frame in frames]
         return [future.result() for future in futures]
-    images, sizes, native = [], [], []
-    for kept, geometry in frames:
-        as_is = native_lowres and geometry.lowres
-        native.append(as_is)
-        images.append(kept if as_is else geometry.network_input(kept))
-        sizes.append(geometry.network_size if as_is else None)
-    found = batch(images, sizes)
-    out = []
-    for results, (_, geometry), as_is in zip(found, frames, native, strict=True):
-        results = geometry.from_kept(results) if as_is else results
-        least = (
-            default_score_threshold(geometry.factor) if score_threshold is None else score_threshold
-        )
-        out.append([r for r in results if r["score"] >= least])
-    return out
+    return [predict_frame(predictor, *frame, *args) for frame in frames]
 
 
 class Renderer:
