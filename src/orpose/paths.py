@@ -78,3 +78,13 @@ def expand_shared(text: str) -> str:
     if "{shared}" in text:
         text = text.replace("{shared}", str(shared_dir()))
     return text
+
+
+def file_stamp(path: str | os.PathLike) -> dict[str, int] | None:
+    """``{"size", "mtime_ns"}`` of a file, None for what is not one (a camera, a stream URL):
+    what tells that a file a record was made from has changed since."""
+    try:
+        stat = os.stat(path)
+    except (OSError, ValueError):
+        return None
+    return {"size": stat.st_size, "mtime_ns": stat.st_mtime_ns} if os.path.isfile(path) else None

@@ -15,14 +15,13 @@ is measured again.
 
 from __future__ import annotations
 
-import json
 import math
-import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from orpose.data.coco import write_json_atomic
+from orpose.data.coco import read_json, write_json_atomic
 from orpose.errors import DatasetError
+from orpose.paths import file_stamp
 from orpose.scales import scale_tag
 
 SUFFIX = ".lowres_paths.json"
@@ -36,16 +35,8 @@ def record_path(model: Path | str) -> Path:
     return model.with_name(model.name + SUFFIX)
 
 
-def _stamp(model: Path) -> dict[str, int]:
-    stat = os.stat(model)
-    return {"size": stat.st_size, "mtime_ns": stat.st_mtime_ns}
-
-
 def _read(path: Path) -> dict:
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
-        raise DatasetError(f"{path}: not a readable low-resolution path record ({err})") from None
+    data = read_json(path)
     if not isinstance(data, dict) or not isinstance(data.get("sets"), dict):
         raise DatasetError(f"{path}: field 'sets': expected a mapping of evaluation sets")
     return data
@@ -59,7 +50,7 @@ def record_comparison(
     are dropped."""
     model = Path(model)
     path = record_path(model)
-    stamp = _stamp(model)
+    stamp = file_stamp(model)
     data = _read(path) if path.is_file() else {}
     if data.get("model_file") != stamp:
         data = {}
@@ -93,7 +84,7 @@ def choose_path(model: Path | str, scale: float) -> PathChoice:
     if not model.is_file() or not path.is_file():
         return PathChoice(False, f"the native path is not measured for this model ({how})")
     data = _read(path)
-    if data.get("model_file") != _stamp(model):
+    if data.get("model_file") != file_stamp(model):
         return PathChoice(False, f"{path.name} was measured on another state of the model ({how})")
     losses = {}
     for gt, scales in data["sets"].items():

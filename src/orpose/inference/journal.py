@@ -24,12 +24,12 @@ run's results off as the second's (another model, or full-resolution results in 
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 from typing import Any
 
 from orpose.data.coco import DatasetError, read_json, write_json_atomic
 from orpose.jsonl import JsonlWriter, read_records
+from orpose.paths import file_stamp
 
 JOURNAL_NAME = "predictions.jsonl"
 SETTINGS_NAME = "predictions.settings.json"
@@ -44,15 +44,6 @@ class JournalMismatch(ValueError):
 def source_file(key: str) -> str:
     """The file a frame key names: the image path, or the video of ``video.avi#frame=000120``."""
     return key.rsplit("#frame=", 1)[0]
-
-
-def file_stamp(path: str) -> dict[str, int] | None:
-    """``{"size", "mtime_ns"}`` of a file, None for what is not one (a camera, a stream URL)."""
-    try:
-        stat = os.stat(path)
-    except (OSError, ValueError):
-        return None
-    return {"size": stat.st_size, "mtime_ns": stat.st_mtime_ns} if os.path.isfile(path) else None
 
 
 class PredictionJournal:

@@ -41,7 +41,7 @@ from orpose.data.sources import (
     video_fps,
 )
 from orpose.evaluation.shown import default_score_threshold
-from orpose.inference.journal import JOURNAL_NAME, PredictionJournal, file_stamp
+from orpose.inference.journal import JOURNAL_NAME, PredictionJournal
 from orpose.inference.privacy import LOWRES_MAX_SIDE, FrameGeometry, Shrinker, frame_geometry
 from orpose.inference.render import (
     VIDEO_SUFFIX,
@@ -53,6 +53,7 @@ from orpose.inference.render import (
 )
 from orpose.inference.tracking import PoseTracker
 from orpose.lifting.intrinsics import call_with_original_size
+from orpose.paths import file_stamp
 
 log = logging.getLogger(__name__)
 Predictor = Callable[[np.ndarray], list[dict]]
