@@ -133,17 +133,23 @@ def test_teacher_cost_counts_views_and_people(shared):
     assert teacher_cost(full, persons=0)[1] == pytest.approx(10 * gflops)
 
 
+def _tiny_checkpoint_and_frames(tmp_path):
+    """A tiny random student's checkpoint and a folder of one frame."""
+    torch.manual_seed(0)
+    checkpoint = save_student(build_student(TINY), tmp_path / "tiny.pt")
+    frames = tmp_path / "frames"
+    frames.mkdir()
+    cv2.imwrite(str(frames / "f.png"), np.full((120, 160, 3), 90, np.uint8))
+    return checkpoint, frames
+
+
 def test_bench_cli_on_a_checkpoint(tmp_path, capsys, monkeypatch):
     # the CLI asks for one thread pool for the whole process: not for pytest's process, whose
     # later tests make sessions of their own (the pool is tested in test_onnx_session.py)
     asked = []
     monkeypatch.setattr("orpose.onnx_session.share_one_thread_pool",
                         lambda threads: asked.append(threads) or True)  # fmt: skip
-    torch.manual_seed(0)
-    checkpoint = save_student(build_student(TINY), tmp_path / "tiny.pt")
-    frames = tmp_path / "frames"
-    frames.mkdir()
-    cv2.imwrite(str(frames / "f.png"), np.full((120, 160, 3), 90, np.uint8))
+    checkpoint, frames = _tiny_checkpoint_and_frames(tmp_path)
     out = tmp_path / "bench.json"
     options = "--count 1 --warmup 0 --students --teacher --people"
     args = ["--frames", str(frames), "--checkpoint", str(checkpoint), "--out", str(out)]
@@ -166,11 +172,7 @@ def test_bench_cli_on_a_checkpoint(tmp_path, capsys, monkeypatch):
 def test_bench_asked_for_a_gpu_without_one_says_so_and_times_the_cpu(tmp_path, capsys, monkeypatch):
     monkeypatch.setattr("orpose.onnx_session.share_one_thread_pool", lambda threads: True)
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
-    torch.manual_seed(0)
-    checkpoint = save_student(build_student(TINY), tmp_path / "tiny.pt")
-    frames = tmp_path / "frames"
-    frames.mkdir()
-    cv2.imwrite(str(frames / "f.png"), np.full((120, 160, 3), 90, np.uint8))
+    checkpoint, frames = _tiny_checkpoint_and_frames(tmp_path)
     out = tmp_path / "bench.json"
     options = "--count 1 --warmup 0 --students --teacher --people --runtimes pytorch --device cuda"
     args = ["--frames", str(frames), "--checkpoint", str(checkpoint), "--out", str(out)]
