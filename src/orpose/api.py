@@ -283,7 +283,6 @@ def load(
     A missing file, a file that is not a model and options the model cannot take raise an
     :class:`orpose.errors.OrposeError` (ModelError, UserError) naming it.
     """
-    from orpose.evaluation.shown import LOWEST_DEFAULT_SCORE_THRESHOLD
     from orpose.inference.cli import build_predictor
 
     spec = _check_model_path(path)
@@ -293,16 +292,13 @@ def load(
     intrinsics = _camera(camera)
     stats = None if h36_stats is None else Path(h36_stats)
     try:
-        runner = build_predictor(spec, device, threads, proposals, stats, intrinsics)
+        runner = build_predictor(
+            spec, device, threads, proposals, stats, intrinsics, score_threshold=score_threshold
+        )
     except ValueError as err:  # as run_predict_cli: e.g. an ONNX graph that is not a student
         if isinstance(err, OrposeError):
             raise
         raise UserError(str(err)) from err
-    if hasattr(runner, "model"):  # a checkpoint: do not pose people that cannot be returned
-        from orpose.predictor import skip_people_below
-
-        least = LOWEST_DEFAULT_SCORE_THRESHOLD if score_threshold is None else score_threshold
-        skip_people_below(runner.model, least)
     threshold = None if score_threshold is None else float(score_threshold)
     return Predictor(runner, spec, threshold, intrinsics)
 

@@ -260,9 +260,13 @@ def build_predictor(
     proposals: int | None = None,
     h36_stats: Path | None = None,
     camera=None,
+    *,
+    score_threshold: float | None = None,
 ):
     """A PyTorch predictor for checkpoints, an onnxruntime one for .onnx files; ``camera``
-    (:class:`orpose.lifting.intrinsics.Intrinsics`): the frames' intrinsics for 3D."""
+    (:class:`orpose.lifting.intrinsics.Intrinsics`): the frames' intrinsics for 3D. A checkpoint
+    does not pose people below ``score_threshold`` (None: below the lowest of predict's
+    defaults), who could not be shown anyway."""
     if model.lower().endswith(".onnx"):
         from orpose.inference.onnx_runner import load_onnx_student
 
@@ -276,11 +280,14 @@ def build_predictor(
         return load_onnx_student(model, threads, spin=False)
     import torch
 
-    from orpose.predictor import StudentPredictor
+    from orpose.predictor import StudentPredictor, skip_people_below
 
     if threads > 0:
         torch.set_num_threads(threads)
-    return StudentPredictor.from_checkpoint(model, device, proposals, h36_stats, camera=camera)
+    predictor = StudentPredictor.from_checkpoint(model, device, proposals, h36_stats, camera=camera)
+    least = LOWEST_DEFAULT_SCORE_THRESHOLD if score_threshold is None else score_threshold
+    skip_people_below(predictor.model, least)
+    return predictor
 
 
 def concurrent_streams(inputs: list[str], asked: bool) -> bool:
@@ -444,14 +451,12 @@ def predict(
         native_lowres=native,
     )
     try:
-        predictor = build_predictor(model, device, threads, proposals, h36_stats, intrinsics)
+        predictor = build_predictor(
+            model, device, threads, proposals, h36_stats, intrinsics,
+            score_threshold=score_threshold,
+        )  # fmt: skip
     except ValueError as err:
         raise UserError(str(err)) from err
-    if hasattr(predictor, "model"):  # a checkpoint: do not pose people that cannot be written
-        from orpose.predictor import skip_people_below
-
-        least = LOWEST_DEFAULT_SCORE_THRESHOLD if score_threshold is None else score_threshold
-        skip_people_below(predictor.model, least)
     try:
         info = {"model": model}
         if intrinsics is not None:
