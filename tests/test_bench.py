@@ -114,7 +114,7 @@ def test_latency_statistics_table_and_ratios():
     assert student.median_ms == 50.0 and student.p90_ms == pytest.approx(120.0)
     assert student.fps == pytest.approx(1000 / 75)
     assert student.speedup == {"full": pytest.approx(5.0), "single": pytest.approx(1.5)}
-    assert lowres_ratios([student, low]) == {"cpu onnxruntime": pytest.approx(0.2)}
+    assert lowres_ratios([student, low]) == {"cpu onnxruntime native": pytest.approx(0.2)}
     table = format_table([teacher, single, student, low])
     assert "x teacher single" in table and "x teacher full" in table and "5.00" in table
 
@@ -179,3 +179,24 @@ def test_bench_asked_for_a_gpu_without_one_says_so_and_times_the_cpu(tmp_path, c
     assert main(["bench", *args, *options.split()]) == 0
     assert "no CUDA GPU on this machine; the GPU rows are skipped" in capsys.readouterr().out
     assert {r["runtime"] for r in json.loads(out.read_text())["rows"]} == {"pytorch"}
+
+
+@pytest.mark.shared
+def test_bench_scores_each_timed_row_beside_its_speed(tmp_path, capsys, monkeypatch, val500):
+    """``--accuracy``: every row that poses the people it detects (not the forced sweep) gets
+    box AP / keypoint AP / MPJPE on each set, at its own factor, in the table and the report."""
+    monkeypatch.setattr("orpose.onnx_session.share_one_thread_pool", lambda threads: True)
+    checkpoint, frames = _tiny_checkpoint_and_frames(tmp_path)
+    out = tmp_path / "bench.json"
+    options = "--count 1 --warmup 0 --students --teacher --people 2 --runtimes onnxruntime"
+    args = ["--frames", str(frames), "--checkpoint", str(checkpoint), "--out", str(out),
+            "--accuracy", str(val500), "--accuracy-count", "1"]  # fmt: skip
+    assert main(["bench", *args, *options.split()]) == 0
+    assert "person_keypoints: box / kpt AP / mm" in capsys.readouterr().out
+    rows = json.loads(out.read_text())["rows"]
+    scored = {r["input"]: r["accuracy"] for r in rows if r["people"] == "detected"}
+    assert set(scored) == {"640x480", "640x480 (12x, upsampled)"}
+    for accuracy in scored.values():
+        assert set(accuracy["person_keypoints"]) == {"box_ap", "keypoint_ap", "mpjpe_mm"}
+        assert 0 <= accuracy["person_keypoints"]["box_ap"] <= 100
+    assert [r["accuracy"] for r in rows if r["people"] == "2"] == [{}]

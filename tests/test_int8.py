@@ -93,9 +93,10 @@ def test_predict_and_bench_load_the_int8_export(exported, photos, tmp_path, caps
     capsys.readouterr()
     frames = [read_image_rgb(p) for p in photos[:1]]
     rows = prepare_export(int8, BenchPlan(frames=photos[0]), frames)
-    assert [r.row.variant for r in rows] == ["student.int8.onnx"] * 2
-    assert "native" in rows[1].row.input
-    assert isinstance(rows[1].run(rows[1].frames[0]), list)  # runs; not timed here
+    assert [r.row.variant for r in rows] == ["student.int8.onnx"] * 3
+    assert "upsampled" in rows[1].row.input and "native" in rows[2].row.input  # privacy paths
+    assert (rows[2].scale, rows[2].native) == (12, True)
+    assert isinstance(rows[2].run(rows[2].frames[0]), list)  # runs; not timed here
 
 
 def test_int8_beyond_tolerance_fails_and_removes_int8_files(exported, photos, tmp_path,

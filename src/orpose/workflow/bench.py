@@ -70,6 +70,8 @@ class BenchRow:
     latencies_ms: list[float] = field(default_factory=list)
     people_per_frame: float = 0.0
     speedup: dict[str, float] = field(default_factory=dict)  # teacher setting -> its time / ours
+    # set name -> box_ap, keypoint_ap (%), mpjpe_mm of what was timed (``--accuracy``)
+    accuracy: dict[str, dict[str, float | None]] = field(default_factory=dict)
 
     @property
     def median_ms(self) -> float:
@@ -122,6 +124,11 @@ class Timed:
     cost: Callable[[int], tuple[float, float]]  # people per frame -> (params M, GFLOPs)
     forced_people: int | None = None
     outputs: list[Any] = field(default_factory=list)
+    # for the accuracy pass: the factor and path of the row's frames, and its predictor as
+    # ``orpose eval`` scores it (None: ``run``)
+    scale: float = 1.0
+    native: bool = False
+    predictor: Callable[[np.ndarray], list[dict]] | None = None
 
     def finish(self) -> BenchRow:
         """The row with its people per frame, parameters and GFLOPs filled in."""
@@ -240,13 +247,18 @@ def teacher_cost(teacher, persons: int, size: tuple[int, int] = BENCH_SIZE) -> t
     return params / 1e6, macs / 1e9
 
 
-def prepare_teacher(setting: str, frames: Sequence[np.ndarray], threads: int, label: str) -> Timed:
+def prepare_teacher(
+    setting: str, frames: Sequence[np.ndarray], threads: int, label: str, scale: float = 1.0,
+    lifter=None,
+) -> Timed:  # fmt: skip
     from orpose.paths import models_dir
     from orpose.teacher.teacher import Teacher
+    from orpose.workflow.bench_accuracy import teacher_predictor
 
     teacher = Teacher.from_config(teacher_config(setting), models_dir(), threads=threads)
     row = BenchRow("teacher", setting, "onnxruntime", label, "detected", 0.0, 0.0)
-    return Timed(row, teacher.label, frames, lambda people: teacher_cost(teacher, people))
+    return Timed(row, teacher.label, frames, lambda people: teacher_cost(teacher, people),
+                 scale=scale, predictor=teacher_predictor(teacher, lifter))  # fmt: skip
 
 
 # -- students -------------------------------------------------------------------------------------
@@ -327,27 +339,23 @@ def prepare_students(
     """A student's rows: each runtime at 1x and 12x, then the people sweep (onnxruntime)."""
     from orpose.predictor import fix_people
 
-    native = has_native_path(model)
-    small = shrink(frames, LOWRES_SCALE, upsample=not native)
-    w, h = small[0].shape[1], small[0].shape[0]
-    low_label = f"{w}x{h} ({LOWRES_SCALE}x, {'native' if native else 'upsampled'})"
-    inputs = [(f"{BENCH_SIZE[0]}x{BENCH_SIZE[1]}", frames)]
-    if LOWRES_SCALE in plan.scales:
-        inputs.append((low_label, small))
+    inputs = frame_inputs(frames, plan.scales, has_native_path(model))
+    small = shrink(frames[:1], LOWRES_SCALE, upsample=False)[0]  # the native graph's example
     timed = []
     runners = student_runners(model, name, plan.runtimes, plan.threads, workdir, frames[0],
-                              small[0], plan.device)  # fmt: skip
+                              small, plan.device)  # fmt: skip
     for runner in runners:
-        for label, images in inputs:
-            row = BenchRow("student", name, runner.runtime, label, "detected", 0.0, 0.0)
-            cost = partial(student_cost, model, images[0])
-            timed.append(Timed(row, runner.run, images, cost))
+        for put in inputs:
+            row = BenchRow("student", name, runner.runtime, put.label, "detected", 0.0, 0.0)
+            cost = partial(student_cost, model, put.images[0])
+            timed.append(Timed(row, runner.run, put.images, cost, scale=put.scale,
+                               native=put.native))  # fmt: skip
     if plan.people and "onnxruntime" in plan.runtimes:
         for count in plan.people:
             forced = fix_people(_copy(model), count)
             (runner,) = student_runners(forced, f"{name}_{count}", ("onnxruntime",),
-                                        plan.threads, workdir, frames[0], small[0])  # fmt: skip
-            row = BenchRow("student", name, runner.runtime, inputs[0][0], str(count), 0.0, 0.0)
+                                        plan.threads, workdir, frames[0], small)  # fmt: skip
+            row = BenchRow("student", name, runner.runtime, inputs[0].label, str(count), 0.0, 0.0)
             cost = partial(student_cost, forced, frames[0])
             timed.append(Timed(row, runner.run, frames, cost, forced_people=count))
     return timed
@@ -361,19 +369,40 @@ def prepare_export(path: Path, plan: BenchPlan, frames: list[np.ndarray]) -> lis
     from orpose.inference.onnx_runner import OnnxStudentPair, load_onnx_student
 
     runner = load_onnx_student(path, plan.threads)
-    native = isinstance(runner, OnnxStudentPair)
     params = onnx_parameters(path) / 1e6
-    inputs = [(f"{BENCH_SIZE[0]}x{BENCH_SIZE[1]}", frames)]
-    if LOWRES_SCALE in plan.scales:
-        small = shrink(frames, LOWRES_SCALE, upsample=not native)
-        w, h = small[0].shape[1], small[0].shape[0]
-        kind = "native" if native else "upsampled"
-        inputs.append((f"{w}x{h} ({LOWRES_SCALE}x, {kind})", small))
+    inputs = frame_inputs(frames, plan.scales, isinstance(runner, OnnxStudentPair))
     return [
-        Timed(BenchRow("student", path.name, "onnxruntime", label, "detected", 0.0, 0.0),
-              runner, images, lambda people: (params, float("nan")))
-        for label, images in inputs
+        Timed(BenchRow("student", path.name, "onnxruntime", put.label, "detected", 0.0, 0.0),
+              runner, put.images, lambda people: (params, float("nan")), scale=put.scale,
+              native=put.native)
+        for put in inputs
     ]  # fmt: skip
+
+
+@dataclass
+class FrameInput:
+    """The frames of one kind of row: full resolution, or 12x upsampled back (the paper's
+    protocol, privacy mode's default path) or 12x as they are (the native path)."""
+
+    label: str
+    images: list[np.ndarray]
+    scale: float = 1.0
+    native: bool = False
+
+
+def frame_inputs(frames: list[np.ndarray], scales: Sequence[int], native: bool) -> list[FrameInput]:
+    """1x, and at 12x the upsampled frames and, for a model with a native path, the small ones
+    (the last entry is the native one when there is one)."""
+    inputs = [FrameInput(f"{BENCH_SIZE[0]}x{BENCH_SIZE[1]}", list(frames))]
+    if LOWRES_SCALE not in scales:
+        return inputs
+    label = f"{inputs[0].label} ({LOWRES_SCALE}x, upsampled)"
+    inputs.append(FrameInput(label, shrink(frames, LOWRES_SCALE, upsample=True), LOWRES_SCALE))
+    if native:
+        small = shrink(frames, LOWRES_SCALE, upsample=False)
+        w, h = small[0].shape[1], small[0].shape[0]
+        inputs.append(FrameInput(f"{w}x{h} ({LOWRES_SCALE}x, native)", small, LOWRES_SCALE, True))
+    return inputs
 
 
 def is_export(path: Path | str) -> bool:
@@ -399,18 +428,20 @@ def add_speedups(rows: list[BenchRow]) -> None:
 
 
 def lowres_ratios(rows: Sequence[BenchRow]) -> dict[str, float]:
-    """Per student and runtime: median latency at 12x / median at 1x (people as detected)."""
+    """Per student, runtime and low-resolution path: median latency at 12x / median at 1x
+    (people as detected)."""
     out = {}
     for row in rows:
         if row.model != "student" or row.people != "detected" or "x," not in row.input:
             continue
+        path = "native" if "native" in row.input else "upsampled"
         base = next(
             (r for r in rows if r.model == "student" and r.variant == row.variant
              and r.runtime == row.runtime and r.people == "detected" and "x," not in r.input),
             None,
         )  # fmt: skip
         if base is not None:
-            out[f"{row.variant} {row.runtime}"] = row.median_ms / base.median_ms
+            out[f"{row.variant} {row.runtime} {path}"] = row.median_ms / base.median_ms
     return out
 
 
@@ -419,8 +450,12 @@ def lowres_ratios(rows: Sequence[BenchRow]) -> dict[str, float]:
 
 def format_table(rows: Sequence[BenchRow]) -> str:
     """A plain-text table with the speed-ups over the single-pass and the full teacher."""
+    from orpose.workflow.bench_accuracy import format_accuracy
+
+    sets = list(dict.fromkeys(name for r in rows for name in r.accuracy))
     head = ("model", "variant", "runtime", "input", "people", "params (M)", "GFLOPs",
-            "median ms", "p90 ms", "frames/s", "x teacher single", "x teacher full")  # fmt: skip
+            "median ms", "p90 ms", "frames/s", "x teacher single", "x teacher full",
+            *(f"{name}: box / kpt AP / mm" for name in sets))  # fmt: skip
     lines = []
     for r in rows:
         people = r.people if r.people != "detected" else f"{r.people_per_frame:.1f} detected"
@@ -428,6 +463,7 @@ def format_table(rows: Sequence[BenchRow]) -> str:
             r.model, r.variant, r.runtime, r.input, people, f"{r.params_m:.2f}",
             f"{r.gflops:.2f}", f"{r.median_ms:.0f}", f"{r.p90_ms:.0f}", f"{r.fps:.2f}",
             *(f"{r.speedup[k]:.2f}" if k in r.speedup else "-" for k in ("single", "full")),
+            *(format_accuracy(r.accuracy.get(name)) for name in sets),
         ))  # fmt: skip
     widths = [max(len(str(x)) for x in col) for col in zip(head, *lines, strict=True)]
     fmt = "  ".join(f"{{:<{w}}}" for w in widths)
@@ -458,6 +494,11 @@ class BenchPlan:
     # turn; with a pool per session, the threads of the row that just ran spin against the next
     # one, see orpose.onnx_session): the CLI asks for it, its process ends with the bench
     shared_pool: bool = False
+    # labelled sets to score each row on (bench_accuracy: "mvor", "val500" or AccuracySet),
+    # on their first accuracy_count images (None: all); the teacher's 3D through teacher_lifter
+    accuracy: tuple = ()
+    accuracy_count: int | None = None
+    teacher_lifter: Path | None = None
 
 
 def run_bench(plan: BenchPlan, log: Callable[[str], None] = print) -> list[BenchRow]:
@@ -476,13 +517,19 @@ def run_bench(plan: BenchPlan, log: Callable[[str], None] = print) -> list[Bench
     frames = load_frames(plan.frames, plan.count)
     timed: list[Timed] = []
     full_res = f"{BENCH_SIZE[0]}x{BENCH_SIZE[1]}"
+    lifter = None
+    if plan.accuracy and plan.teacher_lifter is not None:
+        from orpose.teacher.lift3d import load_lifter
+
+        lifter = load_lifter(plan.teacher_lifter)
     for setting in plan.teacher_settings:
         log(f"teacher {setting} ...")
-        timed.append(prepare_teacher(setting, frames, plan.threads, full_res))
+        timed.append(prepare_teacher(setting, frames, plan.threads, full_res, lifter=lifter))
     if LOWRES_SCALE in plan.scales and "single" in plan.teacher_settings:
         label = f"{full_res} ({LOWRES_SCALE}x, upsampled)"
         degraded = shrink(frames, LOWRES_SCALE, upsample=True)
-        timed.append(prepare_teacher("single", degraded, plan.threads, label))
+        timed.append(prepare_teacher("single", degraded, plan.threads, label, LOWRES_SCALE,
+                                     lifter))  # fmt: skip
     builders = [(s, (cpu_student if s == CPU_STUDENT else
                      lambda s=s: random_rcnn_student(s))) for s in plan.students]  # fmt: skip
     builders += [(Path(c).stem, lambda c=c: load_student(c))
@@ -510,9 +557,29 @@ def run_bench(plan: BenchPlan, log: Callable[[str], None] = print) -> list[Bench
             if group:
                 log(f"timing {len(group)} {group[0].row.runtime} rows in alternation ...")
                 time_interleaved(group, plan.warmup)
+        if plan.accuracy:
+            score_rows(timed, plan, Path(tmp), log)
     rows = [t.finish() for t in timed]
     add_speedups(rows)
     return rows
+
+
+def score_rows(timed: Sequence[Timed], plan: BenchPlan, workdir: Path,
+               log: Callable[[str], None] = print) -> None:  # fmt: skip
+    """After the timing: each row with the people it detects (not the forced sweeps) scored on
+    each accuracy set at its factor and path (:mod:`orpose.workflow.bench_accuracy`)."""
+    from orpose.workflow.bench_accuracy import load_sets, resolve_sets, score_row
+
+    sets = load_sets(resolve_sets(plan.accuracy, workdir))
+    for t in timed:
+        if t.forced_people is not None:
+            continue
+        for accuracy_set, dataset in sets:
+            log(f"accuracy: {t.row.variant} {t.row.runtime} {t.row.input} on {accuracy_set.name}")
+            t.row.accuracy[accuracy_set.name] = score_row(
+                t.predictor or t.run, accuracy_set, dataset, t.scale, t.native,
+                plan.accuracy_count,
+            )  # fmt: skip
 
 
 def save_report(path: Path, rows: Sequence[BenchRow], plan: BenchPlan) -> Path:
@@ -521,6 +588,8 @@ def save_report(path: Path, rows: Sequence[BenchRow], plan: BenchPlan) -> Path:
     settings = asdict(plan)
     settings["frames"] = str(plan.frames)
     settings["checkpoints"] = [str(c) for c in plan.checkpoints]
+    settings["accuracy"] = [a if isinstance(a, str) else str(a.gt) for a in plan.accuracy]
+    settings["teacher_lifter"] = str(plan.teacher_lifter) if plan.teacher_lifter else None
     settings["size"] = list(BENCH_SIZE)
     payload = {
         "machine": machine(),

@@ -21,6 +21,7 @@ from orpose.workflow.bench import (
     run_bench,
     save_report,
 )
+from orpose.workflow.bench_accuracy import parse_accuracy_set
 from orpose.workflow.demo import run_demo
 from orpose.workflow.demo_options import DemoOptions
 from orpose.workflow.experiment import ExperimentError, run_experiment
@@ -228,6 +229,21 @@ def register_bench(subparsers: argparse._SubParsersAction) -> None:
                    "each checkpoint's own threshold)")  # fmt: skip
     p.add_argument("--quick", action="store_true",
                    help="3 frames, 1 warm-up, onnxruntime only, people 1 and 5")  # fmt: skip
+    p.add_argument("--accuracy", nargs="+", default=[], metavar="SET",
+                   help="after the timing, score every row as it was timed on these labelled "
+                   "sets: mvor (the shared OR test frames), val500 (the shared COCO val500), "
+                   "or FILE.json[,images=DIR][,camera=SPEC]: box AP / keypoint AP / MPJPE "
+                   "beside the speed")  # fmt: skip
+    p.add_argument(
+        "--accuracy-count",
+        type=_COUNT,
+        default=None,
+        metavar="N",
+        help="score on the first N images of each set (default: all)",
+    )
+    p.add_argument("--lifter", type=Path, default=None,
+                   help="lifter for the teacher's 3D in the accuracy columns (as orpose label "
+                   "--lifter; default: no teacher MPJPE)")  # fmt: skip
     p.add_argument("--out", type=Path, default=Path("bench.json"), help="JSON report")
     p.set_defaults(func=run_bench_cli)
 
@@ -261,6 +277,12 @@ def run_bench_cli(args: argparse.Namespace) -> int:
         device=args.device,
         shared_pool=True,
     )
+    plan.accuracy = tuple(parse_accuracy_set(spec) for spec in args.accuracy)
+    plan.accuracy_count = args.accuracy_count
+    if args.lifter is not None:
+        if not args.lifter.is_file():
+            raise_user_error(f"--lifter {args.lifter}: no such lifter checkpoint")
+        plan.teacher_lifter = args.lifter
     if args.student_min_score is not None:
         plan.student_min_score = None if args.student_min_score < 0 else args.student_min_score
     if args.quick:
