@@ -426,3 +426,21 @@ def test_dataloader_worker_error_reaches_the_cli_as_one_line(tmp_path):
     message = str(err.value)
     assert "\n" not in message and "Traceback" not in message
     assert message.startswith(f"{path}: image id 1: field 'file_name': ")
+
+
+def test_flip_is_refused_where_no_crop_can_be_mirrored(tmp_path, capsys):
+    """--flip belongs to the CPU student's checkpoints: an R-CNN student, an ONNX graph (whose
+    work is fixed at export) and prediction files are each refused in one line."""
+    frame = tmp_path / "f.png"
+    cv2.imwrite(str(frame), np.full((48, 64, 3), 90, np.uint8))
+    out = str(tmp_path / "pred")
+    assert main(["predict", "random:resnet18_fpn", str(frame), "--flip", "--out", out]) == 2
+    one_error_line(capsys.readouterr().err, "predict", "--flip", "only the CPU student")
+    graph = tmp_path / "student.onnx"
+    graph.write_bytes(b"not read")
+    assert main(["predict", str(graph), str(frame), "--flip", "--out", out]) == 2
+    one_error_line(capsys.readouterr().err, "predict", "--flip is fixed in an ONNX graph")
+    pred = tmp_path / "pred.json"
+    pred.write_text("[]")
+    assert main(["eval", "--gt", str(pred), "--pred", str(pred), "--flip"]) == 2
+    one_error_line(capsys.readouterr().err, "eval", "--flip applies to --model only")

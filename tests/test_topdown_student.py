@@ -453,3 +453,56 @@ def _check_native_onnx(student, images, tmp_path) -> None:
         assert (np.linalg.norm(kps - onnx_kps, axis=-1) < 0.01).mean() > 0.98
         assert np.allclose([r["keypoints3d"] for r in ours], [r["keypoints3d"] for r in theirs],
                            atol=1.0)  # fmt: skip
+
+
+def test_unflip_puts_a_mirrored_crops_peak_back_where_the_joint_is():
+    """A joint at crop pixel x0 shows, in the mirrored crop, at pixel cw - 1 - x0 in the channel
+    of its left/right twin; unflip must give its own channel a peak at x0 (DARK-decoded)."""
+    from types import SimpleNamespace
+
+    from orpose.heatmaps import dark_refine
+    from orpose.skeleton import FLIP_INDEX
+    from orpose.student.keypoint_head import TopDownKeypointHead
+
+    stride, cw, w, h = 4, 192, 48, 64
+    xs, ys = torch.arange(w).float(), torch.arange(h).float()
+    x0 = torch.linspace(20.0, 170.0, 17)  # crop pixels, one per joint
+    y0 = 100.0
+    mirrored = torch.zeros(1, 17, h, w)
+    for k in range(17):
+        cx, cy = (cw - 1 - x0[k]) / stride, y0 / stride  # where the twin's channel shows joint k
+        g = torch.exp(-((xs[None] - cx) ** 2 + (ys[:, None] - cy) ** 2) / (2 * 2.0**2))
+        mirrored[0, FLIP_INDEX[k]] = g
+    back = TopDownKeypointHead.unflip(SimpleNamespace(stride=stride), mirrored, cw)
+    cells, _ = dark_refine(back, 11)
+    torch.testing.assert_close(cells[0, :, 0] * stride, x0, atol=0.15, rtol=0)
+    torch.testing.assert_close(cells[0, :, 1] * stride, torch.full((17,), y0), atol=0.05, rtol=0)
+
+
+def test_flip_test_poses_a_mirror_image_as_the_mirror_of_the_image(student, images):
+    """With --flip the pose of the mirrored image is the mirror of the image's pose (the crops
+    are exact mirrors for a crop region of 1 image pixel per crop pixel); without it, the
+    network's own asymmetry shows."""
+    import copy
+
+    from orpose.skeleton import FLIP_INDEX
+
+    image = _tensor(images[0])
+    width = image.shape[-1]
+    # crop regions of 256 x 192 image pixels: 1.25 x 204.8 tall, centred on the boxes
+    boxes = torch.tensor([[100.0, 100.0, 200.0, 304.8], [380.0, 60.0, 460.0, 264.8]])
+    mirrored_boxes = torch.stack([width - boxes[:, 2], boxes[:, 1], width - boxes[:, 0],
+                                  boxes[:, 3]], 1)  # fmt: skip
+
+    def asymmetry(model) -> float:
+        with torch.no_grad():
+            a = model.pose(image, boxes)["keypoints"][..., :2]
+            b = model.pose(torch.flip(image, [-1]), mirrored_boxes)["keypoints"][..., :2]
+        b = b[:, list(FLIP_INDEX)]
+        b[..., 0] = width - 1 - b[..., 0]
+        return float((a - b).abs().median())
+
+    flipped = copy.deepcopy(student)
+    flipped.config.flip_test = True
+    plain, averaged = asymmetry(student), asymmetry(flipped)
+    assert averaged < 0.5 and averaged < plain / 2, (plain, averaged)

@@ -267,6 +267,7 @@ def load(
     proposals: int | None = None,
     h36_stats: str | os.PathLike | None = None,
     threads: int = 0,
+    flip: bool = False,
 ) -> Predictor:
     """A student as ``orpose predict`` loads it: an orpose checkpoint (.pt, either family), an
     official ORPose detectron2 checkpoint, an exported ``.onnx`` (with its ``_native.onnx``
@@ -278,7 +279,7 @@ def load(
     out (None: predict's default for the image's downscale factor, 0.25 at 1x to 0.17 at
     10-12x, see ``orpose.evaluation.shown.SCORE_THRESHOLDS``; 0 keeps every detection, as COCO AP
     wants);
-    ``proposals``, ``h36_stats``, ``threads``: as predict's options of those names.
+    ``proposals``, ``h36_stats``, ``threads``, ``flip``: as predict's options of those names.
 
     A missing file, a file that is not a model and options the model cannot take raise an
     :class:`orpose.errors.OrposeError` (ModelError, UserError) naming it.
@@ -293,7 +294,14 @@ def load(
     stats = None if h36_stats is None else Path(h36_stats)
     try:
         runner = build_predictor(
-            spec, device, threads, proposals, stats, intrinsics, score_threshold=score_threshold
+            spec,
+            device,
+            threads,
+            proposals,
+            stats,
+            intrinsics,
+            score_threshold=score_threshold,
+            flip=flip,
         )
     except ValueError as err:  # as run_predict_cli: e.g. an ONNX graph that is not a student
         if isinstance(err, OrposeError):
@@ -431,6 +439,7 @@ def evaluate(
     camera: Any = None,
     skip_bad_images: bool = False,
     h36_stats: str | os.PathLike | None = None,
+    flip: bool = False,
 ) -> list[dict]:
     """The rows ``orpose eval`` computes (metrics.csv: scale, box and keypoint AP in %, MPJPE in
     mm, MVOR PCK, shown recall / precision...), one per prediction set.
@@ -445,7 +454,7 @@ def evaluate(
     - a model, run on the ground-truth images degraded at each of ``scales``: a checkpoint path
       (what ``orpose eval --model`` does, with its options ``device``, ``limit``,
       ``max_detections``, ``proposals``, ``min_person_score``, ``native_lowres``, ``camera``,
-      ``skip_bad_images``, ``h36_stats``), or a :class:`Predictor` from :func:`load` (an
+      ``skip_bad_images``, ``h36_stats``, ``flip``), or a :class:`Predictor` from :func:`load` (an
       ``.onnx`` path is loaded with ``load(path, score_threshold=0)``), whose people at or above
       its ``score_threshold`` are scored (``load(path, score_threshold=0)`` is what ``eval
       --model`` scores).
@@ -485,7 +494,10 @@ def evaluate(
             camera=camera,
             skip_bad_images=skip_bad_images,
             h36_stats=h36_stats,
+            flip=flip,
         )
+    if flip:
+        raise UserError("flip applies to a model only (prediction files are already predicted)")
     require_ground_truth(dataset)
     loaded = _prediction_sets(predictions, dataset, keypoints)
     refuse_repeated_labels(loaded, "predictions")
@@ -539,9 +551,11 @@ def _evaluate_model(gt: Any, model: Any, scales: list[float], out: Any, **option
         for name in ("max_detections", "proposals", "min_person_score", "camera", "h36_stats"):
             if options[name] is not None:
                 raise UserError(f"{name}: give it to orpose.load for a loaded Predictor")
+        if options["flip"]:
+            raise UserError("flip: give it to orpose.load for a loaded Predictor")
         runner = _Thresholded(model)
     elif os.fspath(model).lower().endswith(".onnx"):
-        runner = _Thresholded(load(model, score_threshold=0))
+        runner = _Thresholded(load(model, score_threshold=0, flip=options["flip"]))
     else:
         spec = _check_model_path(model)
         _number("proposals", options["proposals"], 1, 10**5, integer=True)
@@ -556,6 +570,7 @@ def _evaluate_model(gt: Any, model: Any, scales: list[float], out: Any, **option
             camera=_camera(options["camera"]),
             max_detections=options["max_detections"],
             min_person_score=options["min_person_score"],
+            flip=options["flip"],
         )
     reports, _ = model_reports(
         runner,

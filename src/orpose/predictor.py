@@ -16,6 +16,7 @@ import numpy as np
 import torch
 
 from orpose.checkpoints.student import load_student, save_student
+from orpose.errors import UserError
 from orpose.lifting.intrinsics import Intrinsics, LiftMapping, lift_mapping
 from orpose.student.model import ORPoseStudent, StudentConfig, build_student
 from orpose.student.registry import family_of, limit_holder
@@ -111,6 +112,22 @@ def skip_people_below(model: torch.nn.Module, score: float) -> torch.nn.Module:
     threshold of ``orpose predict`` would be dropped anyway, after costing a pose pass."""
     current = float(getattr(*_limit(model, "score")))
     return set_min_person_score(model, max(current, min(1.0, float(score))))
+
+
+def set_flip_test(model: torch.nn.Module, on: bool) -> torch.nn.Module:
+    """Pose every person also on the mirror image of its crop and average the heatmaps (the
+    teacher's pose flip; ``predict`` / ``eval`` / ``export --flip``): twice the pose work, more
+    accurate at low resolution (docs/student.md). Only the CPU student poses crops."""
+    if on:
+        config = getattr(model, "config", None)
+        if not hasattr(config, "flip_test"):
+            family = getattr(config, "family", type(model).__name__)
+            raise UserError(
+                f"--flip: only the CPU student poses person crops it can mirror; this model is "
+                f"a {family}"
+            )
+        config.flip_test = True
+    return model
 
 
 def fix_people(model: torch.nn.Module, count: int) -> torch.nn.Module:

@@ -177,6 +177,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="with --model: RPN proposals per image (default 1000); fewer is faster on a CPU",
     )
     p.add_argument(
+        "--flip",
+        action="store_true",
+        help="with --model (the CPU student): pose each person also on its mirrored crop, as "
+        "orpose predict --flip",
+    )
+    p.add_argument(
         "--h36-stats",
         type=Path,
         default=None,
@@ -258,6 +264,7 @@ def run_eval(args: argparse.Namespace) -> int:
         skip_bad_images=args.skip_bad_images,
         keypoints=args.keypoints,
         min_person_score=args.min_person_score,
+        flip=args.flip,
         native_lowres=args.native_lowres,
         compare_lowres_paths=args.compare_lowres_paths,
         camera=args.camera,
@@ -285,6 +292,7 @@ def evaluate_and_report(
     compare_lowres_paths: bool = False,
     camera: str | None = None,
     plot: bool = True,
+    flip: bool = False,
 ) -> int:
     """``orpose eval``: score prediction files ``pred`` (``"[SCALE=]FILE"`` each, as ``--pred``)
     or a student checkpoint ``model`` run on the ground truth's images at each of ``scales``,
@@ -304,6 +312,8 @@ def evaluate_and_report(
         )
     if camera is not None and model is None:
         raise UserError("--camera applies to --model only (--pred files carry their own 3D)")
+    if flip and model is None:
+        raise UserError("--flip applies to --model only (--pred files are already predicted)")
     dataset = load_pose_dataset(gt, image_root=images, check_images=model is not None)
     refuse_repeated_images(dataset)
     if model is not None:
@@ -323,6 +333,7 @@ def evaluate_and_report(
             compare_lowres_paths=compare_lowres_paths,
             camera=camera,
             plot=plot,
+            flip=flip,
         )
     require_ground_truth(dataset)
     loaded = [load_pred_file(s, dataset, keypoints) for s in pred]
@@ -359,6 +370,7 @@ def _model_eval(
     compare_lowres_paths: bool,
     camera: str | None,
     plot: bool,
+    flip: bool = False,
 ) -> int:
     """Predict the ground-truth images at every scale with a student, then score each."""
     # before the model is loaded: an unusable --out (or default) stops here
@@ -377,6 +389,7 @@ def _model_eval(
         camera=intrinsics,
         max_detections=max_detections,
         min_person_score=min_person_score,
+        flip=flip,
     )
     reports, compared = model_reports(
         predictor,
@@ -406,11 +419,17 @@ def student_for_eval(
     camera=None,
     max_detections: int | None = None,
     min_person_score: float | None = None,
+    flip: bool = False,
 ):
     """The student of ``orpose eval --model``: the checkpoint ``model`` with the verb's options
     (``camera``: :class:`orpose.lifting.intrinsics.Intrinsics`, or None); what
     :func:`model_reports` runs."""
-    from orpose.predictor import StudentPredictor, limit_detections, set_min_person_score
+    from orpose.predictor import (
+        StudentPredictor,
+        limit_detections,
+        set_flip_test,
+        set_min_person_score,
+    )
 
     if max_detections is not None and max_detections < 1:
         raise UserError(f"--max-detections must be >= 1, got {max_detections}")
@@ -419,6 +438,7 @@ def student_for_eval(
     predictor = StudentPredictor.from_checkpoint(model, device, proposals, h36_stats, camera=camera)
     limit_detections(predictor.model, max_detections)  # None: the model's own
     set_min_person_score(predictor.model, min_person_score)
+    set_flip_test(predictor.model, flip)
     return predictor
 
 

@@ -87,6 +87,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="keypoint difference (pixels) the check accepts (default 0.1)",
     )
     p.add_argument(
+        "--flip",
+        action="store_true",
+        help="the CPU student: the graphs pose each person also on its mirrored crop "
+        "(orpose predict --flip; twice the pose work)",
+    )
+    p.add_argument(
         "--max-share",
         type=cli_number(float, min=0, max=1),
         default=0.005,
@@ -156,7 +162,13 @@ def run_export_cli(args: argparse.Namespace) -> int:
     from orpose.export.agreement import compare_on_images
     from orpose.export.export import export_onnx, export_torchscript, has_fixed_size, sample_image
     from orpose.inference.onnx_runner import NATIVE_SUFFIX
-    from orpose.predictor import limit_proposals, model_name, resolve_student, save_student
+    from orpose.predictor import (
+        limit_proposals,
+        model_name,
+        resolve_student,
+        save_student,
+        set_flip_test,
+    )
     from orpose.student.registry import families, family_of
 
     is_random = args.checkpoint.startswith("random:")
@@ -167,6 +179,7 @@ def run_export_cli(args: argparse.Namespace) -> int:
     calibration = _calibration_frames(args, images)  # before the model is loaded too
     try:
         model = limit_proposals(resolve_student(args.checkpoint, args.h36_stats), args.proposals)
+        set_flip_test(model, args.flip)
     except ValueError as err:
         raise UserError(str(err)) from err
     if calibration and not family_of(model).int8:

@@ -205,6 +205,12 @@ def _register_predict(subparsers: argparse._SubParsersAction) -> None:
         "fewer is faster on CPUs",
     )
     run.add_argument(
+        "--flip",
+        action="store_true",
+        help="checkpoints of the CPU student: pose each person also on its mirrored crop "
+        "(twice the pose work; more accurate at low resolution, docs/student.md)",
+    )
+    run.add_argument(
         "--overwrite",
         action="store_true",
         help="start again instead of resuming from OUT/predictions.jsonl",
@@ -262,16 +268,19 @@ def build_predictor(
     camera=None,
     *,
     score_threshold: float | None = None,
+    flip: bool = False,
 ):
     """A PyTorch predictor for checkpoints, an onnxruntime one for .onnx files; ``camera``
     (:class:`orpose.lifting.intrinsics.Intrinsics`): the frames' intrinsics for 3D. A checkpoint
     does not pose people below ``score_threshold`` (None: below the lowest of predict's
-    defaults), who could not be shown anyway."""
+    defaults), who could not be shown anyway; ``flip``: it poses mirrored crops too."""
     if model.lower().endswith(".onnx"):
         from orpose.inference.onnx_runner import load_onnx_student
 
         if proposals is not None:
             raise UserError("--proposals is fixed in an ONNX graph: give it to 'orpose export'")
+        if flip:
+            raise UserError("--flip is fixed in an ONNX graph: give it to 'orpose export'")
         if camera is not None:
             raise UserError(
                 "--camera: an ONNX graph lifts the pixels of its input as they are; give a "
@@ -280,11 +289,12 @@ def build_predictor(
         return load_onnx_student(model, threads, spin=False)
     import torch
 
-    from orpose.predictor import StudentPredictor, skip_people_below
+    from orpose.predictor import StudentPredictor, set_flip_test, skip_people_below
 
     if threads > 0:
         torch.set_num_threads(threads)
     predictor = StudentPredictor.from_checkpoint(model, device, proposals, h36_stats, camera=camera)
+    set_flip_test(predictor.model, flip)
     least = LOWEST_DEFAULT_SCORE_THRESHOLD if score_threshold is None else score_threshold
     skip_people_below(predictor.model, least)
     return predictor
@@ -369,6 +379,7 @@ def run_predict_cli(args: argparse.Namespace) -> int:
         device=args.device,
         threads=args.threads,
         proposals=args.proposals,
+        flip=args.flip,
         overwrite=args.overwrite,
         progress=not args.no_progress,
         h36_stats=args.h36_stats,
@@ -399,6 +410,7 @@ def predict(
     device: str | None = None,
     threads: int = 0,
     proposals: int | None = None,
+    flip: bool = False,
     overwrite: bool = False,
     progress: bool = True,
     h36_stats: Path | None = None,
@@ -453,7 +465,7 @@ def predict(
     try:
         predictor = build_predictor(
             model, device, threads, proposals, h36_stats, intrinsics,
-            score_threshold=score_threshold,
+            score_threshold=score_threshold, flip=flip,
         )  # fmt: skip
     except ValueError as err:
         raise UserError(str(err)) from err
@@ -465,6 +477,8 @@ def predict(
             info["proposals"] = proposals
         if h36_stats is not None:
             info["h36_stats"] = str(h36_stats)
+        if flip:
+            info["flip"] = True
         if concurrent_streams(inputs, concurrent):
             return _print_streams(run_predict_streams(predictor, inputs, options, info))
         summary = run_predict(predictor, inputs, options, info)

@@ -35,6 +35,7 @@ from torch import nn
 
 from orpose.heatmaps import dark_refine, gaussian_heatmaps
 from orpose.lifting.kinds import make_lifter  # the lifter kinds' one factory
+from orpose.skeleton import FLIP_INDEX
 from orpose.student.losses import lifting_loss
 
 BRANCHES = ("soft", "hard")
@@ -241,3 +242,20 @@ class TopDownKeypointHead(KeypointHead):
         """Keypoints in crop pixels ``(R, 17, 2)`` and their scores ``(R, 17)`` in [0, 1]."""
         cells, scores = dark_refine(heatmaps, self.dark_kernel)
         return cells * self.stride, scores
+
+    def unflip(self, heatmaps: torch.Tensor, crop_width: int) -> torch.Tensor:
+        """Heatmaps ``(R, 17, h, w)`` of mirrored crops as those of the crops themselves: the
+        columns reversed, left and right joints swapped, and moved onto the unmirrored grid.
+
+        Cell j stands for crop pixel ``stride * j`` (:meth:`decode`); mirrored, column j of the
+        reversed map stands for pixel ``stride * j + d * stride`` with
+        ``d = (crop_width - 1) / stride - (w - 1)`` cells (0.75 for 4-pixel cells), so each
+        cell is read between its reversed neighbours ``j - 1`` and ``j`` (linear
+        interpolation; the first column keeps its own value)."""
+        w = heatmaps.shape[-1]
+        d = (crop_width - 1) / self.stride - (w - 1)
+        reversed_ = torch.flip(heatmaps, [-1])[:, list(FLIP_INDEX)]
+        if d <= 0:
+            return reversed_
+        before = torch.cat([reversed_[..., :1], reversed_[..., :-1]], -1)
+        return d * before + (1 - d) * reversed_
