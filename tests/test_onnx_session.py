@@ -80,3 +80,18 @@ def test_sessions_fall_back_to_their_own_pools_where_the_environment_has_none(mo
     assert onnx_session.open_session("m.onnx", 2) == "session"
     assert onnx_session.open_session("m.onnx", 2) == "session"
     assert opened == [False, True, True] and not onnx_session._pool["shared"]
+
+
+def test_a_row_names_the_provider_its_session_runs_on():
+    from types import SimpleNamespace
+
+    from orpose.onnx_session import runtime_name
+
+    def session(*providers):
+        return SimpleNamespace(get_providers=lambda: list(providers))
+
+    assert runtime_name(session("CPUExecutionProvider")) == "onnxruntime"
+    assert runtime_name(session("CUDAExecutionProvider", "CPUExecutionProvider")) == (
+        "onnxruntime-cuda"
+    )
+    assert runtime_name(session("TensorrtExecutionProvider")) == "onnxruntime-tensorrt"

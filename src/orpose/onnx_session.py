@@ -29,6 +29,15 @@ def execution_providers() -> list[str]:
     return [*wanted, "CPUExecutionProvider"]
 
 
+def runtime_name(session) -> str:
+    """``onnxruntime`` for a session on the CPU, ``onnxruntime-cuda`` (``-tensorrt``...) for one
+    whose first provider is another: what a benchmark row says it ran on."""
+    first = (session.get_providers() or ["CPUExecutionProvider"])[0]
+    if first == "CPUExecutionProvider":
+        return "onnxruntime"
+    return "onnxruntime-" + first.removesuffix("ExecutionProvider").lower()
+
+
 def share_one_thread_pool(threads: int) -> bool:
     """From now on, every session of this process runs on one intra-op pool of ``threads``
     (0: onnxruntime's default); ``threads`` and ``spin`` of later sessions no longer apply.

@@ -42,6 +42,7 @@ from typing import Any
 
 import numpy as np
 
+from orpose.onnx_session import runtime_name
 from orpose.teacher.config import TeacherConfig
 
 TEACHER_MIN_PERSON_SCORE = TeacherConfig.min_person_score  # the teacher poses detections above
@@ -256,7 +257,8 @@ def prepare_teacher(
     from orpose.workflow.bench_accuracy import teacher_predictor
 
     teacher = Teacher.from_config(teacher_config(setting), models_dir(), threads=threads)
-    row = BenchRow("teacher", setting, "onnxruntime", label, "detected", 0.0, 0.0)
+    runtime = runtime_name(teacher.detector.model.session)
+    row = BenchRow("teacher", setting, runtime, label, "detected", 0.0, 0.0)
     return Timed(row, teacher.label, frames, lambda people: teacher_cost(teacher, people),
                  scale=scale, predictor=teacher_predictor(teacher, lifter))  # fmt: skip
 
@@ -314,7 +316,8 @@ def student_runners(model, name: str, runtimes: Sequence[str], threads: int, wor
                                  native=True)  # fmt: skip
             runner = OnnxStudentPair(runner, OnnxStudent(native, threads=threads),
                                      model.config.native_max_side)  # fmt: skip
-        runners.append(StudentRunner(runner, "onnxruntime"))
+        session = (runner.full if isinstance(runner, OnnxStudentPair) else runner).session
+        runners.append(StudentRunner(runner, runtime_name(session)))
     return runners
 
 
@@ -371,8 +374,10 @@ def prepare_export(path: Path, plan: BenchPlan, frames: list[np.ndarray]) -> lis
     runner = load_onnx_student(path, plan.threads)
     params = onnx_parameters(path) / 1e6
     inputs = frame_inputs(frames, plan.scales, isinstance(runner, OnnxStudentPair))
+    session = (runner.full if isinstance(runner, OnnxStudentPair) else runner).session
     return [
-        Timed(BenchRow("student", path.name, "onnxruntime", put.label, "detected", 0.0, 0.0),
+        Timed(BenchRow("student", path.name, runtime_name(session), put.label, "detected", 0.0,
+                       0.0),
               runner, put.images, lambda people: (params, float("nan")), scale=put.scale,
               native=put.native)
         for put in inputs
@@ -551,8 +556,8 @@ def run_bench(plan: BenchPlan, log: Callable[[str], None] = print) -> list[Bench
             timed += prepare_students(name, model, plan, frames, Path(tmp))
         # PyTorch rows apart: the shared pool's threads would spin against PyTorch's work
         for group in (
-            [t for t in timed if t.row.runtime == "onnxruntime"],
-            [t for t in timed if t.row.runtime != "onnxruntime"],
+            [t for t in timed if t.row.runtime.startswith("onnxruntime")],
+            [t for t in timed if not t.row.runtime.startswith("onnxruntime")],
         ):
             if group:
                 log(f"timing {len(group)} {group[0].row.runtime} rows in alternation ...")
