@@ -316,9 +316,15 @@ def student_runners(model, name: str, runtimes: Sequence[str], threads: int, wor
                                  native=True)  # fmt: skip
             runner = OnnxStudentPair(runner, OnnxStudent(native, threads=threads),
                                      model.config.native_max_side)  # fmt: skip
-        session = (runner.full if isinstance(runner, OnnxStudentPair) else runner).session
-        runners.append(StudentRunner(runner, runtime_name(session)))
+        runners.append(StudentRunner(runner, onnx_runtime(runner)))
     return runners
+
+
+def onnx_runtime(runner) -> str:
+    """The runtime column of an exported student's rows (its full graph's provider)."""
+    from orpose.inference.onnx_runner import OnnxStudentPair
+
+    return runtime_name((runner.full if isinstance(runner, OnnxStudentPair) else runner).session)
 
 
 def _tensor(image: np.ndarray):
@@ -374,9 +380,8 @@ def prepare_export(path: Path, plan: BenchPlan, frames: list[np.ndarray]) -> lis
     runner = load_onnx_student(path, plan.threads)
     params = onnx_parameters(path) / 1e6
     inputs = frame_inputs(frames, plan.scales, isinstance(runner, OnnxStudentPair))
-    session = (runner.full if isinstance(runner, OnnxStudentPair) else runner).session
     return [
-        Timed(BenchRow("student", path.name, runtime_name(session), put.label, "detected", 0.0,
+        Timed(BenchRow("student", path.name, onnx_runtime(runner), put.label, "detected", 0.0,
                        0.0),
               runner, put.images, lambda people: (params, float("nan")), scale=put.scale,
               native=put.native)
@@ -396,8 +401,8 @@ class FrameInput:
 
 
 def frame_inputs(frames: list[np.ndarray], scales: Sequence[int], native: bool) -> list[FrameInput]:
-    """1x, and at 12x the upsampled frames and, for a model with a native path, the small ones
-    (the last entry is the native one when there is one)."""
+    """1x, and at 12x the upsampled frames and, for a model with a native path, the small
+    ones."""
     inputs = [FrameInput(f"{BENCH_SIZE[0]}x{BENCH_SIZE[1]}", list(frames))]
     if LOWRES_SCALE not in scales:
         return inputs
