@@ -42,7 +42,6 @@ from typing import Any
 
 import numpy as np
 
-from orpose.onnx_session import runtime_name
 from orpose.teacher.config import TeacherConfig
 
 TEACHER_MIN_PERSON_SCORE = TeacherConfig.min_person_score  # the teacher poses detections above
@@ -252,6 +251,7 @@ def prepare_teacher(
     setting: str, frames: Sequence[np.ndarray], threads: int, label: str, scale: float = 1.0,
     lifter=None,
 ) -> Timed:  # fmt: skip
+    from orpose.onnx_session import runtime_name
     from orpose.paths import models_dir
     from orpose.teacher.teacher import Teacher
     from orpose.workflow.bench_accuracy import teacher_predictor
@@ -323,6 +323,7 @@ def student_runners(model, name: str, runtimes: Sequence[str], threads: int, wor
 def onnx_runtime(runner) -> str:
     """The runtime column of an exported student's rows (its full graph's provider)."""
     from orpose.inference.onnx_runner import OnnxStudentPair
+    from orpose.onnx_session import runtime_name
 
     return runtime_name((runner.full if isinstance(runner, OnnxStudentPair) else runner).session)
 
