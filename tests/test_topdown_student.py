@@ -506,3 +506,25 @@ def test_flip_test_poses_a_mirror_image_as_the_mirror_of_the_image(student, imag
     flipped.config.flip_test = True
     plain, averaged = asymmetry(student), asymmetry(flipped)
     assert averaged < 0.5 and averaged < plain / 2, (plain, averaged)
+
+
+def test_a_flip_export_does_what_the_flip_checkpoint_does(student, images, tmp_path):
+    """``orpose export --flip``: the graph poses the mirrored crops too, as PyTorch does (and
+    differs from the graph without it)."""
+    import copy
+
+    from orpose.export.export import export_onnx
+    from orpose.inference.onnx_runner import OnnxStudent
+    from orpose.predictor import StudentPredictor, set_flip_test
+
+    flipped = set_flip_test(copy.deepcopy(student), True)
+    image = images[0]
+    path = export_onnx(flipped, tmp_path / "flip.onnx", _tensor(image))
+    ours, theirs = StudentPredictor(flipped, "cpu")(image), OnnxStudent(path, threads=2)(image)
+    plain = StudentPredictor(student, "cpu")(image)
+    assert len(ours) == len(theirs) == len(plain) > 0
+    kps = np.array([r["keypoints"] for r in ours]).reshape(-1, 3)[:, :2]
+    onnx_kps = np.array([r["keypoints"] for r in theirs]).reshape(-1, 3)[:, :2]
+    plain_kps = np.array([r["keypoints"] for r in plain]).reshape(-1, 3)[:, :2]
+    assert (np.linalg.norm(kps - onnx_kps, axis=-1) < 0.05).mean() > 0.98
+    assert np.median(np.linalg.norm(kps - plain_kps, axis=-1)) > 0.05  # flip changed them
