@@ -48,6 +48,9 @@ def main() -> None:
     parser.add_argument("--count", type=int, default=10, help="timed frames per graph [10]")
     parser.add_argument("--people", type=int, nargs="+", default=[1, 5, 10, 20])
     args = parser.parse_args()
+    if args.count < 1 or any(n < 1 for n in args.people):
+        parser.error("--count and every --people count must be >= 1")
+    args.people = sorted(set(args.people))
 
     from orpose.export.int8 import calibration_images, default_calibration_sources
     from orpose.inference.onnx_runner import OnnxStudent
@@ -70,7 +73,8 @@ def main() -> None:
     median = {(t.row.variant, int(t.row.people)): statistics.median(t.row.latencies_ms)
               for t in timed}  # fmt: skip
     one = {kind: median[(kind, args.people[0])] for kind in ("fp32", "int8")}
-    print("people  fp32 ms  (x one)  int8 ms  (x one)  int8 / fp32")
+    first = args.people[0]
+    print(f"people  fp32 ms  (x {first})  int8 ms  (x {first})  int8 / fp32")
     for count in args.people:
         f, i = median[("fp32", count)], median[("int8", count)]
         print(f"{count:6d}  {f:7.1f}  ({f / one['fp32']:.2f})  {i:7.1f}  ({i / one['int8']:.2f})"

@@ -200,3 +200,12 @@ def test_bench_scores_each_timed_row_beside_its_speed(tmp_path, capsys, monkeypa
         assert set(accuracy["person_keypoints"]) == {"box_ap", "keypoint_ap", "mpjpe_mm"}
         assert 0 <= accuracy["person_keypoints"]["box_ap"] <= 100
     assert [r["accuracy"] for r in rows if r["people"] == "2"] == [{}]
+
+
+def test_accuracy_options_without_sets_are_refused(tmp_path, capsys):
+    from test_bad_inputs import one_error_line
+
+    out = tmp_path / "bench.json"
+    assert main(["bench", "--lifter", str(tmp_path / "l.pt"), "--out", str(out)]) == 2
+    one_error_line(capsys.readouterr().err, "bench", "--lifter and --accuracy-count apply to")
+    assert not out.exists()

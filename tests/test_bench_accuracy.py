@@ -61,7 +61,7 @@ def _pycocotools_ap(gt_path, results, image_ids, iou_type, tmp_path):
     return 100 * ev.stats[0]
 
 
-@pytest.mark.parametrize("scale,native", [(1, False), (12, True)])
+@pytest.mark.parametrize("scale,native", [(1, False), (12, False), (12, True)])
 def test_a_row_is_scored_as_pycocotools_scores_its_results(val500, tmp_path, scale, native):
     gt = load_pose_dataset(val500)
     # people with keypoints (a student's results always have them)
@@ -73,6 +73,8 @@ def test_a_row_is_scored_as_pycocotools_scores_its_results(val500, tmp_path, sca
     assert oracle.calls == count  # only the first --accuracy-count images
     if native:  # the native path gets the small frame, and its results go back to full size
         assert all(max(size) <= 60 for size in oracle.sizes)
+    else:  # the paper's protocol: the frame at its own size (degraded and upsampled back)
+        assert [tuple(s) for s in oracle.sizes] == [(i["width"], i["height"]) for i in gt.images[:3]]
     # the results went back to the images' pixels; AP as pycocotools gives it on those images
     box = _pycocotools_ap(val500, results, set(first), "bbox", tmp_path)
     keypoints = _pycocotools_ap(val500, results, set(first), "keypoints", tmp_path)
@@ -135,3 +137,41 @@ def test_bad_accuracy_sets_are_one_line_errors(tmp_path):
         parse_accuracy_set(f"{gt},images={tmp_path / 'nowhere'}")
     spec = parse_accuracy_set(f"{gt},images={tmp_path},camera=1,2,3,4")
     assert spec == AccuracySet("gt", gt, tmp_path, "1,2,3,4")  # camera=fx,fy,cx,cy
+
+
+def test_named_sets_are_the_shared_test_sets_and_names_are_unique(shared, tmp_path):
+    from orpose.workflow.bench_accuracy import load_sets, resolve_sets
+
+    ((mvor, gt),) = load_sets(resolve_sets(["mvor"], tmp_path))
+    assert mvor.name == "mvor" and mvor.camera.endswith("camma_mvor_2018.json:3")
+    assert len(gt.images) == 61  # the OR test frames of the shared folder, all present
+    assert sum(1 for a in gt.annotations if not a.get("iscrowd", 0)) == 182
+    with pytest.raises(UserError, match="two sets are named 'mvor'"):
+        resolve_sets(["mvor", AccuracySet("mvor", mvor.gt)], tmp_path)
+
+
+def test_a_bad_camera_stops_the_sets_before_any_timing(val500, tmp_path):
+    from orpose.errors import OrposeError
+    from orpose.workflow.bench_accuracy import load_sets
+
+    camera = tmp_path / "camera.json"
+    camera.write_text('{"fx": 500, "fy": 500, "cx": 320}')
+    with pytest.raises(OrposeError, match="cy"):
+        load_sets([AccuracySet("val500", val500, None, str(camera))])
+
+
+def test_eval_predictions_made_with_other_settings_are_not_resumed(val500, tmp_path):
+    """``orpose eval --model`` resumes from its journals only when they were made with the same
+    settings: after a run without --flip, the same folder with --flip is refused in one line
+    (it would have scored the earlier predictions)."""
+    from orpose.evaluation.cli import model_reports
+
+    gt = load_pose_dataset(val500)
+    results = [r for r in gt_as_results(gt) if "keypoints" in r]
+    plain = {"model": "m.pt", "flip": False}
+    (first,), _ = model_reports(Oracle(gt, results), gt, [1], tmp_path, limit=2, settings=plain)
+    assert first.row()["keypoint_ap"] == pytest.approx(100.0)
+    (again,), _ = model_reports(Oracle(gt, []), gt, [1], tmp_path, limit=2, settings=plain)
+    assert again.row()["keypoint_ap"] == pytest.approx(100.0)  # resumed: nothing predicted again
+    with pytest.raises(UserError, match=r"other settings \(changed: flip\)"):
+        model_reports(Oracle(gt, []), gt, [1], tmp_path, limit=2, settings={**plain, "flip": True})

@@ -528,3 +528,13 @@ def test_a_flip_export_does_what_the_flip_checkpoint_does(student, images, tmp_p
     plain_kps = np.array([r["keypoints"] for r in plain]).reshape(-1, 3)[:, :2]
     assert (np.linalg.norm(kps - onnx_kps, axis=-1) < 0.05).mean() > 0.98
     assert np.median(np.linalg.norm(kps - plain_kps, axis=-1)) > 0.05  # flip changed them
+
+
+def test_flip_reaches_the_model_that_load_and_eval_build(student, tmp_path):
+    import orpose
+    from orpose.evaluation.cli import student_for_eval
+
+    path = save_student(student, tmp_path / "student.pt")
+    assert orpose.load(path, flip=True).runner.model.config.flip_test
+    assert not orpose.load(path).runner.model.config.flip_test
+    assert student_for_eval(path, flip=True).model.config.flip_test

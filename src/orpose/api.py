@@ -542,11 +542,12 @@ def _results_list(source: Any, where: Any) -> list[dict]:
 def _evaluate_model(gt: Any, model: Any, scales: list[float], out: Any, **options: Any):
     """``orpose eval --model`` (:func:`orpose.evaluation.cli.model_reports`) of a checkpoint
     path, an exported graph or a :class:`Predictor`."""
-    from orpose.evaluation.cli import model_reports, student_for_eval
+    from orpose.evaluation.cli import eval_settings, model_reports, student_for_eval
     from orpose.outputs import check_output_folder
 
     if out is not None:
         out = check_output_folder(Path(out))  # before the model is loaded
+    settings = None  # what a loaded Predictor was made with cannot be told
     if isinstance(model, Predictor):
         for name in ("max_detections", "proposals", "min_person_score", "camera", "h36_stats"):
             if options[name] is not None:
@@ -561,17 +562,21 @@ def _evaluate_model(gt: Any, model: Any, scales: list[float], out: Any, **option
         _number("proposals", options["proposals"], 1, 10**5, integer=True)
         _number("max_detections", options["max_detections"], 1, 10**4, integer=True)
         _number("min_person_score", options["min_person_score"], 0, 1)
-        stats = options["h36_stats"]
+        stats = None if options["h36_stats"] is None else Path(options["h36_stats"])
+        camera = _camera(options["camera"])
         runner = student_for_eval(
             spec,
             options["device"],
             options["proposals"],
-            None if stats is None else Path(stats),
-            camera=_camera(options["camera"]),
+            stats,
+            camera=camera,
             max_detections=options["max_detections"],
             min_person_score=options["min_person_score"],
             flip=options["flip"],
         )
+        settings = eval_settings(gt, Path(spec), options["proposals"], stats, camera,
+                                 options["max_detections"], options["min_person_score"],
+                                 options["flip"])  # fmt: skip
     reports, _ = model_reports(
         runner,
         gt,
@@ -580,6 +585,7 @@ def _evaluate_model(gt: Any, model: Any, scales: list[float], out: Any, **option
         limit=_number("limit", options["limit"], 1, 10**9, integer=True),
         skip_bad_images=options["skip_bad_images"],
         native_lowres=bool(options["native_lowres"]),
+        settings=settings,
     )
     return _rows(reports, out)
 

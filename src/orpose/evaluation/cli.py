@@ -373,8 +373,14 @@ def _model_eval(
     flip: bool = False,
 ) -> int:
     """Predict the ground-truth images at every scale with a student, then score each."""
+    if compare_lowres_paths and flip:
+        raise UserError(
+            "--compare-lowres-paths records the paths that predict takes without --flip: "
+            "give one of them"
+        )
     # before the model is loaded: an unusable --out (or default) stops here
-    out = out or model.parent / ("eval_native" if native_lowres else "eval")
+    name = "eval" + ("_native" if native_lowres else "") + ("_flip" if flip else "")
+    out = out or model.parent / name
     check_output_folder(out)
     intrinsics = None
     if camera is not None:
@@ -400,6 +406,9 @@ def _model_eval(
         skip_bad_images=skip_bad_images,
         native_lowres=native_lowres,
         compare_lowres_paths=compare_lowres_paths,
+        settings=eval_settings(
+            gt, model, proposals, h36_stats, intrinsics, max_detections, min_person_score, flip
+        ),
     )
     code = print_and_save(reports, out, not plot)
     if compared:
@@ -408,6 +417,29 @@ def _model_eval(
         record = record_comparison(model, gt.path, compared)
         print(f"recorded the two paths' keypoint AP in {record}")
     return code
+
+
+def eval_settings(
+    gt: PoseDataset, model: Path, proposals: int | None, h36_stats: Path | None, camera,
+    max_detections: int | None, min_person_score: float | None, flip: bool,
+) -> dict:  # fmt: skip
+    """What ``eval --model``'s predictions depend on, beside the images and the factor (which
+    name the journal): the model file and the ground truth (path, size, time) and the options
+    that change a prediction."""
+    from orpose.paths import file_stamp
+
+    return {
+        "model": str(Path(model).resolve()),
+        "model_file": file_stamp(model),
+        "ground_truth": str(Path(gt.path).resolve()) if gt.path else None,
+        "ground_truth_file": file_stamp(gt.path) if gt.path else None,
+        "proposals": proposals,
+        "h36_stats": str(h36_stats) if h36_stats is not None else None,
+        "camera": camera.to_dict() if camera is not None else None,
+        "max_detections": max_detections,
+        "min_person_score": min_person_score,
+        "flip": flip,
+    }
 
 
 def student_for_eval(
@@ -452,15 +484,18 @@ def model_reports(
     skip_bad_images: bool = False,
     native_lowres: bool = False,
     compare_lowres_paths: bool = False,
+    settings: dict | None = None,
 ) -> tuple[list, dict[float, tuple[float, float]]]:
     """The work of ``orpose eval --model`` (and of :func:`orpose.evaluate` of a model), once
     the model is loaded: the ground-truth images (the first ``limit``) degraded at each of
     ``scales`` and predicted by ``predictor`` (journaled in ``out``, resumable, then written as
     ``pred_<scale>.json``; ``out`` None: a scratch folder, nothing kept), each scored. Returns
     the reports, one per scale (and path), and, with ``compare_lowres_paths``, the keypoint AP
-    of the upsampled and native paths at each scale above 1 (else ``{}``)."""
+    of the upsampled and native paths at each scale above 1 (else ``{}``). ``settings``: what
+    the predictions are made with (:func:`eval_settings`), checked against those of the
+    journals already in ``out`` (:func:`orpose.evaluation.runner.check_settings`)."""
     from orpose.evaluation.report import evaluate_predictions
-    from orpose.evaluation.runner import predict_dataset
+    from orpose.evaluation.runner import check_settings, predict_dataset
 
     require_ground_truth(gt)  # after the model, whose problems are reported first
     if limit is not None:
@@ -483,6 +518,8 @@ def model_reports(
     scratch = tempfile.TemporaryDirectory(prefix="orpose_eval_") if out is None else None
     with scratch or contextlib.nullcontext(out) as where:
         folder = Path(where)
+        if out is not None and settings is not None:
+            check_settings(folder, settings)
         for scale in scales:
             for native in paths if scale > 1 else paths[:1]:
                 name = f"pred_{scale_label(scale)}{'_native' if native else ''}"

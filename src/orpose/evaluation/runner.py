@@ -31,6 +31,36 @@ log = logging.getLogger(__name__)
 Predictor = Callable[[np.ndarray], list[dict]]
 
 
+SETTINGS_NAME = "eval.settings.json"  # beside the journals: what their predictions were made with
+
+
+def check_settings(folder: Path, settings: dict) -> None:
+    """A one-line UserError when ``folder`` holds prediction journals made with other
+    ``settings`` (model file, ground truth, --flip, --proposals, camera...): resuming them would
+    score the earlier predictions as if they were these; records ``settings`` otherwise. A
+    folder from before this record resumes as it did."""
+    import json
+
+    from orpose.data.coco import read_json, write_json_atomic
+    from orpose.errors import UserError
+
+    settings = json.loads(json.dumps(settings))  # as read back (tuples are lists...)
+    recorded = folder / SETTINGS_NAME
+    if recorded.is_file() and any(folder.glob("pred_*.jsonl")):
+        try:
+            before = read_json(recorded)
+        except DatasetError:
+            before = None  # unreadable (cut by a crash): cannot tell
+        if isinstance(before, dict) and before != settings:
+            changed = sorted(k for k in {*before, *settings} if before.get(k) != settings.get(k))
+            raise UserError(
+                f"{folder}: its predictions were made with other settings (changed: "
+                f"{', '.join(changed)}); give another --out, or remove the folder to start again"
+            )
+    folder.mkdir(parents=True, exist_ok=True)
+    write_json_atomic(recorded, settings)
+
+
 def _finished(journal: Path) -> dict[int, list[dict]]:
     return {entry["image_id"]: entry["results"] for entry in read_records(journal)}
 

@@ -3,7 +3,7 @@
 Why this design (docs/student.md): the paper's student starts from COCO-pretrained Keypoint
 R-CNN weights; the only pretrained weights here are the teacher's PP-PicoDet detector and
 PP-TinyPose networks. So the student is built from them, as one ``nn.Module`` with one forward
-pass and no test-time augmentation:
+pass (and, only with ``flip_test``, the teacher's pose flip as its one test-time augmentation):
 
 1. the whole image, resized to the detector's input, goes through :class:`PicoDet` (imported
    natively from the teacher's ONNX file, decoding written for any input size), then NMS;

@@ -5,11 +5,12 @@ Rows, all measured in one run on the same frames (640x480, batch 1):
 - the teacher (onnxruntime), each setting asked for (single pass, each test-time augmentation
   alone, full), on the full-resolution frames; the single pass also on the frames degraded 12x
   (the paper's protocol: shrunk, then upsampled back);
-- each student, in each runtime (onnxruntime, PyTorch), on the full-resolution frames and on the
-  frames shrunk 12x (53x40) fed as they are (the native low-resolution path of the CPU student;
-  other students see them upsampled back), with the people they detect;
+- each student, in each runtime (onnxruntime, PyTorch), on the full-resolution frames, on the
+  frames degraded 12x and upsampled back (the paper's protocol, privacy mode's default path)
+  and, for the CPU student, on the frames shrunk 12x (53x40) fed as they are (its native
+  low-resolution path), with the people they detect;
 - each exported graph given (``.onnx``, fp32 or int8 from ``orpose export --int8``), loaded as
-  ``orpose predict`` loads it (its native graph beside it for the 12x frames), with the
+  ``orpose predict`` loads it (its native graph beside it for the native 12x frames), with the
   thresholds it was exported with;
 - the CPU student in onnxruntime with exactly 1, 5, 10, 20 people per frame (its top-down pose
   part runs once per person): the cost of each additional person.
@@ -24,11 +25,13 @@ against the next row's work; PyTorch rows, which that pool's threads would slow,
 the onnxruntime ones, in alternation among themselves. Each student row carries its speed-up
 over the single-pass and the full teacher at 1x (median latency ratio). Parameters and GFLOPs
 (multiply-accumulates, see :mod:`orpose.export.flops`) are counted at the row's input size and
-number of people.
+number of people. With ``accuracy`` sets, every row that poses the people it detects is then
+scored, untimed, as it was timed (:mod:`orpose.workflow.bench_accuracy`).
 """
 
 from __future__ import annotations
 
+import math
 import os
 import platform
 import statistics
@@ -62,7 +65,7 @@ class BenchRow:
 
     model: str  # teacher | student
     variant: str  # teacher setting, or student name
-    runtime: str  # onnxruntime | pytorch
+    runtime: str  # onnxruntime (-cuda, -tensorrt: its provider) | pytorch (-cuda: its device)
     input: str  # e.g. "640x480" or "53x40 (12x, native)"
     people: str  # "detected" or the forced number
     params_m: float
@@ -86,9 +89,11 @@ class BenchRow:
         return 1000.0 / statistics.mean(self.latencies_ms) if self.latencies_ms else float("nan")
 
     def as_dict(self) -> dict[str, Any]:
+        """For the JSON report: what is not a finite number (an export's GFLOPs) is None."""
         d = asdict(self)
         d.update(median_ms=self.median_ms, p90_ms=self.p90_ms, fps=self.fps)
-        return d
+        return {k: None if isinstance(v, float) and not math.isfinite(v) else v
+                for k, v in d.items()}  # fmt: skip
 
 
 def load_frames(source: Path, count: int, size: tuple[int, int] = BENCH_SIZE) -> list[np.ndarray]:
@@ -516,16 +521,36 @@ def run_bench(plan: BenchPlan, log: Callable[[str], None] = print) -> list[Bench
     """Every row of the plan, teacher first; a model that cannot be built is reported, skipped."""
     import torch
 
-    from orpose.checkpoints.student import load_student
-    from orpose.errors import OrposeError
     from orpose.onnx_session import share_one_thread_pool
-    from orpose.predictor import set_min_person_score
 
     if plan.threads > 0:
         torch.set_num_threads(plan.threads)
     if plan.shared_pool:  # recorded as granted or not
         plan.shared_pool = share_one_thread_pool(plan.threads)
     frames = load_frames(plan.frames, plan.count)
+    # the accuracy sets are read before anything is timed: a bad one stops the run at once
+    sets_dir = tempfile.TemporaryDirectory(prefix="orpose_bench_sets_")
+    try:
+        return _run_bench(plan, frames, _accuracy_sets(plan, Path(sets_dir.name)), log)
+    finally:
+        sets_dir.cleanup()
+
+
+def _accuracy_sets(plan: BenchPlan, workdir: Path) -> list:
+    """The plan's accuracy sets, resolved and loaded (their cameras read), or []."""
+    if not plan.accuracy:
+        return []
+    from orpose.workflow.bench_accuracy import load_sets, resolve_sets
+
+    return load_sets(resolve_sets(plan.accuracy, workdir))
+
+
+def _run_bench(plan: BenchPlan, frames: list[np.ndarray], sets: list,
+               log: Callable[[str], None]) -> list[BenchRow]:  # fmt: skip
+    from orpose.checkpoints.student import load_student
+    from orpose.errors import OrposeError
+    from orpose.predictor import set_min_person_score
+
     timed: list[Timed] = []
     full_res = f"{BENCH_SIZE[0]}x{BENCH_SIZE[1]}"
     lifter = None
@@ -568,29 +593,28 @@ def run_bench(plan: BenchPlan, log: Callable[[str], None] = print) -> list[Bench
             if group:
                 log(f"timing {len(group)} {group[0].row.runtime} rows in alternation ...")
                 time_interleaved(group, plan.warmup)
-        if plan.accuracy:
-            score_rows(timed, plan, Path(tmp), log)
+        if sets:
+            score_rows(timed, sets, plan.accuracy_count, log)
     rows = [t.finish() for t in timed]
     add_speedups(rows)
     return rows
 
 
-def score_rows(timed: Sequence[Timed], plan: BenchPlan, workdir: Path,
+def score_rows(timed: Sequence[Timed], sets: Sequence, count: int | None,
                log: Callable[[str], None] = print) -> None:  # fmt: skip
     """After the timing: each row with the people it detects (not the forced sweeps) scored on
-    each accuracy set at its factor and path (:mod:`orpose.workflow.bench_accuracy`)."""
-    from orpose.workflow.bench_accuracy import load_sets, resolve_sets, score_row
+    each accuracy set (``(AccuracySet, ground truth)`` pairs, the first ``count`` images) at
+    its factor and path (:mod:`orpose.workflow.bench_accuracy`)."""
+    from orpose.workflow.bench_accuracy import score_row
 
-    sets = load_sets(resolve_sets(plan.accuracy, workdir))
     for t in timed:
         if t.forced_people is not None:
             continue
         for accuracy_set, dataset in sets:
             log(f"accuracy: {t.row.variant} {t.row.runtime} {t.row.input} on {accuracy_set.name}")
             t.row.accuracy[accuracy_set.name] = score_row(
-                t.predictor or t.run, accuracy_set, dataset, t.scale, t.native,
-                plan.accuracy_count,
-            )  # fmt: skip
+                t.predictor or t.run, accuracy_set, dataset, t.scale, t.native, count
+            )
 
 
 def save_report(path: Path, rows: Sequence[BenchRow], plan: BenchPlan) -> Path:

@@ -10,9 +10,11 @@ it is on the native path), and puts box AP, keypoint AP and (where both sides ha
 beside the row's frames per second. The accuracy pass is not timed and comes after the timing.
 
 Sets: ``mvor`` (the 61 operating-room test frames of the shared folder, MVOR day 4, camera 3,
-converted as ``orpose data mvor-to-coco`` does; the students lift with that camera's
-intrinsics), ``val500`` (the shared coco_person_val500), or a COCO file
-``FILE.json[,images=DIR][,camera=SPEC]`` (``camera`` as ``orpose eval --camera``).
+converted as ``orpose data mvor-to-coco`` does; with that camera's intrinsics), ``val500`` (the
+shared coco_person_val500), or a COCO file ``FILE.json[,images=DIR][,camera=SPEC]`` (``camera``
+as ``orpose eval --camera``). A set's camera reaches the rows that lift in PyTorch (checkpoints
+in the PyTorch runtime); ONNX graphs, the bench's own exports included, lift with the default
+intrinsics they were exported with, as ``orpose predict`` runs them.
 """
 
 from __future__ import annotations
@@ -73,7 +75,7 @@ def resolve_sets(specs: Sequence[AccuracySet | str], workdir: Path) -> list[Accu
     ``workdir``); files as given."""
     from orpose.paths import shared_data
 
-    out = []
+    out: list[AccuracySet] = []
     for spec in specs:
         if isinstance(spec, AccuracySet):
             out.append(spec)
@@ -90,6 +92,12 @@ def resolve_sets(specs: Sequence[AccuracySet | str], workdir: Path) -> list[Accu
                 mvor_to_coco(gt, mvor=annotations, days=[MVOR_DAY], cameras=[MVOR_CAMERA],
                              images=images)  # fmt: skip
             out.append(AccuracySet("mvor", gt, images, f"{annotations}:{MVOR_CAMERA}"))
+        names = [s.name for s in out]
+        if len(set(names)) < len(names):
+            raise UserError(
+                f"--accuracy: two sets are named {out[-1].name!r} (a set's column is the name of "
+                "its file without .json): give each once, under a file name of its own"
+            )
     return out
 
 
@@ -150,18 +158,21 @@ def score_row(
             predictor, dataset, [scale], None, limit=count, native_lowres=native
         )
     row = report.row()
-    return {
-        "box_ap": float(row["box_ap"]),
-        "keypoint_ap": float(row["keypoint_ap"]),
-        # None, not NaN, in the JSON report: no 3D on one side (the teacher without --lifter)
-        "mpjpe_mm": float(row["mpjpe_mm"]) if math.isfinite(row["mpjpe_mm"]) else None,
-    }
+    # None, not NaN, in the JSON report: no 3D on one side (the teacher without --lifter), no
+    # annotated person among the images scored
+    return {key: float(row[key]) if math.isfinite(row[key]) else None
+            for key in METRICS}  # fmt: skip
 
 
 def load_sets(sets: Sequence[AccuracySet]) -> list[tuple[AccuracySet, Any]]:
-    """Each set with its ground truth loaded (images checked to exist)."""
+    """Each set with its ground truth loaded (images checked to exist) and its camera read:
+    before any timing, so that a bad one stops the bench at once."""
     from orpose.data.coco import load_pose_dataset
+    from orpose.lifting.intrinsics import read_camera
 
+    for s in sets:
+        if s.camera is not None:
+            read_camera(s.camera)  # a DatasetError naming the file and field
     return [(s, load_pose_dataset(s.gt, image_root=s.images, check_images=True)) for s in sets]
 
 

@@ -277,6 +277,8 @@ def run_bench_cli(args: argparse.Namespace) -> int:
         device=args.device,
         shared_pool=True,
     )
+    if not args.accuracy and (args.lifter is not None or args.accuracy_count is not None):
+        raise_user_error("--lifter and --accuracy-count apply to --accuracy: give the sets too")
     plan.accuracy = tuple(parse_accuracy_set(spec) for spec in args.accuracy)
     plan.accuracy_count = args.accuracy_count
     if args.lifter is not None:
