@@ -74,7 +74,8 @@ def test_a_row_is_scored_as_pycocotools_scores_its_results(val500, tmp_path, sca
     if native:  # the native path gets the small frame, and its results go back to full size
         assert all(max(size) <= 60 for size in oracle.sizes)
     else:  # the paper's protocol: the frame at its own size (degraded and upsampled back)
-        assert [tuple(s) for s in oracle.sizes] == [(i["width"], i["height"]) for i in gt.images[:3]]
+        sizes = [(img["width"], img["height"]) for img in gt.images[:count]]
+        assert [tuple(s) for s in oracle.sizes] == sizes
     # the results went back to the images' pixels; AP as pycocotools gives it on those images
     box = _pycocotools_ap(val500, results, set(first), "bbox", tmp_path)
     keypoints = _pycocotools_ap(val500, results, set(first), "keypoints", tmp_path)
