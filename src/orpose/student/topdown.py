@@ -443,9 +443,12 @@ class TopDownStudent(nn.Module):
             masks += [(heights > lo) & (heights <= hi) for lo, hi in itertools.pairwise(limits)]
             sizes = [None, *(size for _, size in tiers)]
             groups = [torch.nonzero(m)[:, 0] for m in masks]
-            parts = [self._pose_group(image, regions[g], False, size)
-                     for g, size in zip(groups, sizes, strict=True)]  # fmt: skip
-            back = torch.argsort(torch.cat(groups))  # concatenated order -> order of boxes
+            # eager PyTorch skips the crop sizes nobody needs (each trunk call dispatches its
+            # ~1000 operators even on no crop); a traced graph keeps every call, its shapes
+            # being data it cannot branch on
+            used = [i for i, g in enumerate(groups) if torch.jit.is_tracing() or len(g)] or [0]
+            parts = [self._pose_group(image, regions[groups[i]], False, sizes[i]) for i in used]
+            back = torch.argsort(torch.cat([groups[i] for i in used]))  # -> order of boxes
             out = {key: torch.cat([p[key] for p in parts])[back] for key in parts[0]}
         if self.head.has_lifters:
             out["keypoints3d"] = self.head.lift(
