@@ -321,6 +321,24 @@ def read_json(path: Path | str) -> Any:
         raise DatasetError(f"{path}: not valid JSON for orpose ({err})") from None
 
 
+def changed_settings(recorded: Path | str, settings: dict[str, Any]) -> list[str]:
+    """The keys whose values in ``settings`` differ from those of the record ``recorded`` (a
+    JSON object written by an earlier run), compared as they read back (tuples are lists); []
+    when there is no record, or one that cannot be read (cut by a crash): nothing to tell. How a
+    resumable job (the predict and eval journals) tells that its finished work was made with
+    other settings, before it writes its own record."""
+    if not Path(recorded).is_file():
+        return []
+    try:
+        before = read_json(recorded)
+    except DatasetError:
+        return []
+    if not isinstance(before, dict):
+        return []
+    settings = json.loads(json.dumps(settings))
+    return sorted(k for k in {*before, *settings} if before.get(k) != settings.get(k))
+
+
 # Keys of ``info`` by which orpose's writers mark files that name images outside the image root on
 # purpose: ``orpose data subset`` (absolute paths, ``subset_of``) and ``orpose label`` (still
 # images by absolute path, video frames relative to the root, ``orpose``).

@@ -39,20 +39,13 @@ def check_settings(folder: Path, settings: dict) -> None:
     ``settings`` (model file, ground truth, --flip, --proposals, camera...): resuming them would
     score the earlier predictions as if they were these; records ``settings`` otherwise. A
     folder from before this record resumes as it did."""
-    import json
-
-    from orpose.data.coco import read_json, write_json_atomic
+    from orpose.data.coco import changed_settings, write_json_atomic
     from orpose.errors import UserError
 
-    settings = json.loads(json.dumps(settings))  # as read back (tuples are lists...)
     recorded = folder / SETTINGS_NAME
-    if recorded.is_file() and any(folder.glob("pred_*.jsonl")):
-        try:
-            before = read_json(recorded)
-        except DatasetError:
-            before = None  # unreadable (cut by a crash): cannot tell
-        if isinstance(before, dict) and before != settings:
-            changed = sorted(k for k in {*before, *settings} if before.get(k) != settings.get(k))
+    if any(folder.glob("pred_*.jsonl")):
+        changed = changed_settings(recorded, settings)
+        if changed:
             raise UserError(
                 f"{folder}: its predictions were made with other settings (changed: "
                 f"{', '.join(changed)}); give another --out, or remove the folder to start again"

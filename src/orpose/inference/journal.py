@@ -23,11 +23,10 @@ run's results off as the second's (another model, or full-resolution results in 
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
-from orpose.data.coco import DatasetError, read_json, write_json_atomic
+from orpose.data.coco import changed_settings, write_json_atomic
 from orpose.jsonl import JsonlWriter, read_records
 from orpose.paths import file_stamp
 
@@ -63,17 +62,10 @@ class PredictionJournal:
     def _check_settings(self, settings: dict[str, Any]) -> None:
         """JournalMismatch when the journaled frames were predicted with other ``settings``
         (recorded in :data:`SETTINGS_NAME` beside the journal); records them otherwise."""
-        settings = json.loads(json.dumps(settings))  # as read back (tuples are lists...)
         recorded = self.path.with_name(SETTINGS_NAME)
-        if self.entries and recorded.is_file():
-            try:
-                before = read_json(recorded)
-            except DatasetError:
-                before = None  # unreadable (cut by a crash): cannot tell, as for old journals
-            if isinstance(before, dict) and before != settings:
-                changed = sorted(
-                    k for k in {*before, *settings} if before.get(k) != settings.get(k)
-                )
+        if self.entries:
+            changed = changed_settings(recorded, settings)
+            if changed:
                 raise JournalMismatch(
                     f"{self.path}: its {len(self.entries)} frame(s) were predicted with other "
                     f"settings (changed: {', '.join(changed)}); rerun with the same ones to "
