@@ -119,14 +119,13 @@ def set_flip_test(model: torch.nn.Module, on: bool) -> torch.nn.Module:
     teacher's pose flip; ``predict`` / ``eval`` / ``export --flip``): twice the pose work, more
     accurate at low resolution (docs/student.md). Only the CPU student poses crops."""
     if on:
-        config = getattr(model, "config", None)
-        if not hasattr(config, "flip_test"):
-            family = getattr(config, "family", type(model).__name__)
+        family = family_of(model)
+        if "flip" not in family.limits:
             raise UserError(
                 f"--flip: only the CPU student poses person crops it can mirror; this model is "
-                f"a {family}"
+                f"a {family.name}"
             )
-        config.flip_test = True
+        setattr(*_limit(model, "flip"), True)
     return model
 
 

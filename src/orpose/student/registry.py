@@ -45,7 +45,8 @@ if TYPE_CHECKING:
 
 DEFAULT_FAMILY = "keypoint_rcnn"
 # The inference limits every family names (see orpose.predictor): the most people per image and
-# the least person score; "detection_score" (optional) is a score filter before NMS
+# the least person score; optional: "detection_score", a score filter before NMS, and "flip", the
+# switch of the pose flip test (a family that poses person crops)
 LIMITS = ("people", "score")
 
 
@@ -212,6 +213,7 @@ def _register_builtin() -> None:
                     "people": "config.max_people",
                     "score": "config.pose_min_score",
                     "detection_score": "config.det_min_score",
+                    "flip": "config.flip_test",
                 }
             ),
             flop_parts=_frozen(
