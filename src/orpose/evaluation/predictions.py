@@ -32,7 +32,7 @@ from orpose.skeleton import NUM_KEYPOINTS
 MAX_3D_MM = 1e5  # 100 m from the root joint: a 3D keypoint further away is not a person's
 
 
-def _result_from_annotation(ann: Any, image_id: int) -> dict:
+def result_from_annotation(ann: Any, image_id: int) -> dict:
     """The result an annotation of an orpose COCO file stands for; values are kept as they are
     (checked by :func:`validate_result`, so a bad one is named, not crashed on)."""
     result: dict[str, Any] = {
@@ -144,7 +144,7 @@ def _results_from_coco(data: dict, path: Path, gt: PoseDataset) -> list[tuple[st
             pairs.append(
                 (
                     f"{where} (id {ann.get('id', '?')})",
-                    _result_from_annotation(ann, id_map[image_id]),
+                    result_from_annotation(ann, id_map[image_id]),
                 )
             )
     return pairs

@@ -102,30 +102,21 @@ def resolve_sets(specs: Sequence[AccuracySet | str], workdir: Path) -> list[Accu
 
 
 def teacher_predictor(teacher, lifter=None) -> Callable[[np.ndarray], list[dict]]:
-    """The teacher as ``orpose label`` + ``orpose eval`` score it: its soft keypoints (and their
-    lift with ``lifter``, as ``orpose label --lifter`` writes it) as COCO results."""
+    """The teacher as ``orpose label`` + ``orpose eval`` score it: each person written as
+    ``orpose label`` (``--lifter``: with its 3D) writes it, read back as ``orpose eval`` reads a
+    pseudo-label file (its soft keypoints and their lift); the image id is set by the caller."""
+    from orpose.evaluation.predictions import result_from_annotation
     from orpose.teacher.lift3d import add_3d
+    from orpose.teacher.writer import person_annotation
+
+    threshold = teacher.config.keypoint_threshold
 
     def run(image: np.ndarray) -> list[dict]:
         people = teacher.label(image)
         if lifter is not None:
-            add_3d(people, lifter, teacher.config.keypoint_threshold)
-        results = []
-        for person in people:
-            x1, y1, x2, y2 = (float(v) for v in person.box)
-            soft = np.asarray(person.keypoints, dtype=np.float64).copy()
-            soft[:, 2] = soft[:, 2].clip(0.0, 1.0)
-            result: dict[str, Any] = {
-                "category_id": 1,
-                "bbox": [x1, y1, x2 - x1, y2 - y1],
-                "score": float(person.score),
-                "keypoints": soft.reshape(-1).tolist(),
-            }
-            lifted = person.extra.get("keypoints3d_soft")
-            if lifted is not None:
-                result["keypoints3d"] = np.asarray(lifted).reshape(-1).tolist()
-            results.append(result)
-        return results
+            add_3d(people, lifter, threshold)
+        annotations = (person_annotation(person, threshold) for person in people)
+        return [result_from_annotation(ann, image_id=-1) for ann in annotations]
 
     return run
 
