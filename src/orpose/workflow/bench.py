@@ -252,10 +252,9 @@ def teacher_cost(teacher, persons: int, size: tuple[int, int] = BENCH_SIZE) -> t
     return params / 1e6, macs / 1e9
 
 
-def prepare_teacher(
-    setting: str, frames: Sequence[np.ndarray], threads: int, label: str, scale: float = 1.0,
-    lifter=None,
-) -> Timed:  # fmt: skip
+def prepare_teacher(setting: str, put: FrameInput, threads: int, lifter=None) -> Timed:
+    """A teacher setting's row on the frames of ``put`` (``lifter``: its 3D for the accuracy
+    pass)."""
     from orpose.onnx_session import runtime_name
     from orpose.paths import models_dir
     from orpose.teacher.teacher import Teacher
@@ -263,9 +262,9 @@ def prepare_teacher(
 
     teacher = Teacher.from_config(teacher_config(setting), models_dir(), threads=threads)
     runtime = runtime_name(teacher.detector.model.session)
-    row = BenchRow("teacher", setting, runtime, label, "detected", 0.0, 0.0)
-    return Timed(row, teacher.label, frames, lambda people: teacher_cost(teacher, people),
-                 scale=scale, predictor=teacher_predictor(teacher, lifter))  # fmt: skip
+    row = BenchRow("teacher", setting, runtime, put.label, "detected", 0.0, 0.0)
+    return Timed(row, teacher.label, put.images, lambda people: teacher_cost(teacher, people),
+                 scale=put.scale, predictor=teacher_predictor(teacher, lifter))  # fmt: skip
 
 
 # -- students -------------------------------------------------------------------------------------
@@ -552,20 +551,17 @@ def _run_bench(plan: BenchPlan, frames: list[np.ndarray], sets: list,
     from orpose.predictor import set_min_person_score
 
     timed: list[Timed] = []
-    full_res = f"{BENCH_SIZE[0]}x{BENCH_SIZE[1]}"
     lifter = None
     if plan.accuracy and plan.teacher_lifter is not None:
         from orpose.teacher.lift3d import load_lifter
 
         lifter = load_lifter(plan.teacher_lifter)
+    full_res, *upsampled = frame_inputs(frames, plan.scales, native=False)
     for setting in plan.teacher_settings:
         log(f"teacher {setting} ...")
-        timed.append(prepare_teacher(setting, frames, plan.threads, full_res, lifter=lifter))
-    if LOWRES_SCALE in plan.scales and "single" in plan.teacher_settings:
-        label = f"{full_res} ({LOWRES_SCALE}x, upsampled)"
-        degraded = shrink(frames, LOWRES_SCALE, upsample=True)
-        timed.append(prepare_teacher("single", degraded, plan.threads, label, LOWRES_SCALE,
-                                     lifter))  # fmt: skip
+        timed.append(prepare_teacher(setting, full_res, plan.threads, lifter))
+    if upsampled and "single" in plan.teacher_settings:  # the paper's protocol at 12x
+        timed.append(prepare_teacher("single", upsampled[0], plan.threads, lifter))
     builders = [(s, (cpu_student if s == CPU_STUDENT else
                      lambda s=s: random_rcnn_student(s))) for s in plan.students]  # fmt: skip
     builders += [(Path(c).stem, lambda c=c: load_student(c))
