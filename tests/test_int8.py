@@ -118,7 +118,8 @@ def test_int8_beyond_tolerance_fails_and_removes_int8_files(exported, photos, tm
     monkeypatch.setattr(int8, "quantize_student", lambda *a, **k: graphs)
     args = argparse.Namespace(check_count=1, int8_tolerance=0.0)
     with pytest.raises(UserError, match=r"beyond --int8-tolerance 0 px.*int8 files removed"):
-        cli._write_int8(tmp_path / "student.onnx", 160, photos, photos[0].parent, args)
+        fp32 = tmp_path / "student.onnx"
+        cli._write_int8(fp32, fp32, 160, photos, photos[0].parent, args)
     assert not list(tmp_path.glob("*.int8*"))
     assert (tmp_path / "student.onnx").is_file()
     capsys.readouterr()

@@ -213,6 +213,62 @@ def test_onnx_export_agrees_on_portrait_and_landscape(student, images, tmp_path)
     assert sizes == {0, 1, 2}, sizes  # every crop size was compared
 
 
+@pytest.mark.slow
+def test_graph_runs_a_crop_sizes_trunk_only_for_its_people(student, images, tmp_path):
+    """The export holds each crop size's pose work in an If branch with its own weights. On a
+    photo where some crop size has nobody (its branch skipped) and on one with people of every
+    size it gives PyTorch's results, each point set its own; the flat graph (what int8
+    quantizes) gives the same with every weight counted once; a student that poses nobody
+    returns empty outputs."""
+    import copy
+
+    import onnx
+
+    from orpose.export.branch_weights import subgraphs
+    from orpose.export.export import export_onnx
+    from orpose.export.flops import onnx_parameters
+    from orpose.inference.onnx_runner import OnnxStudent
+    from orpose.predictor import StudentPredictor
+
+    apart = copy.deepcopy(student)
+    with torch.no_grad():  # the branches apart, as after training (they start as one layer)
+        weight = apart.head.hard.weight
+        weight.add_(torch.randn(weight.shape, generator=torch.Generator().manual_seed(0))
+                    * weight.std())  # fmt: skip
+    sample = _tensor(images[0])
+    branched = export_onnx(apart, tmp_path / "branched.onnx", sample)
+    flat = export_onnx(apart, tmp_path / "flat.onnx", sample, skip_empty_crops=False)
+    graph = onnx.load(str(branched)).graph
+    with_trunk = [g for g in subgraphs(graph) if any(n.op_type == "Conv" for n in g.node)]
+    assert len(with_trunk) == 3 and all(len(g.initializer) > 100 for g in with_trunk)
+    assert not any(n.op_type == "Conv" for g in subgraphs(onnx.load(str(flat)).graph)
+                   for n in g.node)  # fmt: skip
+    assert abs(onnx_parameters(branched) - onnx_parameters(flat)) < 100  # no weight counted 3x
+    reference = StudentPredictor(apart, "cpu")
+    runners = [OnnxStudent(path, threads=2) for path in (branched, flat)]
+    limits = torch.tensor([limit for limit, _ in apart.crop_tiers()])
+    used = []
+    for image in (images[0], images[3]):  # images[3]: 20 people of every size
+        ours = reference.detect(image)
+        heights = apart.crop_regions(ours["boxes"])[:, 3] - apart.crop_regions(ours["boxes"])[:, 1]
+        used.append(set(torch.bucketize(heights, limits.to(heights)).tolist()))
+        soft_hard = (ours["keypoints_soft_branch"] - ours["keypoints_hard_branch"]).norm(dim=-1)
+        assert soft_hard.max() > 1.0
+        for runner in runners:
+            theirs = runner.detect(image)
+            assert theirs["boxes"].shape == ours["boxes"].shape
+            # each point set its own: a graph whose If merged equal outputs gave a crop size's
+            # people the hard branch's points in all three
+            for key in ("keypoints", "keypoints_soft_branch", "keypoints_hard_branch"):
+                gap = (ours[key][..., :2] - theirs[key][..., :2]).norm(dim=-1)
+                assert (gap < 0.05).float().mean() > 0.98, key
+    assert len(used[0]) < 3 and used[1] == {0, 1, 2}, used  # a size skipped; every size used
+    nobody = copy.deepcopy(student)
+    nobody.config.pose_min_score = 1.0
+    out = OnnxStudent(export_onnx(nobody, tmp_path / "nobody.onnx", sample)).detect(images[0])
+    assert out["boxes"].shape == (0, 4) and out["keypoints_soft_branch"].shape == (0, 17, 3)
+
+
 def test_native_path_is_picked_by_input_size(student):
     small, big = torch.zeros(3, 40, 53), torch.zeros(3, 480, 640)
     assert student.is_native(small) and not student.is_native(big)

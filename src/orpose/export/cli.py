@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import tempfile
 from pathlib import Path
 
 from orpose.config import cli_input_path, cli_number
@@ -160,7 +161,13 @@ def run_export_cli(args: argparse.Namespace) -> int:
     # imported here, not at the top: the command line registers this verb at start-up,
     # and these import torch and onnxruntime
     from orpose.export.agreement import compare_on_images
-    from orpose.export.export import export_onnx, export_torchscript, has_fixed_size, sample_image
+    from orpose.export.export import (
+        export_onnx,
+        export_torchscript,
+        has_crop_sizes,
+        has_fixed_size,
+        sample_image,
+    )
     from orpose.inference.onnx_runner import NATIVE_SUFFIX
     from orpose.predictor import (
         limit_proposals,
@@ -216,8 +223,13 @@ def run_export_cli(args: argparse.Namespace) -> int:
             beyond = report.share_beyond(args.tolerance)
             if beyond > args.max_share or report.unpaired > args.max_share * report.people:
                 raise UserError("ONNX and PyTorch disagree beyond the tolerance (see above)")
-        if calibration:
-            _write_int8(onnx_path, native_side, calibration, images, args)
+        if calibration and not has_crop_sizes(model):
+            _write_int8(onnx_path, onnx_path, native_side, calibration, images, args)
+        elif calibration:  # int8 quantizes a flat graph (the quantizer skips If branches)
+            with tempfile.TemporaryDirectory(dir=out) as tmp:
+                flat = export_onnx(model, Path(tmp) / onnx_path.name, sample_image(size),
+                                   args.opset, skip_empty_crops=False)  # fmt: skip
+                _write_int8(onnx_path, flat, native_side, calibration, images, args)
     return 0
 
 
@@ -247,17 +259,18 @@ def _calibration_frames(args: argparse.Namespace, check_images: Path | None) -> 
     return frames
 
 
-def _write_int8(onnx_path: Path, native_side: int, frames: list[Path], check_images: Path | None,
-                args: argparse.Namespace) -> None:  # fmt: skip
-    """The int8 graphs beside the fp32 ones, and their check against them (exit 2 beyond the
-    tolerance, the int8 files removed)."""
+def _write_int8(onnx_path: Path, flat: Path, native_side: int, frames: list[Path],
+                check_images: Path | None, args: argparse.Namespace) -> None:  # fmt: skip
+    """The int8 graphs beside the fp32 ones (quantized from ``flat``, the export without If
+    branches), and their check against them (exit 2 beyond the tolerance, the int8 files
+    removed)."""
     from orpose.data.lowres import degrade, downsample
     from orpose.data.sources import list_images
     from orpose.export.agreement import compare_graphs, grey_noise
     from orpose.export.int8 import PRIVACY_SCALES, native_path, quantize_student
 
     print(f"int8: calibrating on {len(frames)} frame(s) ({frames[0].parent} ...)")
-    graphs = quantize_student(onnx_path, frames, native_side)
+    graphs = quantize_student(onnx_path, frames, native_side, flat_graph=flat)
     for graph in graphs:
         kept = ", ".join(f"{n} {why.replace('_', ' ')}" for why, n in graph.kept_fp32.items() if n)
         print(f"saved {graph.path} ({graph.quantized} convolutions in int8; fp32: {kept})")

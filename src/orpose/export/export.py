@@ -35,9 +35,12 @@ import torch
 from torch import nn
 
 from orpose.compat_torchvision import get_shape_onnx
+from orpose.export.branch_weights import branch_local_weights
 from orpose.inference.onnx_runner import INPUT_NAME, OUTPUT_NAMES
 from orpose.student.model import ORPoseStudent, ORPoseTransform
+from orpose.student.onnx_import import tracing_for_export
 from orpose.student.registry import backbone_of, family_of
+from orpose.student.topdown import GROUP_KEYS
 
 __all__ = [
     "DEFAULT_OPSET",
@@ -45,9 +48,12 @@ __all__ = [
     "INPUT_NAME",
     "OUTPUT_NAMES",
     "ExportableStudent",
+    "SkipWithoutCrops",
     "TraceableTransform",
+    "crop_size_branches",
     "export_onnx",
     "export_torchscript",
+    "has_crop_sizes",
     "has_fixed_size",
     "sample_image",
 ]
@@ -123,6 +129,85 @@ class ExportableStudent(nn.Module):
         return tuple(det[name] for name in self.output_names)
 
 
+class _CropSizePose(nn.Module):
+    """The pose work of one crop size (:meth:`TopDownStudent._pose_group`) as a function of
+    tensors only, for tracing."""
+
+    def __init__(self, student: nn.Module, size: tuple[int, int] | None):
+        super().__init__()
+        self.student, self.size = student, size
+
+    def forward(self, image: torch.Tensor, regions: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        out = self.student._pose_group(image, regions, False, self.size)
+        return tuple(out[key] for key in GROUP_KEYS)
+
+
+class SkipWithoutCrops(nn.Module):
+    """A traced crop size's pose work, run only where it has crops (scripted: an ONNX ``If``).
+
+    Without it a graph runs the trunk of every crop size on every frame, about 1,000 nodes
+    each even on no crop: 1.7 ms of a 19 ms one-person frame (docs/inference.md)."""
+
+    def __init__(self, traced: nn.Module, joints: int):
+        super().__init__()
+        self.traced = traced
+        self.joints = joints
+
+    def forward(
+        self, image: torch.Tensor, regions: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+        if regions.size(0) > 0:
+            return self.traced(image, regions)
+        k = self.joints
+        # distinct fill values: the exporter merges equal constants, and with them the If's
+        # outputs (all three point sets then read the last one's)
+        return (
+            torch.full([0, k, 3], 0.0, dtype=image.dtype, device=image.device),
+            torch.full([0, k], 1.0, dtype=image.dtype, device=image.device),
+            torch.full([0, k, 3], 2.0, dtype=image.dtype, device=image.device),
+            torch.full([0, k, 3], 3.0, dtype=image.dtype, device=image.device),
+        )
+
+
+def has_crop_sizes(model: nn.Module) -> bool:
+    """Whether the student's full path poses people at several crop sizes (the CPU student's
+    ``crop_tiers``): its graphs then hold one ``If`` branch per size."""
+    tiers = family_of(model).crop_tiers
+    return tiers is not None and bool(tiers(model))
+
+
+def crop_size_branches(model: nn.Module, sample: torch.Tensor) -> nn.ModuleList | None:
+    """Per crop size of the CPU student's full path (its ``crop_tiers``, full size first), its
+    pose work traced on ``sample`` and wrapped in :class:`SkipWithoutCrops`; None for a student
+    without crop sizes (the paper's, or one with ``small_crop_max_height`` 0 and no middle)."""
+    if not has_crop_sizes(model):
+        return None
+    tiers = model.crop_tiers()
+    h, w = sample.shape[-2:]
+    # two people: any regions trace the same graph (the crop size is the branch's own)
+    regions = torch.tensor([[0.1, 0.1, 0.4, 0.9], [0.5, 0.2, 0.8, 0.7]]) * torch.tensor([w, h] * 2)
+    branches = []
+    with _quiet_tracing(), torch.no_grad(), tracing_for_export():
+        for size in [None, *(size for _, size in tiers)]:
+            pose = _CropSizePose(model, size)
+            joints = pose(sample, regions)[0].shape[1]
+            traced = torch.jit.trace(pose, (sample, regions), check_trace=False)
+            branches.append(torch.jit.script(SkipWithoutCrops(traced, joints)))
+    return nn.ModuleList(branches)
+
+
+def _traced(wrapper: ExportableStudent, sample: torch.Tensor) -> nn.Module:
+    """What the exporters get: the wrapper itself, or for a student with crop sizes its
+    TorchScript trace with :func:`crop_size_branches` inside (a trace keeps scripted modules'
+    control flow; ``torch.onnx.export`` cannot find scripted modules in a module it traces)."""
+    branches = crop_size_branches(wrapper.model, sample)
+    if branches is None:
+        return wrapper
+    wrapper.model.crop_branches = branches
+    with _quiet_tracing(), torch.no_grad(), tracing_for_export():
+        return torch.jit.trace(wrapper, (sample,), check_trace=False)
+
+
 @contextmanager
 def _quiet_tracing() -> Iterator[None]:
     """Tracer warnings about Python values are expected here (see the module docstring)."""
@@ -137,12 +222,15 @@ def export_onnx(
     sample: torch.Tensor | None = None,
     opset: int = DEFAULT_OPSET,
     native: bool = False,
+    skip_empty_crops: bool = True,
 ) -> Path:
     """Write the student as an ONNX graph with dynamic image size and number of people.
 
     ``sample`` is the tracing image ``(3, H, W)``; any image works (the graph is the same), a
     real one is the usual choice. ``native``: the CPU student's native low-resolution path (its
     smaller detector input and crops, for frames of at most ``native_max_side`` pixels).
+    ``skip_empty_crops``: the CPU student's crop sizes as ``If`` branches
+    (:func:`crop_size_branches`); False keeps one flat graph (what int8 quantization reads).
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -150,9 +238,10 @@ def export_onnx(
     sample = sample_image() if sample is None else sample
     names = list(wrapper.output_names)
     dynamic = {INPUT_NAME: {1: "height", 2: "width"}, **{n: {0: "people"} for n in names}}
+    traced = wrapper if native or not skip_empty_crops else _traced(wrapper, sample)
     with _quiet_tracing(), torch.no_grad():
         torch.onnx.export(
-            wrapper,
+            traced,
             (sample,),
             str(path),
             dynamo=False,
@@ -162,6 +251,8 @@ def export_onnx(
             dynamic_axes=dynamic,
             do_constant_folding=True,
         )
+    if traced is not wrapper:
+        branch_local_weights(path)
     return path
 
 
@@ -177,7 +268,9 @@ def export_torchscript(
     path.parent.mkdir(parents=True, exist_ok=True)
     wrapper = ExportableStudent(model.cpu()).eval()
     sample = sample_image() if sample is None else sample
-    with _quiet_tracing(), torch.no_grad():
-        traced = torch.jit.trace(wrapper, (sample,), check_trace=False)
+    traced = _traced(wrapper, sample)
+    if traced is wrapper:
+        with _quiet_tracing(), torch.no_grad():
+            traced = torch.jit.trace(wrapper, (sample,), check_trace=False)
     traced.save(str(path))
     return path

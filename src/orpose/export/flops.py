@@ -146,5 +146,7 @@ def onnx_macs(path: Path | str) -> int:
 
 def onnx_parameters(path: Path | str) -> int:
     """Number of weights stored in an ONNX graph (its initializers)."""
-    model = onnx.load(str(path))
-    return int(sum(np.prod(init.dims, dtype=np.int64) for init in model.graph.initializer))
+    from orpose.export.branch_weights import initializers
+
+    model = onnx.load(str(path))  # branches' copies of a weight count once
+    return int(sum(np.prod(t.dims, dtype=np.int64) for t in initializers(model.graph).values()))

@@ -288,8 +288,14 @@ def quantize_graph(
     fp32 inputs (:func:`float_island`)."""
     import onnx
 
+    from orpose.export.branch_weights import subgraphs
+
     fp32_path, out_path = Path(fp32_path), Path(out_path)
     fp32 = onnx.load(str(fp32_path))
+    if any(n.op_type in OP_TYPES for g in subgraphs(fp32.graph) for n in g.node):
+        # the quantizer and the steps below read the top level only
+        raise ValueError(f"{fp32_path}: convolutions in If branches; quantize the flat export "
+                         "(export_onnx(..., skip_empty_crops=False))")  # fmt: skip
     opset = next((o.version for o in fp32.opset_import if o.domain in ("", "ai.onnx")), 0)
     if opset < MIN_OPSET:
         raise UserError(f"--int8: the graph has opset {opset}; export with --opset {MIN_OPSET} "
@@ -601,11 +607,15 @@ def quantize_student(
     images: Sequence[Path],
     native_max_side: int = 0,
     keep_fp32: Sequence[str] = DEFAULT_KEEP_FP32,
+    flat_graph: Path | None = None,
 ) -> list[Int8Graph]:
-    """int8 copies of an export (and of its native graph when ``native_max_side`` > 0)."""
+    """int8 copies of an export (and of its native graph when ``native_max_side`` > 0), named
+    after ``onnx_path``; ``flat_graph``: the same student exported without ``If`` branches
+    (``export_onnx(..., skip_empty_crops=False)``), which is what gets quantized where
+    ``onnx_path`` has its crop sizes as branches."""
     from orpose.data.coco import write_json_atomic
 
-    graphs = [quantize_graph(onnx_path, int8_path(onnx_path),
+    graphs = [quantize_graph(flat_graph or onnx_path, int8_path(onnx_path),
                              FrameReader(images, full_graph_inputs()), keep_fp32)]  # fmt: skip
     native = native_path(int8_path(onnx_path))
     if native_max_side > 0:

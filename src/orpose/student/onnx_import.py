@@ -31,7 +31,8 @@ from __future__ import annotations
 
 import operator
 import re
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -45,6 +46,26 @@ from orpose.errors import ModelError
 
 class OnnxImportError(ModelError):
     """An ONNX graph that this importer cannot turn into a native module."""
+
+
+# set by orpose.export while it traces the student for an ONNX graph in two steps (a TorchScript
+# trace first, see orpose.export.export): the export-only code paths below apply then too
+_TRACING_FOR_EXPORT = [False]
+
+
+def exporting() -> bool:
+    """Whether the code runs for an exported graph (torch.onnx.export, or our trace for it)."""
+    return _TRACING_FOR_EXPORT[0] or torch.onnx.is_in_onnx_export()
+
+
+@contextmanager
+def tracing_for_export() -> Iterator[None]:
+    """Mark a TorchScript trace whose graph becomes an ONNX export (:func:`exporting`)."""
+    _TRACING_FOR_EXPORT[0] = True
+    try:
+        yield
+    finally:
+        _TRACING_FOR_EXPORT[0] = False
 
 
 ONNX_CONV = "onnx_conv"  # fx node meta of each imported conv: the ONNX Conv node's output
@@ -342,7 +363,7 @@ class _Importer:
 
 
 def _channel_shuffle(x: torch.Tensor, groups: int, channels: int = 0) -> torch.Tensor:
-    if channels and torch.onnx.is_in_onnx_export():
+    if channels and exporting():
         # one Gather of constant channel indices: the reshapes below would each carry a dozen
         # shape-arithmetic nodes (Shape, Gather, Unsqueeze, Concat) into the exported graph
         return x.index_select(1, shuffle_index(channels, groups).to(x.device))
@@ -372,7 +393,7 @@ def _resize_like(x: torch.Tensor, like: torch.Tensor, scale: tuple[int, int] | N
     h, w = like.shape[-2], like.shape[-1]
     if (
         scale is not None
-        and torch.onnx.is_in_onnx_export()  # eager calls (training) skip the size check
+        and exporting()  # eager calls (training) skip the size check
         and (int(x.shape[-2]) * scale[0], int(x.shape[-1]) * scale[1]) == (int(h), int(w))
     ):
         return F.interpolate(x, scale_factor=(float(scale[0]), float(scale[1])), **kwargs)

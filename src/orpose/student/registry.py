@@ -83,6 +83,9 @@ class StudentFamily:
     backbone_field: str | None = None
     # export keeps its image resize inside the graph (orpose.export's TraceableTransform)
     resize_in_graph: bool = False
+    # the smaller crop sizes its full path poses people at, of a built model (its
+    # ``crop_tiers``; export puts each size's pose work in an If branch); None: one size
+    crop_tiers: Callable[[nn.Module], list] | None = None
     # the state-dict prefixes the final weight mix (solver.final_weight_mix) leaves as trained,
     # of a built model (None: none)
     unmixed_prefixes: Callable[[nn.Module], tuple[str, ...]] | None = None
@@ -247,6 +250,7 @@ def _register_builtin() -> None:
             ),
             cpu=True,
             int8=True,
+            crop_tiers=TopDownStudent.crop_tiers,
             unmixed_prefixes=topdown_unmixed,
         ),
     ):

@@ -58,6 +58,8 @@ IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 RESCORE_KEYPOINT_THRESHOLD = 0.2  # as the teacher's det_x_pose person score
 PRE_NMS_TOP_K = 1000
+# what _pose_group returns for the people of one crop size, in this order
+GROUP_KEYS = ("keypoints", "keypoints_scores", "keypoints_soft_branch", "keypoints_hard_branch")
 
 
 @dataclass
@@ -218,6 +220,9 @@ class TopDownStudent(nn.Module):
                 self.unmixed_prefixes = ("native_head.",)
         # None: the path follows the input's size; True/False forces one (ONNX export, tests)
         self.force_native: bool | None = None
+        # set on an export's copy only (orpose.export.export.crop_size_branches): per crop size,
+        # its pose work as a TorchScript branch that a graph runs only when someone needs it
+        self.crop_branches: nn.ModuleList | None = None
         self.register_buffer("mean", torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1), False)
         self.register_buffer("std", torch.tensor(IMAGENET_STD).view(1, 3, 1, 1), False)
         self._teacher_level_sizes: list[tuple[int, int]] | None = None  # see losses
@@ -444,10 +449,15 @@ class TopDownStudent(nn.Module):
             sizes = [None, *(size for _, size in tiers)]
             groups = [torch.nonzero(m)[:, 0] for m in masks]
             # eager PyTorch skips the crop sizes nobody needs (each trunk call dispatches its
-            # ~1000 operators even on no crop); a traced graph keeps every call, its shapes
-            # being data it cannot branch on
+            # ~1000 operators even on no crop); a trace keeps every call, its shapes being data
+            # it cannot branch on, unless crop_branches (scripted) do the skipping in the graph
             used = [i for i, g in enumerate(groups) if torch.jit.is_tracing() or len(g)] or [0]
-            parts = [self._pose_group(image, regions[groups[i]], False, sizes[i]) for i in used]
+            branches = self.crop_branches if torch.jit.is_tracing() else None
+            parts = [
+                self._pose_group(image, regions[groups[i]], False, sizes[i]) if branches is None
+                else dict(zip(GROUP_KEYS, branches[i](image, regions[groups[i]]), strict=True))
+                for i in used
+            ]  # fmt: skip
             back = torch.argsort(torch.cat([groups[i] for i in used]))  # -> order of boxes
             out = {key: torch.cat([p[key] for p in parts])[back] for key in parts[0]}
         if self.head.has_lifters:
