@@ -311,6 +311,37 @@ def test_skipping_people_below_the_output_threshold_changes_no_written_result(st
     assert found > 0
 
 
+def test_predict_poses_only_the_people_its_frame_threshold_could_keep(student, images):
+    """predict_frame tells the student each frame's score threshold (predict's default for a
+    1x frame: 0.25, above the student's 0.2): it poses fewer people and writes the same."""
+    from orpose.evaluation.shown import default_score_threshold
+    from orpose.inference.pipeline import predict_frame
+    from orpose.inference.privacy import frame_geometry
+    from orpose.predictor import StudentPredictor
+
+    told = []
+
+    class Told(StudentPredictor):
+        def __call__(self, image, original_size=None, min_score=None):
+            told.append(min_score)
+            return super().__call__(image, original_size, min_score)
+
+    predictor = Told(student, "cpu")
+    threshold = default_score_threshold(1.0)
+    assert threshold > student.config.pose_min_score
+    posed, skipped = 0, 0
+    for image in images:
+        everyone = [r for r in predictor(image) if r["score"] >= threshold]
+        written = predict_frame(predictor, image, frame_geometry(image), score_threshold=None)
+        assert told[-2:] == [None, threshold]
+        assert len(written) == len(everyone)
+        for a, b in zip(everyone, written, strict=True):  # same order: by detection score
+            assert np.allclose(a["bbox"], b["bbox"]) and np.allclose(a["keypoints"], b["keypoints"])
+        now = len(predictor.detect(image, min_score=threshold)["boxes"])
+        posed, skipped = posed + now, skipped + len(predictor.detect(image)["boxes"]) - now
+    assert posed > 0 and skipped > 0
+
+
 # -- the native low-resolution path's own pose head ---------------------------------------------
 
 

@@ -174,6 +174,9 @@ class StudentPredictor:
     that size as it is (the CPU student's native path) and lifts in the original's pixels."""
 
     accepts_original_size = True  # see orpose.lifting.intrinsics.call_with_original_size
+    # ``predictor(image, min_score=s)``: people detected below s are not posed (they could not
+    # be shown from s; see orpose.inference.pipeline.predict_frame)
+    accepts_min_score = True
 
     def __init__(self, model: ORPoseStudent, device: str | torch.device | None = None,
                  score_threshold: float = 0.0, camera: Intrinsics | None = None):  # fmt: skip
@@ -211,33 +214,51 @@ class StudentPredictor:
 
     @torch.inference_mode()
     def detect_many(
-        self, images: list[np.ndarray], original_sizes: list[tuple[int, int] | None]
+        self,
+        images: list[np.ndarray],
+        original_sizes: list[tuple[int, int] | None],
+        min_scores: list[float | None] | None = None,
     ) -> list[dict[str, torch.Tensor]]:
         """RGB uint8 images -> the student's raw detections (tensors on its device), in one call
         of the network; ``original_sizes``: per image the (width, height) of the frame it was
-        shrunk from, for 3D (None: the image itself). Images of several sizes may be mixed."""
+        shrunk from, for 3D (None: the image itself). Images of several sizes may be mixed.
+        ``min_scores``: per image the least detection score worth posing (None: the model's
+        own threshold; a family without ``min_score_per_image`` poses from its own)."""
         mappings = [self.lift_mapping(i, o) for i, o in zip(images, original_sizes, strict=True)]
         tensors = [image_tensor(image).to(self.device) for image in images]
-        if all(m is None for m in mappings):
-            return self.model(tensors)
-        return self.model(tensors, lift_mappings=mappings)
+        options: dict = {}
+        if any(m is not None for m in mappings):
+            options["lift_mappings"] = mappings
+        if min_scores is not None and family_of(self.model).min_score_per_image:
+            options["min_scores"] = list(min_scores)
+        return self.model(tensors, **options)
 
     def detect(
-        self, image: np.ndarray, original_size: tuple[int, int] | None = None
+        self,
+        image: np.ndarray,
+        original_size: tuple[int, int] | None = None,
+        min_score: float | None = None,
     ) -> dict[str, torch.Tensor]:
         """One image's raw detections (see :meth:`detect_many`)."""
-        (det,) = self.detect_many([image], [original_size])
+        (det,) = self.detect_many([image], [original_size], [min_score])
         return det
 
     def __call__(
-        self, image: np.ndarray, original_size: tuple[int, int] | None = None
+        self,
+        image: np.ndarray,
+        original_size: tuple[int, int] | None = None,
+        min_score: float | None = None,
     ) -> list[dict]:
-        return detections_to_results(self.detect(image, original_size), self.score_threshold)
+        det = self.detect(image, original_size, min_score)
+        return detections_to_results(det, self.score_threshold)
 
     def batch(
-        self, images: list[np.ndarray], original_sizes: list[tuple[int, int] | None]
+        self,
+        images: list[np.ndarray],
+        original_sizes: list[tuple[int, int] | None],
+        min_scores: list[float | None] | None = None,
     ) -> list[list[dict]]:
         """Several frames (e.g. one per camera) in one call of the network: per frame what
-        ``predictor(image, original_size)`` gives."""
-        dets = self.detect_many(images, original_sizes)
+        ``predictor(image, original_size, min_score)`` gives."""
+        dets = self.detect_many(images, original_sizes, min_scores)
         return [detections_to_results(det, self.score_threshold) for det in dets]

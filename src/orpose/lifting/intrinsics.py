@@ -139,13 +139,13 @@ def lift_mapping(
     )
 
 
-def call_with_original_size(predictor, image, original_size: tuple[int, int]):
-    """``predictor(image)`` for an image shrunk from a frame of ``original_size`` (width,
-    height): predictors that lift (``accepts_original_size``, the student's) are told the size,
-    so that they lift in the original frame's pixels; others just get the image."""
+def call_with_original_size(predictor, image, original_size: tuple[int, int], **options):
+    """``predictor(image, **options)`` for an image shrunk from a frame of ``original_size``
+    (width, height): predictors that lift (``accepts_original_size``, the student's) are told
+    the size, so that they lift in the original frame's pixels; others just get the image."""
     if getattr(predictor, "accepts_original_size", False):
-        return predictor(image, original_size=tuple(original_size))
-    return predictor(image)
+        return predictor(image, original_size=tuple(original_size), **options)
+    return predictor(image, **options)
 
 
 # -- reading a camera -----------------------------------------------------------------------------

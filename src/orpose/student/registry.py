@@ -83,6 +83,9 @@ class StudentFamily:
     backbone_field: str | None = None
     # export keeps its image resize inside the graph (orpose.export's TraceableTransform)
     resize_in_graph: bool = False
+    # its forward takes ``min_scores``, per image the least detection score to pose (callers
+    # that show people from a score skip posing those who could not reach it)
+    min_score_per_image: bool = False
     # the smaller crop sizes its full path poses people at, of a built model (its
     # ``crop_tiers``; export puts each size's pose work in an If branch); None: one size
     crop_tiers: Callable[[nn.Module], list] | None = None
@@ -251,6 +254,7 @@ def _register_builtin() -> None:
             cpu=True,
             int8=True,
             crop_tiers=TopDownStudent.crop_tiers,
+            min_score_per_image=True,
             unmixed_prefixes=topdown_unmixed,
         ),
     ):

@@ -404,9 +404,12 @@ class TopDownStudent(nn.Module):
 
     # -- inference ---------------------------------------------------------------------------
     def detect(
-        self, image: torch.Tensor, native: bool = False
+        self, image: torch.Tensor, native: bool = False, min_score: float | None = None
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        """Person boxes (image pixels) and detection scores of one ``(3, H, W)`` image."""
+        """Person boxes (image pixels) and detection scores of one ``(3, H, W)`` image, the
+        people to pose: detected with at least ``pose_min_score``, or ``min_score`` if higher
+        (a caller that shows people from that score: a person's score is at most its
+        detection score, so the others could not be shown)."""
         c = self.config
         h, w = image.shape[-2:]
         scores, boxes = self.detector(self.detector_input(image[None], native))
@@ -422,7 +425,8 @@ class TopDownStudent(nn.Module):
         keep = remove_small_boxes(boxes, 1e-3)
         scores, boxes = scores[keep], boxes[keep]
         keep = batched_nms(boxes, scores, torch.zeros_like(scores, dtype=torch.long), c.nms_iou)
-        keep = keep[scores[keep] >= c.pose_min_score][: c.max_people]
+        least = c.pose_min_score if min_score is None else max(c.pose_min_score, min_score)
+        keep = keep[scores[keep] >= least][: c.max_people]
         return boxes[keep], scores[keep]
 
     def pose(
@@ -501,15 +505,20 @@ class TopDownStudent(nn.Module):
         }
 
     def forward(
-        self, images: list[torch.Tensor], lift_mappings: list | None = None
+        self,
+        images: list[torch.Tensor],
+        lift_mappings: list | None = None,
+        min_scores: list[float | None] | None = None,
     ) -> list[dict[str, torch.Tensor]]:
         """Per image its people (see the class); ``lift_mappings``: one per image (or None)
-        for the lifters' input, see :meth:`pose`."""
+        for the lifters' input, see :meth:`pose`; ``min_scores``: one per image (or None), the
+        least detection score to pose, see :meth:`detect`."""
         results = []
         mappings = lift_mappings if lift_mappings is not None else [None] * len(images)
-        for image, mapping in zip(images, mappings, strict=True):
+        leasts = min_scores if min_scores is not None else [None] * len(images)
+        for image, mapping, least in zip(images, mappings, leasts, strict=True):
             native = self.is_native(image)
-            boxes, det_scores = self.detect(image, native)
+            boxes, det_scores = self.detect(image, native, least)
             out = self.pose(image, boxes, native, mapping)
             out.update(
                 boxes=boxes,
