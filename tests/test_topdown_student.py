@@ -250,6 +250,7 @@ def test_graph_runs_a_crop_sizes_trunk_only_for_its_people(student, images, tmp_
     used = []
     for image in (images[0], images[3]):  # images[3]: 20 people of every size
         ours = reference.detect(image)
+        used_people = ours["boxes"]
         heights = apart.crop_regions(ours["boxes"])[:, 3] - apart.crop_regions(ours["boxes"])[:, 1]
         used.append(set(torch.bucketize(heights, limits.to(heights)).tolist()))
         soft_hard = (ours["keypoints_soft_branch"] - ours["keypoints_hard_branch"]).norm(dim=-1)
@@ -263,6 +264,13 @@ def test_graph_runs_a_crop_sizes_trunk_only_for_its_people(student, images, tmp_
                 gap = (ours[key][..., :2] - theirs[key][..., :2]).norm(dim=-1)
                 assert (gap < 0.05).float().mean() > 0.98, key
     assert len(used[0]) < 3 and used[1] == {0, 1, 2}, used  # a size skipped; every size used
+    # the optional min_score input: the graph's inputs are still just the image; given a score,
+    # it poses the people PyTorch poses from it (fewer), each the same
+    runner = runners[0]
+    assert runner.accepts_min_score and [i.name for i in runner.session.get_inputs()] == ["image"]
+    ours, theirs = reference.detect(images[3], min_score=0.5), runner.detect(images[3], 0.5)
+    assert 0 < len(theirs["boxes"]) == len(ours["boxes"]) < len(used_people)
+    assert (ours["keypoints"][..., :2] - theirs["keypoints"][..., :2]).norm(dim=-1).max() < 0.05
     nobody = copy.deepcopy(student)
     nobody.config.pose_min_score = 1.0
     out = OnnxStudent(export_onnx(nobody, tmp_path / "nobody.onnx", sample)).detect(images[0])

@@ -31,15 +31,16 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+import numpy as np
 import torch
 from torch import nn
 
 from orpose.compat_torchvision import get_shape_onnx
 from orpose.export.branch_weights import branch_local_weights
-from orpose.inference.onnx_runner import INPUT_NAME, OUTPUT_NAMES
+from orpose.inference.onnx_runner import INPUT_NAME, MIN_SCORE_NAME, OUTPUT_NAMES
 from orpose.student.model import ORPoseStudent, ORPoseTransform
 from orpose.student.onnx_import import tracing_for_export
-from orpose.student.registry import backbone_of, family_of
+from orpose.student.registry import backbone_of, family_of, limit_holder
 from orpose.student.topdown import GROUP_KEYS
 
 __all__ = [
@@ -124,8 +125,19 @@ class ExportableStudent(nn.Module):
     def output_names(self) -> tuple[str, ...]:
         return OUTPUT_NAMES if self.has_3d else tuple(n for n in OUTPUT_NAMES if n != "keypoints3d")
 
-    def forward(self, image: torch.Tensor) -> tuple[torch.Tensor, ...]:
-        (det,) = self.model([image])
+    @property
+    def takes_min_score(self) -> bool:
+        """Whether the graph gets the optional input :data:`MIN_SCORE_NAME` (the families
+        whose forward takes ``min_scores``)."""
+        return family_of(self.model).min_score_per_image
+
+    def forward(
+        self, image: torch.Tensor, min_score: torch.Tensor | None = None
+    ) -> tuple[torch.Tensor, ...]:
+        if min_score is None:
+            (det,) = self.model([image])
+        else:
+            (det,) = self.model([image], min_scores=[min_score])
         return tuple(det[name] for name in self.output_names)
 
 
@@ -196,16 +208,36 @@ def crop_size_branches(model: nn.Module, sample: torch.Tensor) -> nn.ModuleList 
     return nn.ModuleList(branches)
 
 
-def _traced(wrapper: ExportableStudent, sample: torch.Tensor) -> nn.Module:
+def _traced(wrapper: ExportableStudent, args: tuple[torch.Tensor, ...]) -> nn.Module:
     """What the exporters get: the wrapper itself, or for a student with crop sizes its
-    TorchScript trace with :func:`crop_size_branches` inside (a trace keeps scripted modules'
-    control flow; ``torch.onnx.export`` cannot find scripted modules in a module it traces)."""
-    branches = crop_size_branches(wrapper.model, sample)
+    TorchScript trace on ``args`` with :func:`crop_size_branches` inside (a trace keeps scripted
+    modules' control flow; ``torch.onnx.export`` cannot find scripted modules in a module it
+    traces)."""
+    branches = crop_size_branches(wrapper.model, args[0])
     if branches is None:
         return wrapper
     wrapper.model.crop_branches = branches
     with _quiet_tracing(), torch.no_grad(), tracing_for_export():
-        return torch.jit.trace(wrapper, (sample,), check_trace=False)
+        return torch.jit.trace(wrapper, args, check_trace=False)
+
+
+def _min_score_default(model: nn.Module) -> float:
+    """The model's own least detection score to pose (the graph's :data:`MIN_SCORE_NAME`
+    default)."""
+    holder, attribute = limit_holder(model, "score")
+    return float(getattr(holder, attribute))
+
+
+def _give_default(path: Path, name: str, value: float) -> None:
+    """Make the graph input ``name`` optional: an initializer of that name is its value when
+    a caller gives none (ONNX IR 4 and later; onnxruntime lists it among the overridable
+    initializers, not the inputs)."""
+    import onnx
+    from onnx import numpy_helper
+
+    model = onnx.load(str(path))
+    model.graph.initializer.append(numpy_helper.from_array(np.array(value, np.float32), name))
+    onnx.save(model, str(path))
 
 
 @contextmanager
@@ -238,21 +270,27 @@ def export_onnx(
     sample = sample_image() if sample is None else sample
     names = list(wrapper.output_names)
     dynamic = {INPUT_NAME: {1: "height", 2: "width"}, **{n: {0: "people"} for n in names}}
-    traced = wrapper if native or not skip_empty_crops else _traced(wrapper, sample)
+    args, inputs = (sample,), [INPUT_NAME]
+    if wrapper.takes_min_score:
+        default = _min_score_default(wrapper.model)
+        args, inputs = (sample, torch.tensor(default)), [INPUT_NAME, MIN_SCORE_NAME]
+    traced = wrapper if native or not skip_empty_crops else _traced(wrapper, args)
     with _quiet_tracing(), torch.no_grad():
         torch.onnx.export(
             traced,
-            (sample,),
+            args,
             str(path),
             dynamo=False,
             opset_version=opset,
-            input_names=[INPUT_NAME],
+            input_names=inputs,
             output_names=names,
             dynamic_axes=dynamic,
             do_constant_folding=True,
         )
     if traced is not wrapper:
         branch_local_weights(path)
+    if wrapper.takes_min_score:
+        _give_default(path, MIN_SCORE_NAME, default)
     return path
 
 
@@ -268,7 +306,7 @@ def export_torchscript(
     path.parent.mkdir(parents=True, exist_ok=True)
     wrapper = ExportableStudent(model.cpu()).eval()
     sample = sample_image() if sample is None else sample
-    traced = _traced(wrapper, sample)
+    traced = _traced(wrapper, (sample,))
     if traced is wrapper:
         with _quiet_tracing(), torch.no_grad():
             traced = torch.jit.trace(wrapper, (sample,), check_trace=False)

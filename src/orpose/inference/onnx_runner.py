@@ -4,8 +4,9 @@ Pre-processing is only the conversion of an RGB uint8 image to float ``(3, H, W)
 resizing, normalisation and post-processing are inside the graph (see :mod:`orpose.export`).
 
 The graph's interface, which :mod:`orpose.export.export` writes and this module reads:
-:data:`INPUT_NAME` (float32 ``(3, H, W)``, RGB in [0, 1]) and :data:`OUTPUT_NAMES` (each with
-the number of people as its first axis; ``keypoints3d`` only for students with lifters).
+:data:`INPUT_NAME` (float32 ``(3, H, W)``, RGB in [0, 1]), optionally :data:`MIN_SCORE_NAME`
+(float32 scalar with a default in the graph) and :data:`OUTPUT_NAMES` (each with the number of
+people as its first axis; ``keypoints3d`` only for students with lifters).
 """
 
 from __future__ import annotations
@@ -21,6 +22,9 @@ from orpose.onnx_session import open_session
 from orpose.predictor import detections_to_results
 
 INPUT_NAME = "image"
+# optional (a default inside the graph): the least detection score to pose, raised above the
+# graph's own by callers that keep people from a score only (the CPU student's exports)
+MIN_SCORE_NAME = "min_score"
 OUTPUT_NAMES: tuple[str, ...] = (
     "boxes",
     "scores",
@@ -71,17 +75,24 @@ class OnnxStudent:
                 f"a student's 3; its outputs {self.output_names[:6]} lack {missing})"
             )
         self.score_threshold = score_threshold
+        optional = {i.name for i in self.session.get_overridable_initializers()}
+        # graphs exported before the input, and other families', pose from their own threshold
+        self.accepts_min_score = MIN_SCORE_NAME in optional
 
-    def detect(self, image: np.ndarray) -> dict[str, torch.Tensor]:
-        """One RGB uint8 image -> the student's detections (as tensors, on the CPU)."""
-        outputs = self.session.run(self.output_names, {INPUT_NAME: image_to_input(image)})
+    def detect(self, image: np.ndarray, min_score: float | None = None) -> dict[str, torch.Tensor]:
+        """One RGB uint8 image -> the student's detections (as tensors, on the CPU);
+        ``min_score``: pose nobody detected below it (where the graph takes it)."""
+        feed = {INPUT_NAME: image_to_input(image)}
+        if min_score is not None and self.accepts_min_score:
+            feed[MIN_SCORE_NAME] = np.array(min_score, np.float32)
+        outputs = self.session.run(self.output_names, feed)
         return {
             name: torch.from_numpy(value)
             for name, value in zip(self.output_names, outputs, strict=True)
         }
 
-    def __call__(self, image: np.ndarray) -> list[dict]:
-        return detections_to_results(self.detect(image), self.score_threshold)
+    def __call__(self, image: np.ndarray, min_score: float | None = None) -> list[dict]:
+        return detections_to_results(self.detect(image, min_score), self.score_threshold)
 
 
 class OnnxStudentPair:
@@ -90,15 +101,16 @@ class OnnxStudentPair:
 
     def __init__(self, full: OnnxStudent, native: OnnxStudent, max_side: int):
         self.full, self.native, self.max_side = full, native, max_side
+        self.accepts_min_score = full.accepts_min_score or native.accepts_min_score
 
     def pick(self, image: np.ndarray) -> OnnxStudent:
         return self.native if max(image.shape[:2]) <= self.max_side else self.full
 
-    def detect(self, image: np.ndarray) -> dict[str, torch.Tensor]:
-        return self.pick(image).detect(image)
+    def detect(self, image: np.ndarray, min_score: float | None = None) -> dict[str, torch.Tensor]:
+        return self.pick(image).detect(image, min_score)
 
-    def __call__(self, image: np.ndarray) -> list[dict]:
-        return self.pick(image)(image)
+    def __call__(self, image: np.ndarray, min_score: float | None = None) -> list[dict]:
+        return self.pick(image)(image, min_score)
 
 
 NATIVE_SUFFIX = "_native.onnx"  # beside student.onnx: the CPU student's native low-res graph

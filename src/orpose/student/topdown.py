@@ -404,7 +404,10 @@ class TopDownStudent(nn.Module):
 
     # -- inference ---------------------------------------------------------------------------
     def detect(
-        self, image: torch.Tensor, native: bool = False, min_score: float | None = None
+        self,
+        image: torch.Tensor,
+        native: bool = False,
+        min_score: float | torch.Tensor | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """Person boxes (image pixels) and detection scores of one ``(3, H, W)`` image, the
         people to pose: detected with at least ``pose_min_score``, or ``min_score`` if higher
@@ -425,7 +428,10 @@ class TopDownStudent(nn.Module):
         keep = remove_small_boxes(boxes, 1e-3)
         scores, boxes = scores[keep], boxes[keep]
         keep = batched_nms(boxes, scores, torch.zeros_like(scores, dtype=torch.long), c.nms_iou)
-        least = c.pose_min_score if min_score is None else max(c.pose_min_score, min_score)
+        if isinstance(min_score, torch.Tensor):  # an exported graph's optional input
+            least = min_score.clamp(min=c.pose_min_score)
+        else:
+            least = c.pose_min_score if min_score is None else max(c.pose_min_score, min_score)
         keep = keep[scores[keep] >= least][: c.max_people]
         return boxes[keep], scores[keep]
 

@@ -378,17 +378,22 @@ def prepare_students(
 def prepare_export(path: Path, plan: BenchPlan, frames: list[np.ndarray]) -> list[Timed]:
     """An exported student (.onnx: fp32 or int8, with its native graph when ``orpose export``
     wrote one beside it), as ``orpose predict`` loads it: onnxruntime rows at 1x and 12x.
-    Its thresholds are the graph's own; GFLOPs are not counted (a graph of any image size)."""
+    It poses people from ``plan.student_min_score`` where the graph takes a ``min_score``
+    (graphs exported before it: from their own threshold); its other thresholds are the
+    graph's own; GFLOPs are not counted (a graph of any image size)."""
     from orpose.export.flops import onnx_parameters
     from orpose.inference.onnx_runner import OnnxStudentPair, load_onnx_student
 
     runner = load_onnx_student(path, plan.threads)
+    run = runner
+    if runner.accepts_min_score and plan.student_min_score is not None:
+        run = partial(runner, min_score=plan.student_min_score)
     params = onnx_parameters(path) / 1e6
     inputs = frame_inputs(frames, plan.scales, isinstance(runner, OnnxStudentPair))
     return [
         Timed(BenchRow("student", path.name, onnx_runtime(runner), put.label, "detected", 0.0,
                        0.0),
-              runner, put.images, lambda people: (params, float("nan")), scale=put.scale,
+              run, put.images, lambda people: (params, float("nan")), scale=put.scale,
               native=put.native)
         for put in inputs
     ]  # fmt: skip
@@ -567,7 +572,7 @@ def _run_bench(plan: BenchPlan, frames: list[np.ndarray], sets: list,
     builders += [(Path(c).stem, lambda c=c: load_student(c))
                  for c in plan.checkpoints if not is_export(c)]  # fmt: skip
     for path in (Path(c) for c in plan.checkpoints if is_export(c)):
-        log(f"student {path.name} (exported graph, its own thresholds) ...")
+        log(f"student {path.name} (exported graph) ...")
         try:
             timed += prepare_export(path, plan, frames)
         except (OrposeError, FileNotFoundError, ValueError) as err:
