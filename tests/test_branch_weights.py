@@ -59,6 +59,19 @@ def test_weights_move_into_the_branches_that_read_them(tmp_path):
     np.testing.assert_array_equal(before[0], [[-6.0, -7.0, -8.0]])  # x @ W, times b = 1
 
 
+def test_an_output_made_by_an_identity_of_a_weight_keeps_its_name(tmp_path):
+    path = tmp_path / "g.onnx"
+    _graph_with_branches(path)
+    model = onnx.load(str(path))
+    model.graph.node.append(helper.make_node("Identity", ["b"], ["b_out"]))
+    model.graph.output.append(helper.make_tensor_value_info("b_out", TensorProto.FLOAT, [3]))
+    onnx.save(model, str(path))
+    branch_local_weights(path)
+    model = onnx.load(str(path))
+    assert [o.name for o in model.graph.output] == ["z", "b_out"]
+    onnx.checker.check_model(model)
+
+
 def test_graph_without_branches_is_left_as_it_was(tmp_path):
     graph = helper.make_graph(
         [helper.make_node("Identity", ["x"], ["y"])], "g",

@@ -37,6 +37,9 @@ __all__ = [
 RANDOM_PREFIX = "random:"
 
 
+SCORE_DECIMALS = 5  # of a result's score (the COCO results files)
+
+
 def resolve_student(spec: str | Path, h36_stats: Path | str | None = None) -> ORPoseStudent:
     """A student from a checkpoint file, or ``random:BACKBONE`` (e.g. ``random:resnet50_fpn``):
     random weights drawn with seed 0 and frozen batch norm, as deployed. ``h36_stats``: the
@@ -157,7 +160,7 @@ def detections_to_results(det: dict[str, torch.Tensor], score_threshold: float =
     for i in range(len(boxes)):
         x1, y1, x2, y2 = boxes[i]
         r = {"category_id": 1, "bbox": [round(float(v), 2) for v in (x1, y1, x2 - x1, y2 - y1)],
-             "score": round(float(scores[i]), 5),
+             "score": round(float(scores[i]), SCORE_DECIMALS),
              "keypoints": [round(float(v), 3) for v in kps[i].ravel()]}  # fmt: skip
         if pose3d is not None:
             r["keypoints3d"] = [round(float(v), 1) for v in pose3d[i].ravel()]

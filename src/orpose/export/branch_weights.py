@@ -52,7 +52,7 @@ def _rename(graph, alias: dict[str, str]) -> None:
     for node in graph.node:
         for i, name in enumerate(node.input):
             node.input[i] = alias.get(name, name)
-    for output in graph.output:
+    for output in graph.output:  # (a branch's outputs; the graph's own are never aliased)
         output.name = alias.get(output.name, output.name)
     for sub in subgraphs(graph):
         _rename(sub, alias)
@@ -67,8 +67,10 @@ def branch_local_weights(path: Path | str) -> int:
     if not any(True for _ in subgraphs(graph)):
         return 0
     weights = {t.name for t in graph.initializer}
+    outputs = {o.name for o in graph.output}  # an Identity that makes an output stays
     alias = {n.output[0]: n.input[0] for n in graph.node
-             if n.op_type == "Identity" and n.input[0] in weights}  # fmt: skip
+             if n.op_type == "Identity" and n.input[0] in weights
+             and n.output[0] not in outputs}  # fmt: skip
     kept = [n for n in graph.node if not (n.op_type == "Identity" and n.output[0] in alias)]
     del graph.node[:]
     graph.node.extend(kept)

@@ -262,14 +262,20 @@ class Int8Graph:
 
 @contextmanager
 def _quiet_quantizer() -> Iterator[None]:
-    """onnxruntime.quantization logs a pre-processing advice at WARNING on the root logger."""
+    """onnxruntime.quantization logs a pre-processing advice at WARNING on the root logger, and
+    its calibration sessions warn that the graph's optional ``min_score`` input has a default
+    (onnxruntime's own log)."""
+    import onnxruntime as ort
+
     root = logging.getLogger()
     level = root.level
     root.setLevel(logging.ERROR)
+    ort.set_default_logger_severity(3)
     try:
         yield
     finally:
         root.setLevel(level)
+        ort.set_default_logger_severity(2)
 
 
 def quantize_graph(

@@ -221,7 +221,13 @@ def min_score_option(predictor: Predictor, threshold: float) -> dict[str, float]
     it (``accepts_min_score``; a person's score is at most its detection score, so they could
     not be kept): on the OR frames at 1x, 0.25 instead of the student's 0.2 poses 7.3 people per
     frame instead of 12.4 (docs/inference.md)."""
-    return {"min_score": threshold} if getattr(predictor, "accepts_min_score", False) else {}
+    from orpose.predictor import SCORE_DECIMALS
+
+    if not getattr(predictor, "accepts_min_score", False):
+        return {}
+    # a result's score is rounded before it meets the threshold: a person just below it in
+    # float32 may be kept, so pose from half a rounding step lower
+    return {"min_score": threshold - 0.5 * 10.0**-SCORE_DECIMALS}
 
 
 def kept_results(
@@ -275,6 +281,7 @@ def predict_frames(
         inputs = [network_input(kept, geometry, native_lowres) for kept, geometry in frames]
         least = [frame_threshold(geometry, score_threshold) for _, geometry in frames]
         if getattr(predictor, "accepts_min_score", False):
+            least = [min_score_option(predictor, t)["min_score"] for t in least]
             found = batch([image for image, _ in inputs], [size for _, size in inputs], least)
         else:
             found = batch([image for image, _ in inputs], [size for _, size in inputs])
