@@ -226,8 +226,9 @@ def register_bench(subparsers: argparse._SubParsersAction) -> None:
                    metavar="S",
                    help="students pose people detected with at least S (default: the "
                    "teacher's min_person_score, 0.3, so both pose the same candidates; -1: "
-                   "each model's own threshold; an exported graph poses from S through its "
-                   "min_score input, one exported before that input from its own)")  # fmt: skip
+                   "each model's own threshold; an exported graph poses from S, or its own "
+                   "threshold where higher, through its min_score input; one exported before "
+                   "that input from its own)")  # fmt: skip
     p.add_argument("--quick", action="store_true",
                    help="3 frames, 1 warm-up, onnxruntime only, people 1 and 5")  # fmt: skip
     p.add_argument("--accuracy", nargs="+", default=[], metavar="SET",
