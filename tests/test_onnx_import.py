@@ -148,3 +148,22 @@ def test_exported_trunk_has_no_shape_arithmetic_and_matches_pytorch(models, tmp_
     with torch.no_grad():
         ours = net(torch.from_numpy(x))
     assert np.abs(exported - ours.numpy()).max() < 1e-4
+
+
+def test_export_tracing_mark_nests_and_stays_in_its_thread():
+    """The export-only code paths switch on for the exporting thread only, and a nested mark
+    does not switch them off early."""
+    import threading
+
+    from orpose.student.onnx_import import exporting, tracing_for_export
+
+    seen = []
+    with tracing_for_export():
+        with tracing_for_export():
+            pass
+        seen.append(exporting())
+        other = threading.Thread(target=lambda: seen.append(exporting()))
+        other.start()
+        other.join()
+    seen.append(exporting())
+    assert seen == [True, False, False]

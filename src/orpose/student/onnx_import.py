@@ -33,6 +33,7 @@ import operator
 import re
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
+from contextvars import ContextVar
 from pathlib import Path
 from typing import Any
 
@@ -49,23 +50,24 @@ class OnnxImportError(ModelError):
 
 
 # set by orpose.export while it traces the student for an ONNX graph in two steps (a TorchScript
-# trace first, see orpose.export.export): the export-only code paths below apply then too
-_TRACING_FOR_EXPORT = [False]
+# trace first, see orpose.export.export): the export-only code paths below apply then too. A
+# context variable: an export in one thread leaves another thread's inference as it is
+_TRACING_FOR_EXPORT: ContextVar[bool] = ContextVar("orpose_tracing_for_export", default=False)
 
 
 def exporting() -> bool:
     """Whether the code runs for an exported graph (torch.onnx.export, or our trace for it)."""
-    return _TRACING_FOR_EXPORT[0] or torch.onnx.is_in_onnx_export()
+    return _TRACING_FOR_EXPORT.get() or torch.onnx.is_in_onnx_export()
 
 
 @contextmanager
 def tracing_for_export() -> Iterator[None]:
-    """Mark a TorchScript trace whose graph becomes an ONNX export (:func:`exporting`)."""
-    _TRACING_FOR_EXPORT[0] = True
+    """Mark a TorchScript trace whose graph becomes an ONNX export (:func:`exporting`); nests."""
+    token = _TRACING_FOR_EXPORT.set(True)
     try:
         yield
     finally:
-        _TRACING_FOR_EXPORT[0] = False
+        _TRACING_FOR_EXPORT.reset(token)
 
 
 ONNX_CONV = "onnx_conv"  # fx node meta of each imported conv: the ONNX Conv node's output
