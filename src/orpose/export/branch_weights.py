@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import copy
 from collections.abc import Iterator
-from pathlib import Path
 
 import onnx
 
@@ -58,11 +57,10 @@ def _rename(graph, alias: dict[str, str]) -> None:
         _rename(sub, alias)
 
 
-def branch_local_weights(path: Path | str) -> int:
-    """Rewrite the graph at ``path`` with each top-level weight that only branches read copied
-    into those branches (and the ``Identity`` nodes that passed weights on removed); returns
-    how many weights moved. A graph without branches is left as it was."""
-    model = onnx.load(str(path))
+def branch_local_weights(model) -> int:
+    """Rewrite the ``onnx.ModelProto`` in place with each top-level weight that only branches
+    read copied into those branches (and the ``Identity`` nodes that passed weights on
+    removed); returns how many weights moved. A graph without branches is left as it was."""
     graph = model.graph
     if not any(True for _ in subgraphs(graph)):
         return 0
@@ -87,5 +85,4 @@ def branch_local_weights(path: Path | str) -> int:
             branch.initializer.append(copy.deepcopy(tensor))
         graph.initializer.remove(tensor)
         moved += 1
-    onnx.save(model, str(path))
     return moved

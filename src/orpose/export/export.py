@@ -181,20 +181,26 @@ class SkipWithoutCrops(nn.Module):
         )
 
 
+def _crop_tiers(model: nn.Module) -> list:
+    """The smaller crop sizes of the student's full path (its family's ``crop_tiers``; [] for a
+    family with one size)."""
+    tiers = family_of(model).crop_tiers
+    return [] if tiers is None else tiers(model)
+
+
 def has_crop_sizes(model: nn.Module) -> bool:
     """Whether the student's full path poses people at several crop sizes (the CPU student's
     ``crop_tiers``): its graphs then hold one ``If`` branch per size."""
-    tiers = family_of(model).crop_tiers
-    return tiers is not None and bool(tiers(model))
+    return bool(_crop_tiers(model))
 
 
 def crop_size_branches(model: nn.Module, sample: torch.Tensor) -> nn.ModuleList | None:
     """Per crop size of the CPU student's full path (its ``crop_tiers``, full size first), its
     pose work traced on ``sample`` and wrapped in :class:`SkipWithoutCrops`; None for a student
     without crop sizes (the paper's, or one with ``small_crop_max_height`` 0 and no middle)."""
-    if not has_crop_sizes(model):
+    tiers = _crop_tiers(model)
+    if not tiers:
         return None
-    tiers = model.crop_tiers()
     h, w = sample.shape[-2:]
     # two people: any regions trace the same graph (the crop size is the branch's own)
     regions = torch.tensor([[0.1, 0.1, 0.4, 0.9], [0.5, 0.2, 0.8, 0.7]]) * torch.tensor([w, h] * 2)
@@ -228,16 +234,13 @@ def _min_score_default(model: nn.Module) -> float:
     return float(getattr(holder, attribute))
 
 
-def _give_default(path: Path, name: str, value: float) -> None:
-    """Make the graph input ``name`` optional: an initializer of that name is its value when
-    a caller gives none (ONNX IR 4 and later; onnxruntime lists it among the overridable
-    initializers, not the inputs)."""
-    import onnx
+def _give_default(model, name: str, value: float) -> None:
+    """Make the graph input ``name`` of the ``onnx.ModelProto`` optional: an initializer of
+    that name is its value when a caller gives none (ONNX IR 4 and later; onnxruntime lists it
+    among the overridable initializers, not the inputs)."""
     from onnx import numpy_helper
 
-    model = onnx.load(str(path))
     model.graph.initializer.append(numpy_helper.from_array(np.array(value, np.float32), name))
-    onnx.save(model, str(path))
 
 
 @contextmanager
@@ -287,10 +290,15 @@ def export_onnx(
             dynamic_axes=dynamic,
             do_constant_folding=True,
         )
-    if traced is not wrapper:
-        branch_local_weights(path)
-    if wrapper.takes_min_score:
-        _give_default(path, MIN_SCORE_NAME, default)
+    if traced is not wrapper or wrapper.takes_min_score:  # the rewrites: one load, one save
+        import onnx
+
+        graph = onnx.load(str(path))
+        if traced is not wrapper:
+            branch_local_weights(graph)
+        if wrapper.takes_min_score:
+            _give_default(graph, MIN_SCORE_NAME, default)
+        onnx.save(graph, str(path))
     return path
 
 
