@@ -127,3 +127,26 @@ def test_student_batch_equals_one_call_per_frame():
         for ra, rb in zip(a, b, strict=True):
             np.testing.assert_allclose(ra["keypoints"], rb["keypoints"], atol=1e-3)
             np.testing.assert_allclose(ra["bbox"], rb["bbox"], atol=1e-3)
+
+
+def test_batched_cameras_tell_the_student_each_frames_threshold():
+    """On the GPU path, one network call for the cameras' frames still gives a student that
+    can skip posing (``accepts_min_score``) each frame's threshold (predict's default for its
+    factor: 0.25 at 1x, 0.17 at 12x), half a rounding step lower."""
+    from orpose.inference.pipeline import predict_frames
+    from orpose.inference.privacy import frame_geometry
+
+    class TellingFake(BatchFake):
+        accepts_min_score = True
+
+        def batch(self, images, original_sizes, min_scores):
+            self.told = min_scores
+            return super().batch(images, original_sizes)
+
+    fake = TellingFake()
+    big, small = np.zeros((480, 640, 3), np.uint8), np.zeros((40, 53, 3), np.uint8)
+    frames = [(big, frame_geometry(big)), (small, frame_geometry(small))]
+    found = predict_frames(fake, frames, score_threshold=None)
+    assert fake.batches == [2] and [len(r) for r in found] == [1, 1]
+    assert fake.told == pytest.approx([0.25, 0.17], abs=1e-5)
+    assert all(t < s for t, s in zip(fake.told, (0.25, 0.17), strict=True))

@@ -279,12 +279,13 @@ def predict_frames(
     on_gpu = getattr(getattr(predictor, "device", None), "type", "cpu") != "cpu"
     if len(frames) > 1 and batch is not None and on_gpu:
         inputs = [network_input(kept, geometry, native_lowres) for kept, geometry in frames]
-        least = [frame_threshold(geometry, score_threshold) for _, geometry in frames]
+        images, sizes = [image for image, _ in inputs], [size for _, size in inputs]
         if getattr(predictor, "accepts_min_score", False):
-            least = [min_score_option(predictor, t)["min_score"] for t in least]
-            found = batch([image for image, _ in inputs], [size for _, size in inputs], least)
+            least = [min_score_option(predictor, frame_threshold(geometry, score_threshold))
+                     for _, geometry in frames]  # fmt: skip
+            found = batch(images, sizes, [option["min_score"] for option in least])
         else:
-            found = batch([image for image, _ in inputs], [size for _, size in inputs])
+            found = batch(images, sizes)
         return [
             kept_results(results, geometry, size, score_threshold)
             for results, (_, geometry), (_, size) in zip(found, frames, inputs, strict=True)
