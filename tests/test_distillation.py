@@ -176,11 +176,47 @@ def test_native_sizes_that_cannot_be_distilled_are_refused():
     from orpose.data.lowres import LowResSchedule
     from orpose.training.distillation_data import DistillationData
 
-    # detector not half; crop above half; crop of another aspect
-    for native in (((128, 128), (96, 128)), ((160, 160), (120, 160)), ((160, 160), (64, 96))):
-        with pytest.raises(ValueError, match="must be half"):
+    # detector not the full one over a power of two; crop above half; crop of another aspect
+    for native in (((128, 128), (96, 128)), ((240, 240), (96, 128)), ((160, 80), (96, 128)),
+                   ((160, 160), (120, 160)), ((160, 160), (64, 96))):  # fmt: skip
+        with pytest.raises(ValueError, match="divided by 1, 2, 4"):
             DistillationData([_OneImage()], LowResSchedule(fixed=8.0), None, (192, 256),
                              (320, 320), native_sizes=native)  # fmt: skip
+    # the full detector size itself (shift 0) and a quarter of it are accepted
+    for size in ((320, 320), (80, 80)):
+        DistillationData([_OneImage()], LowResSchedule(fixed=8.0), None, (192, 256),
+                         (320, 320), native_sizes=(size, (96, 128)))  # fmt: skip
+
+
+def test_native_detector_targets_follow_its_input_size():
+    """The native view's detector targets are the teacher's cells from the level whose grid
+    matches the student's finest level at the native input: the next coarser one for half the
+    input, the finest for the same input. Checked against the student's own level sizes."""
+    from orpose.errors import ConfigError
+    from orpose.student.picodet import level_shift, shift_levels
+    from orpose.student.topdown import TopDownConfig, TopDownStudent
+
+    assert [level_shift((320, 320), s) for s in ((320, 320), (160, 160), (80, 80))] == [0, 1, 2]
+    assert level_shift((320, 320), (240, 240)) is None
+    assert level_shift((416, 320), (208, 160)) == 1
+    assert level_shift((320, 320), (160, 80)) is None
+    student = TopDownStudent(TopDownConfig(lifters=False, native_max_side=0))
+    teacher_sizes = student.teacher_level_sizes()
+    cells = sum(h * w for h, w in teacher_sizes)
+    scores, boxes = torch.rand(1, cells), torch.full((1, cells, 4), 64.0)
+    for native_size, shift in (((160, 160), 1), ((320, 320), 0)):
+        student.config.native_detector_size = native_size
+        assert student.native_level_shift() == shift
+        with torch.no_grad():
+            levels = student.detector.levels(torch.zeros(1, 3, native_size[1], native_size[0]))
+        s, b = shift_levels(scores, boxes, teacher_sizes, shift)
+        # the targets start with exactly the cells of the student's finest native level
+        finest = levels[0].logit_a.shape[-2] * levels[0].logit_a.shape[-1]
+        assert tuple(levels[0].logit_a.shape[-2:]) == teacher_sizes[shift]
+        assert s.shape[1] >= finest and float(b[0, 0, 0]) == 64.0 / 2**shift
+    student.config.native_detector_size = (240, 240)
+    with pytest.raises(ConfigError, match="native_detector_size"):
+        student.native_level_shift()
 
 
 def test_native_crop_below_half_size_samples_the_teacher_between_cells():

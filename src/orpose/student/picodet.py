@@ -182,6 +182,16 @@ def distribution_focal_loss(logits: torch.Tensor, target: torch.Tensor) -> torch
     return -((1 - w_right) * lp_left + w_right * lp_right)
 
 
+def level_shift(size: tuple[int, int], smaller: tuple[int, int]) -> int | None:
+    """k where ``size`` is ``smaller`` times ``2 ** k`` on both sides (k >= 0), else None: the
+    teacher's levels a detector input of ``smaller`` skips (see :func:`shift_levels`)."""
+    (w, h), (sw, sh) = size, smaller
+    for k in range(8):
+        if (sw << k, sh << k) == (w, h):
+            return k
+    return None
+
+
 def shift_levels(
     scores: torch.Tensor, boxes: torch.Tensor, teacher_sizes: list[tuple[int, int]], shift: int
 ) -> tuple[torch.Tensor, torch.Tensor]:

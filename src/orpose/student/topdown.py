@@ -52,7 +52,13 @@ from orpose.errors import ConfigError, ModelError
 from orpose.student.keypoint_head import TopDownKeypointHead
 from orpose.student.losses import weighted_losses
 from orpose.student.onnx_import import import_onnx
-from orpose.student.picodet import LevelOutputs, PicoDet, find_head_tensors, shift_levels
+from orpose.student.picodet import (
+    LevelOutputs,
+    PicoDet,
+    find_head_tensors,
+    level_shift,
+    shift_levels,
+)
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -180,10 +186,10 @@ class TopDownStudent(nn.Module):
 
     # The groups of a training batch (orpose.training.distillation_data): person crops (group ->
     # the key of their pixels; ``people_native`` go through the native path's head) and whole
-    # views (group -> how many of the teacher detector's finest levels it skips: the native
-    # path's detector input is half the size)
+    # views (group -> whether it is the native path's, whose detector input may be smaller: it
+    # then skips the teacher detector's finest levels, :func:`level_shift`)
     CROP_GROUPS: ClassVar[dict[str, str]] = {"people": "crop", "people_native": "native_crop"}
-    VIEW_GROUPS: ClassVar[dict[str, int]] = {"images": 0, "images_native": 1}
+    VIEW_GROUPS: ClassVar[dict[str, bool]] = {"images": False, "images_native": True}
 
     def __init__(self, config: TopDownConfig, sources: dict[str, bytes] | None = None):
         super().__init__()
@@ -362,7 +368,11 @@ class TopDownStudent(nn.Module):
         present (:data:`VIEW_GROUPS` order); ``batch``: the targets, per group."""
         dev = self.mean.device
         crop_groups = [g for g in self.CROP_GROUPS if g in batch]
-        view_groups = [(g, shift) for g, shift in self.VIEW_GROUPS.items() if g in batch]
+        view_groups = [
+            (g, self.native_level_shift() if native else 0)
+            for g, native in self.VIEW_GROUPS.items()
+            if g in batch
+        ]
         out: dict[str, torch.Tensor] = {}
 
         def add(losses: dict[str, torch.Tensor]) -> None:
@@ -391,6 +401,19 @@ class TopDownStudent(nn.Module):
                 scores, boxes = shift_levels(scores, boxes, self.teacher_level_sizes(), shift)
             add(self.detector.distillation_losses(levels, scores, boxes))
         return weighted_losses(out, self.config.loss_weights)
+
+    def native_level_shift(self) -> int:
+        """How many of the teacher detector's finest levels the native path's detector input
+        skips (1: half the full input, 0: the same)."""
+        c = self.config
+        shift = level_shift(tuple(c.detector_size), tuple(c.native_detector_size))
+        if shift is None:
+            raise ConfigError(
+                f"student.native_detector_size {list(c.native_detector_size)} must be "
+                f"student.detector_size {list(c.detector_size)} divided by 1, 2, 4... for the "
+                "native path to be trained"
+            )
+        return shift
 
     def teacher_level_sizes(self) -> list[tuple[int, int]]:
         """(height, width) of the teacher detector's levels at its input size (computed once:

@@ -37,6 +37,7 @@ from orpose.data.coco import PoseDataset
 from orpose.data.lowres import LowResSchedule, degrade, downsample, upsample
 from orpose.heatmaps import gaussian_heatmaps
 from orpose.skeleton import FLIP_INDEX, NUM_KEYPOINTS, flip_x
+from orpose.student.picodet import level_shift
 from orpose.training.dataset import read_training_image, soft_from_annotation
 
 IMAGENET_MEAN = np.array([0.485, 0.456, 0.406], np.float32)
@@ -166,23 +167,24 @@ class DistillationData(torch.utils.data.Dataset):
         self.padding = padding
         self.aug = augmentation or Augmentation()
         # (detector, crop) sizes of the native low-resolution path (None: not trained): its
-        # detector input must be half the full one (its levels are the teacher's next coarser
-        # ones), its crops the full crops scaled by native_ratio <= 1/2 (same aspect), whose
-        # heatmap cells are then the teacher's sampled every 1 / native_ratio cells
+        # detector input must be the full one divided by a power of two (its levels are then
+        # the teacher's, from the next coarser ones on: student.picodet.level_shift), its crops
+        # the full crops scaled by native_ratio <= 1/2 (same aspect), whose heatmap cells are
+        # then the teacher's sampled every 1 / native_ratio cells
         self.native = native_sizes
         self.native_ratio = 0.5
         if native_sizes is not None:
             (dw, dh), (cw, ch) = native_sizes
             self.native_ratio = ch / self.crop_size[1]
             if (
-                (2 * dw, 2 * dh) != self.detector_size
+                level_shift(self.detector_size, (dw, dh)) is None
                 or cw * self.crop_size[1] != ch * self.crop_size[0]
                 or self.native_ratio > 0.5
             ):
                 raise ValueError(
-                    f"the native path's sizes {native_sizes} must be half of the detector size "
-                    f"{self.detector_size} and at most half of the crop size {self.crop_size}, "
-                    "with its aspect, to be distilled"
+                    f"the native path's sizes {native_sizes} must be the detector size "
+                    f"{self.detector_size} divided by 1, 2, 4... and at most half of the crop "
+                    f"size {self.crop_size}, with its aspect, to be distilled"
                 )
         every_image = [(d, img) for d, ds in enumerate(datasets) for img in ds.images]
         # the detector learns from the teacher's view of clean images only
