@@ -428,6 +428,27 @@ def test_dataloader_worker_error_reaches_the_cli_as_one_line(tmp_path):
     assert message.startswith(f"{path}: image id 1: field 'file_name': ")
 
 
+def test_pose_confidence_bound_is_checked_and_recorded(tmp_path, capsys):
+    """--pose-confidence-bound outside (0, 1] is refused by the parser; a folder predicted with
+    the default bound (by factor) does not resume with another (who is posed, so who is
+    shown, may differ), and says so in one line."""
+    frame = tmp_path / "f.png"
+    cv2.imwrite(str(frame), np.full((48, 64, 3), 90, np.uint8))
+    out = str(tmp_path / "pred")
+    for bad in ("0", "1.5", "nan"):  # argparse's usage, then its one error line
+        args = ["predict", "random:resnet18_fpn", str(frame), "--pose-confidence-bound", bad]
+        assert main([*args, "--out", out]) == 2
+        last = capsys.readouterr().err.strip().splitlines()[-1]
+        assert last.startswith("orpose predict: error: argument --pose-confidence-bound")
+    assert main(["predict", "random:resnet18_fpn", str(frame), "--out", out]) == 0
+    settings = json.loads((tmp_path / "pred" / "predictions.settings.json").read_text())
+    assert settings["pose_confidence_bound"] == "by factor"
+    capsys.readouterr()
+    again = ["predict", "random:resnet18_fpn", str(frame), "--out", out]
+    assert main([*again, "--pose-confidence-bound", "1"]) == 2
+    one_error_line(capsys.readouterr().err, "predict", "changed: pose_confidence_bound")
+
+
 def test_flip_is_refused_where_no_crop_can_be_mirrored(tmp_path, capsys):
     """--flip belongs to the CPU student's checkpoints: an R-CNN student, an ONNX graph (whose
     work is fixed at export) and prediction files are each refused in one line."""

@@ -132,7 +132,8 @@ def test_student_batch_equals_one_call_per_frame():
 def test_batched_cameras_tell_the_student_each_frames_threshold():
     """On the GPU path, one network call for the cameras' frames still gives a student that
     can skip posing (``accepts_min_score``) each frame's threshold (predict's default for its
-    factor: 0.25 at 1x, 0.17 at 12x), half a rounding step lower."""
+    factor: 0.25 at 1x, 0.17 at 12x), half a rounding step lower, over the factor's
+    pose-confidence bound (0.85 at 1x, 0.65 at 12x)."""
     from orpose.inference.pipeline import predict_frames
     from orpose.inference.privacy import frame_geometry
 
@@ -148,5 +149,9 @@ def test_batched_cameras_tell_the_student_each_frames_threshold():
     frames = [(big, frame_geometry(big)), (small, frame_geometry(small))]
     found = predict_frames(fake, frames, score_threshold=None)
     assert fake.batches == [2] and [len(r) for r in found] == [1, 1]
+    least = (0.25 / 0.85, 0.17 / 0.65)
+    assert fake.told == pytest.approx(least, abs=1e-5)
+    assert all(t < s for t, s in zip(fake.told, least, strict=True))
+    fake.pose_confidence_bound = 1.0  # exact: from the thresholds themselves
+    predict_frames(fake, frames, score_threshold=None)
     assert fake.told == pytest.approx([0.25, 0.17], abs=1e-5)
-    assert all(t < s for t, s in zip(fake.told, (0.25, 0.17), strict=True))

@@ -328,8 +328,11 @@ def test_skipping_people_below_the_output_threshold_changes_no_written_result(st
 
 def test_predict_poses_only_the_people_its_frame_threshold_could_keep(student, images):
     """predict_frame tells the student each frame's score threshold (predict's default for a
-    1x frame: 0.25, above the student's 0.2): it poses fewer people and writes the same."""
-    from orpose.evaluation.shown import default_score_threshold
+    1x frame: 0.25, above the student's 0.2). With a pose-confidence bound of 1 it poses every
+    candidate that could reach it and writes exactly what posing everyone writes; with the
+    default bound (0.85 at 1x) it poses from 0.25 / 0.85 and, on these photos, still writes the
+    same people: none of them is shown with a pose confidence above the bound."""
+    from orpose.evaluation.shown import default_pose_confidence_bound, default_score_threshold
     from orpose.inference.pipeline import predict_frame
     from orpose.inference.privacy import frame_geometry
     from orpose.predictor import StudentPredictor
@@ -342,19 +345,23 @@ def test_predict_poses_only_the_people_its_frame_threshold_could_keep(student, i
             return super().__call__(image, original_size, min_score)
 
     predictor = Told(student, "cpu")
-    threshold = default_score_threshold(1.0)
-    assert threshold > student.config.pose_min_score
-    posed, skipped = 0, 0
+    threshold, bound = default_score_threshold(1.0), default_pose_confidence_bound(1.0)
+    assert threshold > student.config.pose_min_score and bound == 0.85
+    posed = {1.0: 0, None: 0}
     for image in images:
         everyone = [r for r in predictor(image) if r["score"] >= threshold]
-        written = predict_frame(predictor, image, frame_geometry(image), score_threshold=None)
-        assert told[-1] == pytest.approx(threshold, abs=1e-5) and told[-2] is None
-        assert len(written) == len(everyone)
-        for a, b in zip(everyone, written, strict=True):  # same order: by detection score
-            assert np.allclose(a["bbox"], b["bbox"]) and np.allclose(a["keypoints"], b["keypoints"])
-        now = len(predictor.detect(image, min_score=threshold)["boxes"])
-        posed, skipped = posed + now, skipped + len(predictor.detect(image)["boxes"]) - now
-    assert posed > 0 and skipped > 0
+        for given, least in ((1.0, threshold), (None, threshold / bound)):
+            predictor.pose_confidence_bound = given
+            written = predict_frame(predictor, image, frame_geometry(image), score_threshold=None)
+            assert told[-1] == pytest.approx(least, abs=1e-5) and told[0] is None
+            assert len(written) == len(everyone)
+            for a, b in zip(everyone, written, strict=True):  # same order: by detection score
+                assert np.allclose(a["bbox"], b["bbox"])
+                assert np.allclose(a["keypoints"], b["keypoints"])
+            posed[given] += len(predictor.detect(image, min_score=least)["boxes"])
+        told.clear()
+    everybody = sum(len(predictor.detect(image)["boxes"]) for image in images)
+    assert everybody > posed[1.0] > posed[None] > 0
 
 
 # -- the native low-resolution path's own pose head ---------------------------------------------

@@ -268,6 +268,7 @@ def load(
     h36_stats: str | os.PathLike | None = None,
     threads: int = 0,
     flip: bool = False,
+    pose_confidence_bound: float | None = None,
 ) -> Predictor:
     """A student as ``orpose predict`` loads it: an orpose checkpoint (.pt, either family), an
     official ORPose detectron2 checkpoint, an exported ``.onnx`` (with its ``_native.onnx``
@@ -279,7 +280,9 @@ def load(
     out (None: predict's default for the image's downscale factor, 0.25 at 1x to 0.17 at
     10-12x, see ``orpose.evaluation.shown.SCORE_THRESHOLDS``; 0 keeps every detection, as COCO AP
     wants);
-    ``proposals``, ``h36_stats``, ``threads``, ``flip``: as predict's options of those names.
+    ``proposals``, ``h36_stats``, ``threads``, ``flip``, ``pose_confidence_bound``: as
+    predict's options of those names (the bound: None, by the image's downscale factor; 1,
+    every person who could reach ``score_threshold`` is posed).
 
     A missing file, a file that is not a model and options the model cannot take raise an
     :class:`orpose.errors.OrposeError` (ModelError, UserError) naming it.
@@ -290,6 +293,7 @@ def load(
     _number("score_threshold", score_threshold, 0, 1)
     _number("proposals", proposals, 1, 10**5, integer=True)
     _number("threads", threads, 0, 1024, integer=True)
+    _number("pose_confidence_bound", pose_confidence_bound, 0.01, 1)
     intrinsics = _camera(camera)
     stats = None if h36_stats is None else Path(h36_stats)
     try:
@@ -302,6 +306,7 @@ def load(
             intrinsics,
             score_threshold=score_threshold,
             flip=flip,
+            pose_confidence_bound=pose_confidence_bound,
         )
     except ValueError as err:  # as run_predict_cli: e.g. an ONNX graph that is not a student
         if isinstance(err, OrposeError):

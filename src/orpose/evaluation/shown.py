@@ -38,6 +38,29 @@ def default_score_threshold(factor: float = 1.0) -> float:
 
 LOWEST_DEFAULT_SCORE_THRESHOLD = min(t for _, t in SCORE_THRESHOLDS)
 
+# A person's score is its detection score times its pose confidence (the mean of its keypoint
+# scores of at least 0.2), so a candidate detected below threshold / B can be shown only if its
+# pose confidence exceeds B; predict poses no such candidate (orpose.inference.pipeline). B per
+# downscale factor: the lowest of 0.5, 0.55 ... 1 under which no person shown at predict's
+# default threshold was skipped, on the unlabelled training sources (or_x and
+# coco_person_unlabeled300, the shipped demo student; benchmarks/pose_confidence_bounds.py),
+# not on the test frames. Blurred people's heatmap peaks are lower, so the bound is lower at
+# 8x-12x. 1 poses every candidate that could be shown (predict --pose-confidence-bound 1: the
+# results are then exact).
+POSE_CONFIDENCE_BOUNDS: tuple[tuple[float, float], ...] = (
+    (1, 0.85),
+    (8, 0.7),
+    (10, 0.75),
+    (12, 0.65),
+)
+
+
+def default_pose_confidence_bound(factor: float = 1.0) -> float:
+    """``orpose predict``'s default pose-confidence bound for frames shrunk ``factor`` times
+    (interpolated between the factors of :data:`POSE_CONFIDENCE_BOUNDS`)."""
+    factors, bounds = zip(*POSE_CONFIDENCE_BOUNDS, strict=True)
+    return float(np.interp(factor, factors, bounds))
+
 
 @dataclass
 class ShownResult:

@@ -11,7 +11,11 @@ from pathlib import Path
 from orpose.config import cli_input_path, cli_number
 from orpose.cpu_threads import brief_spins
 from orpose.errors import SourceError, UserError
-from orpose.evaluation.shown import LOWEST_DEFAULT_SCORE_THRESHOLD, SCORE_THRESHOLDS
+from orpose.evaluation.shown import (
+    LOWEST_DEFAULT_SCORE_THRESHOLD,
+    POSE_CONFIDENCE_BOUNDS,
+    SCORE_THRESHOLDS,
+)
 from orpose.inference.journal import JournalMismatch
 from orpose.outputs import check_output_folder, refuse_overwriting_inputs
 
@@ -76,6 +80,18 @@ def _register_predict(subparsers: argparse._SubParsersAction) -> None:
         + ", ".join(f"{t:g} at {f:g}x" for f, t in SCORE_THRESHOLDS)
         + ", interpolated between: see docs/inference.md, 'What a user sees'; 0 keeps every "
         "detection, as COCO AP wants)",
+    )
+    p.add_argument(
+        "--pose-confidence-bound",
+        type=cli_number(float, min=0.01, max=1),
+        default=None,
+        metavar="B",
+        help="CPU student: pose only the candidates detected at least at the score threshold "
+        "/ B (a person's score is its detection score times its pose confidence, which is "
+        "assumed to be at most B; default: by the frame's downscale factor, "
+        + ", ".join(f"{b:g} at {f:g}x" for f, b in POSE_CONFIDENCE_BOUNDS)
+        + ", measured on unlabelled training images; 1 poses every candidate that could be "
+        "shown, for exact results; docs/inference.md)",
     )
     p.add_argument(
         "--keypoint-threshold",
@@ -269,11 +285,26 @@ def build_predictor(
     *,
     score_threshold: float | None = None,
     flip: bool = False,
+    pose_confidence_bound: float | None = None,
 ):
     """A PyTorch predictor for checkpoints, an onnxruntime one for .onnx files; ``camera``
     (:class:`orpose.lifting.intrinsics.Intrinsics`): the frames' intrinsics for 3D. A checkpoint
     does not pose people below ``score_threshold`` (None: below the lowest of predict's
-    defaults), who could not be shown anyway; ``flip``: it poses mirrored crops too."""
+    defaults), who could not be shown anyway; ``flip``: it poses mirrored crops too;
+    ``pose_confidence_bound``: see predict's ``--pose-confidence-bound`` (None: by factor)."""
+    predictor = _build_predictor(
+        model, device, threads, proposals, h36_stats, camera, score_threshold, flip
+    )
+    if pose_confidence_bound is not None:
+        if not 0 < pose_confidence_bound <= 1:
+            raise UserError(
+                f"--pose-confidence-bound: expected 0 < B <= 1, got {pose_confidence_bound:g}"
+            )
+        predictor.pose_confidence_bound = float(pose_confidence_bound)
+    return predictor
+
+
+def _build_predictor(model, device, threads, proposals, h36_stats, camera, score_threshold, flip):
     if model.lower().endswith(".onnx"):
         from orpose.inference.onnx_runner import load_onnx_student
 
@@ -380,6 +411,7 @@ def run_predict_cli(args: argparse.Namespace) -> int:
         threads=args.threads,
         proposals=args.proposals,
         flip=args.flip,
+        pose_confidence_bound=args.pose_confidence_bound,
         overwrite=args.overwrite,
         progress=not args.no_progress,
         h36_stats=args.h36_stats,
@@ -411,6 +443,7 @@ def predict(
     threads: int = 0,
     proposals: int | None = None,
     flip: bool = False,
+    pose_confidence_bound: float | None = None,
     overwrite: bool = False,
     progress: bool = True,
     h36_stats: Path | None = None,
@@ -466,6 +499,7 @@ def predict(
         predictor = build_predictor(
             model, device, threads, proposals, h36_stats, intrinsics,
             score_threshold=score_threshold, flip=flip,
+            pose_confidence_bound=pose_confidence_bound,
         )  # fmt: skip
     except ValueError as err:
         raise UserError(str(err)) from err
@@ -479,6 +513,8 @@ def predict(
             info["h36_stats"] = str(h36_stats)
         if flip:
             info["flip"] = True
+        # who is posed, so who is shown, may depend on it (an exact run: 1)
+        info["pose_confidence_bound"] = pose_confidence_bound or "by factor"
         if concurrent_streams(inputs, concurrent):
             return _print_streams(run_predict_streams(predictor, inputs, options, info))
         summary = run_predict(predictor, inputs, options, info)

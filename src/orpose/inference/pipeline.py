@@ -216,18 +216,27 @@ def frame_threshold(geometry: FrameGeometry, score_threshold: float | None) -> f
     return score_threshold
 
 
-def min_score_option(predictor: Predictor, threshold: float) -> dict[str, float]:
-    """``min_score=threshold`` for a predictor that can skip posing the people detected below
-    it (``accepts_min_score``; a person's score is at most its detection score, so they could
-    not be kept): on the OR frames at 1x, 0.25 instead of the student's 0.2 poses 7.3 people per
-    frame instead of 12.4 (docs/inference.md)."""
+def min_score_option(
+    predictor: Predictor, threshold: float, factor: float = 1.0
+) -> dict[str, float]:
+    """``min_score`` for a predictor that can skip posing the people detected below it
+    (``accepts_min_score``): a person's score is its detection score times its pose confidence,
+    so a candidate detected below ``threshold / B`` could be kept only with a pose confidence
+    above B. B is the predictor's ``pose_confidence_bound``, or (None) predict's default for
+    frames shrunk ``factor`` times (``orpose.evaluation.shown.POSE_CONFIDENCE_BOUNDS``; 1: every
+    candidate that could be kept is posed). On the OR frames at 1x, posing from 0.25 instead of
+    the student's 0.2 poses 7.3 people per frame instead of 12.4 (docs/inference.md)."""
+    from orpose.evaluation.shown import default_pose_confidence_bound
     from orpose.predictor import SCORE_DECIMALS
 
     if not getattr(predictor, "accepts_min_score", False):
         return {}
+    bound = getattr(predictor, "pose_confidence_bound", None)
+    if bound is None:
+        bound = default_pose_confidence_bound(factor)
     # a result's score is rounded before it meets the threshold: a person just below it in
     # float32 may be kept, so pose from half a rounding step lower
-    return {"min_score": threshold - 0.5 * 10.0**-SCORE_DECIMALS}
+    return {"min_score": (threshold - 0.5 * 10.0**-SCORE_DECIMALS) / bound}
 
 
 def kept_results(
@@ -255,7 +264,8 @@ def predict_frame(
     ``score_threshold`` left out (None: predict's default for the frame's downscale factor):
     what ``orpose predict`` journals for it, and what :class:`orpose.api.Predictor` returns."""
     image, native_size = network_input(kept, geometry, native_lowres)
-    options = min_score_option(predictor, frame_threshold(geometry, score_threshold))
+    threshold = frame_threshold(geometry, score_threshold)
+    options = min_score_option(predictor, threshold, geometry.factor)
     if native_size is None:
         found = predictor(image, **options)
     else:  # the student lifts in the network frame's pixels, as on the upsampled frame
@@ -281,7 +291,8 @@ def predict_frames(
         inputs = [network_input(kept, geometry, native_lowres) for kept, geometry in frames]
         images, sizes = [image for image, _ in inputs], [size for _, size in inputs]
         if getattr(predictor, "accepts_min_score", False):
-            least = [min_score_option(predictor, frame_threshold(geometry, score_threshold))
+            least = [min_score_option(predictor, frame_threshold(geometry, score_threshold),
+                                      geometry.factor)
                      for _, geometry in frames]  # fmt: skip
             found = batch(images, sizes, [option["min_score"] for option in least])
         else:
