@@ -150,6 +150,19 @@ def test_errors_are_one_line_orpose_errors(checkpoint, images, tmp_path):
         orpose.load(checkpoint, score_threshold=2)
     with pytest.raises(UserError, match="proposals: expected a whole number"):
         orpose.load(checkpoint, proposals="many")
+    with pytest.raises(UserError, match="pose_confidence_bound"):
+        orpose.load(checkpoint, pose_confidence_bound=0.001)
+
+
+def test_the_pose_confidence_bound_reaches_the_runner(checkpoint):
+    """``orpose.load(..., pose_confidence_bound=B)`` is predict's option: the runner poses from
+    the frame's threshold / B (None: by the factor, the attribute left unset)."""
+    from orpose.inference.pipeline import min_score_option
+
+    assert getattr(orpose.load(checkpoint).runner, "pose_confidence_bound", None) is None
+    runner = orpose.load(checkpoint, pose_confidence_bound=0.5).runner
+    assert runner.pose_confidence_bound == 0.5
+    assert min_score_option(runner, 0.25, 12.0)["min_score"] == pytest.approx(0.5, abs=1e-4)
 
 
 def _results_of(gt: Path, shift: float) -> list[dict]:

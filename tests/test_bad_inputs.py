@@ -429,9 +429,9 @@ def test_dataloader_worker_error_reaches_the_cli_as_one_line(tmp_path):
 
 
 def test_pose_confidence_bound_is_checked_and_recorded(tmp_path, capsys):
-    """--pose-confidence-bound outside (0, 1] is refused by the parser; a folder predicted with
-    the default bound (by factor) does not resume with another (who is posed, so who is
-    shown, may differ), and says so in one line."""
+    """--pose-confidence-bound outside [0.01, 1] is refused by the parser. A predict folder
+    records the bound only where it can change who is shown: a model that poses every
+    candidate (here an R-CNN student) records nothing and resumes under any bound."""
     frame = tmp_path / "f.png"
     cv2.imwrite(str(frame), np.full((48, 64, 3), 90, np.uint8))
     out = str(tmp_path / "pred")
@@ -440,13 +440,28 @@ def test_pose_confidence_bound_is_checked_and_recorded(tmp_path, capsys):
         assert main([*args, "--out", out]) == 2
         last = capsys.readouterr().err.strip().splitlines()[-1]
         assert last.startswith("orpose predict: error: argument --pose-confidence-bound")
-    assert main(["predict", "random:resnet18_fpn", str(frame), "--out", out]) == 0
-    settings = json.loads((tmp_path / "pred" / "predictions.settings.json").read_text())
-    assert settings["pose_confidence_bound"] == "by factor"
-    capsys.readouterr()
     again = ["predict", "random:resnet18_fpn", str(frame), "--out", out]
-    assert main([*again, "--pose-confidence-bound", "1"]) == 2
-    one_error_line(capsys.readouterr().err, "predict", "changed: pose_confidence_bound")
+    assert main(again) == 0
+    settings = json.loads((tmp_path / "pred" / "predictions.settings.json").read_text())
+    assert "pose_confidence_bound" not in settings
+    assert main([*again, "--pose-confidence-bound", "0.5"]) == 0
+
+
+def test_the_bound_is_recorded_where_it_can_change_who_is_shown():
+    """The CPU student's runs record the default ("by factor") or the bound given; B = 1, the
+    exact rule, records nothing, so folders predicted before the bound existed resume with it."""
+    from orpose.inference.cli import pose_bound_setting
+
+    class Takes:  # an exported graph with the min_score input
+        accepts_min_score = True
+
+    class Ignores:  # one without it
+        accepts_min_score = False
+
+    assert pose_bound_setting(Takes(), None) == {"pose_confidence_bound": "by factor"}
+    assert pose_bound_setting(Takes(), 0.6) == {"pose_confidence_bound": 0.6}
+    assert pose_bound_setting(Takes(), 1.0) == {}
+    assert pose_bound_setting(Ignores(), None) == {}
 
 
 def test_flip_is_refused_where_no_crop_can_be_mirrored(tmp_path, capsys):

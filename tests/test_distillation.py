@@ -189,11 +189,11 @@ def test_native_sizes_that_cannot_be_distilled_are_refused():
 
 
 def test_native_detector_targets_follow_its_input_size():
-    """The native view's detector targets are the teacher's cells from the level whose grid
-    matches the student's finest level at the native input: the next coarser one for half the
-    input, the finest for the same input. Checked against the student's own level sizes."""
+    """The native view's detector targets (``TopDownStudent.losses``) are the teacher's cells
+    from the level whose grid is the student's finest level at the native input: the next
+    coarser one for half the input, the finest for the same input; boxes scaled to match."""
     from orpose.errors import ConfigError
-    from orpose.student.picodet import level_shift, shift_levels
+    from orpose.student.picodet import level_shift
     from orpose.student.topdown import TopDownConfig, TopDownStudent
 
     assert [level_shift((320, 320), s) for s in ((320, 320), (160, 160), (80, 80))] == [0, 1, 2]
@@ -203,20 +203,24 @@ def test_native_detector_targets_follow_its_input_size():
     student = TopDownStudent(TopDownConfig(lifters=False, native_max_side=0))
     teacher_sizes = student.teacher_level_sizes()
     cells = sum(h * w for h, w in teacher_sizes)
-    scores, boxes = torch.rand(1, cells), torch.full((1, cells, 4), 64.0)
+    targets = {"scores": torch.rand(1, cells), "boxes": torch.full((1, cells, 4), 64.0)}
+    seen = []
+    student.detector.distillation_losses = lambda levels, s, b: seen.append((levels, s, b)) or {}
     for native_size, shift in (((160, 160), 1), ((320, 320), 0)):
         student.config.native_detector_size = native_size
-        assert student.native_level_shift() == shift
         with torch.no_grad():
             levels = student.detector.levels(torch.zeros(1, 3, native_size[1], native_size[0]))
-        s, b = shift_levels(scores, boxes, teacher_sizes, shift)
-        # the targets start with exactly the cells of the student's finest native level
-        finest = levels[0].logit_a.shape[-2] * levels[0].logit_a.shape[-1]
+        student.losses([], [levels], {"images_native": targets})
+        _, scores, boxes = seen.pop()
+        # the targets are the teacher's levels from ``shift`` on, and they start on the grid
+        # of the student's finest native level
+        assert scores.shape[1] == sum(h * w for h, w in teacher_sizes[shift:])
         assert tuple(levels[0].logit_a.shape[-2:]) == teacher_sizes[shift]
-        assert s.shape[1] >= finest and float(b[0, 0, 0]) == 64.0 / 2**shift
+        assert torch.equal(scores, targets["scores"][:, cells - scores.shape[1] :])
+        assert float(boxes[0, 0, 0]) == 64.0 / 2**shift
     student.config.native_detector_size = (240, 240)
     with pytest.raises(ConfigError, match="native_detector_size"):
-        student.native_level_shift()
+        student.losses([], [levels], {"images_native": targets})
 
 
 def test_native_crop_below_half_size_samples_the_teacher_between_cells():

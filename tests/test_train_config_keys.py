@@ -195,6 +195,21 @@ def test_a_random_backbone_init_under_init_weights_is_refused(tmp_path):
                                                    "init_weights=w.pth"])  # fmt: skip
 
 
+def test_native_sizes_that_cannot_be_trained_are_refused_naming_the_key(tmp_path):
+    """With the native path trained (data.native_share > 0), a native detector input that is
+    not the full one over a power of two, or native crops above half the full ones, are refused
+    at load (before any work), naming the file and the key; untrained, any size loads."""
+    trained = "data.native_share=0.5"
+    for override, key in (("student.native_detector_size=[240,240]", "native_detector_size"),
+                          ("student.native_crop_size=[120,160]", "native_crop_size")):  # fmt: skip
+        with pytest.raises(ConfigError, match=rf"c\.yaml: student\.{key}: .* native path"):
+            load_train_config(_write(tmp_path, TOPDOWN), [override, trained])
+        load_train_config(_write(tmp_path, TOPDOWN), [override, "data.native_share=0"])
+    for size in ("[320,320]", "[160,160]", "[80,80]"):
+        load_train_config(_write(tmp_path, TOPDOWN), [f"student.native_detector_size={size}",
+                                                      trained])  # fmt: skip
+
+
 # -- starting weights -------------------------------------------------------------------------
 
 

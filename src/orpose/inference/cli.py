@@ -86,9 +86,10 @@ def _register_predict(subparsers: argparse._SubParsersAction) -> None:
         type=cli_number(float, min=0.01, max=1),
         default=None,
         metavar="B",
-        help="CPU student: pose only the candidates detected at least at the score threshold "
-        "/ B (a person's score is its detection score times its pose confidence, which is "
-        "assumed to be at most B; default: by the frame's downscale factor, "
+        help="the CPU student (other models pose every candidate): pose only the candidates "
+        "detected at least at the score threshold / B (a person's score is its detection "
+        "score times its pose confidence, assumed to be at most B; default: by the frame's "
+        "downscale factor, "
         + ", ".join(f"{b:g} at {f:g}x" for f, b in POSE_CONFIDENCE_BOUNDS)
         + ", measured on unlabelled training images; 1 poses every candidate that could be "
         "shown, for exact results; docs/inference.md)",
@@ -296,12 +297,27 @@ def build_predictor(
         model, device, threads, proposals, h36_stats, camera, score_threshold, flip
     )
     if pose_confidence_bound is not None:
-        if not 0 < pose_confidence_bound <= 1:
+        if not 0.01 <= pose_confidence_bound <= 1:
             raise UserError(
-                f"--pose-confidence-bound: expected 0 < B <= 1, got {pose_confidence_bound:g}"
+                f"--pose-confidence-bound: expected a number 0.01-1, got {pose_confidence_bound:g}"
             )
         predictor.pose_confidence_bound = float(pose_confidence_bound)
     return predictor
+
+
+def pose_bound_setting(predictor, bound: float | None) -> dict:
+    """The pose-confidence bound as a predict folder records it (who is posed, so who is
+    shown, may depend on it): absent where it changes nothing, for a model that poses every
+    candidate and for B = 1 (the exact rule, as folders predicted before the bound existed)."""
+    takes = getattr(predictor, "accepts_min_score", False)
+    model = getattr(predictor, "model", None)
+    if takes and model is not None:  # a PyTorch student: whether its family poses from it
+        from orpose.student.registry import family_of
+
+        takes = family_of(model).min_score_per_image
+    if not takes or bound == 1:
+        return {}
+    return {"pose_confidence_bound": "by factor" if bound is None else bound}
 
 
 def _build_predictor(model, device, threads, proposals, h36_stats, camera, score_threshold, flip):
@@ -513,8 +529,7 @@ def predict(
             info["h36_stats"] = str(h36_stats)
         if flip:
             info["flip"] = True
-        # who is posed, so who is shown, may depend on it (an exact run: 1)
-        info["pose_confidence_bound"] = pose_confidence_bound or "by factor"
+        info.update(pose_bound_setting(predictor, pose_confidence_bound))
         if concurrent_streams(inputs, concurrent):
             return _print_streams(run_predict_streams(predictor, inputs, options, info))
         summary = run_predict(predictor, inputs, options, info)

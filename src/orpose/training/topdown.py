@@ -28,6 +28,7 @@ import torch
 
 from orpose.data.coco import load_pose_dataset
 from orpose.data.lowres import LowResSchedule
+from orpose.errors import ConfigError
 from orpose.student.picodet import LevelOutputs
 from orpose.training.distillation_data import (
     Augmentation,
@@ -62,6 +63,31 @@ class TopDownStrategy(TrainingStrategy):
     logs). ``solver.batch_size`` = person crops, ``solver.detector_batch_size`` = images."""
 
     autocast = False  # float32 on every device
+
+    @staticmethod
+    def check_config(config, source: str) -> None:
+        """Refuse, before any work, native-path sizes that cannot be distilled when the native
+        path is trained (``data.native_share`` > 0): its detector input must be the full one
+        divided by 1, 2, 4... (the teacher's levels then line up), its crops at most half the
+        full crops, with their aspect. Errors name the file (``source``) and the key."""
+        from orpose.student.picodet import level_shift
+
+        st, d = config.student, config.data
+        if st.native_max_side <= 0 or d.native_share <= 0:
+            return
+        if level_shift(tuple(st.detector_size), tuple(st.native_detector_size)) is None:
+            raise ConfigError(
+                f"{source}: student.native_detector_size: {list(st.native_detector_size)} must "
+                f"be student.detector_size {list(st.detector_size)} divided by 1, 2, 4... for "
+                "the native path to be trained (data.native_share > 0)"
+            )
+        (cw, ch), (fw, fh) = st.native_crop_size, st.crop_size
+        if cw * fh != ch * fw or 2 * ch > fh:
+            raise ConfigError(
+                f"{source}: student.native_crop_size: {list(st.native_crop_size)} must keep the "
+                f"aspect of student.crop_size {list(st.crop_size)} and be at most half of it for "
+                "the native path to be trained (data.native_share > 0)"
+            )
 
     def build_model(self):
         from orpose.student.registry import build_student
