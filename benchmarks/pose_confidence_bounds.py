@@ -23,20 +23,17 @@ from pathlib import Path
 import numpy as np
 
 from orpose.evaluation.shown import default_score_threshold
-from orpose.teacher.teacher import RESCORE_KEYPOINT_THRESHOLD
+from orpose.teacher.teacher import person_scores
 
 CANDIDATES = (0.5, 0.55, 0.6, 0.65, 0.7, 0.75, 0.8, 0.85, 0.9, 0.95, 1.0)
 
 
 def scores_and_detections(results: list[dict]) -> tuple[np.ndarray, np.ndarray]:
-    """Person scores and the detection scores they imply (score / pose confidence)."""
-    scores, poses = [], []
-    for r in results:
-        conf = np.asarray(r["keypoints"], float).reshape(-1, 3)[:, 2]
-        confident = conf >= RESCORE_KEYPOINT_THRESHOLD
-        poses.append(conf[confident].mean() if confident.any() else 0.0)
-        scores.append(r["score"])
-    scores, poses = np.array(scores), np.array(poses)
+    """Person scores and the detection scores they imply (score / pose confidence, the pose
+    confidence as the rescoring computes it: its person score for a detection score of 1)."""
+    scores = np.array([r["score"] for r in results], float)
+    keypoints = np.array([r["keypoints"] for r in results], float).reshape(len(results), -1, 3)
+    poses = person_scores(np.ones(len(results)), keypoints, "det_x_pose")
     detections = np.divide(scores, poses, out=np.zeros_like(scores), where=poses > 0)
     return scores, detections
 

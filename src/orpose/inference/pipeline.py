@@ -40,7 +40,7 @@ from orpose.data.sources import (
     iter_video,
     video_fps,
 )
-from orpose.evaluation.shown import default_score_threshold
+from orpose.evaluation.shown import default_pose_confidence_bound, default_score_threshold
 from orpose.inference.journal import JOURNAL_NAME, PredictionJournal
 from orpose.inference.privacy import LOWRES_MAX_SIDE, FrameGeometry, Shrinker, frame_geometry
 from orpose.inference.render import (
@@ -226,7 +226,6 @@ def min_score_option(
     frames shrunk ``factor`` times (``orpose.evaluation.shown.POSE_CONFIDENCE_BOUNDS``; 1: every
     candidate that could be kept is posed). On the OR frames at 1x, posing from 0.25 instead of
     the student's 0.2 poses 7.3 people per frame instead of 12.4 (docs/inference.md)."""
-    from orpose.evaluation.shown import default_pose_confidence_bound
     from orpose.predictor import SCORE_DECIMALS
 
     if not getattr(predictor, "accepts_min_score", False):

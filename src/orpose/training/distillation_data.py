@@ -145,6 +145,23 @@ class TeacherOutputs:
         return scores.reshape(-1), boxes.reshape(-1, 4)
 
 
+def undistillable_native_size(
+    detector_size: tuple[int, int],
+    crop_size: tuple[int, int],
+    native_sizes: tuple[tuple[int, int], tuple[int, int]],
+) -> str | None:
+    """Which of the native path's (detector, crop) sizes it cannot be distilled at, by the
+    key's name (``native_detector_size``: not the full detector size divided by 1, 2, 4...;
+    ``native_crop_size``: another aspect than the full crops', or above half of them), else
+    None."""
+    (dw, dh), (cw, ch) = native_sizes
+    if level_shift(tuple(detector_size), (dw, dh)) is None:
+        return "native_detector_size"
+    if cw * crop_size[1] != ch * crop_size[0] or 2 * ch > crop_size[1]:
+        return "native_crop_size"
+    return None
+
+
 class DistillationData(torch.utils.data.Dataset):
     """Persons and images of pseudo-label files; items are ``(kind, index, seed)``."""
 
@@ -174,13 +191,8 @@ class DistillationData(torch.utils.data.Dataset):
         self.native = native_sizes
         self.native_ratio = 0.5
         if native_sizes is not None:
-            (dw, dh), (cw, ch) = native_sizes
-            self.native_ratio = ch / self.crop_size[1]
-            if (
-                level_shift(self.detector_size, (dw, dh)) is None
-                or cw * self.crop_size[1] != ch * self.crop_size[0]
-                or self.native_ratio > 0.5
-            ):
+            self.native_ratio = native_sizes[1][1] / self.crop_size[1]
+            if undistillable_native_size(self.detector_size, self.crop_size, native_sizes):
                 raise ValueError(
                     f"the native path's sizes {native_sizes} must be the detector size "
                     f"{self.detector_size} divided by 1, 2, 4... and at most half of the crop "

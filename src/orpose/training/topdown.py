@@ -35,6 +35,7 @@ from orpose.training.distillation_data import (
     DistillationData,
     TeacherOutputs,
     collate,
+    undistillable_native_size,
 )
 from orpose.training.sampler import samples_for_iteration
 from orpose.training.strategy import TrainingStrategy, unwrap
@@ -70,19 +71,18 @@ class TopDownStrategy(TrainingStrategy):
         path is trained (``data.native_share`` > 0): its detector input must be the full one
         divided by 1, 2, 4... (the teacher's levels then line up), its crops at most half the
         full crops, with their aspect. Errors name the file (``source``) and the key."""
-        from orpose.student.picodet import level_shift
-
         st, d = config.student, config.data
         if st.native_max_side <= 0 or d.native_share <= 0:
             return
-        if level_shift(tuple(st.detector_size), tuple(st.native_detector_size)) is None:
+        native = (st.native_detector_size, st.native_crop_size)
+        key = undistillable_native_size(st.detector_size, st.crop_size, native)
+        if key == "native_detector_size":
             raise ConfigError(
                 f"{source}: student.native_detector_size: {list(st.native_detector_size)} must "
                 f"be student.detector_size {list(st.detector_size)} divided by 1, 2, 4... for "
                 "the native path to be trained (data.native_share > 0)"
             )
-        (cw, ch), (fw, fh) = st.native_crop_size, st.crop_size
-        if cw * fh != ch * fw or 2 * ch > fh:
+        if key == "native_crop_size":
             raise ConfigError(
                 f"{source}: student.native_crop_size: {list(st.native_crop_size)} must keep the "
                 f"aspect of student.crop_size {list(st.crop_size)} and be at most half of it for "
