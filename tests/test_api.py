@@ -154,15 +154,20 @@ def test_errors_are_one_line_orpose_errors(checkpoint, images, tmp_path):
         orpose.load(checkpoint, pose_confidence_bound=0.001)
 
 
-def test_the_pose_confidence_bound_reaches_the_runner(checkpoint):
-    """``orpose.load(..., pose_confidence_bound=B)`` is predict's option: the runner poses from
-    the frame's threshold / B (None: by the factor, the attribute left unset)."""
+def test_the_pose_confidence_bound_reaches_the_runner(shared, checkpoint, tmp_path):
+    """``orpose.load(..., pose_confidence_bound=B)`` is predict's option: the CPU student's
+    runner poses from the frame's threshold / B (None: by the factor, the attribute left
+    unset); a Keypoint R-CNN student, which poses every candidate, is told no least score."""
     from orpose.inference.pipeline import min_score_option
+    from orpose.student.topdown import TopDownConfig, TopDownStudent
 
-    assert getattr(orpose.load(checkpoint).runner, "pose_confidence_bound", None) is None
-    runner = orpose.load(checkpoint, pose_confidence_bound=0.5).runner
+    cpu = save_student(TopDownStudent(TopDownConfig(lifters=False)), tmp_path / "cpu.pt")
+    assert getattr(orpose.load(cpu).runner, "pose_confidence_bound", None) is None
+    runner = orpose.load(cpu, pose_confidence_bound=0.5).runner
     assert runner.pose_confidence_bound == 0.5
     assert min_score_option(runner, 0.25, 12.0)["min_score"] == pytest.approx(0.5, abs=1e-4)
+    rcnn = orpose.load(checkpoint, pose_confidence_bound=0.5).runner
+    assert min_score_option(rcnn, 0.25, 12.0) == {}
 
 
 def _results_of(gt: Path, shift: float) -> list[dict]:

@@ -177,9 +177,13 @@ class StudentPredictor:
     that size as it is (the CPU student's native path) and lifts in the original's pixels."""
 
     accepts_original_size = True  # see orpose.lifting.intrinsics.call_with_original_size
-    # ``predictor(image, min_score=s)``: people detected below s are not posed (they could not
-    # be shown from s; see orpose.inference.pipeline.predict_frame)
-    accepts_min_score = True
+
+    @property
+    def accepts_min_score(self) -> bool:
+        """Whether ``predictor(image, min_score=s)`` leaves the people detected below s unposed
+        (they could not be shown from s; see orpose.inference.pipeline.predict_frame): the
+        families that pose from a score per image (the CPU student); others ignore it."""
+        return family_of(self.model).min_score_per_image
 
     def __init__(self, model: ORPoseStudent, device: str | torch.device | None = None,
                  score_threshold: float = 0.0, camera: Intrinsics | None = None):  # fmt: skip

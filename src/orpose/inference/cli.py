@@ -309,13 +309,7 @@ def pose_bound_setting(predictor, bound: float | None) -> dict:
     """The pose-confidence bound as a predict folder records it (who is posed, so who is
     shown, may depend on it): absent where it changes nothing, for a model that poses every
     candidate and for B = 1 (the exact rule, as folders predicted before the bound existed)."""
-    takes = getattr(predictor, "accepts_min_score", False)
-    model = getattr(predictor, "model", None)
-    if takes and model is not None:  # a PyTorch student: whether its family poses from it
-        from orpose.student.registry import family_of
-
-        takes = family_of(model).min_score_per_image
-    if not takes or bound == 1:
+    if not getattr(predictor, "accepts_min_score", False) or bound == 1:
         return {}
     return {"pose_confidence_bound": "by factor" if bound is None else bound}
 

@@ -269,7 +269,7 @@ def predict_frame(
         found = predictor(image, **options)
     else:  # the student lifts in the network frame's pixels, as on the upsampled frame
         found = call_with_original_size(predictor, image, native_size, **options)
-    return kept_results(found, geometry, native_size, score_threshold)
+    return kept_results(found, geometry, native_size, threshold)
 
 
 def predict_frames(
