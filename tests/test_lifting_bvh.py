@@ -12,10 +12,13 @@ from orpose.data.coco import DatasetError
 from orpose.lifting.bvh import axis_rotation, forward_kinematics, read_bvh
 from orpose.lifting.mocap import (
     CMU_UNIT_MM,
+    H36M_TORSO_TO_THIGH,
     HIP_WIDENING,
     fix_missing_thorax,
     load_cmu_bvh,
+    load_cmu_bvh_with_targets,
     load_mocap_folder,
+    raise_hips,
     valid_frames,
 )
 from orpose.skeleton import KEYPOINT_INDEX, root_position
@@ -180,5 +183,63 @@ def test_mocap_folder_cache_round_trip(tmp_path):
     assert cache.is_file()
     second = load_mocap_folder(folder, fps=30.0, cache=cache)
     np.testing.assert_array_equal(first.joints, second.joints)
+    np.testing.assert_array_equal(first.targets, second.targets)
     assert sorted(set(first.subjects.tolist())) == [9, 10]
     assert len(first.by_subjects((10,))) == len(first) // 2
+
+
+def _standing(torso: float, thigh: float, n: int = 4) -> np.ndarray:
+    """Upright people (Y up): hips at 0, shoulders ``torso`` above, knees ``thigh`` below."""
+    k = KEYPOINT_INDEX
+    joints = np.zeros((n, 17, 3))
+    for side, x in (("left", 150.0), ("right", -150.0)):
+        joints[:, k[f"{side}_shoulder"]] = (x * 1.2, torso, 0.0)
+        joints[:, k[f"{side}_hip"]] = (x * 0.6, 0.0, 0.0)
+        joints[:, k[f"{side}_knee"]] = (x * 0.6, -thigh, 0.0)
+    return joints + np.arange(n)[:, None, None] * 10.0  # people at different places
+
+
+def test_raised_hips_give_the_torso_to_thigh_ratio_and_move_nothing_else():
+    joints = _standing(torso=500.0, thigh=400.0)
+    up = np.tile([0.0, 1.0, 0.0], (len(joints), 1))
+    raised = raise_hips(joints, up, 0.97)
+    # by hand: (500 - d) / (400 + d) = 0.97, so d = (500 - 388) / 1.97
+    d = (500.0 - 0.97 * 400.0) / 1.97
+    hips = [KEYPOINT_INDEX["left_hip"], KEYPOINT_INDEX["right_hip"]]
+    np.testing.assert_allclose(
+        raised[:, hips] - joints[:, hips], np.broadcast_to([0, d, 0], (4, 2, 3))
+    )
+    others = [j for j in range(17) if j not in hips]
+    np.testing.assert_array_equal(raised[:, others], joints[:, others])
+    shoulders = raised[:, [KEYPOINT_INDEX["left_shoulder"], KEYPOINT_INDEX["right_shoulder"]]]
+    torso = shoulders.mean(1)[:, 1] - raised[:, hips].mean(1)[:, 1]
+    thigh = raised[:, hips, 1].mean(1) - raised[:, [KEYPOINT_INDEX["left_knee"]], 1][:, 0]
+    np.testing.assert_allclose(torso / thigh, 0.97)
+    # along the pelvis's up, not the world's: a pelvis tipped forward moves the hips forward too
+    tipped = np.tile([0.0, 0.6, 0.8], (len(joints), 1))
+    np.testing.assert_allclose(
+        raise_hips(joints, tipped, 0.97)[:, hips] - joints[:, hips],
+        np.broadcast_to([0, 0.6 * d, 0.8 * d], (4, 2, 3)),
+    )
+    np.testing.assert_array_equal(raise_hips(joints, up, 0.0), joints)
+
+
+@pytest.mark.shared
+def test_cmu_targets_get_human36m_hips_and_the_2d_keeps_cmu_s():
+    path = _cmu_file("09/09_01.bvh")
+    joints, targets = load_cmu_bvh_with_targets(path)
+    np.testing.assert_array_equal(joints, load_cmu_bvh(path))
+    k = KEYPOINT_INDEX
+    hips, shoulders = [k["left_hip"], k["right_hip"]], [k["left_shoulder"], k["right_shoulder"]]
+    knees = [k["left_knee"], k["right_knee"]]
+
+    def ratio(p: np.ndarray) -> float:
+        torso = np.linalg.norm(p[:, shoulders].mean(1) - p[:, hips].mean(1), axis=-1)
+        thigh = np.linalg.norm(p[:, hips] - p[:, knees], axis=-1)
+        return float(np.median(torso) / np.median(thigh))
+
+    assert ratio(joints) > 1.15  # CMU's femur heads: a long torso
+    assert abs(ratio(targets) - H36M_TORSO_TO_THIGH) < 0.03
+    lift = targets[:, hips] - joints[:, hips]
+    assert np.all(lift[..., 1] > 0.8 * np.linalg.norm(lift, axis=-1))  # up, on a walking subject
+    assert 40.0 < np.median(np.linalg.norm(lift, axis=-1)) < 80.0  # mm

@@ -79,6 +79,27 @@ def test_samples_are_root_relative_and_in_front_of_the_camera():
     assert torch.isfinite(s.keypoints2d).all()
 
 
+def test_targets_of_another_convention_share_the_camera_and_the_mirror():
+    pose = torch.zeros(1, 17, 3)
+    pose[0, :, 1] = torch.linspace(1600.0, 0.0, 17)
+    pose[0, 11, 0], pose[0, 12, 0] = 100.0, -100.0
+    poses = pose.repeat(64, 1, 1)
+    targets = poses.clone()
+    targets[:, [11, 12], 1] += 60.0  # hips 60 mm higher in the targets' convention
+    plain = make_samples(poses, torch.Generator().manual_seed(3), CameraSampling(), None, 2.0)
+    both = make_samples(
+        poses, torch.Generator().manual_seed(3), CameraSampling(), None, 2.0, targets_world=targets
+    )
+    torch.testing.assert_close(both.keypoints2d, plain.keypoints2d)  # the 2D: the joints'
+    # the targets: root-relative to their own (raised) mid-hips, so every other joint is 60 mm
+    # nearer the hips along the body's up, in whatever camera frame and mirror each sample drew
+    shift = (both.target3d - plain.target3d)[:, [0, 5, 16]]
+    up = plain.target3d[:, 0] - plain.target3d[:, 16]
+    up = up / up.norm(dim=-1, keepdim=True)
+    torch.testing.assert_close(shift, -60.0 * up[:, None].expand(64, 3, 3), atol=1e-3, rtol=0)
+    torch.testing.assert_close(both.target3d[:, 11, 0], -both.target3d[:, 12, 0], atol=1e-3, rtol=0)
+
+
 def test_mirroring_swaps_sides_and_is_an_involution():
     pose = torch.randn(3, 17, 3, dtype=torch.float64)
     mirrored = mirror_poses(pose)

@@ -111,3 +111,18 @@ def test_resume_continues_at_the_next_epoch(tmp_path):
     assert [h["epoch"] for h in second.history] == [1, 2, 3]
     assert second.history[:2] == first.history
     assert read_checkpoint(out)["extra"]["epoch"] == 2
+
+
+def test_the_targets_hip_convention_is_kept_by_checkpoints_and_resume(tmp_path):
+    from orpose.errors import UserError
+    from orpose.lifting.cli import lift_train
+    from orpose.lifting.mocap import H36M_TORSO_TO_THIGH
+
+    assert TrainConfig().torso_to_thigh == H36M_TORSO_TO_THIGH
+    # a checkpoint written before the convention existed trained on CMU's own hips
+    assert TrainConfig.from_dict({}).torso_to_thigh == 0.0
+    assert TrainConfig.from_dict(TrainConfig().to_dict()).torso_to_thigh == H36M_TORSO_TO_THIGH
+    out = tmp_path / "l.pt"
+    save_lifter(Lifter(hidden=32), out, TrainConfig().to_dict(), {"epoch": 0})
+    with pytest.raises(UserError, match="cannot --resume with a different --torso-to-thigh"):
+        lift_train(out, resume=True, torso_to_thigh=0.0, mocap=str(tmp_path))

@@ -59,6 +59,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--fps", type=cli_number(float, above=0, max=1000), help="mocap frames per second kept [30]"
     )
     train.add_argument("--noise-px", type=NOISE, help="max per-sample 2D noise sigma, px [6]")
+    train.add_argument(
+        "--torso-to-thigh",
+        type=cli_number(float, min=0, max=3),
+        help="the 3D targets' hips: torso / thigh of Human3.6M's [0.97], 0 for CMU's femur heads "
+        "(docs/lifting.md)",
+    )
     train.add_argument("--test-subjects", type=_subjects, help="held-out CMU subjects [6,9]")
     train.add_argument("--seed", type=cli_number(int, min=0, max=2**32 - 1), help="[0]")
     train.add_argument("--threads", type=THREADS, default=1, help="torch CPU threads [1]; see docs")
@@ -109,14 +115,18 @@ def _train_config(out: Path, resume: bool, mocap: str | None, **options):
         cfg = TrainConfig.from_dict(read_checkpoint(out)["config"], f"{out}: config")
         changed = [
             name
-            for name, value in (("--hidden", hidden), ("--dropout", dropout))
-            if value is not None and value != getattr(cfg.model, name[2:])
+            for name, value, now in (
+                ("--hidden", hidden, cfg.model.hidden),
+                ("--dropout", dropout, cfg.model.dropout),
+                ("--torso-to-thigh", options.get("torso_to_thigh"), cfg.torso_to_thigh),
+            )
+            if value is not None and value != now
         ]
         if changed:
             raise UserError(f"{out}: cannot --resume with a different {', '.join(changed)}")
     else:
         cfg = TrainConfig()
-    for key, value in options.items():  # epochs, batch_size, lr, fps, test_subjects, seed
+    for key, value in options.items():  # epochs, batch_size, lr, fps, test_subjects, seed, ...
         if value is not None:
             setattr(cfg, key, value)
     if noise_px is not None:
@@ -141,6 +151,7 @@ def run_train(args: argparse.Namespace) -> int:
         dropout=args.dropout,
         fps=args.fps,
         noise_px=args.noise_px,
+        torso_to_thigh=args.torso_to_thigh,
         test_subjects=args.test_subjects,
         seed=args.seed,
         threads=args.threads,
@@ -160,6 +171,7 @@ def lift_train(
     dropout: float | None = None,
     fps: float | None = None,
     noise_px: float | None = None,
+    torso_to_thigh: float | None = None,
     test_subjects: list[int] | None = None,
     seed: int | None = None,
     threads: int = 1,
@@ -183,14 +195,16 @@ def lift_train(
     cfg = _train_config(
         out, resume, mocap, epochs=epochs, batch_size=batch_size, lr=lr, fps=fps,
         test_subjects=test_subjects, seed=seed, hidden=hidden, dropout=dropout,
-        noise_px=noise_px,
+        noise_px=noise_px, torso_to_thigh=torso_to_thigh,
     )  # fmt: skip
-    train_joints, test_joints = load_training_data(cfg, out.parent / CACHE_NAME)
+    train, test = load_training_data(cfg, out.parent / CACHE_NAME)
     print(
-        f"mocap: {len(train_joints)} training poses, {len(test_joints)} held-out poses "
+        f"mocap: {len(train)} training poses, {len(test)} held-out poses "
         f"(subjects {','.join(map(str, cfg.test_subjects))})"
     )
-    result = train_lifter(cfg, out, train_joints, test_joints, resume, progress)
+    result = train_lifter(
+        cfg, out, train.joints, test.joints, resume, progress, train.targets, test.targets
+    )
     last = result.history[-1] if result.history else {}
     print(
         f"lifter: {result.checkpoint} ({len(result.history)} epochs, "
@@ -226,11 +240,12 @@ def run_eval(args: argparse.Namespace) -> int:
     )
     if args.mocap or not cfg.mocap or not Path(cfg.mocap).is_dir():
         cfg.mocap = str(Path(args.mocap).resolve()) if args.mocap else _default_mocap()
-    _, test_joints = load_training_data(cfg, args.checkpoint.parent / CACHE_NAME)
+    _, test = load_training_data(cfg, args.checkpoint.parent / CACHE_NAME)
     mvor = args.mvor or _default_mvor()
     rows = evaluate_mocap(
-        lifter, test_joints, cfg.cameras, args.noise_px, args.drop_rate, args.max_samples
-    )
+        lifter, test.joints, cfg.cameras, args.noise_px, args.drop_rate, args.max_samples,
+        targets_world=test.targets,
+    )  # fmt: skip
     rows += evaluate_mvor(lifter, mvor)
     print(format_table(rows))
     print(

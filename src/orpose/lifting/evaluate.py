@@ -80,14 +80,24 @@ def _row(name: str, lifter: Lifter, samples: SampleSet) -> EvalRow:
 
 
 def mocap_test_views(
-    joints_world: np.ndarray, cameras: CameraSampling, max_samples: int = 5000, seed: int = 2024
+    joints_world: np.ndarray,
+    cameras: CameraSampling,
+    max_samples: int = 5000,
+    seed: int = 2024,
+    targets_world: np.ndarray | None = None,
 ) -> SampleSet:
-    """A fixed set of clean, complete OR-like views of held-out poses (same for every model)."""
+    """A fixed set of clean, complete OR-like views of held-out poses (same for every model);
+    ``targets_world``: the 3D targets where their convention differs (mocap.raise_hips)."""
     gen = torch.Generator().manual_seed(seed)
     joints = torch.as_tensor(joints_world)
+    targets = None if targets_world is None else torch.as_tensor(targets_world)
     if len(joints) > max_samples:
-        joints = joints[torch.randperm(len(joints), generator=gen)[:max_samples]]
-    return make_samples(joints, gen, cameras, None, 0.0, mirror=False, or_only=True)
+        keep = torch.randperm(len(joints), generator=gen)[:max_samples]
+        joints = joints[keep]
+        targets = None if targets is None else targets[keep]
+    return make_samples(
+        joints, gen, cameras, None, 0.0, mirror=False, or_only=True, targets_world=targets
+    )
 
 
 def evaluate_mocap(
@@ -98,9 +108,10 @@ def evaluate_mocap(
     drop_rate: float = 0.3,
     max_samples: int = 5000,
     seed: int = 2024,
+    targets_world: np.ndarray | None = None,
 ) -> list[EvalRow]:
     """Clean 2D, noisy 2D, random joint dropout, hidden legs and upper-body-only inputs."""
-    clean = mocap_test_views(joints_world, cameras, max_samples, seed)
+    clean = mocap_test_views(joints_world, cameras, max_samples, seed, targets_world)
     gen = torch.Generator().manual_seed(seed + 1)
     n = len(clean)
     noisy_kp = clean.keypoints2d + noise_px * torch.randn(clean.keypoints2d.shape, generator=gen)

@@ -80,19 +80,24 @@ def make_samples(
     noise_px: float | tuple[float, float] = 0.0,
     mirror: bool = True,
     or_only: bool = False,
+    targets_world: torch.Tensor | None = None,
 ) -> SampleSet:
     """View each (N,17,3) world pose (mm) through a random camera.
 
     ``noise_px``: a fixed Gaussian sigma, or a (low, high) range from which each sample draws its
-    own sigma. ``masks=None`` gives every joint.
+    own sigma. ``masks=None`` gives every joint. ``targets_world``: the 3D targets where they
+    follow another joint convention than the 2D (mocap.raise_hips), seen through the same cameras.
     """
     joints = joints_world.to(torch.float64)
+    targets = joints if targets_world is None else targets_world.to(torch.float64)
     n = joints.shape[0]
     if mirror:
         flip = torch.rand(n, generator=gen) < 0.5
         joints = torch.where(flip[:, None, None], mirror_poses(joints), joints)
+        targets = torch.where(flip[:, None, None], mirror_poses(targets), targets)
     cams = sample_cameras(mid_hips(joints), cameras, gen, or_only=or_only)
     cam_points = cams.to_camera(joints)
+    cam_targets = cam_points if targets_world is None else cams.to_camera(targets)
     kp2d = cams.project(cam_points)
     if isinstance(noise_px, tuple):
         lo, hi = noise_px
@@ -100,6 +105,6 @@ def make_samples(
     else:
         sigma = torch.full((n, 1, 1), float(noise_px), dtype=torch.float64)
     kp2d = kp2d + sigma * torch.randn(kp2d.shape, generator=gen, dtype=torch.float64)
-    target = cam_points - mid_hips(cam_points)[:, None, :]
+    target = cam_targets - mid_hips(cam_targets)[:, None, :]
     mask = torch.ones(n, NUM_KEYPOINTS) if masks is None else sample_masks(n, masks, gen)
     return SampleSet(kp2d.float(), mask, target.float())

@@ -25,7 +25,7 @@ from orpose.lifting.checkpoint import (
     save_lifter,
 )
 from orpose.lifting.evaluate import mocap_test_views, mpjpe, predict
-from orpose.lifting.mocap import MocapSet, load_mocap_folder
+from orpose.lifting.mocap import H36M_TORSO_TO_THIGH, MocapSet, load_mocap_folder
 from orpose.lifting.model import Lifter, LifterConfig
 from orpose.lifting.synth import MaskSampling, make_samples
 
@@ -47,6 +47,8 @@ class TrainConfig:
     seed: int = 0
     stats_samples: int = 20000
     val_samples: int = 2000
+    # the 3D targets' hips (mocap.raise_hips): Human3.6M's, as the paper's lifter; 0: CMU's
+    torso_to_thigh: float = H36M_TORSO_TO_THIGH
     model: LifterConfig = field(default_factory=LifterConfig)
     cameras: CameraSampling = field(default_factory=CameraSampling)
     masks: MaskSampling = field(default_factory=MaskSampling)
@@ -56,26 +58,27 @@ class TrainConfig:
 
     @classmethod
     def from_dict(cls, d: dict, where: str = "lifter training config") -> TrainConfig:
-        """A checked config (see :func:`orpose.config.build`); errors name ``where``."""
-        return build(cls, d, where)
+        """A checked config (see :func:`orpose.config.build`); errors name ``where``.
+
+        A config saved before ``torso_to_thigh`` existed trained on CMU's own hips (0).
+        """
+        return build(cls, {"torso_to_thigh": 0.0, **d}, where)
 
 
-def split_by_subject(
-    data: MocapSet, test_subjects: tuple[int, ...]
-) -> tuple[np.ndarray, np.ndarray]:
-    """Train and test joints (world, mm): no subject is in both."""
+def split_by_subject(data: MocapSet, test_subjects: tuple[int, ...]) -> tuple[MocapSet, MocapSet]:
+    """Train and test poses (world, mm): no subject is in both."""
     train, test = data.by_subjects(test_subjects, include=False), data.by_subjects(test_subjects)
     if len(train) == 0 or len(test) == 0:
         raise ValueError(
             f"subject split {test_subjects} leaves an empty set (subjects: "
             f"{sorted(set(data.subjects.tolist()))})"
         )
-    return train.joints, test.joints
+    return train, test
 
 
-def load_training_data(cfg: TrainConfig, cache: Path | None) -> tuple[np.ndarray, np.ndarray]:
+def load_training_data(cfg: TrainConfig, cache: Path | None) -> tuple[MocapSet, MocapSet]:
     """Parse (or reuse the cache of) the BVH folder and split it by subject."""
-    data = load_mocap_folder(cfg.mocap, cfg.fps, cache)
+    data = load_mocap_folder(cfg.mocap, cfg.fps, cache, cfg.torso_to_thigh)
     return split_by_subject(data, cfg.test_subjects)
 
 
@@ -85,10 +88,18 @@ def epoch_lr(cfg: TrainConfig, epoch: int) -> float:
     return cfg.lr * cfg.lr_final_ratio**frac
 
 
-def _fit_statistics(lifter: Lifter, train_joints: torch.Tensor, cfg: TrainConfig) -> None:
+def _fit_statistics(
+    lifter: Lifter,
+    train_joints: torch.Tensor,
+    cfg: TrainConfig,
+    train_targets: torch.Tensor | None = None,
+) -> None:
     gen = torch.Generator().manual_seed(cfg.seed + 10_000)
     idx = torch.randint(len(train_joints), (cfg.stats_samples,), generator=gen)
-    s = make_samples(train_joints[idx], gen, cfg.cameras, cfg.masks, cfg.noise_px)
+    targets = None if train_targets is None else train_targets[idx]
+    s = make_samples(
+        train_joints[idx], gen, cfg.cameras, cfg.masks, cfg.noise_px, targets_world=targets
+    )
     lifter.fit_statistics(s.keypoints2d, s.mask, s.target3d)
 
 
@@ -96,13 +107,16 @@ def _train_epoch(
     lifter: Lifter,
     optimizer: torch.optim.Optimizer,
     train_joints: torch.Tensor,
+    train_targets: torch.Tensor,
     cfg: TrainConfig,
     epoch: int,
     bar,
 ) -> float:
     """One pass over the training poses, each through a new random camera; mean loss (mm)."""
     gen = torch.Generator().manual_seed(cfg.seed * 1000 + epoch)
-    samples = make_samples(train_joints, gen, cfg.cameras, cfg.masks, cfg.noise_px)
+    samples = make_samples(
+        train_joints, gen, cfg.cameras, cfg.masks, cfg.noise_px, targets_world=train_targets
+    )
     order = torch.randperm(len(samples), generator=gen)
     lifter.train()
     for group in optimizer.param_groups:
@@ -141,16 +155,23 @@ def train_lifter(
     val_joints: np.ndarray,
     resume: bool = False,
     progress: bool = True,
+    train_targets: np.ndarray | None = None,
+    val_targets: np.ndarray | None = None,
 ) -> TrainResult:
     """Train (or continue training) a lifter and checkpoint it to ``out`` after every epoch.
 
     With ``resume`` and an existing ``out``, the checkpoint's model, optimizer and history are
     restored and training continues at the next epoch up to ``cfg.epochs`` (which may be raised).
+    ``*_targets``: the 3D targets where their joint convention differs from the joints' (the
+    2D is projected from the joints); ``None``: the joints themselves.
     """
     out = Path(out)
     torch.manual_seed(cfg.seed)
     train_t = torch.as_tensor(train_joints, dtype=torch.float32)
-    val = mocap_test_views(val_joints, cfg.cameras, cfg.val_samples, seed=cfg.seed + 777)
+    train_y = train_t if train_targets is None else torch.as_tensor(train_targets).float()
+    val = mocap_test_views(
+        val_joints, cfg.cameras, cfg.val_samples, seed=cfg.seed + 777, targets_world=val_targets
+    )
     history: list[dict] = []
     start_epoch, elapsed = 0, 0.0
     lifter = Lifter(cfg.model)
@@ -167,7 +188,7 @@ def train_lifter(
     else:
         if resume:
             log.info("no checkpoint at %s: starting a new run", out)
-        _fit_statistics(lifter, train_t, cfg)
+        _fit_statistics(lifter, train_t, cfg, train_y)
 
     n_batches = max(len(train_t) // cfg.batch_size, 1)
     bar = None
@@ -176,7 +197,7 @@ def train_lifter(
     try:
         for epoch in range(start_epoch, cfg.epochs):
             t0 = time.perf_counter()
-            loss = _train_epoch(lifter, optimizer, train_t, cfg, epoch, bar)
+            loss = _train_epoch(lifter, optimizer, train_t, train_y, cfg, epoch, bar)
             val_mm = mpjpe(predict(lifter, val), val.target3d.double().numpy())
             elapsed += time.perf_counter() - t0
             history.append(
