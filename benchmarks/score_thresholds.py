@@ -8,7 +8,9 @@ The prediction files are ``orpose eval --model`` outputs (every detection, score
 For each factor it prints the recall and precision of the people shown at each candidate
 threshold (orpose.evaluation.shown: one-to-one matches at box IoU >= 0.5) and the lowest
 candidate whose precision is at least ``--min-precision``: the rule behind
-``orpose.evaluation.shown.SCORE_THRESHOLDS``.
+``orpose.evaluation.shown.SCORE_THRESHOLDS``. ``--ceiling`` also prints, per factor, the highest
+recall any threshold (0.01 to 0.99) reaches at that precision: what the ranking of the
+candidates allows, whatever the threshold.
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ def main() -> None:
     parser.add_argument("--gt", required=True)
     parser.add_argument("--pred", action="append", required=True, metavar="S=FILE")
     parser.add_argument("--min-precision", type=float, default=0.8)
+    parser.add_argument("--ceiling", action="store_true", help="the best threshold's recall too")
     args = parser.parse_args()
     gt = load_pose_dataset(args.gt)
     print(f"{args.gt}: {len(gt.images)} images; recall / precision (%) of the people shown")
@@ -40,6 +43,16 @@ def main() -> None:
         cells = [f"{100 * s.recall:.0f} / {100 * s.precision:.0f}" for s in shown]
         chosen = next((s.threshold for s in shown if s.precision >= args.min_precision), None)
         print(f"| {factor}x | " + " | ".join(cells) + f" | {chosen} |")
+        if args.ceiling:
+            fine = [shown_people(gt, results, t / 100) for t in range(1, 100)]
+            ok = [s for s in fine if s.precision >= args.min_precision]
+            best = max(ok, key=lambda s: s.recall, default=None)
+            print(
+                f"  {factor}x ceiling: no threshold keeps precision >= {args.min_precision:g}"
+                if best is None
+                else f"  {factor}x ceiling: recall {100 * best.recall:.1f}% at precision "
+                f"{100 * best.precision:.1f}% (threshold {best.threshold:g})"
+            )
 
 
 if __name__ == "__main__":
