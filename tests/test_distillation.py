@@ -118,6 +118,24 @@ def test_training_steps_on_a_real_image_lower_the_loss(shared, tmp_path):
     for hook in hooks:
         hook.remove()
     assert seen == {"head": [(256, 192)], "native_head": [(128, 96)]}
+    # crop_to_lift takes a crop's pixels back to the lifters' image pixels, mirror included
+    people = batch["people"]
+    a = people["crop_to_lift"].double()
+    back = people["soft"][..., :2].double() @ a[:, :, :2].transpose(1, 2) + a[:, None, :, 2]
+    torch.testing.assert_close(back, people["soft_image"][..., :2].double(), atol=1e-3, rtol=0)
+    # lift_input "own": the student's decoded keypoints reach the lifters the same way (here
+    # heatmaps drawn at the label's crop points, decoded back to within a pixel of its image)
+    cells = people["soft"][..., :2] / model.head.stride
+    size = (256 // model.head.stride, 192 // model.head.stride)
+    drawn = gaussian_heatmaps(cells, torch.ones(cells.shape[:2]), size, 2.0)
+    own_soft, own_hard = model.own_lift_input(drawn, drawn, people["crop_to_lift"])
+    inside = (people["soft"][..., 2] > 0.3) & (cells[..., 0] > 2) & (cells[..., 1] > 2)
+    inside &= (cells[..., 0] < size[1] - 3) & (cells[..., 1] < size[0] - 3)
+    assert inside.sum() > 10
+    err = (own_soft[..., :2] - people["soft_image"][..., :2]).norm(dim=-1)[inside]
+    assert float(err.max()) < 1.5, err
+    torch.testing.assert_close(own_hard, own_soft)
+    assert bool((own_soft[..., 2] == 1).all())  # every joint given, as at inference
 
     def total() -> float:
         with torch.no_grad():

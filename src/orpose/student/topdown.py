@@ -123,6 +123,10 @@ class TopDownConfig:
     native_heatmap_sigma: float | None = option(None, above=0)
     dark_kernel: int = 11
     lift_loss_unit_mm: float = 100.0
+    # what the lifters learn from in training: the teacher's 2D of the label ("labels"), or the
+    # student's own 2D of the same (degraded) crop, decoded as at inference ("own"), so that
+    # they learn to lift the errors the student makes at each downscale factor
+    lift_input: str = option("labels", choices=("labels", "own"))
     loss_weights: dict[str, float] = option(
         merge=True,
         default_factory=lambda: {
@@ -384,10 +388,13 @@ class TopDownStudent(nn.Module):
             if group == "people":
                 add(self.head.losses(hm_soft, hm_hard, p["soft"], p["hard"], p["teacher"]))
                 with3d = p["has3d"].bool()
+                soft_2d, hard_2d = p["soft_image"], p["hard_image"]
+                if self.config.lift_input == "own":
+                    soft_2d, hard_2d = self.own_lift_input(hm_soft, hm_hard, p["crop_to_lift"])
                 add(
                     self.head.lifting_losses(
-                        p["soft_image"][with3d],
-                        p["hard_image"][with3d],
+                        soft_2d[with3d],
+                        hard_2d[with3d],
                         p["pose3d"][with3d],
                         self.config.lift_loss_unit_mm,
                     )
@@ -401,6 +408,21 @@ class TopDownStudent(nn.Module):
                 scores, boxes = shift_levels(scores, boxes, self.teacher_level_sizes(), shift)
             add(self.detector.distillation_losses(levels, scores, boxes))
         return weighted_losses(out, self.config.loss_weights)
+
+    @torch.no_grad()
+    def own_lift_input(
+        self, hm_soft: torch.Tensor, hm_hard: torch.Tensor, crop_to_lift: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """The student's own keypoints of its training crops as the lifters' input ``(R, 17,
+        3)`` (x, y, 1: every joint given, as at inference): each branch decoded as
+        :meth:`_pose_group` decodes it, taken from crop pixels to the label's image pixels by
+        ``crop_to_lift`` ``(R, 2, 3)``. No gradient reaches the heads through them."""
+        out = []
+        for hm in (hm_soft, hm_hard):
+            points, _ = self.head.decode(hm.detach().float())
+            xy = points @ crop_to_lift[:, :, :2].transpose(1, 2) + crop_to_lift[:, None, :, 2]
+            out.append(torch.cat([xy, torch.ones_like(xy[..., :1])], -1))
+        return out[0], out[1]
 
     def native_level_shift(self) -> int:
         """How many of the teacher detector's finest levels the native path's detector input

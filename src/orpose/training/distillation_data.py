@@ -267,10 +267,14 @@ class DistillationData(torch.utils.data.Dataset):
         if flip:
             pose3d[:, 0] *= -1  # a mirrored person: x changes sign in the camera frame
         soft_img, hard_img = soft[order].copy(), hard[order].copy()
+        to_lift = cv2.invertAffineTransform(matrix)  # crop pixels -> the lifters' image pixels
         if flip:  # the lifters see the mirrored person in (mirrored) image pixels
             width = img.get("width", image.shape[1]) if stored == 1 else image.shape[1]
             soft_img[:, 0] = flip_x(soft_img[:, 0], width)
             hard_img[:, 0] = flip_x(hard_img[:, 0], width)
+            to_lift = np.array([[-1.0, 0.0, width - 1.0], [0.0, 1.0, 0.0]]) @ np.vstack(
+                [to_lift, [0.0, 0.0, 1.0]]
+            )
         teacher = (self.teacher.heatmaps(clean[None])[0] if stored == 1
                    else self.label_heatmaps(soft_crop))  # fmt: skip
         return {
@@ -280,6 +284,7 @@ class DistillationData(torch.utils.data.Dataset):
             "hard": hard_crop.astype(np.float32),
             "soft_image": soft_img.astype(np.float32),
             "hard_image": hard_img.astype(np.float32),
+            "crop_to_lift": to_lift.astype(np.float32),
             "pose3d": pose3d.astype(np.float32),
             "has3d": np.array("keypoints3d_soft" in ann),
             "scale": np.float32(max(scale, stored)),
