@@ -233,11 +233,7 @@ def run_eval(args: argparse.Namespace) -> int:
     check_output_file(out, "--json")  # before the evaluation runs
     torch.set_num_threads(max(1, args.threads))
     lifter = lifter_from_checkpoint(payload).eval()
-    cfg = (
-        TrainConfig.from_dict(payload["config"], f"{args.checkpoint}: config")
-        if payload["config"]
-        else TrainConfig()
-    )
+    cfg = TrainConfig.from_dict(payload["config"] or {}, f"{args.checkpoint}: config")
     if args.mocap or not cfg.mocap or not Path(cfg.mocap).is_dir():
         cfg.mocap = str(Path(args.mocap).resolve()) if args.mocap else _default_mocap()
     _, test = load_training_data(cfg, args.checkpoint.parent / CACHE_NAME)

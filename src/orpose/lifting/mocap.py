@@ -257,9 +257,8 @@ def load_mocap_folder(
         with np.load(cache) as npz:
             if str(npz["key"]) == key:
                 log.info("mocap: using the cache %s", cache)
-                return MocapSet(
-                    npz["joints"], npz["subjects"], names, npz["file_index"], npz["targets"]
-                )
+                targets = npz["targets"] if torso_to_thigh > 0 else None  # else the joints
+                return MocapSet(npz["joints"], npz["subjects"], names, npz["file_index"], targets)
     parts, targets, subjects, index = [], [], [], []
     for i, f in enumerate(files):
         joints, target = load_cmu_bvh_with_targets(f, fps, torso_to_thigh=torso_to_thigh)
@@ -272,7 +271,7 @@ def load_mocap_folder(
         np.concatenate(subjects),
         names,
         np.concatenate(index),
-        np.concatenate(targets),
+        np.concatenate(targets) if torso_to_thigh > 0 else None,
     )
     if cache is not None:
         _save_cache(Path(cache), key, result)

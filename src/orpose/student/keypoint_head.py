@@ -2,9 +2,10 @@
 
 The paper's head (docs/architecture.md, "Design intent") has two heatmap branches, HM_soft and
 HM_hard, each feeding its own 2D-to-3D lifter; the 2D losses compare each branch with its
-pseudo-label set and the 3D losses compare each lifter (fed the teacher's 2D) with the soft 3D
-labels. At inference the 2D keypoints come from the mean of both branches and the 3D from the
-mean of both lifters, each lifter fed its own branch's keypoints.
+pseudo-label set and the 3D losses compare each lifter (fed the teacher's 2D, or the CPU
+student's own decoded 2D: ``TopDownStudentConfig.lift_input``) with the soft 3D labels. At
+inference the 2D keypoints come from the mean of both branches and the 3D from the mean of both
+lifters, each lifter fed its own branch's keypoints.
 
 The paper's Table 3 single branch (``single_branch``) has ONE heatmap layer and ONE lifter,
 trained on the hard set, the soft set or both (the loss weights pick them): both 2D losses train
@@ -111,8 +112,9 @@ class KeypointHead(nn.Module):
         target_mm: torch.Tensor,
         unit_mm: float,
     ) -> dict[str, torch.Tensor]:
-        """L3D_soft and L3D_hard: the soft / hard lifter on the teacher's 2D ``(N, 17, 3)``
-        (x, y, v or confidence) of that set, against the soft 3D labels ``(N, 17, 3)`` mm. With
+        """L3D_soft and L3D_hard: the soft / hard lifter on the 2D ``(N, 17, 3)`` (x, y, v or
+        confidence) of that set (the teacher's, or the student's own branch's), against the soft
+        3D labels ``(N, 17, 3)`` mm. With
         a single branch both terms go through its one lifter."""
         if not self.has_lifters:
             return {}

@@ -229,7 +229,9 @@ def _register_builtin() -> None:
                     "lifters": ("head.lift_soft", "head.lift_hard"),
                 }
             ),
-            legacy_defaults=_frozen({"native_pose_model": ""}),  # the native path had no head
+            # before their fields existed: the native path had no head, the lifters learnt
+            # from the labels' 2D
+            legacy_defaults=_frozen({"native_pose_model": "", "lift_input": "labels"}),
             # TopDownStudent.losses: its heads', its lifters' and its detector's (PicoDet's)
             losses=(
                 "loss_kp2d_hard",

@@ -390,7 +390,7 @@ class TopDownStudent(nn.Module):
                 add(self.head.losses(hm_soft, hm_hard, p["soft"], p["hard"], p["teacher"]))
                 with3d = p["has3d"].bool()
                 soft_2d, hard_2d = p["soft_image"], p["hard_image"]
-                if self.config.lift_input == "own":
+                if self.config.lift_input == "own" and self.head.has_lifters and with3d.any():
                     soft_2d, hard_2d = self.own_lift_input(hm_soft, hm_hard, p["crop_to_lift"])
                 add(
                     self.head.lifting_losses(
