@@ -30,10 +30,21 @@ SCORE_THRESHOLDS: tuple[tuple[float, float], ...] = ((1, 0.25), (8, 0.2), (10, 0
 MATCH_IOU = 0.5
 
 
+def by_factor(table: tuple[tuple[float, float], ...], factor: float) -> float:
+    """A per-downscale-factor table's value at ``factor``: interpolated between its factors,
+    the first or the last beyond them."""
+    factors, values = zip(*table, strict=True)
+    return float(np.interp(factor, factors, values))
+
+
+def describe_by_factor(table: tuple[tuple[float, float], ...]) -> str:
+    """A per-factor table as the command line's help shows it: "0.25 at 1x, 0.2 at 8x, ..."."""
+    return ", ".join(f"{value:g} at {factor:g}x" for factor, value in table)
+
+
 def default_score_threshold(factor: float = 1.0) -> float:
     """``orpose predict``'s default score threshold for frames shrunk ``factor`` times."""
-    factors, thresholds = zip(*SCORE_THRESHOLDS, strict=True)
-    return float(np.interp(factor, factors, thresholds))
+    return by_factor(SCORE_THRESHOLDS, factor)
 
 
 LOWEST_DEFAULT_SCORE_THRESHOLD = min(t for _, t in SCORE_THRESHOLDS)
@@ -58,8 +69,7 @@ POSE_CONFIDENCE_BOUNDS: tuple[tuple[float, float], ...] = (
 def default_pose_confidence_bound(factor: float = 1.0) -> float:
     """``orpose predict``'s default pose-confidence bound for frames shrunk ``factor`` times
     (interpolated between the factors of :data:`POSE_CONFIDENCE_BOUNDS`)."""
-    factors, bounds = zip(*POSE_CONFIDENCE_BOUNDS, strict=True)
-    return float(np.interp(factor, factors, bounds))
+    return by_factor(POSE_CONFIDENCE_BOUNDS, factor)
 
 
 @dataclass

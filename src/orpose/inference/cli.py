@@ -15,6 +15,7 @@ from orpose.evaluation.shown import (
     LOWEST_DEFAULT_SCORE_THRESHOLD,
     POSE_CONFIDENCE_BOUNDS,
     SCORE_THRESHOLDS,
+    describe_by_factor,
 )
 from orpose.inference.journal import JournalMismatch
 from orpose.outputs import check_output_folder, refuse_overwriting_inputs
@@ -77,7 +78,7 @@ def _register_predict(subparsers: argparse._SubParsersAction) -> None:
         default=None,
         help="people below this score are neither written nor drawn (default: by the frame's "
         "downscale factor, "
-        + ", ".join(f"{t:g} at {f:g}x" for f, t in SCORE_THRESHOLDS)
+        + describe_by_factor(SCORE_THRESHOLDS)
         + ", interpolated between: see docs/inference.md, 'What a user sees'; 0 keeps every "
         "detection, as COCO AP wants)",
     )
@@ -90,7 +91,7 @@ def _register_predict(subparsers: argparse._SubParsersAction) -> None:
         "detected at least at the score threshold / B (a person's score is its detection "
         "score times its pose confidence, assumed to be at most B; default: by the frame's "
         "downscale factor, "
-        + ", ".join(f"{b:g} at {f:g}x" for f, b in POSE_CONFIDENCE_BOUNDS)
+        + describe_by_factor(POSE_CONFIDENCE_BOUNDS)
         + ", measured on unlabelled training images; 1 poses every candidate that could be "
         "shown, for exact results; docs/inference.md)",
     )

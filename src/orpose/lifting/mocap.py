@@ -170,7 +170,7 @@ def load_cmu_bvh(
     path: Path | str, fps: float = 30.0, hip_widening: float = HIP_WIDENING
 ) -> np.ndarray:
     """Read one CMU BVH file into ``(F, 17, 3)`` COCO joints (mm), sub-sampled to ``fps``."""
-    return load_cmu_bvh_with_targets(path, fps, hip_widening)[0]
+    return load_cmu_bvh_with_targets(path, fps, hip_widening, torso_to_thigh=0.0)[0]
 
 
 def load_cmu_bvh_with_targets(
