@@ -141,10 +141,28 @@ def test_training_steps_on_a_real_image_lower_the_loss(shared, tmp_path):
         with torch.no_grad():
             return float(sum(trainer.strategy.losses(model, batch).values()))
 
+    start = {k: v.detach().clone() for k, v in model.state_dict().items()}
     before = total()
     for _ in range(3):
         trainer.train_step(model, optimizer, batch, amp=False)
     assert total() < before
+    # the full-resolution detector takes no part in training; at its end it is set half-way
+    # (full_res_detector_share 0.5) from its start to the trained detector
+    from orpose.student.registry import settle_weights
+
+    assert trainer.keeps_start_state() and model.config.full_res_detector_share == 0.5
+    assert not any(p.requires_grad for p in model.full_res_detector.parameters())
+    full = {f"full_res_detector.{k}": v for k, v in model.full_res_detector.state_dict().items()}
+    assert all(torch.equal(v, start[k]) for k, v in full.items())
+    trained = {k: v.clone() for k, v in model.detector.state_dict().items()}
+    assert any(not torch.equal(v, start[f"detector.{k}"]) for k, v in trained.items())
+    settle_weights(model, start)
+    for key, value in model.full_res_detector.state_dict().items():
+        if not value.is_floating_point():  # shapes and other constants of the imported graph
+            assert torch.equal(value, trained[key]), key
+            continue
+        expected = 0.5 * trained[key] + 0.5 * start[f"full_res_detector.{key}"]
+        torch.testing.assert_close(value, expected, rtol=0, atol=1e-6, msg=key)
 
 
 class _OneImage:

@@ -155,3 +155,14 @@ def test_batched_cameras_tell_the_student_each_frames_threshold():
     fake.pose_confidence_bound = 1.0  # exact: from the thresholds themselves
     predict_frames(fake, frames, score_threshold=None)
     assert fake.told == pytest.approx([0.25, 0.17], abs=1e-5)
+
+    class FactorFake(TellingFake):  # a student that picks its detector by the factor
+        accepts_factor = True
+
+        def batch(self, images, original_sizes, min_scores, factors):
+            self.factors = factors
+            return super().batch(images, original_sizes, min_scores)
+
+    fake = FactorFake()
+    predict_frames(fake, frames, score_threshold=None)
+    assert fake.factors == [1.0, frames[1][1].factor] and frames[1][1].factor > 1

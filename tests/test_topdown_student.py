@@ -9,6 +9,7 @@ import pytest
 import torch
 
 from orpose.checkpoints import load_student, save_student
+from orpose.data.lowres import degrade
 from orpose.data.sources import read_image_rgb
 from orpose.errors import ModelError
 from orpose.student.topdown import TopDownConfig, TopDownStudent
@@ -235,12 +236,15 @@ def test_graph_runs_a_crop_sizes_trunk_only_for_its_people(student, images, tmp_
         weight = apart.head.hard.weight
         weight.add_(torch.randn(weight.shape, generator=torch.Generator().manual_seed(0))
                     * weight.std())  # fmt: skip
+        _detectors_apart(apart)
     sample = _tensor(images[0])
     branched = export_onnx(apart, tmp_path / "branched.onnx", sample)
     flat = export_onnx(apart, tmp_path / "flat.onnx", sample, skip_empty_crops=False)
     graph = onnx.load(str(branched)).graph
-    with_trunk = [g for g in subgraphs(graph) if any(n.op_type == "Conv" for n in g.node)]
-    assert len(with_trunk) == 3 and all(len(g.initializer) > 100 for g in with_trunk)
+    with_conv = [g for g in subgraphs(graph) if any(n.op_type == "Conv" for n in g.node)]
+    # three crop sizes' pose work (4 outputs each) and the two detectors (2 outputs each)
+    assert sorted(len(g.output) for g in with_conv) == [2, 2, 4, 4, 4]
+    assert all(len(g.initializer) > 100 for g in with_conv)
     assert not any(n.op_type == "Conv" for g in subgraphs(onnx.load(str(flat)).graph)
                    for n in g.node)  # fmt: skip
     assert abs(onnx_parameters(branched) - onnx_parameters(flat)) < 100  # no weight counted 3x
@@ -271,6 +275,21 @@ def test_graph_runs_a_crop_sizes_trunk_only_for_its_people(student, images, tmp_
     ours, theirs = reference.detect(images[3], min_score=0.5), runner.detect(images[3], 0.5)
     assert 0 < len(theirs["boxes"]) == len(ours["boxes"]) < len(used_people)
     assert (ours["keypoints"][..., :2] - theirs["keypoints"][..., :2]).norm(dim=-1).max() < 0.05
+    # the optional factor input picks the detector as PyTorch does: the full-resolution one at
+    # 1 (the default), the trained one for a frame shrunk 12x and upsampled back
+    assert runner.accepts_factor and runners[1].accepts_factor
+    blurred = degrade(images[3], 12)
+    for factor, image in ((1.0, images[3]), (12.0, blurred), (1.0, blurred)):
+        ours = reference.detect(image, factor=factor)
+        for graph_runner in runners:
+            theirs = graph_runner.detect(image, factor=factor)
+            assert 0 < len(ours["boxes"]) == len(theirs["boxes"]), factor
+            gap = (ours["keypoints"][..., :2] - theirs["keypoints"][..., :2]).norm(dim=-1)
+            assert (gap < 0.05).float().mean() > 0.98, factor
+    default = runner.detect(images[3])["scores"]
+    assert torch.equal(default, runner.detect(images[3], factor=1.0)["scores"])
+    other = reference.detect(images[3], factor=12.0)["scores"]
+    assert other.shape != default.shape or (other - default).abs().max() > 1e-3
     # TorchScript: the same trace, its crop sizes scripted branches too
     script = torch.jit.load(str(export_torchscript(apart, tmp_path / "s.pt", sample)))
     with torch.no_grad():
@@ -282,6 +301,72 @@ def test_graph_runs_a_crop_sizes_trunk_only_for_its_people(student, images, tmp_
     nobody.config.pose_min_score = 1.0
     out = OnnxStudent(export_onnx(nobody, tmp_path / "nobody.onnx", sample)).detect(images[0])
     assert out["boxes"].shape == (0, 4) and out["keypoints_soft_branch"].shape == (0, 17, 3)
+
+
+def _detectors_apart(model) -> None:
+    """The trained detector made different from the full-resolution one (they start equal):
+    its weights moved by 1% of their spread, as training moves it."""
+    generator = torch.Generator().manual_seed(1)
+    for p in model.detector.parameters():
+        if p.dim() > 1 and p.numel() > 1:
+            p.add_(torch.randn(p.shape, generator=generator) * p.std() * 0.01)
+
+
+def test_full_resolution_frames_take_their_own_detector(student, images):
+    """Factor 1 (or none) picks the full-resolution detector, a larger factor the trained one,
+    the native path always the trained one; settling at the end of training puts the
+    full-resolution detector at the share of the way from its start to the trained one."""
+    import copy
+
+    model = copy.deepcopy(student)
+    assert model.full_res_detector is not None and model.config.full_res_detector_share == 0.5
+    assert model.detector_for(None) is model.full_res_detector
+    assert model.detector_for(1.0) is model.full_res_detector
+    assert model.detector_for(8.0) is model.detector
+    assert model.detector_for(1.0, native=True) is model.detector
+    start = {k: v.clone() for k, v in model.state_dict().items()}
+    with torch.no_grad():
+        for p in model.detector.parameters():  # "training" moves the trained detector only
+            p.add_(0.01)
+    model.settle_full_res_detector(start)
+    key = next(k for k, v in model.detector.state_dict().items() if v.dim() > 1)
+    full = model.full_res_detector.state_dict()[key]
+    assert torch.allclose(full, start[f"full_res_detector.{key}"] + 0.005, atol=1e-6)
+    model.settle_full_res_detector(start)  # idempotent: a rerun of the end gives the same
+    assert torch.allclose(model.full_res_detector.state_dict()[key], full)
+    with torch.no_grad():
+        _detectors_apart(model)
+    image = _tensor(images[3])
+    ours = model([image], factors=[1.0])[0]["det_scores"]
+    theirs = model([image], factors=[12.0])[0]["det_scores"]
+    assert ours.shape != theirs.shape or (ours - theirs).abs().max() > 1e-3
+    assert torch.equal(model([image])[0]["det_scores"], ours)  # no factor: full resolution
+    one = TopDownStudent(TopDownConfig(full_res_detector_share=1.0, lifters=False))
+    assert one.full_res_detector is None and one.detector_for(1.0) is one.detector
+
+
+def test_a_checkpoint_from_before_the_full_resolution_detector(student, tmp_path):
+    """A checkpoint written before the option loads with one detector (its config reads share
+    1); training that starts from it starts the full-resolution detector as its detector."""
+    import copy
+
+    from orpose.checkpoints.student import load_weights_into
+    from orpose.safe_checkpoint import read_checkpoint, write_checkpoint
+
+    old = copy.deepcopy(student)
+    old.full_res_detector = None
+    with torch.no_grad():
+        _detectors_apart(old)
+    path = save_student(old, tmp_path / "old.pt")
+    state = read_checkpoint(path)
+    del state["student_config"]["full_res_detector_share"]  # as written before the field
+    write_checkpoint(state, path)
+    loaded = load_student(path)
+    assert loaded.full_res_detector is None and loaded.config.full_res_detector_share == 1.0
+    fresh = TopDownStudent(TopDownConfig(lifter_config={"hidden": 64}))
+    load_weights_into(fresh, path)
+    for key, value in fresh.full_res_detector.state_dict().items():
+        assert torch.equal(value, old.detector.state_dict()[key]), key
 
 
 def test_native_path_is_picked_by_input_size(student):
@@ -339,10 +424,13 @@ def test_predict_poses_only_the_people_its_frame_threshold_could_keep(student, i
 
     told = []
 
+    factors = []
+
     class Told(StudentPredictor):
-        def __call__(self, image, original_size=None, min_score=None):
+        def __call__(self, image, original_size=None, min_score=None, factor=None):
             told.append(min_score)
-            return super().__call__(image, original_size, min_score)
+            factors.append(factor)
+            return super().__call__(image, original_size, min_score, factor)
 
     predictor = Told(student, "cpu")
     threshold, bound = default_score_threshold(1.0), default_pose_confidence_bound(1.0)
@@ -362,6 +450,9 @@ def test_predict_poses_only_the_people_its_frame_threshold_could_keep(student, i
         told.clear()
     everybody = sum(len(predictor.detect(image)["boxes"]) for image in images)
     assert everybody > posed[1.0] > posed[None] > 0
+    # predict tells the student each frame's factor (full resolution here), which picks its
+    # detector; a plain call tells it nothing
+    assert set(factors) == {None, 1.0} and factors.count(1.0) == 2 * len(images)
 
 
 # -- the native low-resolution path's own pose head ---------------------------------------------

@@ -408,14 +408,24 @@ class _Thresholded:
     def __init__(self, predictor: Predictor):
         self.predictor = predictor
 
-    def __call__(self, image: np.ndarray, original_size: tuple[int, int] | None = None):
+    @property
+    def accepts_factor(self) -> bool:
+        return getattr(self.predictor.runner, "accepts_factor", False)
+
+    def __call__(
+        self,
+        image: np.ndarray,
+        original_size: tuple[int, int] | None = None,
+        factor: float | None = None,
+    ):
         from orpose.lifting.intrinsics import call_with_original_size
 
         runner = self.predictor.runner
+        options = {"factor": factor} if factor is not None and self.accepts_factor else {}
         found = (
-            runner(image)
+            runner(image, **options)
             if original_size is None
-            else call_with_original_size(runner, image, original_size)
+            else call_with_original_size(runner, image, original_size, **options)
         )
         return [r for r in found if r["score"] >= self.predictor.score_threshold]
 

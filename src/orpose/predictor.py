@@ -185,6 +185,13 @@ class StudentPredictor:
         families that pose from a score per image (the CPU student); others ignore it."""
         return family_of(self.model).min_score_per_image
 
+    @property
+    def accepts_factor(self) -> bool:
+        """Whether ``predictor(image, factor=s)`` is told that the image was shrunk ``s`` times
+        (and upsampled back), which picks the student's detector (the families with
+        ``factor_per_image``); others ignore it."""
+        return family_of(self.model).factor_per_image
+
     def __init__(self, model: ORPoseStudent, device: str | torch.device | None = None,
                  score_threshold: float = 0.0, camera: Intrinsics | None = None):  # fmt: skip
         if device is None:
@@ -225,12 +232,15 @@ class StudentPredictor:
         images: list[np.ndarray],
         original_sizes: list[tuple[int, int] | None],
         min_scores: list[float | None] | None = None,
+        factors: list[float | None] | None = None,
     ) -> list[dict[str, torch.Tensor]]:
         """RGB uint8 images -> the student's raw detections (tensors on its device), in one call
         of the network; ``original_sizes``: per image the (width, height) of the frame it was
         shrunk from, for 3D (None: the image itself). Images of several sizes may be mixed.
         ``min_scores``: per image the least detection score worth posing (None: the model's
-        own threshold; a family without ``min_score_per_image`` poses from its own)."""
+        own threshold; a family without ``min_score_per_image`` poses from its own).
+        ``factors``: per image how many times it was shrunk (None: full resolution), for the
+        families with ``factor_per_image``."""
         mappings = [self.lift_mapping(i, o) for i, o in zip(images, original_sizes, strict=True)]
         tensors = [image_tensor(image).to(self.device) for image in images]
         options: dict = {}
@@ -238,6 +248,8 @@ class StudentPredictor:
             options["lift_mappings"] = mappings
         if min_scores is not None and family_of(self.model).min_score_per_image:
             options["min_scores"] = list(min_scores)
+        if factors is not None and self.accepts_factor:
+            options["factors"] = list(factors)
         return self.model(tensors, **options)
 
     def detect(
@@ -245,9 +257,10 @@ class StudentPredictor:
         image: np.ndarray,
         original_size: tuple[int, int] | None = None,
         min_score: float | None = None,
+        factor: float | None = None,
     ) -> dict[str, torch.Tensor]:
         """One image's raw detections (see :meth:`detect_many`)."""
-        (det,) = self.detect_many([image], [original_size], [min_score])
+        (det,) = self.detect_many([image], [original_size], [min_score], [factor])
         return det
 
     def __call__(
@@ -255,8 +268,9 @@ class StudentPredictor:
         image: np.ndarray,
         original_size: tuple[int, int] | None = None,
         min_score: float | None = None,
+        factor: float | None = None,
     ) -> list[dict]:
-        det = self.detect(image, original_size, min_score)
+        det = self.detect(image, original_size, min_score, factor)
         return detections_to_results(det, self.score_threshold)
 
     def batch(
@@ -264,8 +278,9 @@ class StudentPredictor:
         images: list[np.ndarray],
         original_sizes: list[tuple[int, int] | None],
         min_scores: list[float | None] | None = None,
+        factors: list[float | None] | None = None,
     ) -> list[list[dict]]:
         """Several frames (e.g. one per camera) in one call of the network: per frame what
-        ``predictor(image, original_size, min_score)`` gives."""
-        dets = self.detect_many(images, original_sizes, min_scores)
+        ``predictor(image, original_size, min_score, factor)`` gives."""
+        dets = self.detect_many(images, original_sizes, min_scores, factors)
         return [detections_to_results(det, self.score_threshold) for det in dets]

@@ -240,6 +240,7 @@ def load_weights_into(model: nn.Module, path: Path | str) -> None:
     weights = state.get("model") if isinstance(state, dict) else None
     if not isinstance(weights, dict):
         raise ModelError(f"{path}: no 'model' weights to start from")
+    weights = derived_parts(weights, model.state_dict())
     missing = [k for k in model.state_dict() if k not in weights]
     added_only = bool(missing) and all(k.startswith(ADDED_PARTS) for k in missing)
     try:
@@ -249,6 +250,23 @@ def load_weights_into(model: nn.Module, path: Path | str) -> None:
     except RuntimeError as err:
         first = str(err).strip().splitlines()[0]
         raise ModelError(f"{path}: its weights do not fit this student ({first})") from None
+
+
+# Parts a later version added as copies of another part: a checkpoint of an earlier version
+# starts them from that part's weights (the CPU student's full-resolution detector).
+DERIVED_PARTS = (("full_res_detector.", "detector."),)
+
+
+def derived_parts(weights: dict, wanted: dict) -> dict:
+    """``weights`` with the :data:`DERIVED_PARTS` that ``wanted`` (a state dict) has and
+    ``weights`` lacks, copied from their source part."""
+    out = dict(weights)
+    for key in wanted:
+        for part, source in DERIVED_PARTS:
+            origin = source + key[len(part) :]
+            if key.startswith(part) and key not in out and origin in weights:
+                out[key] = weights[origin].clone()
+    return out
 
 
 def load_lifters(model: nn.Module, lifter_path: Path | str) -> None:

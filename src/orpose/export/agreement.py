@@ -203,10 +203,12 @@ def compare_graphs(
     images: Sequence[Path],
     prepare: Callable[[np.ndarray], np.ndarray] | None = None,
     perturb: Callable[[np.ndarray], np.ndarray] | None = None,
+    factor: float | None = None,
 ) -> Agreement:
     """One exported graph against another (e.g. int8 against fp32), both in onnxruntime on the
     CPU, on ``images`` (each through ``prepare`` first: shrunk, degraded); ``perturb``: what
-    the other graph's copy of each image goes through as well (see :func:`grey_noise`)."""
+    the other graph's copy of each image goes through as well (see :func:`grey_noise`);
+    ``factor``: how many times ``prepare`` shrank them, for graphs that take it."""
     ref = OnnxStudent(reference, providers=["CPUExecutionProvider"])
     test = ref if Path(other) == Path(reference) else OnnxStudent(
         other, providers=["CPUExecutionProvider"])  # fmt: skip
@@ -216,8 +218,8 @@ def compare_graphs(
         if prepare is not None:
             image = prepare(image)
         report.image_sizes.append((image.shape[1], image.shape[0]))
-        theirs = test.detect(perturb(image) if perturb is not None else image)
-        add_image(report, ref.detect(image), theirs)
+        theirs = test.detect(perturb(image) if perturb is not None else image, factor=factor)
+        add_image(report, ref.detect(image, factor=factor), theirs)
     return report
 
 

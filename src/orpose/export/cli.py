@@ -280,17 +280,18 @@ def _write_int8(onnx_path: Path, flat: Path, native_side: int, frames: list[Path
         raise UserError("no images for the int8 check: give --check-images or --check-count 0")
     scale = PRIVACY_SCALES[-1]
     photos = list_images(check_images)[: args.check_count]
-    checks = [("full graph, 1x", onnx_path, graphs[0].path, None, 1.0),
+    # (what, fp32 graph, int8 graph, frames' preparation, px of 1x per px, the graphs' factor)
+    checks = [("full graph, 1x", onnx_path, graphs[0].path, None, 1.0, 1.0),
               (f"full graph, {scale}x upsampled", onnx_path, graphs[0].path,
-               lambda im: degrade(im, scale), 1.0)]  # fmt: skip
+               lambda im: degrade(im, scale), 1.0, float(scale))]  # fmt: skip
     if len(graphs) > 1:
         checks.append((f"native graph, {scale}x (px of 1x)", native_path(onnx_path),
-                       graphs[1].path, lambda im: downsample(im, scale), scale))  # fmt: skip
+                       graphs[1].path, lambda im: downsample(im, scale), scale, None))  # fmt: skip
     tolerance = DEFAULT_INT8_TOLERANCE if args.int8_tolerance is None else args.int8_tolerance
     failed = []
-    for what, fp32, int8, prepare, px in checks:
-        report = compare_graphs(fp32, int8, photos, prepare)
-        floor = compare_graphs(fp32, fp32, photos, prepare, perturb=grey_noise())
+    for what, fp32, int8, prepare, px, factor in checks:
+        report = compare_graphs(fp32, int8, photos, prepare, factor=factor)
+        floor = compare_graphs(fp32, fp32, photos, prepare, perturb=grey_noise(), factor=factor)
         print(report.describe_int8(what, px))
         print(f"  (fp32 against itself on the photos +-1 grey level: {floor.summary(px)})")
         if report.people == 0 and report.unpaired == 0:

@@ -37,7 +37,7 @@ from torch import nn
 
 from orpose.compat_torchvision import get_shape_onnx
 from orpose.export.branch_weights import branch_local_weights
-from orpose.inference.onnx_runner import INPUT_NAME, MIN_SCORE_NAME, OUTPUT_NAMES
+from orpose.inference.onnx_runner import FACTOR_NAME, INPUT_NAME, MIN_SCORE_NAME, OUTPUT_NAMES
 from orpose.student.model import ORPoseStudent, ORPoseTransform
 from orpose.student.onnx_import import tracing_for_export
 from orpose.student.registry import backbone_of, family_of, limit_holder
@@ -131,13 +131,28 @@ class ExportableStudent(nn.Module):
         whose forward takes ``min_scores``)."""
         return family_of(self.model).min_score_per_image
 
+    @property
+    def takes_factor(self) -> bool:
+        """Whether the graph gets the optional input :data:`FACTOR_NAME`: a full path whose
+        student has a detector of its own for full-resolution frames."""
+        return (
+            family_of(self.model).factor_per_image
+            and getattr(self.model, "full_res_detector", None) is not None
+            and not getattr(self.model, "force_native", False)
+        )
+
     def forward(
-        self, image: torch.Tensor, min_score: torch.Tensor | None = None
+        self,
+        image: torch.Tensor,
+        min_score: torch.Tensor | None = None,
+        factor: torch.Tensor | None = None,
     ) -> tuple[torch.Tensor, ...]:
-        if min_score is None:
-            (det,) = self.model([image])
-        else:
-            (det,) = self.model([image], min_scores=[min_score])
+        options = {}
+        if min_score is not None:
+            options["min_scores"] = [min_score]
+        if factor is not None:
+            options["factors"] = [factor]
+        (det,) = self.model([image], **options)
         return tuple(det[name] for name in self.output_names)
 
 
@@ -214,6 +229,33 @@ def crop_size_branches(model: nn.Module, sample: torch.Tensor) -> nn.ModuleList 
     return nn.ModuleList(branches)
 
 
+class DetectorChoice(nn.Module):
+    """The CPU student's two detectors, traced, of which a graph runs one per frame (scripted:
+    an ONNX ``If``): the full-resolution one where the frame's ``factor`` is at most 1."""
+
+    def __init__(self, full_res: nn.Module, lowres: nn.Module):
+        super().__init__()
+        self.full_res, self.lowres = full_res, lowres
+
+    def forward(self, x: torch.Tensor, factor: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        if bool(factor <= 1.0):
+            return self.full_res(x)
+        return self.lowres(x)
+
+
+def detector_branches(model: nn.Module) -> nn.Module | None:
+    """The student's detectors as a :class:`DetectorChoice` (None: one detector)."""
+    full_res = getattr(model, "full_res_detector", None)
+    if full_res is None:
+        return None
+    w, h = model.config.detector_size
+    x = torch.zeros(1, 3, h, w)
+    with _quiet_tracing(), torch.no_grad(), tracing_for_export():
+        traced = [torch.jit.trace(d.eval(), (x,), check_trace=False)
+                  for d in (full_res, model.detector)]  # fmt: skip
+        return torch.jit.script(DetectorChoice(*traced))
+
+
 def _traced(wrapper: ExportableStudent, args: tuple[torch.Tensor, ...]) -> nn.Module:
     """What the exporters get: the wrapper itself, or for a student with crop sizes its
     TorchScript trace on ``args`` with :func:`crop_size_branches` inside (a trace keeps scripted
@@ -223,6 +265,8 @@ def _traced(wrapper: ExportableStudent, args: tuple[torch.Tensor, ...]) -> nn.Mo
     if branches is None:
         return wrapper
     wrapper.model.crop_branches = branches
+    if wrapper.takes_factor:
+        wrapper.model.detector_branches = detector_branches(wrapper.model)
     with _quiet_tracing(), torch.no_grad(), tracing_for_export():
         return torch.jit.trace(wrapper, args, check_trace=False)
 
@@ -265,7 +309,10 @@ def export_onnx(
     real one is the usual choice. ``native``: the CPU student's native low-resolution path (its
     smaller detector input and crops, for frames of at most ``native_max_side`` pixels).
     ``skip_empty_crops``: the CPU student's crop sizes as ``If`` branches
-    (:func:`crop_size_branches`); False keeps one flat graph (what int8 quantization reads).
+    (:func:`crop_size_branches`), and its two detectors (``full_res_detector_share`` < 1) as
+    one (:func:`detector_branches`, picked by the optional input :data:`FACTOR_NAME`); False
+    keeps one flat graph (what int8 quantization reads), which runs both detectors and keeps
+    the frame's outputs.
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -273,10 +320,15 @@ def export_onnx(
     sample = sample_image() if sample is None else sample
     names = list(wrapper.output_names)
     dynamic = {INPUT_NAME: {1: "height", 2: "width"}, **{n: {0: "people"} for n in names}}
-    args, inputs = (sample,), [INPUT_NAME]
+    defaults = {}  # the optional inputs and their values when a caller gives none
     if wrapper.takes_min_score:
-        default = _min_score_default(wrapper.model)
-        args, inputs = (sample, torch.tensor(default)), [INPUT_NAME, MIN_SCORE_NAME]
+        defaults[MIN_SCORE_NAME] = _min_score_default(wrapper.model)
+    if wrapper.takes_factor:
+        if not wrapper.takes_min_score:
+            raise ValueError("a graph with a factor input must take min_score too")
+        defaults[FACTOR_NAME] = 1.0
+    args = (sample, *(torch.tensor(v) for v in defaults.values()))
+    inputs = [INPUT_NAME, *defaults]
     traced = wrapper if native or not skip_empty_crops else _traced(wrapper, args)
     with _quiet_tracing(), torch.no_grad():
         torch.onnx.export(
@@ -290,14 +342,14 @@ def export_onnx(
             dynamic_axes=dynamic,
             do_constant_folding=True,
         )
-    if traced is not wrapper or wrapper.takes_min_score:  # the rewrites: one load, one save
+    if traced is not wrapper or defaults:  # the rewrites: one load, one save
         import onnx
 
         graph = onnx.load(str(path))
         if traced is not wrapper:
             branch_local_weights(graph)
-        if wrapper.takes_min_score:
-            _give_default(graph, MIN_SCORE_NAME, default)
+        for name, value in defaults.items():
+            _give_default(graph, name, value)
         onnx.save(graph, str(path))
     return path
 

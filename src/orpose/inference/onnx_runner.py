@@ -5,8 +5,9 @@ resizing, normalisation and post-processing are inside the graph (see :mod:`orpo
 
 The graph's interface, which :mod:`orpose.export.export` writes and this module reads:
 :data:`INPUT_NAME` (float32 ``(3, H, W)``, RGB in [0, 1]), optionally :data:`MIN_SCORE_NAME`
-(float32 scalar with a default in the graph) and :data:`OUTPUT_NAMES` (each with the number of
-people as its first axis; ``keypoints3d`` only for students with lifters).
+and :data:`FACTOR_NAME` (float32 scalars with defaults in the graph), and :data:`OUTPUT_NAMES`
+(each with the number of people as its first axis; ``keypoints3d`` only for students with
+lifters).
 """
 
 from __future__ import annotations
@@ -25,6 +26,9 @@ INPUT_NAME = "image"
 # optional (a default inside the graph): the least detection score to pose, raised above the
 # graph's own by callers that keep people from a score only (the CPU student's exports)
 MIN_SCORE_NAME = "min_score"
+# optional (default 1): how many times the image was shrunk and upsampled back; the CPU
+# student's graph picks its full-resolution detector at 1 (``full_res_detector_share``)
+FACTOR_NAME = "factor"
 OUTPUT_NAMES: tuple[str, ...] = (
     "boxes",
     "scores",
@@ -78,21 +82,29 @@ class OnnxStudent:
         optional = {i.name for i in self.session.get_overridable_initializers()}
         # graphs exported before the input, and other families', pose from their own threshold
         self.accepts_min_score = MIN_SCORE_NAME in optional
+        self.accepts_factor = FACTOR_NAME in optional
 
-    def detect(self, image: np.ndarray, min_score: float | None = None) -> dict[str, torch.Tensor]:
+    def detect(
+        self, image: np.ndarray, min_score: float | None = None, factor: float | None = None
+    ) -> dict[str, torch.Tensor]:
         """One RGB uint8 image -> the student's detections (as tensors, on the CPU);
-        ``min_score``: pose nobody detected below it (where the graph takes it)."""
+        ``min_score``: pose nobody detected below it; ``factor``: how many times the image was
+        shrunk (where the graph takes them)."""
         feed = {INPUT_NAME: image_to_input(image)}
         if min_score is not None and self.accepts_min_score:
             feed[MIN_SCORE_NAME] = np.array(min_score, np.float32)
+        if factor is not None and self.accepts_factor:
+            feed[FACTOR_NAME] = np.array(factor, np.float32)
         outputs = self.session.run(self.output_names, feed)
         return {
             name: torch.from_numpy(value)
             for name, value in zip(self.output_names, outputs, strict=True)
         }
 
-    def __call__(self, image: np.ndarray, min_score: float | None = None) -> list[dict]:
-        return detections_to_results(self.detect(image, min_score), self.score_threshold)
+    def __call__(
+        self, image: np.ndarray, min_score: float | None = None, factor: float | None = None
+    ) -> list[dict]:
+        return detections_to_results(self.detect(image, min_score, factor), self.score_threshold)
 
 
 class OnnxStudentPair:
@@ -102,15 +114,20 @@ class OnnxStudentPair:
     def __init__(self, full: OnnxStudent, native: OnnxStudent, max_side: int):
         self.full, self.native, self.max_side = full, native, max_side
         self.accepts_min_score = full.accepts_min_score or native.accepts_min_score
+        self.accepts_factor = full.accepts_factor
 
     def pick(self, image: np.ndarray) -> OnnxStudent:
         return self.native if max(image.shape[:2]) <= self.max_side else self.full
 
-    def detect(self, image: np.ndarray, min_score: float | None = None) -> dict[str, torch.Tensor]:
-        return self.pick(image).detect(image, min_score)
+    def detect(
+        self, image: np.ndarray, min_score: float | None = None, factor: float | None = None
+    ) -> dict[str, torch.Tensor]:
+        return self.pick(image).detect(image, min_score, factor)
 
-    def __call__(self, image: np.ndarray, min_score: float | None = None) -> list[dict]:
-        return self.pick(image)(image, min_score)
+    def __call__(
+        self, image: np.ndarray, min_score: float | None = None, factor: float | None = None
+    ) -> list[dict]:
+        return self.pick(image)(image, min_score, factor)
 
 
 NATIVE_SUFFIX = "_native.onnx"  # beside student.onnx: the CPU student's native low-res graph

@@ -238,6 +238,12 @@ def min_score_option(
     return {"min_score": (threshold - 0.5 * 10.0**-SCORE_DECIMALS) / bound}
 
 
+def factor_option(predictor: Predictor, factor: float) -> dict[str, float]:
+    """``factor`` for a predictor told how many times a frame was shrunk
+    (``accepts_factor``: the CPU student, which takes its full-resolution detector at 1)."""
+    return {"factor": float(factor)} if getattr(predictor, "accepts_factor", False) else {}
+
+
 def kept_results(
     found: list[dict],
     geometry: FrameGeometry,
@@ -265,6 +271,7 @@ def predict_frame(
     image, native_size = network_input(kept, geometry, native_lowres)
     threshold = frame_threshold(geometry, score_threshold)
     options = min_score_option(predictor, threshold, geometry.factor)
+    options.update(factor_option(predictor, geometry.factor))
     if native_size is None:
         found = predictor(image, **options)
     else:  # the student lifts in the network frame's pixels, as on the upsampled frame
@@ -293,7 +300,10 @@ def predict_frames(
             least = [min_score_option(predictor, frame_threshold(geometry, score_threshold),
                                       geometry.factor)
                      for _, geometry in frames]  # fmt: skip
-            found = batch(images, sizes, [option["min_score"] for option in least])
+            told = {}
+            if getattr(predictor, "accepts_factor", False):
+                told["factors"] = [geometry.factor for _, geometry in frames]
+            found = batch(images, sizes, [option["min_score"] for option in least], **told)
         else:
             found = batch(images, sizes)
         return [

@@ -148,6 +148,14 @@ def call_with_original_size(predictor, image, original_size: tuple[int, int], **
     return predictor(image, **options)
 
 
+def call_with_factor(predictor, image, factor: float, **options):
+    """``predictor(image, **options)`` for an image shrunk ``factor`` times and upsampled back:
+    predictors that pick their detector by it (``accepts_factor``, the CPU student's) are told."""
+    if getattr(predictor, "accepts_factor", False):
+        return predictor(image, factor=float(factor), **options)
+    return predictor(image, **options)
+
+
 # -- reading a camera -----------------------------------------------------------------------------
 
 _MVOR_CAMERA = re.compile(r"^(?P<path>.+):(?P<index>\d+)$")

@@ -86,12 +86,20 @@ class StudentFamily:
     # its forward takes ``min_scores``, per image the least detection score to pose (callers
     # that show people from a score skip posing those who could not reach it)
     min_score_per_image: bool = False
+    # its forward takes ``factors``, per image how many times it was shrunk (1: full
+    # resolution), which picks its detector (the CPU student's full_res_detector_share)
+    factor_per_image: bool = False
     # the smaller crop sizes its full path poses people at, of a built model (its
     # ``crop_tiers``; export puts each size's pose work in an If branch); None: one size
     crop_tiers: Callable[[nn.Module], list] | None = None
     # the state-dict prefixes the final weight mix (solver.final_weight_mix) leaves as trained,
     # of a built model (None: none)
     unmixed_prefixes: Callable[[nn.Module], tuple[str, ...]] | None = None
+    # at the end of training, after the final weight mix: parts set from the trained weights
+    # and the starting state (the CPU student's full-resolution detector); None: nothing
+    settle_weights: Callable[[nn.Module, dict], None] | None = None
+    # whether settle_weights needs the starting state, of a config
+    settles_from_start: Callable[[Any], bool] | None = None
 
 
 # the built-in families are registered on first lookup (keeps imports light)
@@ -148,6 +156,19 @@ def unmixed_prefixes(model: nn.Module, config: Any = None) -> tuple[str, ...]:
     family of ``config`` (default: the model's) says."""
     hook = family_of(config if config is not None else model).unmixed_prefixes
     return tuple(hook(model)) if hook is not None else ()
+
+
+def settle_weights(model: nn.Module, start_state: dict, config: Any = None) -> None:
+    """The family's end-of-training step (``settle_weights``) on ``model``, if it has one."""
+    hook = family_of(config if config is not None else model).settle_weights
+    if hook is not None:
+        hook(model, start_state)
+
+
+def settles_from_start(config: Any) -> bool:
+    """Whether the family's end-of-training step needs the starting weights, for ``config``."""
+    hook = family_of(config).settles_from_start
+    return bool(hook is not None and hook(student_config(config)))
 
 
 def backbone_of(config: Any) -> BackboneSpec | None:
@@ -230,8 +251,10 @@ def _register_builtin() -> None:
                 }
             ),
             # before their fields existed: the native path had no head, the lifters learnt
-            # from the labels' 2D
-            legacy_defaults=_frozen({"native_pose_model": "", "lift_input": "labels"}),
+            # from the labels' 2D, one detector served every frame
+            legacy_defaults=_frozen(
+                {"native_pose_model": "", "lift_input": "labels", "full_res_detector_share": 1.0}
+            ),
             # TopDownStudent.losses: its heads', its lifters' and its detector's (PicoDet's)
             losses=(
                 "loss_kp2d_hard",
@@ -257,7 +280,10 @@ def _register_builtin() -> None:
             int8=True,
             crop_tiers=TopDownStudent.crop_tiers,
             min_score_per_image=True,
+            factor_per_image=True,
             unmixed_prefixes=topdown_unmixed,
+            settle_weights=TopDownStudent.settle_full_res_detector,
+            settles_from_start=lambda config: config.full_res_detector_share < 1,
         ),
     ):
         register_family(family)

@@ -34,6 +34,7 @@ never executed) and their sha256, so a saved student rebuilds without the teache
 
 from __future__ import annotations
 
+import copy
 import hashlib
 import itertools
 import math
@@ -104,6 +105,14 @@ class TopDownConfig:
     middle_crop_max_height: int = option(96, min=0)
     middle_crop_size: tuple[int, int] = (144, 192)
     box_padding: float = option(1.25, min=1)
+    # Frames at full resolution (a downscale factor of 1) go through a detector of their own:
+    # this share of the trained detector's weights plus the rest of the starting detector's
+    # (set at the end of training, orpose.training.trainer; 1: one detector for every frame).
+    # Why: distillation at low resolution makes the detector score more background at 1x, and
+    # every candidate costs a pose pass. Measured on the demo student (docs/student.md), 1x,
+    # 0.5 against 1: MVOR box / keypoint AP 47.6 / 46.5 against 46.8 / 45.8, val500 (first 100)
+    # 48.1 / 62.4 against 46.1 / 60.6, 12% less time per PETS frame
+    full_res_detector_share: float = option(0.5, min=0, max=1)
     det_min_score: float = option(0.05, min=0, max=1)
     nms_iou: float = option(0.6, above=0, max=1)
     pose_min_score: float = option(0.2, min=0, max=1)  # below: not posed (and not returned)
@@ -208,6 +217,12 @@ class TopDownStudent(nn.Module):
         det_model = onnx.load_from_string(sources["detector"])
         names, strides = find_head_tensors(det_model)
         self.detector = PicoDet(import_onnx(det_model, names), strides)
+        # the detector of full-resolution frames (config.full_res_detector_share): starts as the
+        # starting detector, takes no part in training, is set from both at its end
+        # (:meth:`settle_full_res_detector`)
+        self.full_res_detector: PicoDet | None = None
+        if config.full_res_detector_share < 1:
+            self.full_res_detector = copy.deepcopy(self.detector).requires_grad_(False)
         lifter_config = dict(config.lifter_config) if config.lifters else None
         pose_model = onnx.load_from_string(sources["pose"])
         self.head = self._pose_head(pose_model, config.crop_size, lifter_config)
@@ -234,6 +249,9 @@ class TopDownStudent(nn.Module):
         # set on an export's copy only (orpose.export.export.crop_size_branches): per crop size,
         # its pose work as a TorchScript branch that a graph runs only when someone needs it
         self.crop_branches: nn.ModuleList | None = None
+        # set on an export's copy only (orpose.export.export.detector_branches): the two
+        # detectors as a TorchScript choice that a graph makes from its factor input
+        self.detector_branches: nn.Module | None = None
         self.register_buffer("mean", torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1), False)
         self.register_buffer("std", torch.tensor(IMAGENET_STD).view(1, 3, 1, 1), False)
         self._teacher_level_sizes: list[tuple[int, int]] | None = None  # see losses
@@ -425,6 +443,20 @@ class TopDownStudent(nn.Module):
             out.append(torch.cat([xy, torch.ones_like(xy[..., :1])], -1))
         return out[0], out[1]
 
+    @torch.no_grad()
+    def settle_full_res_detector(self, start_state: dict[str, torch.Tensor]) -> None:
+        """At the end of training: the full-resolution detector becomes ``share`` x the trained
+        detector + (1 - share) x its own starting weights (``start_state``: the student's
+        starting state, by key), ``share`` = ``full_res_detector_share``. No-op without one."""
+        if self.full_res_detector is None:
+            return
+        share = self.config.full_res_detector_share
+        trained = self.detector.state_dict()
+        for key, value in self.full_res_detector.state_dict().items():
+            if value.is_floating_point():
+                start = start_state[f"full_res_detector.{key}"].to(value)
+                value.copy_(share * trained[key].to(value) + (1 - share) * start)
+
     def native_level_shift(self) -> int:
         """How many of the teacher detector's finest levels the native path's detector input
         skips (1: half the full input, 0: the same)."""
@@ -449,19 +481,40 @@ class TopDownStudent(nn.Module):
         return self._teacher_level_sizes
 
     # -- inference ---------------------------------------------------------------------------
+    def detector_for(self, factor: float | None, native: bool = False) -> PicoDet:
+        """The detector of a frame shrunk ``factor`` times (None or at most 1: a frame at its
+        full resolution; the native path always takes the trained detector)."""
+        full_res = not native and (factor is None or factor <= 1)
+        if full_res and self.full_res_detector is not None:
+            return self.full_res_detector
+        return self.detector
+
     def detect(
         self,
         image: torch.Tensor,
         native: bool = False,
         min_score: float | torch.Tensor | None = None,
+        factor: float | torch.Tensor | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """Person boxes (image pixels) and detection scores of one ``(3, H, W)`` image, the
         people to pose: detected with at least ``pose_min_score``, or ``min_score`` if higher
         (a caller that shows people from that score: a person's score is at most its
-        detection score, so the others could not be shown)."""
+        detection score, so the others could not be shown). ``factor``: how many times the
+        image was shrunk (and upsampled back) before it got here, which picks the detector
+        (:meth:`detector_for`; a tensor: an exported graph's input)."""
         c = self.config
         h, w = image.shape[-2:]
-        scores, boxes = self.detector(self.detector_input(image[None], native))
+        x = self.detector_input(image[None], native)
+        if isinstance(factor, torch.Tensor) and self.full_res_detector is not None and not native:
+            if self.detector_branches is not None:  # an exported graph: an If runs one
+                scores, boxes = self.detector_branches(x, factor)
+            else:  # a flat graph (int8 quantization reads one): both, then the frame's
+                full, low = self.full_res_detector(x), self.detector(x)
+                pick = factor <= 1
+                scores = torch.where(pick, full[0], low[0])
+                boxes = torch.where(pick, full[1], low[1])
+        else:
+            scores, boxes = self.detector_for(None if factor is None else float(factor), native)(x)
         scores, boxes = scores[0], boxes[0]
         dw, dh = self.sizes(native)[0]
         size = image_size(image).to(boxes)  # (h, w), a tensor also while tracing for ONNX
@@ -561,16 +614,19 @@ class TopDownStudent(nn.Module):
         images: list[torch.Tensor],
         lift_mappings: list | None = None,
         min_scores: list[float | None] | None = None,
+        factors: list[float | None] | None = None,
     ) -> list[dict[str, torch.Tensor]]:
         """Per image its people (see the class); ``lift_mappings``: one per image (or None)
         for the lifters' input, see :meth:`pose`; ``min_scores``: one per image (or None), the
-        least detection score to pose, see :meth:`detect`."""
+        least detection score to pose, see :meth:`detect`; ``factors``: one per image (or
+        None: at full resolution), how many times it was shrunk, see :meth:`detect`."""
         results = []
         mappings = lift_mappings if lift_mappings is not None else [None] * len(images)
         leasts = min_scores if min_scores is not None else [None] * len(images)
-        for image, mapping, least in zip(images, mappings, leasts, strict=True):
+        shrunk = factors if factors is not None else [None] * len(images)
+        for image, mapping, least, factor in zip(images, mappings, leasts, shrunk, strict=True):
             native = self.is_native(image)
-            boxes, det_scores = self.detect(image, native, least)
+            boxes, det_scores = self.detect(image, native, least, factor)
             out = self.pose(image, boxes, native, mapping)
             out.update(
                 boxes=boxes,

@@ -30,7 +30,7 @@ from tqdm import tqdm
 
 from orpose.atomic import write_atomic
 from orpose.checkpoints import read_checkpoint, save_student, student_state, write_checkpoint
-from orpose.student.registry import unmixed_prefixes
+from orpose.student.registry import settle_weights, settles_from_start, unmixed_prefixes
 from orpose.training.config import SolverConfig, TrainConfig
 from orpose.training.strategy import TrainingStrategy, strategy_class, unwrap
 from orpose.viz.charts import plot_loss_curves
@@ -118,9 +118,13 @@ class Trainer:
         return self.out_dir / CHECKPOINT_NAME
 
     def keeps_start_state(self) -> bool:
-        """Whether the starting weights are needed after training starts (the final mix, or
-        the family's losses)."""
-        return self.config.solver.final_weight_mix < 1 or self.strategy.keeps_start_state()
+        """Whether the starting weights are needed after training starts (the final mix, the
+        family's losses, or its end-of-training step)."""
+        return (
+            self.config.solver.final_weight_mix < 1
+            or self.strategy.keeps_start_state()
+            or settles_from_start(self.config.student)
+        )
 
     def sync_buffers(self, model) -> None:
         """Make every rank's buffers equal: running statistics averaged, counters from rank 0.
@@ -302,12 +306,17 @@ class Trainer:
             # no training asked: the starting weights (init_weights, init_lifter) become the
             # checkpoint, e.g. the paper's "default student" evaluated before training
             self.save(model, optimizer, scheduler, 0)
-        if mixing and (start < s.iterations or not self.resumed_mixed):
-            self.mix_final_weights(model)
-            self.save(model, optimizer, scheduler, s.iterations,
-                      extra={"final_weight_mix": s.final_weight_mix})  # fmt: skip
-            log.info("last.pt: %.2f x trained + %.2f x starting weights (raw: %s)",
-                     s.final_weight_mix, 1 - s.final_weight_mix, TRAINED_NAME)  # fmt: skip
+        settling = settles_from_start(self.config.student)
+        if (mixing or settling) and (start < s.iterations or not self.resumed_mixed):
+            if mixing:
+                self.mix_final_weights(model)
+                log.info("last.pt: %.2f x trained + %.2f x starting weights (raw: %s)",
+                         s.final_weight_mix, 1 - s.final_weight_mix, TRAINED_NAME)  # fmt: skip
+            # parts made from the final and the starting weights (the CPU student's
+            # full-resolution detector), after the mix; idempotent, so a rerun may repeat it
+            settle_weights(unwrap(model), self.start_state, self.config.student)
+            extra = {"final_weight_mix": s.final_weight_mix} if mixing else None
+            self.save(model, optimizer, scheduler, s.iterations, extra=extra)
         if tb is not None:
             tb.close()
         if self.is_main:

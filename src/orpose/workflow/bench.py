@@ -299,6 +299,30 @@ class StudentRunner:
     runtime: str
 
 
+class BoundRunner:
+    """A runner with some keyword options fixed (``min_score``, ``factor``), which still says
+    what it accepts (``accepts_*``), so that scoring it the way ``orpose eval`` does is right."""
+
+    def __init__(self, runner: Callable, **options: Any):
+        self.runner, self.options = runner, options
+
+    def __getattr__(self, name: str) -> Any:
+        if name.startswith("accepts_"):
+            return getattr(self.runner, name, False)
+        raise AttributeError(name)
+
+    def __call__(self, image: np.ndarray, **options: Any) -> list[dict]:
+        return self.runner(image, **{**self.options, **options})
+
+
+def at_factor(run: Callable, scale: float, native: bool) -> Callable:
+    """``run`` for frames shrunk ``scale`` times and upsampled back: told so where it picks its
+    detector by the factor (``accepts_factor``, the CPU student)."""
+    if native or not getattr(run, "accepts_factor", False):
+        return run
+    return BoundRunner(run, factor=float(scale))
+
+
 def student_runners(model, name: str, runtimes: Sequence[str], threads: int, workdir: Path,
                     sample: np.ndarray, small: np.ndarray,
                     device: str = "cpu") -> list[StudentRunner]:  # fmt: skip
@@ -362,7 +386,8 @@ def prepare_students(
         for put in inputs:
             row = BenchRow("student", name, runner.runtime, put.label, "detected", 0.0, 0.0)
             cost = partial(student_cost, model, put.images[0])
-            timed.append(Timed(row, runner.run, put.images, cost, scale=put.scale,
+            run = at_factor(runner.run, put.scale, put.native)
+            timed.append(Timed(row, run, put.images, cost, scale=put.scale,
                                native=put.native))  # fmt: skip
     if plan.people and "onnxruntime" in plan.runtimes:
         for count in plan.people:
@@ -387,14 +412,14 @@ def prepare_export(path: Path, plan: BenchPlan, frames: list[np.ndarray]) -> lis
     runner = load_onnx_student(path, plan.threads)
     run = runner
     if runner.accepts_min_score and plan.student_min_score is not None:
-        run = partial(runner, min_score=plan.student_min_score)
+        run = BoundRunner(runner, min_score=plan.student_min_score)
     params = onnx_parameters(path) / 1e6
     inputs = frame_inputs(frames, plan.scales, isinstance(runner, OnnxStudentPair))
     return [
         Timed(BenchRow("student", path.name, onnx_runtime(runner), put.label, "detected", 0.0,
                        0.0),
-              run, put.images, lambda people: (params, float("nan")), scale=put.scale,
-              native=put.native)
+              at_factor(run, put.scale, put.native), put.images,
+              lambda people: (params, float("nan")), scale=put.scale, native=put.native)
         for put in inputs
     ]  # fmt: skip
 
