@@ -64,7 +64,8 @@ PARTS = ("heatmap_head", "detector", "depthwise")
 DEFAULT_KEEP_FP32: tuple[str, ...] = ("detector", "heatmap_head")
 
 _HEATMAP_HEAD = re.compile(r"^/model/(native_)?head/(soft|hard)(_\d+)?/")
-_DETECTOR = "/model/detector/body/"
+# the trained detector and the full-resolution one (a flat graph holds both)
+_DETECTOR = re.compile(r"^/model/(full_res_)?detector/body/")
 
 
 def int8_path(onnx_path: Path | str) -> Path:
@@ -87,14 +88,15 @@ def part_nodes(model, part: str) -> list[str]:
 
     - ``heatmap_head``: the last 1x1 convolutions that give the heatmaps (both branches, every
       crop size; their outputs go through the DARK sub-pixel refinement, a log of the heatmap);
-    - ``detector``: every convolution of the person detector;
+    - ``detector``: every convolution of the person detectors (the trained one and, where the
+      student has it, the full-resolution one);
     - ``depthwise``: every depthwise convolution (one input channel per group).
     """
     convs = [n for n in model.graph.node if n.op_type == "Conv"]
     if part == "heatmap_head":
         return [n.name for n in convs if _HEATMAP_HEAD.match(n.name)]
     if part == "detector":
-        return [n.name for n in convs if n.name.startswith(_DETECTOR)]
+        return [n.name for n in convs if _DETECTOR.match(n.name)]
     if part == "depthwise":
         shapes = {t.name: list(t.dims) for t in model.graph.initializer}
         return [n.name for n in convs if _group(n) > 1 and shapes.get(n.input[1], [0, 0])[1] == 1]
