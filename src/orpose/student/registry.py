@@ -245,7 +245,8 @@ def _register_builtin() -> None:
             ),
             flop_parts=_frozen(
                 {
-                    "detector": ("detector",),
+                    # the one that runs: the trained detector or, at 1x, the full-resolution one
+                    "detector": ("detector", "full_res_detector"),
                     "pose": ("head.trunk", "head.soft", "head.hard", "native_head"),
                     "lifters": ("head.lift_soft", "head.lift_hard"),
                 }

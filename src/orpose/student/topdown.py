@@ -111,7 +111,8 @@ class TopDownConfig:
     # Why: distillation at low resolution makes the detector score more background at 1x, and
     # every candidate costs a pose pass. Measured on the demo student (docs/student.md), 1x,
     # 0.5 against 1: MVOR box / keypoint AP 47.6 / 46.5 against 46.8 / 45.8, val500 (first 100)
-    # 48.1 / 62.4 against 46.1 / 60.6, 12% less time per PETS frame
+    # 48.1 / 62.4 against 46.1 / 60.6, 7-12% less time per PETS frame, 1.11-1.35x the
+    # frames/s through predict on the OR frames
     full_res_detector_share: float = option(0.5, min=0, max=1)
     det_min_score: float = option(0.05, min=0, max=1)
     nms_iou: float = option(0.6, above=0, max=1)
