@@ -209,3 +209,27 @@ def test_accuracy_options_without_sets_are_refused(tmp_path, capsys):
     assert main(["bench", "--lifter", str(tmp_path / "l.pt"), "--out", str(out)]) == 2
     one_error_line(capsys.readouterr().err, "bench", "--lifter and --accuracy-count apply to")
     assert not out.exists()
+
+
+def test_a_row_told_its_factor_still_lifts_with_the_sets_camera():
+    """The 12x (and 1x) rows of a student that picks its detector by the factor are wrapped to
+    pass it; the accuracy pass must still reach the runner's camera through the wrapper, and a
+    runner without a camera (an exported graph) must still read as having none."""
+    from orpose.workflow.bench import BoundRunner, at_factor
+    from orpose.workflow.bench_accuracy import lifting_camera
+
+    class Runner:
+        accepts_factor = True
+        camera = None
+
+        def __call__(self, image, factor=None):
+            return [factor, self.camera]
+
+    inner = Runner()
+    run = at_factor(inner, 12, native=False)
+    assert isinstance(run, BoundRunner) and run.accepts_factor and run("img") == [12.0, None]
+    with lifting_camera(run, "500,500,320,240"):
+        factor, camera = run("img")
+        assert factor == 12.0 and camera is not None and camera.fx == 500
+    assert inner.camera is None and at_factor(inner, 12, native=True) is inner
+    assert not hasattr(BoundRunner(lambda image: []), "camera")

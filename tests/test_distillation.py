@@ -163,6 +163,27 @@ def test_training_steps_on_a_real_image_lower_the_loss(shared, tmp_path):
             continue
         expected = 0.5 * trained[key] + 0.5 * start[f"full_res_detector.{key}"]
         torch.testing.assert_close(value, expected, rtol=0, atol=1e-6, msg=key)
+    # a whole run: last.pt is marked settled and its snapshot (raw weights, no final mix here)
+    # settled alike; resuming the finished run leaves last.pt as it is (journals check its stamp)
+    from orpose.checkpoints import read_checkpoint
+    from orpose.training.trainer import SETTLED_KEY
+
+    run = load_train_config(config_path, ["solver.snapshot_every=1"])
+    last = Trainer(run, tmp_path / "run", "cpu").run()
+    saved = read_checkpoint(last)
+    assert saved[SETTLED_KEY] is True
+    snap = read_checkpoint(tmp_path / "run" / "snapshots" / "iter_000001.pt")["model"]
+    start_full = {k: v for k, v in start.items() if k.startswith("full_res_detector.")}
+    moved = 0
+    for key in start_full:
+        torch.testing.assert_close(snap[key], saved["model"][key], rtol=0, atol=0, msg=key)
+        moved += int(not torch.equal(saved["model"][key], start_full[key]))
+    assert moved > 0  # set from the trained detector, not left at its start
+    stamp = last.stat().st_mtime_ns
+    # the same run, resumed with nothing left to train
+    Trainer(load_train_config(config_path, ["solver.snapshot_every=1"]), tmp_path / "run",
+            "cpu").run(resume=True)  # fmt: skip
+    assert last.stat().st_mtime_ns == stamp
 
 
 class _OneImage:

@@ -367,6 +367,12 @@ def test_a_checkpoint_from_before_the_full_resolution_detector(student, tmp_path
     load_weights_into(fresh, path)
     for key, value in fresh.full_res_detector.state_dict().items():
         assert torch.equal(value, old.detector.state_dict()[key]), key
+    # and the other way: a one-detector student starts from a two-detector checkpoint
+    one = TopDownStudent(TopDownConfig(lifter_config={"hidden": 64}, full_res_detector_share=1))
+    load_weights_into(one, save_student(fresh, tmp_path / "two.pt"))
+    assert one.full_res_detector is None
+    assert torch.equal(next(iter(one.detector.state_dict().values())),
+                       next(iter(fresh.detector.state_dict().values())))  # fmt: skip
 
 
 def test_native_path_is_picked_by_input_size(student):

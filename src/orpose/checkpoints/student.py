@@ -259,8 +259,10 @@ DERIVED_PARTS = (("full_res_detector.", "detector."),)
 
 def derived_parts(weights: dict, wanted: dict) -> dict:
     """``weights`` with the :data:`DERIVED_PARTS` that ``wanted`` (a state dict) has and
-    ``weights`` lacks, copied from their source part."""
-    out = dict(weights)
+    ``weights`` lacks, copied from their source part, and without those ``wanted`` lacks (a
+    student built with one detector starting from one with two)."""
+    derived = tuple(part for part, _ in DERIVED_PARTS)
+    out = {k: v for k, v in weights.items() if k in wanted or not k.startswith(derived)}
     for key in wanted:
         for part, source in DERIVED_PARTS:
             origin = source + key[len(part) :]

@@ -182,9 +182,14 @@ def compare_on_images(
     images: Path,
     count: int,
     resize_to: tuple[int, int] | None = None,
+    factor: float | None = None,
 ) -> Agreement:
     """PyTorch student vs its ONNX graph (onnxruntime, CPU) on the first ``count`` images
-    (resized to ``resize_to`` = (width, height) first, for fixed-size graphs)."""
+    (resized to ``resize_to`` = (width, height) first, for fixed-size graphs); ``factor`` > 1:
+    each image shrunk that many times and upsampled back, and both told so (the CPU student's
+    trained detector; without it, its full-resolution one)."""
+    from orpose.data.lowres import degrade
+
     torch_runner = StudentPredictor(model, "cpu")
     onnx_runner = OnnxStudent(onnx_path, providers=["CPUExecutionProvider"])
     report = Agreement()
@@ -192,8 +197,11 @@ def compare_on_images(
         image = read_image_rgb(path)
         if resize_to is not None:
             image = cv2.resize(image, resize_to, interpolation=cv2.INTER_AREA)
+        if factor is not None and factor > 1:
+            image = degrade(image, factor)
         report.image_sizes.append((image.shape[1], image.shape[0]))
-        add_image(report, torch_runner.detect(image), onnx_runner.detect(image))
+        ours = torch_runner.detect(image, factor=factor)
+        add_image(report, ours, onnx_runner.detect(image, factor=factor))
     return report
 
 

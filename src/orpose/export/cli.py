@@ -20,6 +20,8 @@ MAX_CALIBRATION_COUNT = 10_000
 DEFAULT_INT8_TOLERANCE = 3.0  # pixels: the median keypoint within this of the fp32 graph's
 INT8_MAX_UNPAIRED = 0.1  # share of the people the int8 graph may find or lose
 SIZE_RANGE = (32, 8192)  # pixels per side of the tracing image (3 x 8192 x 8192 floats: 0.8 GB)
+# the factor of the check of a graph's detector for shrunk frames (privacy mode's largest)
+PRIVACY_CHECK_SCALE = 12
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -164,9 +166,10 @@ def run_export_cli(args: argparse.Namespace) -> int:
     from orpose.export.export import (
         export_onnx,
         export_torchscript,
-        has_crop_sizes,
+        has_branches,
         has_fixed_size,
         sample_image,
+        takes_factor,
     )
     from orpose.inference.onnx_runner import NATIVE_SUFFIX
     from orpose.predictor import (
@@ -218,12 +221,19 @@ def run_export_cli(args: argparse.Namespace) -> int:
             if images is None:
                 raise UserError("no images for the check: give --check-images or --check-count 0")
             resize = size if fixed else None
-            report = compare_on_images(model, onnx_path, images, args.check_count, resize)
-            print(report.describe(args.tolerance))
-            beyond = report.share_beyond(args.tolerance)
-            if beyond > args.max_share or report.unpaired > args.max_share * report.people:
-                raise UserError("ONNX and PyTorch disagree beyond the tolerance (see above)")
-        if calibration and not has_crop_sizes(model):
+            # the graph's two detectors each checked: at 1x and on frames upsampled from 12x
+            factors = [None, float(PRIVACY_CHECK_SCALE)] if takes_factor(model) else [None]
+            for factor in factors:
+                report = compare_on_images(model, onnx_path, images, args.check_count, resize,
+                                           factor)  # fmt: skip
+                if factor is not None:
+                    print(f"at {factor:g}x, upsampled back (the detector trained at low "
+                          "resolution):")  # fmt: skip
+                print(report.describe(args.tolerance))
+                beyond = report.share_beyond(args.tolerance)
+                if beyond > args.max_share or report.unpaired > args.max_share * report.people:
+                    raise UserError("ONNX and PyTorch disagree beyond the tolerance (see above)")
+        if calibration and not has_branches(model):
             _write_int8(onnx_path, onnx_path, native_side, calibration, images, args)
         elif calibration:  # int8 quantizes a flat graph (the quantizer skips If branches)
             with tempfile.TemporaryDirectory(dir=out) as tmp:

@@ -54,6 +54,7 @@ __all__ = [
     "crop_size_branches",
     "export_onnx",
     "export_torchscript",
+    "has_branches",
     "has_crop_sizes",
     "has_fixed_size",
     "sample_image",
@@ -133,13 +134,8 @@ class ExportableStudent(nn.Module):
 
     @property
     def takes_factor(self) -> bool:
-        """Whether the graph gets the optional input :data:`FACTOR_NAME`: a full path whose
-        student has a detector of its own for full-resolution frames."""
-        return (
-            family_of(self.model).factor_per_image
-            and getattr(self.model, "full_res_detector", None) is not None
-            and not getattr(self.model, "force_native", False)
-        )
+        """Whether the graph gets the optional input :data:`FACTOR_NAME` (:func:`takes_factor`)."""
+        return takes_factor(self.model)
 
     def forward(
         self,
@@ -154,6 +150,16 @@ class ExportableStudent(nn.Module):
             options["factors"] = [factor]
         (det,) = self.model([image], **options)
         return tuple(det[name] for name in self.output_names)
+
+
+def takes_factor(model: nn.Module) -> bool:
+    """Whether a graph of ``model`` gets the optional input :data:`FACTOR_NAME`: a full path
+    (not the native one) of a student with a detector of its own for full-resolution frames."""
+    return bool(
+        family_of(model).factor_per_image
+        and getattr(model, "full_res_detector", None) is not None
+        and not getattr(model, "force_native", False)
+    )
 
 
 class _CropSizePose(nn.Module):
@@ -256,17 +262,23 @@ def detector_branches(model: nn.Module) -> nn.Module | None:
         return torch.jit.script(DetectorChoice(*traced))
 
 
+def has_branches(model: nn.Module) -> bool:
+    """Whether the student's full graph holds ``If`` branches (its crop sizes, its two
+    detectors), which int8 quantization cannot enter: it then quantizes a flat copy."""
+    return has_crop_sizes(model) or takes_factor(model)
+
+
 def _traced(wrapper: ExportableStudent, args: tuple[torch.Tensor, ...]) -> nn.Module:
-    """What the exporters get: the wrapper itself, or for a student with crop sizes its
-    TorchScript trace on ``args`` with :func:`crop_size_branches` inside (a trace keeps scripted
-    modules' control flow; ``torch.onnx.export`` cannot find scripted modules in a module it
-    traces)."""
+    """What the exporters get: the wrapper itself, or for a student with crop sizes or two
+    detectors its TorchScript trace on ``args`` with :func:`crop_size_branches` and
+    :func:`detector_branches` inside (a trace keeps scripted modules' control flow;
+    ``torch.onnx.export`` cannot find scripted modules in a module it traces)."""
     branches = crop_size_branches(wrapper.model, args[0])
-    if branches is None:
+    choice = detector_branches(wrapper.model) if wrapper.takes_factor else None
+    if branches is None and choice is None:
         return wrapper
     wrapper.model.crop_branches = branches
-    if wrapper.takes_factor:
-        wrapper.model.detector_branches = detector_branches(wrapper.model)
+    wrapper.model.detector_branches = choice
     with _quiet_tracing(), torch.no_grad(), tracing_for_export():
         return torch.jit.trace(wrapper, args, check_trace=False)
 

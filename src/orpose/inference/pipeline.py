@@ -296,16 +296,15 @@ def predict_frames(
     if len(frames) > 1 and batch is not None and on_gpu:
         inputs = [network_input(kept, geometry, native_lowres) for kept, geometry in frames]
         images, sizes = [image for image, _ in inputs], [size for _, size in inputs]
+        told: dict[str, list] = {}
         if getattr(predictor, "accepts_min_score", False):
             least = [min_score_option(predictor, frame_threshold(geometry, score_threshold),
                                       geometry.factor)
                      for _, geometry in frames]  # fmt: skip
-            told = {}
-            if getattr(predictor, "accepts_factor", False):
-                told["factors"] = [geometry.factor for _, geometry in frames]
-            found = batch(images, sizes, [option["min_score"] for option in least], **told)
-        else:
-            found = batch(images, sizes)
+            told["min_scores"] = [option["min_score"] for option in least]
+        if getattr(predictor, "accepts_factor", False):
+            told["factors"] = [geometry.factor for _, geometry in frames]
+        found = batch(images, sizes, **told)
         return [
             kept_results(results, geometry, size, score_threshold)
             for results, (_, geometry), (_, size) in zip(found, frames, inputs, strict=True)

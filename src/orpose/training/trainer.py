@@ -14,6 +14,7 @@ each rank takes its share of every batch; rank 0 writes the files).
 
 from __future__ import annotations
 
+import copy
 import csv
 import dataclasses
 import functools
@@ -38,6 +39,9 @@ from orpose.viz.charts import plot_loss_curves
 log = logging.getLogger(__name__)
 CHECKPOINT_NAME = "last.pt"
 TRAINED_NAME = "trained.pt"  # the raw training state when last.pt holds mixed weights
+# marks a last.pt whose end-of-training parts are set (settle_weights): a finished run resumed
+# with nothing left to train leaves it as it is
+SETTLED_KEY = "settled_weights"
 
 
 def lr_factor(iteration: int, solver: SolverConfig) -> float:
@@ -181,8 +185,13 @@ class Trainer:
 
     def snapshot(self, model, iteration: int) -> Path:
         """The model at this iteration, kept (``snapshots/iter_N.pt``) for curves on held-out
-        data; a student checkpoint without the optimizer state."""
+        data; a student checkpoint without the optimizer state. Its raw trained weights (no
+        final mix), with the parts the family sets at the end of training set from them (the
+        CPU student's full-resolution detector), so that it scores at 1x as it would end."""
         core = unwrap(model)
+        if settles_from_start(self.config.student):
+            core = copy.deepcopy(core)
+            settle_weights(core, self.start_state, self.config.student)
         return save_student(core, self.out_dir / "snapshots" / f"iter_{iteration:06d}.pt")
 
     def keep_resumed_architecture(self, state: dict) -> None:
@@ -203,6 +212,7 @@ class Trainer:
         ended a run whose last.pt holds mixed weights (the state training reached is then
         ``trained.pt``)."""
         self.resumed_mixed = "final_weight_mix" in state
+        self.resumed_settled = SETTLED_KEY in state
         if self.resumed_mixed:
             state = read_checkpoint(self.out_dir / TRAINED_NAME, self.device)
         model.load_state_dict(state["model"])
@@ -245,7 +255,7 @@ class Trainer:
             self.start_state = {k: v.detach().clone() for k, v in model.state_dict().items()
                                 if v.is_floating_point()}  # fmt: skip
         optimizer, scheduler = self.build_optimizer(model)
-        start, self.resumed_mixed = 0, False
+        start, self.resumed_mixed, self.resumed_settled = 0, False, False
         if resumed is not None:
             start = self.restore(model, optimizer, scheduler, resumed)
             del resumed  # a second copy of the weights and optimizer state, not needed now
@@ -307,15 +317,19 @@ class Trainer:
             # checkpoint, e.g. the paper's "default student" evaluated before training
             self.save(model, optimizer, scheduler, 0)
         settling = settles_from_start(self.config.student)
-        if (mixing or settling) and (start < s.iterations or not self.resumed_mixed):
+        # a finished run resumed with nothing left to train has its last.pt already: rewriting
+        # it would change its file stamp, which eval and predict journals check
+        finished = self.resumed_mixed if mixing else self.resumed_settled
+        if (mixing or settling) and (start < s.iterations or not finished):
+            extra: dict = {}
             if mixing:
                 self.mix_final_weights(model)
+                extra["final_weight_mix"] = s.final_weight_mix
                 log.info("last.pt: %.2f x trained + %.2f x starting weights (raw: %s)",
                          s.final_weight_mix, 1 - s.final_weight_mix, TRAINED_NAME)  # fmt: skip
-            # parts made from the final and the starting weights (the CPU student's
-            # full-resolution detector), after the mix; idempotent, so a rerun may repeat it
-            settle_weights(unwrap(model), self.start_state, self.config.student)
-            extra = {"final_weight_mix": s.final_weight_mix} if mixing else None
+            if settling:  # parts made from the final and the starting weights, after the mix
+                settle_weights(unwrap(model), self.start_state, self.config.student)
+                extra[SETTLED_KEY] = True
             self.save(model, optimizer, scheduler, s.iterations, extra=extra)
         if tb is not None:
             tb.close()

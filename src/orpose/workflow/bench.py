@@ -311,6 +311,16 @@ class BoundRunner:
             return getattr(self.runner, name, False)
         raise AttributeError(name)
 
+    @property
+    def camera(self) -> Any:
+        """The runner's camera (the accuracy pass lifts with the set's: ``lifting_camera``);
+        an AttributeError where the runner has none."""
+        return self.runner.camera
+
+    @camera.setter
+    def camera(self, value: Any) -> None:
+        self.runner.camera = value
+
     def __call__(self, image: np.ndarray, **options: Any) -> list[dict]:
         return self.runner(image, **{**self.options, **options})
 
