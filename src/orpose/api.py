@@ -418,10 +418,10 @@ class _Thresholded:
         original_size: tuple[int, int] | None = None,
         factor: float | None = None,
     ):
-        from orpose.lifting.intrinsics import call_with_original_size
+        from orpose.lifting.intrinsics import call_with_original_size, factor_option
 
         runner = self.predictor.runner
-        options = {"factor": factor} if factor is not None and self.accepts_factor else {}
+        options = {} if factor is None else factor_option(runner, factor)
         found = (
             runner(image, **options)
             if original_size is None

@@ -23,7 +23,7 @@ from orpose.data.images import read_dataset_image
 from orpose.data.lowres import degrade, downsample, results_to_larger
 from orpose.errors import DatasetError
 from orpose.jsonl import JsonlWriter, read_records
-from orpose.lifting.intrinsics import call_with_factor, call_with_original_size
+from orpose.lifting.intrinsics import call_with_original_size, factor_option
 from orpose.scales import scale_label
 
 log = logging.getLogger(__name__)
@@ -103,7 +103,7 @@ def predict_dataset(
                 found = call_with_original_size(predictor, small, size)
                 results = results_to_larger(found, small.shape[1::-1], size)
             else:
-                results = call_with_factor(predictor, degrade(image, scale), scale)
+                results = predictor(degrade(image, scale), **factor_option(predictor, scale))
             for r in results:
                 r["image_id"] = img["id"]
             writer.append({"image_id": img["id"], "results": results})

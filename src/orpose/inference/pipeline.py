@@ -52,7 +52,7 @@ from orpose.inference.render import (
     write_image_rgb,
 )
 from orpose.inference.tracking import PoseTracker
-from orpose.lifting.intrinsics import call_with_original_size
+from orpose.lifting.intrinsics import call_with_original_size, factor_option
 from orpose.paths import file_stamp
 
 log = logging.getLogger(__name__)
@@ -236,12 +236,6 @@ def min_score_option(
     # a result's score is rounded before it meets the threshold: a person just below it in
     # float32 may be kept, so pose from half a rounding step lower
     return {"min_score": (threshold - 0.5 * 10.0**-SCORE_DECIMALS) / bound}
-
-
-def factor_option(predictor: Predictor, factor: float) -> dict[str, float]:
-    """``factor`` for a predictor told how many times a frame was shrunk
-    (``accepts_factor``: the CPU student, which takes its full-resolution detector at 1)."""
-    return {"factor": float(factor)} if getattr(predictor, "accepts_factor", False) else {}
 
 
 def kept_results(

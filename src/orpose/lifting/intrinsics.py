@@ -148,12 +148,11 @@ def call_with_original_size(predictor, image, original_size: tuple[int, int], **
     return predictor(image, **options)
 
 
-def call_with_factor(predictor, image, factor: float, **options):
-    """``predictor(image, **options)`` for an image shrunk ``factor`` times and upsampled back:
-    predictors that pick their detector by it (``accepts_factor``, the CPU student's) are told."""
-    if getattr(predictor, "accepts_factor", False):
-        return predictor(image, factor=float(factor), **options)
-    return predictor(image, **options)
+def factor_option(predictor, factor: float) -> dict[str, float]:
+    """The keyword that tells ``predictor`` its image was shrunk ``factor`` times (and upsampled
+    back): ``{"factor": factor}`` for predictors that pick their detector by it
+    (``accepts_factor``, the CPU student's), nothing for the others."""
+    return {"factor": float(factor)} if getattr(predictor, "accepts_factor", False) else {}
 
 
 # -- reading a camera -----------------------------------------------------------------------------

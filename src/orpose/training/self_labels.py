@@ -23,7 +23,7 @@ from tqdm import tqdm
 from orpose.data.coco import box_iou_xywh
 from orpose.data.lowres import upsample
 from orpose.data.sources import Frame
-from orpose.lifting.intrinsics import call_with_factor
+from orpose.lifting.intrinsics import factor_option
 from orpose.skeleton import NUM_KEYPOINTS, flip_boxes, flip_keypoints
 
 Predictor = Callable[[np.ndarray], list[dict]]
@@ -116,9 +116,9 @@ def self_label(
             continue
         h, w = frame.image.shape[:2]
         big = upsample(frame.image, (round(w * factor), round(h * factor)))
-        plain = call_with_factor(predictor, big, factor)
-        mirror = np.ascontiguousarray(big[:, ::-1])
-        mirrored = unflip(call_with_factor(predictor, mirror, factor), big.shape[1])
+        told = factor_option(predictor, factor)
+        plain = predictor(big, **told)
+        mirrored = unflip(predictor(np.ascontiguousarray(big[:, ::-1]), **told), big.shape[1])
         image_id = len(images) + 1
         images.append({"id": image_id, "file_name": str(Path(frame.source).resolve()),
                        "width": w, "height": h, "stored_downscale": factor})  # fmt: skip

@@ -45,6 +45,7 @@ from typing import Any
 
 import numpy as np
 
+from orpose.lifting.intrinsics import factor_option
 from orpose.teacher.config import TeacherConfig
 
 TEACHER_MIN_PERSON_SCORE = TeacherConfig.min_person_score  # the teacher poses detections above
@@ -328,9 +329,8 @@ class BoundRunner:
 def at_factor(run: Callable, scale: float, native: bool) -> Callable:
     """``run`` for frames shrunk ``scale`` times and upsampled back: told so where it picks its
     detector by the factor (``accepts_factor``, the CPU student)."""
-    if native or not getattr(run, "accepts_factor", False):
-        return run
-    return BoundRunner(run, factor=float(scale))
+    told = {} if native else factor_option(run, scale)
+    return BoundRunner(run, **told) if told else run
 
 
 def student_runners(model, name: str, runtimes: Sequence[str], threads: int, workdir: Path,
