@@ -87,6 +87,16 @@ def test_bad_options_exit_2(tmp_path, args, capsys):
     assert last.startswith(f"orpose adapt: error: argument {args[0]}")
 
 
+def test_temporal_without_stored_downscale_exits_2_before_any_work(tmp_path, capsys):
+    run = run_folder(tmp_path)
+    code = main(["adapt", str(run / "last.pt"), str(tmp_path), "--out", str(tmp_path / "o"),
+                 "--temporal"])  # fmt: skip
+    assert code == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "--temporal" in err[0] and "--stored-downscale" in err[0]
+    assert not (tmp_path / "o").exists()
+
+
 def test_a_missing_checkpoint_exits_2(tmp_path, capsys):
     code = main(["adapt", str(tmp_path / "none.pt"), str(tmp_path), "--out", str(tmp_path / "o")])
     assert code == 2

@@ -122,16 +122,20 @@ def test_the_experiments_steps_make_the_calls_of_their_commands(tmp_path, monkey
             check_steps(experiment_steps(spec, tmp_path / "o"), monkeypatch)
 
 
-@pytest.mark.parametrize("stored_downscale", [1.0, 12])
-def test_adapts_steps_make_the_calls_of_their_commands(tmp_path, monkeypatch, stored_downscale):
+@pytest.mark.parametrize(("stored_downscale", "temporal"), [(1.0, False), (12, False), (12, True)])
+def test_adapts_steps_make_the_calls_of_their_commands(
+    tmp_path, monkeypatch, stored_downscale, temporal
+):
     from orpose.workflow.adapt import AdaptOptions, adapt_steps
     from test_adapt import run_folder
 
     run = run_folder(tmp_path)
     (tmp_path / "lifter.pt").write_bytes(b"")
     opts = AdaptOptions(run / "last.pt", [tmp_path / "frames"], tmp_path / "out",
-                        stored_downscale=stored_downscale, allow_eval_overlap=True)  # fmt: skip
+                        stored_downscale=stored_downscale, allow_eval_overlap=True,
+                        temporal=temporal)  # fmt: skip
     steps, _ = adapt_steps(opts)
+    assert ("--temporal" in steps[0].argv) == temporal
     (tmp_path / "out").mkdir()
     (tmp_path / "out/adapt_config.yaml").write_text(yaml.safe_dump({}))  # written by run_adapt
     check_steps(steps, monkeypatch)

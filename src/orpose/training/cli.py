@@ -85,6 +85,13 @@ def register_self_label(subparsers: argparse._SubParsersAction) -> None:
         help="person score both passes must reach to be kept [0.3]",
     )
     p.add_argument(
+        "--temporal",
+        action="store_true",
+        help="the frames are consecutive recordings (a video, or a folder's frames in name "
+        "order): keep the people that persist over time (ByteTrack over flip-consistent "
+        "candidates, short gaps filled) instead of those scoring --min-score in one frame",
+    )
+    p.add_argument(
         "--video-step",
         type=cli_number(int, min=1, max=10**6),
         default=1,
@@ -107,6 +114,7 @@ def run_self_label(args: argparse.Namespace) -> int:
         video_step=args.video_step,
         device=args.device,
         progress=not args.no_progress,
+        temporal=args.temporal,
     )
 
 
@@ -120,15 +128,18 @@ def self_label(
     video_step: int = 1,
     device: str | None = None,
     progress: bool = True,
+    temporal: bool = False,
 ) -> int:
     """``orpose self-label``: pseudo labels of frames stored only at 1/``stored_downscale``
     (``inputs``: images, folders, videos, COCO files) by the student ``checkpoint`` itself
-    (flip-consistent people scoring at least ``min_score``), written to the COCO file ``out``;
-    prints what it holds. ``progress`` False is ``--no-progress``."""
+    (flip-consistent people scoring at least ``min_score``; with ``temporal``, those that persist
+    over consecutive frames), written to the COCO file ``out``; prints what it holds.
+    ``progress`` False is ``--no-progress``."""
     from orpose.data.coco import write_json_atomic
     from orpose.data.sources import expand_inputs, iter_frames
     from orpose.predictor import StudentPredictor
     from orpose.training.self_labels import self_label as flip_consistent_labels
+    from orpose.training.temporal_labels import TrackRule
 
     # the parser's ranges (cli_number), for a call from Python
     if not 1 < stored_downscale <= 64:
@@ -143,10 +154,12 @@ def self_label(
     predictor = StudentPredictor.from_checkpoint(Path(checkpoint), device)
     frames = iter_frames(specs, video_step)
     labels = flip_consistent_labels(predictor, frames, stored_downscale, min_score,
-                                    progress=progress, total=total)  # fmt: skip
+                                    progress=progress, total=total,
+                                    temporal=TrackRule() if temporal else None)  # fmt: skip
     write_json_atomic(out, labels)
     people = len(labels["annotations"])
-    print(f"{out}: {len(labels['images'])} frames, {people} flip-consistent people "
+    kind = "lasting flip-consistent" if temporal else "flip-consistent"
+    print(f"{out}: {len(labels['images'])} frames, {people} {kind} people "
           f"({people / max(len(labels['images']), 1):.2f} per frame)")  # fmt: skip
     return 0
 

@@ -15,6 +15,7 @@ frames' own pixels, each image record marked ``stored_downscale: S``, which the 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
+from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
@@ -25,6 +26,7 @@ from orpose.data.lowres import upsample
 from orpose.data.sources import Frame
 from orpose.lifting.intrinsics import factor_option
 from orpose.skeleton import NUM_KEYPOINTS, flip_boxes, flip_keypoints
+from orpose.training.temporal_labels import TrackRule, temporal_people
 
 Predictor = Callable[[np.ndarray], list[dict]]
 HARD_THRESHOLD = 0.5  # as the teacher's keypoint_threshold: the hard set's confident keypoints
@@ -98,6 +100,12 @@ def annotation(person: dict) -> dict:
     }
 
 
+def sequence_of(frame: Frame) -> str:
+    """Which recording a frame belongs to: its video, or the folder of a still image (frames of
+    one folder, sorted by name, are taken as consecutive)."""
+    return frame.source if frame.frame_index is not None else str(Path(frame.source).parent)
+
+
 def self_label(
     predictor: Predictor,
     frames: Iterable[Frame],
@@ -107,9 +115,15 @@ def self_label(
     agreement: float = 0.05,
     progress: bool = True,
     total: int | None = None,
+    temporal: TrackRule | None = None,
 ) -> dict:
-    """A pseudo-label COCO dict of frames stored at 1/``factor`` (see the module)."""
-    images, annotations, skipped = [], [], 0
+    """A pseudo-label COCO dict of frames stored at 1/``factor`` (see the module). With
+    ``temporal``, the frames are consecutive recordings: flip-consistent people from
+    ``temporal.candidate_score`` on are linked over time and those of lasting, confident
+    tracks kept (:mod:`orpose.training.temporal_labels`) instead of thresholding each frame at
+    ``min_score``."""
+    images, found, sequences, skipped = [], [], [], 0
+    floor = temporal.candidate_score if temporal is not None else min_score
     for frame in tqdm(frames, "self-label", total, unit="img", disable=not progress):
         if frame.image is None:
             skipped += 1
@@ -119,22 +133,39 @@ def self_label(
         told = factor_option(predictor, factor)
         plain = predictor(big, **told)
         mirrored = unflip(predictor(np.ascontiguousarray(big[:, ::-1]), **told), big.shape[1])
-        image_id = len(images) + 1
-        images.append({"id": image_id, "file_name": str(Path(frame.source).resolve()),
+        images.append({"id": len(images) + 1, "file_name": str(Path(frame.source).resolve()),
                        "width": w, "height": h, "stored_downscale": factor})  # fmt: skip
-        for person in consistent_people(plain, mirrored, min_score, min_iou, agreement):
-            ann = annotation(to_small_pixels(person, factor))
-            annotations.append({"id": len(annotations) + 1, "image_id": image_id, **ann})
+        people = consistent_people(plain, mirrored, floor, min_iou, agreement)
+        found.append([to_small_pixels(person, factor) for person in people])
+        sequences.append(sequence_of(frame))
+    if temporal is not None:
+        found = linked_over_time(found, sequences, temporal)
+    annotations = []
+    for image, people in zip(images, found, strict=True):
+        for person in people:
+            annotations.append({"id": len(annotations) + 1, "image_id": image["id"],
+                                **annotation(person)})  # fmt: skip
+    info = {"self_labels": True, "stored_downscale": factor, "min_score": min_score,
+            "skipped_images": skipped}  # fmt: skip
+    if temporal is not None:
+        info["temporal"] = asdict(temporal)
+        del info["min_score"]
     return {
-        "info": {
-            "orpose": {
-                "self_labels": True,
-                "stored_downscale": factor,
-                "min_score": min_score,
-                "skipped_images": skipped,
-            }
-        },
+        "info": {"orpose": info},
         "images": images,
         "annotations": annotations,
         "categories": [{"id": 1, "name": "person", "supercategory": "person"}],
     }
+
+
+def linked_over_time(
+    found: list[list[dict]], sequences: list[str], rule: TrackRule
+) -> list[list[dict]]:
+    """Per frame, the people :func:`temporal_people` keeps, each recording linked on its own."""
+    out: list[list[dict]] = [[] for _ in found]
+    for sequence in dict.fromkeys(sequences):
+        where = [i for i, s in enumerate(sequences) if s == sequence]
+        for i, people in zip(where, temporal_people([found[i] for i in where], rule),
+                             strict=True):  # fmt: skip
+            out[i] = people
+    return out

@@ -6,7 +6,8 @@ a student that knows that room. Two kinds of recordings:
 - full-resolution frames: the teacher labels them (``orpose label``, single pass by default),
   as the general pool was labelled;
 - frames stored only at 1/S (privacy-preserving recordings): the student labels them itself,
-  flip-consistently (``orpose self-label``), and trains on them at S.
+  flip-consistently (``orpose self-label``; with ``temporal``, the people that persist over
+  consecutive frames), and trains on them at S.
 
 Then the student is trained further from its checkpoint (``orpose train`` with ``init_weights``)
 on those labels oversampled ``oversample`` times, mixed with the general pool it was trained on,
@@ -46,6 +47,7 @@ class AdaptOptions:
     preset: str = "single"
     video_step: int = 10
     min_score: float = 0.3
+    temporal: bool = False  # self-labelling: keep the people that persist over time
     # train even if the frames are images of an evaluation set (``orpose train
     # --allow-eval-overlap``): e.g. MVOR's own test camera, deliberately
     allow_eval_overlap: bool = False
@@ -118,10 +120,12 @@ def adapt_steps(opts: AdaptOptions) -> tuple[list[Step], Path]:
         labels = out / "labels/self_labels.json"
         argv = ["self-label", opts.checkpoint, *frames, "--stored-downscale",
                 opts.stored_downscale, "--min-score", opts.min_score, "--video-step",
-                opts.video_step, "--out", labels, "--no-progress"]  # fmt: skip
+                opts.video_step, *(["--temporal"] if opts.temporal else []), "--out", labels,
+                "--no-progress"]  # fmt: skip
         run = call(stages.self_label, opts.checkpoint, [Path(f) for f in frames], labels,
                    stored_downscale=float(opts.stored_downscale), min_score=opts.min_score,
-                   video_step=opts.video_step, progress=False)  # fmt: skip
+                   video_step=opts.video_step, progress=False,
+                   temporal=opts.temporal)  # fmt: skip
         why = "the student labels the low-resolution frames itself, flip-consistently"
         label = Step("self-label", argv, [labels], why, run)
     else:
@@ -159,6 +163,8 @@ def run_adapt(opts: AdaptOptions) -> Path:
     """Run (or resume) an adaptation; returns the adapted checkpoint."""
     if not opts.checkpoint.is_file():
         raise UserError(f"{opts.checkpoint}: no such checkpoint")
+    if opts.temporal and opts.stored_downscale <= 1:
+        raise UserError("--temporal: only with --stored-downscale (frames the student labels)")
     student_config(opts.checkpoint)  # a checkpoint that is not a student stops before any work
     steps, checkpoint = adapt_steps(opts)
     runner = StepRunner(opts.out)

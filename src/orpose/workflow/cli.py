@@ -382,6 +382,12 @@ def register_adapt(subparsers: argparse._SubParsersAction) -> None:
         default=0.3,
         help="self-labelling: person score both passes must reach [0.3]",
     )
+    p.add_argument(
+        "--temporal",
+        action="store_true",
+        help="self-labelling of consecutive recordings (with --stored-downscale): keep the "
+        "people that persist over time instead of those scoring --min-score in one frame",
+    )
     p.set_defaults(func=run_adapt_cli)
 
 
@@ -395,6 +401,7 @@ def run_adapt_cli(args: argparse.Namespace) -> int:
         pool=args.pool, oversample=args.oversample, iterations=args.iterations,
         lifter=args.lifter, preset=args.preset, video_step=args.video_step,
         min_score=args.min_score, allow_eval_overlap=args.allow_eval_overlap,
+        temporal=args.temporal,
     )  # fmt: skip
     try:
         checkpoint = run_adapt(opts)
