@@ -290,13 +290,22 @@ def test_graph_runs_a_crop_sizes_trunk_only_for_its_people(student, images, tmp_
     assert torch.equal(default, runner.detect(images[3], factor=1.0)["scores"])
     other = reference.detect(images[3], factor=12.0)["scores"]
     assert other.shape != default.shape or (other - default).abs().max() > 1e-3
-    # TorchScript: the same trace, its crop sizes scripted branches too
+    # TorchScript: the same trace, its crop sizes scripted branches too, with the graph's
+    # optional inputs: the image alone is full resolution from the model's own score
     script = torch.jit.load(str(export_torchscript(apart, tmp_path / "s.pt", sample)))
-    with torch.no_grad():
-        scripted = dict(zip(OUTPUT_NAMES, script(_tensor(images[3])), strict=True))
-    ours = reference.detect(images[3])
-    for key in ("keypoints", "keypoints_soft_branch", "keypoints_hard_branch"):
-        assert (ours[key][..., :2] - scripted[key][..., :2]).norm(dim=-1).max() < 0.01, key
+    for image, options, scripted_options in (
+        (images[3], {}, {}),
+        (blurred, {"factor": 12.0}, {"factor": torch.tensor(12.0)}),
+        (images[3], {"min_score": 0.5}, {"min_score": torch.tensor(0.5)}),
+    ):
+        with torch.no_grad():
+            scripted = dict(zip(OUTPUT_NAMES, script(_tensor(image), **scripted_options),
+                                strict=True))  # fmt: skip
+        ours = reference.detect(image, **options)
+        assert 0 < len(ours["boxes"]) == len(scripted["boxes"]), options
+        for key in ("keypoints", "keypoints_soft_branch", "keypoints_hard_branch"):
+            gap = (ours[key][..., :2] - scripted[key][..., :2]).norm(dim=-1).max()
+            assert gap < 0.01, (key, options)
     nobody = copy.deepcopy(student)
     nobody.config.pose_min_score = 1.0
     out = OnnxStudent(export_onnx(nobody, tmp_path / "nobody.onnx", sample)).detect(images[0])

@@ -283,6 +283,57 @@ def _traced(wrapper: ExportableStudent, args: tuple[torch.Tensor, ...]) -> nn.Mo
         return torch.jit.trace(wrapper, args, check_trace=False)
 
 
+def _optional_inputs(wrapper: ExportableStudent) -> dict[str, float]:
+    """The graph's optional inputs after the image, in order, with their values when a caller
+    gives none: ``min_score`` (the model's own), then ``factor`` (1: full resolution)."""
+    defaults = {}
+    if wrapper.takes_min_score:
+        defaults[MIN_SCORE_NAME] = _min_score_default(wrapper.model)
+    if wrapper.takes_factor:
+        if not wrapper.takes_min_score:
+            raise ValueError("a graph with a factor input must take min_score too")
+        defaults[FACTOR_NAME] = 1.0
+    return defaults
+
+
+class _MinScoreDefault(nn.Module):
+    """A traced student of ``(image, min_score)`` callable as ``(image, min_score=None)``: a
+    trace has no default arguments, the ONNX graph's optional inputs do."""
+
+    def __init__(self, traced: nn.Module, min_score: float):
+        super().__init__()
+        self.traced = traced
+        self.min_score = min_score
+
+    def forward(self, image: torch.Tensor, min_score: torch.Tensor | None = None):
+        if min_score is None:
+            min_score = torch.tensor(self.min_score)
+        return self.traced(image, min_score)
+
+
+class _FactorDefault(nn.Module):
+    """A traced student of ``(image, min_score, factor)`` callable as ``(image, min_score=None,
+    factor=None)`` (see :class:`_MinScoreDefault`; ``factor`` 1: full resolution)."""
+
+    def __init__(self, traced: nn.Module, min_score: float, factor: float):
+        super().__init__()
+        self.traced = traced
+        self.min_score = min_score
+        self.factor = factor
+
+    def forward(
+        self,
+        image: torch.Tensor,
+        min_score: torch.Tensor | None = None,
+        factor: torch.Tensor | None = None,
+    ):
+        if min_score is None:
+            min_score = torch.tensor(self.min_score)
+        if factor is None:
+            factor = torch.tensor(self.factor)
+        return self.traced(image, min_score, factor)
+
+
 def _min_score_default(model: nn.Module) -> float:
     """The model's own least detection score to pose (the graph's :data:`MIN_SCORE_NAME`
     default)."""
@@ -332,13 +383,7 @@ def export_onnx(
     sample = sample_image() if sample is None else sample
     names = list(wrapper.output_names)
     dynamic = {INPUT_NAME: {1: "height", 2: "width"}, **{n: {0: "people"} for n in names}}
-    defaults = {}  # the optional inputs and their values when a caller gives none
-    if wrapper.takes_min_score:
-        defaults[MIN_SCORE_NAME] = _min_score_default(wrapper.model)
-    if wrapper.takes_factor:
-        if not wrapper.takes_min_score:
-            raise ValueError("a graph with a factor input must take min_score too")
-        defaults[FACTOR_NAME] = 1.0
+    defaults = _optional_inputs(wrapper)
     args = (sample, *(torch.tensor(v) for v in defaults.values()))
     inputs = [INPUT_NAME, *defaults]
     traced = wrapper if native or not skip_empty_crops else _traced(wrapper, args)
@@ -369,18 +414,26 @@ def export_onnx(
 def export_torchscript(
     model: ORPoseStudent, path: Path | str, sample: torch.Tensor | None = None
 ) -> Path:
-    """A traced TorchScript module with the same signature as the ONNX graph (``torch.jit.load``).
+    """A TorchScript module with the ONNX graph's signature (``torch.jit.load``): ``(image,
+    min_score=None, factor=None)`` for the students whose graph takes them, ``(image)`` else.
 
     Tracing, not scripting: the student's Python code (dataclass config, ``zip(strict=...)``)
     is outside TorchScript's language; the traced graph shares the ONNX export's code paths.
+    Only the small module that gives the optional inputs their defaults is scripted.
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     wrapper = ExportableStudent(model.cpu()).eval()
     sample = sample_image() if sample is None else sample
-    traced = _traced(wrapper, (sample,))
+    defaults = list(_optional_inputs(wrapper).values())
+    args = (sample, *(torch.tensor(v) for v in defaults))
+    traced = _traced(wrapper, args)
     if traced is wrapper:
         with _quiet_tracing(), torch.no_grad():
-            traced = torch.jit.trace(wrapper, (sample,), check_trace=False)
+            traced = torch.jit.trace(wrapper, args, check_trace=False)
+    if len(defaults) == 1:
+        traced = torch.jit.script(_MinScoreDefault(traced, *defaults))
+    elif len(defaults) == 2:
+        traced = torch.jit.script(_FactorDefault(traced, *defaults))
     traced.save(str(path))
     return path
