@@ -126,7 +126,9 @@ def adapt_steps(opts: AdaptOptions) -> tuple[list[Step], Path]:
                    stored_downscale=float(opts.stored_downscale), min_score=opts.min_score,
                    video_step=opts.video_step, progress=False,
                    temporal=opts.temporal)  # fmt: skip
-        why = "the student labels the low-resolution frames itself, flip-consistently"
+        why = ("the student labels the low-resolution frames itself, "
+               + ("keeping the people that persist over time" if opts.temporal
+                  else "flip-consistently"))  # fmt: skip
         label = Step("self-label", argv, [labels], why, run)
     else:
         labels = out / "labels/teacher_labels.json"
