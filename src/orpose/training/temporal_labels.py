@@ -1,9 +1,10 @@
 """People a student finds only weakly in single frames, kept because they persist over time.
 
-At 12x a clinician in plain view often scores 0.1-0.2 (the MVOR room's 12x recordings: 0.25
-people per frame at 0.3, where two to four stand in view), so a per-frame threshold keeps few of
-them, and a low one keeps clutter too. Over consecutive frames the two differ: a person is found
-again and again at nearly the same place, a false detection comes and goes. This module links
+At 12x a clinician in plain view often scores 0.1-0.3 (the MVOR room's 12x recordings: 0.15
+flip-consistent people per frame from 0.3, where two to four stand in view), so a per-frame
+threshold keeps few of them, and a low one keeps clutter too. Over consecutive frames the two
+differ: a person is found again and again at nearly the same place, a false detection comes and
+goes. This module links
 the flip-consistent candidates of each frame into tracks with ByteTrack (Zhang et al., ECCV
 2022, Roboflow's ``trackers``, as ``orpose predict --track``: confident candidates first, weak
 ones to the tracks left over, a new track only from a confident one) and keeps a track's people
