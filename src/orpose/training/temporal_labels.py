@@ -4,16 +4,15 @@ At 12x a clinician in plain view often scores 0.1-0.3 (the MVOR room's 12x recor
 flip-consistent people per frame from 0.3, where two to four stand in view), so a per-frame
 threshold keeps few of them, and a low one keeps clutter too. Over consecutive frames the two
 differ: a person is found again and again at nearly the same place, a false detection comes and
-goes. This module links
-the flip-consistent candidates of each frame into tracks with ByteTrack (Zhang et al., ECCV
-2022, Roboflow's ``trackers``, as ``orpose predict --track``: confident candidates first, weak
-ones to the tracks left over, a new track only from a confident one) and keeps a track's people
-when the track lasts and scores well on average. Then, as in ByteTrack's own offline results,
-short gaps inside a kept track are filled by linear interpolation of box and keypoints, so the
-frames where the student missed a person it found just before and after become labels, the
-hard examples self-training otherwise never sees. A box that holds other kept people of its frame
-(a group box) or one that another kept person of a better track nearly covers (a duplicate) is
-dropped.
+goes. This module links the flip-consistent candidates of each frame into tracks with ByteTrack
+(Zhang et al., ECCV 2022, Roboflow's ``trackers``, as ``orpose predict --track``: confident
+candidates first, weak ones to the tracks left over, a new track only from a confident one) and
+keeps a track's people when the track lasts and scores well on average. Then, as in ByteTrack's own
+offline results, short gaps inside a kept track are filled by linear interpolation of box and
+keypoints, so the frames where the student missed a person it found just before and after become
+labels, the hard examples self-training otherwise never sees. A box that holds other kept people of
+its frame (a group box) or one that another kept person of a better track nearly covers (a
+duplicate) is dropped.
 
 Input and output: per frame, a list of people ``{"bbox": [x, y, w, h], "score": s,
 "keypoints": (17, 3) array}``; the output people carry ``track`` (an id) and, filled ones,
