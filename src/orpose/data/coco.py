@@ -490,6 +490,18 @@ def box_iou_xywh(a: Any, b: Any) -> np.ndarray:
     return np.asarray(mask.iou(a, b, [0] * len(b)), dtype=np.float64).reshape(len(a), len(b))
 
 
+def box_cover_xywh(a: Any, b: Any) -> np.ndarray:
+    """Matrix ``(A, B)`` of the share of each COCO box of ``a`` (x, y, w, h) that each box of
+    ``b`` covers: pycocotools' rule for crowd boxes (intersection over the first box's area)."""
+    from pycocotools import mask
+
+    a = np.asarray(a, dtype=np.float64).reshape(-1, 4)
+    b = np.asarray(b, dtype=np.float64).reshape(-1, 4)
+    if not len(a) or not len(b):
+        return np.zeros((len(a), len(b)))
+    return np.asarray(mask.iou(a, b, [1] * len(b)), dtype=np.float64).reshape(len(a), len(b))
+
+
 def keypoints_array(annotations: Sequence[dict], field_name: str = "keypoints") -> np.ndarray:
     """Stack one keypoint field of several annotations into ``(N, 17, C)`` (C from the field)."""
     channels = KEYPOINT_FIELDS[field_name]

@@ -64,7 +64,9 @@ def _byte_track(fps: float):
     )
 
 
-def _detections(results: Sequence[dict]):
+def detections_of(results: Sequence[dict]):
+    """People (``bbox`` x, y, w, h and ``score``) as ``supervision`` detections, what the
+    tracker takes; ``data["index"]`` says which person each one is."""
     import supervision as sv
 
     boxes = np.array([r["bbox"] for r in results], dtype=np.float64).reshape(-1, 4)
@@ -143,13 +145,13 @@ class PoseTracker:
         self.frame += 1
         ids: list[int | None] = [None] * len(results)
         kept = [i for i, r in enumerate(results) if r["score"] > LOW_SCORE]
-        detections = _detections([results[i] for i in kept])
+        detections = detections_of([results[i] for i in kept])
         if self.frame == 1:
             # ByteTrack confirms the people of a source's first frame at once; ByteTrackTracker
             # confirms a track at its second detection: it sees the first frame twice (its
             # tracks start there at rest, as they would anyway).
             self.tracker.update(detections)
-            detections = _detections([results[i] for i in kept])
+            detections = detections_of([results[i] for i in kept])
         tracked = self.tracker.update(detections)
         confirmed = {
             int(index): int(tid)

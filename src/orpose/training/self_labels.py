@@ -124,13 +124,13 @@ def self_label(
     ``min_score``."""
     images, found, sequences, skipped = [], [], [], 0
     floor = temporal.candidate_score if temporal is not None else min_score
+    told = factor_option(predictor, factor)
     for frame in tqdm(frames, "self-label", total, unit="img", disable=not progress):
         if frame.image is None:
             skipped += 1
             continue
         h, w = frame.image.shape[:2]
         big = upsample(frame.image, (round(w * factor), round(h * factor)))
-        told = factor_option(predictor, factor)
         plain = predictor(big, **told)
         mirrored = unflip(predictor(np.ascontiguousarray(big[:, ::-1]), **told), big.shape[1])
         images.append({"id": len(images) + 1, "file_name": str(Path(frame.source).resolve()),
@@ -145,11 +145,8 @@ def self_label(
         for person in people:
             annotations.append({"id": len(annotations) + 1, "image_id": image["id"],
                                 **annotation(person)})  # fmt: skip
-    info = {"self_labels": True, "stored_downscale": factor, "min_score": min_score,
-            "skipped_images": skipped}  # fmt: skip
-    if temporal is not None:
-        info["temporal"] = asdict(temporal)
-        del info["min_score"]
+    rule = {"temporal": asdict(temporal)} if temporal is not None else {"min_score": min_score}
+    info = {"self_labels": True, "stored_downscale": factor, **rule, "skipped_images": skipped}
     return {
         "info": {"orpose": info},
         "images": images,

@@ -28,6 +28,8 @@ from itertools import pairwise
 
 import numpy as np
 
+from orpose.data.coco import box_cover_xywh, box_iou_xywh
+
 GAP_DAMPING = 0.9  # an interpolated person's keypoint confidences x 0.9 per frame of distance
 
 
@@ -52,10 +54,9 @@ def link(per_frame: list[list[dict]], rule: TrackRule) -> list[dict[int, dict]]:
     started it (a confident candidate of the previous frame that no track took), is put back:
     the one overlapping the track's first box most.
     """
-    import supervision as sv
     from trackers import ByteTrackTracker
 
-    from orpose.data.coco import box_iou_xywh
+    from orpose.inference.tracking import detections_of
 
     tracker = ByteTrackTracker(
         lost_track_buffer=rule.max_gap,
@@ -68,14 +69,7 @@ def link(per_frame: list[list[dict]], rule: TrackRule) -> list[dict[int, dict]]:
     tracks: dict[int, dict[int, dict]] = defaultdict(dict)
     unlinked: list[dict] = []  # confident candidates of the previous frame without a track
     for t, people in enumerate(per_frame):
-        boxes = np.array([p["bbox"] for p in people], np.float64).reshape(-1, 4)
-        boxes[:, 2:] += boxes[:, :2]
-        detections = sv.Detections(
-            xyxy=boxes,
-            confidence=np.array([p["score"] for p in people], np.float64),
-            data={"index": np.arange(len(people))},
-        )
-        out = tracker.update(detections)
+        out = tracker.update(detections_of(people))
         ids = {int(i): int(tid) for i, tid in zip(out.data.get("index", ()), out.tracker_id,
                                                   strict=True)}  # fmt: skip
         for index, tid in ids.items():
@@ -101,6 +95,11 @@ def consistent_sizes(track: dict[int, dict], max_ratio: float) -> dict[int, dict
     return {t: p for (t, p), ok in zip(track.items(), fine, strict=True) if ok}
 
 
+def mean_score(track: dict[int, dict]) -> float:
+    """A track's people's mean score: how it is kept (:func:`kept`) and ranked."""
+    return float(np.mean([p["score"] for p in track.values()]))
+
+
 def kept(tracks: list[dict[int, dict]], rule: TrackRule) -> list[dict[int, dict]]:
     """The tracks that become labels, their size jumps dropped: long enough, confident enough
     on average."""
@@ -108,8 +107,7 @@ def kept(tracks: list[dict[int, dict]], rule: TrackRule) -> list[dict[int, dict]
     return [
         track
         for track in tracks
-        if len(track) >= rule.min_frames
-        and np.mean([p["score"] for p in track.values()]) >= rule.min_mean_score
+        if len(track) >= rule.min_frames and mean_score(track) >= rule.min_mean_score
     ]
 
 
@@ -138,41 +136,32 @@ def filled(track: dict[int, dict], max_gap: int) -> dict[int, dict]:
     return out
 
 
-def covered(inner: list[float], outer: list[float]) -> float:
-    """The share of box ``inner``'s area (x, y, w, h) that box ``outer`` covers."""
-    x0, y0 = max(inner[0], outer[0]), max(inner[1], outer[1])
-    x1 = min(inner[0] + inner[2], outer[0] + outer[2])
-    y1 = min(inner[1] + inner[3], outer[1] + outer[3])
-    area = max(inner[2] * inner[3], 1e-9)
-    return max(x1 - x0, 0.0) * max(y1 - y0, 0.0) / area
-
-
 GROUP_COVER = 0.8  # a box holding this share of another person's box holds that person
 GROUP_AREA = 3.0  # a box holding someone and this many times their area is not one person
+DUPLICATE_COVER = 0.8  # two boxes each this much inside the other are one person twice
 
 
-def is_group_box(i: int, people: list[dict]) -> bool:
-    """Whether person ``i``'s box holds others rather than one person: it covers
-    ``GROUP_COVER`` of two or more other boxes, or of one at least ``GROUP_AREA`` times
-    smaller (a box around the whole scene that persists, as a tracker may link one, is the
-    case this catches)."""
-    box = people[i]["bbox"]
-    held = [p["bbox"] for j, p in enumerate(people)
-            if j != i and covered(p["bbox"], box) >= GROUP_COVER]  # fmt: skip
-    area = box[2] * box[3]
-    return len(held) >= 2 or any(area >= GROUP_AREA * b[2] * b[3] for b in held)
+def is_group_box(i: int, boxes: np.ndarray, cover: np.ndarray) -> bool:
+    """Whether box ``i`` of a frame's ``boxes`` ``(N, 4)`` holds others rather than one person
+    (``cover[j, i]``: the share of box j inside box i, :func:`box_cover_xywh`): it covers
+    ``GROUP_COVER`` of two or more other boxes, or of one at least ``GROUP_AREA`` times smaller
+    (a box around the whole scene that persists, as a tracker may link one, is the case this
+    catches)."""
+    held = [j for j in range(len(boxes)) if j != i and cover[j, i] >= GROUP_COVER]
+    area = boxes[:, 2] * boxes[:, 3]
+    return len(held) >= 2 or any(area[i] >= GROUP_AREA * area[j] for j in held)
 
 
 def without_group_and_duplicate_boxes(people: list[dict], ranks: list[float]) -> list[dict]:
-    """One frame's kept people less group boxes (:func:`is_group_box`) and duplicates (80% of
-    the box inside a better-ranked person's and 80% of that one inside it)."""
-    n = len(people)
-    order = sorted((i for i in range(n) if not is_group_box(i, people)), key=lambda i: -ranks[i])
+    """One frame's kept people less group boxes (:func:`is_group_box`) and duplicates (each box
+    ``DUPLICATE_COVER`` inside the other; the better-ranked one stays)."""
+    boxes = np.array([p["bbox"] for p in people], np.float64).reshape(-1, 4)
+    cover = box_cover_xywh(boxes, boxes)
+    order = sorted((i for i in range(len(people)) if not is_group_box(i, boxes, cover)),
+                   key=lambda i: -ranks[i])  # fmt: skip
     chosen: list[int] = []
     for i in order:
-        box = people[i]["bbox"]
-        if not any(covered(box, people[j]["bbox"]) >= 0.8 and covered(people[j]["bbox"], box)
-                   >= 0.8 for j in chosen):  # fmt: skip
+        if not any(min(cover[i, j], cover[j, i]) >= DUPLICATE_COVER for j in chosen):
             chosen.append(i)
     return [people[i] for i in sorted(chosen)]
 
@@ -181,7 +170,7 @@ def temporal_people(per_frame: list[list[dict]], rule: TrackRule) -> list[list[d
     """Per frame, the people of the kept tracks, gaps filled (see the module)."""
     out: list[list[tuple[dict, float]]] = [[] for _ in per_frame]
     for number, track in enumerate(kept(link(per_frame, rule), rule)):
-        rank = float(np.mean([p["score"] for p in track.values()]))
+        rank = mean_score(track)
         for t, person in filled(track, rule.max_gap).items():
             out[t].append(({**person, "track": number}, rank))
     result = []
