@@ -502,6 +502,20 @@ def box_cover_xywh(a: Any, b: Any) -> np.ndarray:
     return np.asarray(mask.iou(a, b, [1] * len(b)), dtype=np.float64).reshape(len(a), len(b))
 
 
+def detections_of(results: Sequence[dict]):
+    """People (``bbox`` x, y, w, h and ``score``) as ``supervision`` detections, what
+    ByteTrack (``trackers``) takes; ``data["index"]`` says which person each one is."""
+    import supervision as sv
+
+    boxes = np.array([r["bbox"] for r in results], dtype=np.float64).reshape(-1, 4)
+    boxes[:, 2:] += boxes[:, :2]  # xywh -> xyxy
+    return sv.Detections(
+        xyxy=boxes,
+        confidence=np.array([r["score"] for r in results], dtype=np.float64),
+        data={"index": np.arange(len(results))},
+    )
+
+
 def keypoints_array(annotations: Sequence[dict], field_name: str = "keypoints") -> np.ndarray:
     """Stack one keypoint field of several annotations into ``(N, 17, C)`` (C from the field)."""
     channels = KEYPOINT_FIELDS[field_name]

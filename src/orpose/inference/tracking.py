@@ -35,6 +35,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from orpose.data.coco import detections_of
 from orpose.errors import UserError
 
 TRACK_LIBRARY = "trackers>=2.1,<2.2"
@@ -61,20 +62,6 @@ def _byte_track(fps: float):
         minimum_consecutive_frames=2,
         minimum_iou_threshold=MIN_IOU,
         high_conf_det_threshold=MATCH_SCORE,
-    )
-
-
-def detections_of(results: Sequence[dict]):
-    """People (``bbox`` x, y, w, h and ``score``) as ``supervision`` detections, what the
-    tracker takes; ``data["index"]`` says which person each one is."""
-    import supervision as sv
-
-    boxes = np.array([r["bbox"] for r in results], dtype=np.float64).reshape(-1, 4)
-    boxes[:, 2:] += boxes[:, :2]  # xywh -> xyxy
-    return sv.Detections(
-        xyxy=boxes,
-        confidence=np.array([r["score"] for r in results], dtype=np.float64),
-        data={"index": np.arange(len(results))},
     )
 
 

@@ -28,7 +28,7 @@ from itertools import pairwise
 
 import numpy as np
 
-from orpose.data.coco import box_cover_xywh, box_iou_xywh
+from orpose.data.coco import box_cover_xywh, box_iou_xywh, detections_of
 
 GAP_DAMPING = 0.9  # an interpolated person's keypoint confidences x 0.9 per frame of distance
 
@@ -55,8 +55,6 @@ def link(per_frame: list[list[dict]], rule: TrackRule) -> list[dict[int, dict]]:
     the one overlapping the track's first box most.
     """
     from trackers import ByteTrackTracker
-
-    from orpose.inference.tracking import detections_of
 
     tracker = ByteTrackTracker(
         lost_track_buffer=rule.max_gap,
