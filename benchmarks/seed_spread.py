@@ -17,25 +17,23 @@ import argparse
 import sys
 from pathlib import Path
 
-import numpy as np
-
+from orpose.evaluation.report import mean_and_spread
 from orpose.workflow.report_page import read_metrics
 
 
 def spread(files: list[Path], columns: list[str]) -> dict[str, dict[str, tuple[float, ...]]]:
-    """Per scale and column: (mean, lowest, highest) over the files' values."""
-    runs = [{row["scale"]: row for row in read_metrics(f)} for f in files]
-    scales = [s for s in runs[0] if all(s in run for run in runs)]
-    out: dict[str, dict[str, tuple[float, ...]]] = {}
-    for scale in scales:
-        out[scale] = {}
-        for column in columns:
-            try:
-                values = np.array([float(run[scale][column]) for run in runs])
-            except (KeyError, ValueError):
-                raise SystemExit(f"a file lacks column {column!r} at scale {scale}") from None
-            out[scale][column] = (float(values.mean()), float(values.min()), float(values.max()))
-    return out
+    """Per scale and column: (mean, lowest, highest) over the files' values (the summary that
+    ``orpose experiment`` makes of a run with ``seeds``)."""
+    runs = [read_metrics(f) for f in files]
+    for f, run in zip(files, runs, strict=True):
+        missing = [c for c in columns if not run or c not in run[0]]
+        if missing:
+            raise SystemExit(f"{f}: no column {missing[0]!r}")
+    means, spreads = mean_and_spread(runs)
+    return {
+        mean["scale"]: {c: (mean[c], *low_high[c]) for c in columns}
+        for mean, low_high in zip(means, spreads, strict=True)
+    }
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -166,3 +166,74 @@ def test_pseudo_labels_holding_an_evaluation_image_are_refused(tmp_path, capsys,
     loaded.allow_eval_overlap = True
     steps = {s.name: s for s in experiment_steps(loaded, tmp_path / "o")}
     assert steps["all-train"].argv[-1] == "--allow-eval-overlap"
+
+
+SEEDED = SPEC.replace("schedule: {iterations: 5}", "schedule: {iterations: 5}\nseeds: [3, 7]")
+
+
+def test_a_training_run_with_seeds_trains_and_scores_once_per_seed(tmp_path):
+    spec = load_experiment(write(tmp_path, SEEDED))
+    steps = {s.name: s for s in experiment_steps(spec, tmp_path / "o")}
+    assert [n for n in steps if n.startswith("all")] == [
+        "all-seed3-train", "all-seed3-eval-mvor", "all-seed3-eval-val",
+        "all-seed7-train", "all-seed7-eval-mvor", "all-seed7-eval-val",
+    ]  # fmt: skip
+    train = steps["all-seed7-train"].command
+    # the seed comes last, after the spec's and the run's overrides, so that it is the one used
+    assert train.endswith("--set solver.seed=7") and "o/runs/all/seed7/train" in train
+    assert "o/runs/all/seed7/train/last.pt" in steps["all-seed7-eval-val"].command
+    assert "o/runs/all/seed7/val/eval" in steps["all-seed7-eval-val"].command
+    assert "teacher-mvor-eval" in steps  # the teacher is deterministic: no seeds
+    # a run's own seeds replace the spec's; an empty list is one run with the config's seed
+    one = load_experiment(write(tmp_path, SEEDED.replace(
+        "label: ORPose_all}", "label: ORPose_all, seeds: []}")))  # fmt: skip
+    assert "all-train" in {s.name for s in experiment_steps(one, tmp_path / "o")}
+
+
+def test_the_table_of_a_run_with_seeds_shows_their_mean_and_spread(tmp_path):
+    spec = load_experiment(write(tmp_path, SEEDED))
+    out = tmp_path / "o"
+    write_metrics(out / "runs/all/seed3/mvor/eval", [
+        {"scale": "1x", "box_ap": 40.0, "keypoint_ap": 45.0, "mpjpe_mm": 150.0},
+        {"scale": "12x", "box_ap": 20.0, "keypoint_ap": 24.0, "mpjpe_mm": 190.0},
+    ])  # fmt: skip
+    write_metrics(out / "runs/all/seed7/mvor/eval", [
+        {"scale": "1x", "box_ap": 42.0, "keypoint_ap": 44.0, "mpjpe_mm": 160.0},
+        {"scale": "12x", "box_ap": 26.0, "keypoint_ap": 27.0, "mpjpe_mm": 200.0},
+    ])  # fmt: skip
+    write_metrics(out / "runs/all/seed3/val/eval", [
+        {"scale": "1x", "box_ap": 50.0, "keypoint_ap": 61.0, "mpjpe_mm": ""},
+    ])  # fmt: skip
+    text = write_experiment_report(spec, out, []).read_text()
+    # the row's name counts the seeds of its least finished set (one seed of val so far)
+    row = "| ORPose_all (mean of 1 of 2 seeds) | 41.0 / 44.5 / 155.0 | 23.0 / 25.5 / 195.0 | "
+    assert row in text
+    assert ("| ORPose_all: lowest-highest of the seeds | 40.0-42.0 / 44.0-45.0 / 150.0-160.0 | "
+            "20.0-26.0 / 24.0-27.0 / 190.0-200.0 |") in text  # fmt: skip
+    # the means are written as one run's file, with the spread beside them
+    with open(out / "runs/all/mvor/seeds/metrics.csv") as f:
+        means = {row["scale"]: row for row in csv.DictReader(f)}
+    assert float(means["12x"]["keypoint_ap"]) == 25.5 and means["12x"]["seeds"] == "2"
+    with open(out / "runs/all/mvor/seeds/metrics_spread.csv") as f:
+        spread = {row["scale"]: row for row in csv.DictReader(f)}
+    assert float(spread["1x"]["mpjpe_mm_lowest"]) == 150.0
+    assert float(spread["1x"]["mpjpe_mm_highest"]) == 160.0
+    with open(out / "runs/all/val/seeds/metrics.csv") as f:
+        assert next(csv.DictReader(f))["seeds"] == "1"
+    assert (out / "table1_mvor_vs_scale.png").stat().st_size > 1000  # the spread as a band
+
+
+@pytest.mark.parametrize(
+    ("edit", "message"),
+    [
+        (lambda s: s.replace("{teacher: single}", "{teacher: single, seeds: [1]}"),
+         "runs.teacher.seeds: only a training run"),
+        (lambda s: s.replace("seeds: [3, 7]", "seeds: [3, 3]"), "seeds: a seed is given twice"),
+        (lambda s: s.replace("seeds: [3, 7]", "seeds: [-1]"), "seeds: must be >= 0"),
+    ],
+)  # fmt: skip
+def test_bad_seeds_name_the_file_and_the_key(tmp_path, edit, message):
+    path = write(tmp_path, edit(SEEDED))
+    with pytest.raises(ConfigError, match=re.escape(f"{path}: ")) as err:
+        load_experiment(path)
+    assert message in str(err.value)

@@ -113,9 +113,11 @@ def test_the_demos_steps_make_the_calls_of_their_commands(monkeypatch):
 def test_the_experiments_steps_make_the_calls_of_their_commands(tmp_path, monkeypatch):
     from orpose.paths import configs_dir
     from orpose.workflow.experiment import experiment_steps, load_experiment
-    from test_experiment_sets import SPEC, write
+    from test_experiment_sets import SEEDED, SPEC, write
 
-    for path in (write(tmp_path, SPEC), configs_dir() / "experiments/cpu.yaml"):
+    shipped = [configs_dir() / f"experiments/{name}.yaml" for name in ("cpu", "demo_seeds")]
+    (tmp_path / "seeded").mkdir()
+    for path in (write(tmp_path, SPEC), write(tmp_path / "seeded", SEEDED), *shipped):
         for allow in (False, True):
             spec = load_experiment(path)
             spec.allow_eval_overlap = allow

@@ -193,3 +193,60 @@ def save_reports(reports: list[ScaleReport], out_dir: Path | str) -> tuple[Path,
         writer.writeheader()
         writer.writerows(rows)
     return json_path, csv_path
+
+
+def _number(value: object) -> float:
+    """A metrics cell as a float: an empty or unreadable cell (no 3D ground truth) is NaN."""
+    try:
+        return float(value)  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        return float("nan")
+
+
+def mean_and_spread(runs: list[list[dict]]) -> tuple[list[dict], list[dict]]:
+    """The rows of one recipe's ``metrics.csv`` over several training seeds, summarised: per
+    scale found in every run, the mean of each column (``seeds``: how many runs), and the
+    (lowest, highest) pair of each column. A single run resolves nothing finer than its seed's
+    spread (up to 3 AP points and 8 mm on the 61 MVOR frames, docs/student.md), so recipes are
+    compared by these means."""
+    if not runs:
+        return [], []
+    by_scale = [{row["scale"]: row for row in run} for run in runs]
+    scales = [s for s in by_scale[0] if all(s in run for run in by_scale)]
+    columns = [c for c in runs[0][0] if c != "scale" and all(c in run[0] for run in runs if run)]
+    means, spreads = [], []
+    for scale in scales:
+        mean: dict = {"scale": scale}
+        spread: dict = {"scale": scale}
+        for column in columns:
+            values = [_number(run[scale].get(column)) for run in by_scale]
+            mean[column] = float(sum(values) / len(values))
+            known = not any(map(math.isnan, values))
+            spread[column] = (min(values), max(values)) if known else (math.nan, math.nan)
+        mean["seeds"] = len(runs)
+        means.append(mean)
+        spreads.append(spread)
+    return means, spreads
+
+
+def save_seed_summary(runs: list[list[dict]], out_dir: Path | str) -> tuple[Path, Path]:
+    """``metrics.csv`` of the means (read like any evaluation's) and ``metrics_spread.csv``
+    (``COLUMN_lowest``, ``COLUMN_highest`` per scale) of several seeds' runs, in ``out_dir``."""
+    means, spreads = mean_and_spread(runs)
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    flat = []
+    for row in spreads:
+        flat.append({"scale": row["scale"]})
+        for column, (lowest, highest) in ((c, v) for c, v in row.items() if c != "scale"):
+            flat[-1].update({f"{column}_lowest": lowest, f"{column}_highest": highest})
+    paths = []
+    for name, rows in (("metrics.csv", means), ("metrics_spread.csv", flat)):
+        path = out_dir / name
+        fieldnames = list(dict.fromkeys(key for row in rows for key in row)) or ["scale"]
+        with open(path, "w", newline="", encoding="utf-8") as f:
+            writer = csv.DictWriter(f, fieldnames=fieldnames, restval="")
+            writer.writeheader()
+            writer.writerows(rows)
+        paths.append(path)
+    return paths[0], paths[1]

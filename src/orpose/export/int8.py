@@ -9,7 +9,8 @@ export.
 How (:func:`quantize_graph`): ``onnxruntime.quantization.quantize_static`` with a
 :class:`~onnxruntime.quantization.CalibrationDataReader` over real frames, ``QuantFormat.QDQ``,
 uint8 activations and int8 weights per output channel (U8S8, what ONNX Runtime's x86 kernels
-run with AVX-512 VNNI), MinMax calibration. Only convolutions are quantized
+run with AVX-512 VNNI) kept to 7 bits (so that CPUs without VNNI do not overflow), MinMax
+calibration. Only convolutions are quantized
 (:data:`OP_TYPES`): the graph around them is box decoding, NMS, RoIAlign, heatmap decoding and
 index arithmetic, which int8 would break and which costs little; the lifters (fully connected
 layers, a small part of a person's cost) stay fp32 too.
@@ -372,6 +373,10 @@ def _quantize_static(fp32_path: Path, out_path: Path, reader, excluded: list[str
             per_channel=True,
             activation_type=QuantType.QUInt8,
             weight_type=QuantType.QInt8,
+            # 7-bit weights: without AVX-512 VNNI (an AVX2 CPU) ONNX Runtime's U8S8 kernels sum
+            # pairs of u8 x s8 products into 16 bits, which 8-bit weights overflow (ONNX
+            # Runtime's quantization docs, "saturation"); a file made on one CPU runs on others
+            reduce_range=True,
             nodes_to_exclude=excluded,
             calibrate_method=CalibrationMethod.MinMax,
         )

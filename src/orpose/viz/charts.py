@@ -91,13 +91,16 @@ def plot_models_versus_scale(
     path: Path | str,
     title: str = "",
     panels: Sequence[tuple[str, str]] = BOX_AND_KEYPOINT_AP,
+    spreads: dict[str, Sequence[dict]] | None = None,
 ) -> Path:
     """AP against the downscale factor, one line per model, one panel per metric.
 
     ``rows`` maps a model's name (teacher, student, ...) to its ``metrics.csv`` rows (``scale``
     and each panel's column, in %); ``panels`` lists ``(column, title)``: by default box AP and
     keypoint AP, the paper's question in one picture, namely which model holds up as the image
-    shrinks (``KEYPOINT_AP_BY_SIZE``: the same by person size).
+    shrinks (``KEYPOINT_AP_BY_SIZE``: the same by person size). ``spreads`` maps a model of
+    ``rows`` (the mean of several training seeds) to rows of (lowest, highest) pairs: drawn as a
+    band around its line, so that a difference inside it reads as the seed's.
     """
     # AP panels share one % axis; an MPJPE panel (mm, lower is better) gets its own
     in_mm = [key.startswith("mpjpe") for key, _ in panels]
@@ -113,8 +116,13 @@ def plot_models_versus_scale(
         )
         xs = [p[0] for p in points]
         all_scales.update(xs)
+        band = {str(r["scale"]): r for r in (spreads or {}).get(name, [])}
         for ax, (key, _) in zip(axes, panels, strict=True):
-            ax.plot(xs, [_value(r[key]) for _, r in points], "o-", label=name)
+            (line,) = ax.plot(xs, [_value(r[key]) for _, r in points], "o-", label=name)
+            pairs = [band.get(str(r["scale"]), {}).get(key) for _, r in points]
+            if pairs and all(isinstance(pair, tuple) for pair in pairs):
+                ax.fill_between(xs, [pair[0] for pair in pairs], [pair[1] for pair in pairs],
+                                color=line.get_color(), alpha=0.2, linewidth=0)  # fmt: skip
     for ax, (_, label) in zip(axes, panels, strict=True):
         ax.set_title(label)
         ax.set_xlabel("downscale factor s")

@@ -13,7 +13,9 @@ Every run becomes calls of the stages' functions (label / train / eval, with typ
 executed as resumable steps and recorded as the ordinary ``orpose`` commands they equal; the
 tables are then read back from each run's ``metrics.csv``. ``schedule`` shrinks every training
 run the same way (CPU versions of the paper's schedules), ``set`` overrides config keys of all of
-them (for example a smaller backbone).
+them (for example a smaller backbone). ``seeds`` trains every training run once per seed: its
+table row is the mean over the seeds, with a row of their lowest-highest values under it, since
+the seed alone moves one run of the demo's recipe by up to 3 AP points (docs/student.md).
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ from typing import Any
 
 from orpose.config import build, option, read_yaml_with_base
 from orpose.errors import ConfigError, ExperimentError
+from orpose.evaluation.report import mean_and_spread, save_seed_summary
 from orpose.paths import configs_dir, expand_shared
 from orpose.scales import scale_label, scale_tag
 from orpose.workflow import stages
@@ -88,6 +91,7 @@ class RunKeys:
     model: str | None = None  # a student checkpoint
     set: list[str] = field(default_factory=list)
     label: str | None = None
+    seeds: list[int] | None = option(None, min=0)  # this training run's seeds (default: the spec's)
 
 
 @dataclass
@@ -104,6 +108,9 @@ class SpecKeys:
     init_weights: str | None = None
     schedule: ScheduleKeys = field(default_factory=ScheduleKeys)
     set: list[str] = field(default_factory=list)
+    # every training run once per seed (solver.seed), tabled as the mean and the spread;
+    # empty: one run with its config's seed
+    seeds: list[int] = option(default_factory=list, min=0)
     eval: EvalKeys = field(default_factory=EvalKeys)
     runs: dict[str, Any] = field(default_factory=dict)  # name -> RunKeys, built one by one
     tables: list[Any] = field(default_factory=list)  # TableSpec, built one by one
@@ -122,6 +129,11 @@ class RunSpec:
     value: str  # teacher preset, config file, or checkpoint
     set: list[str] = field(default_factory=list)
     label: str = ""  # the row's name in the tables
+    seeds: list[int] = field(default_factory=list)  # training runs: one training per seed
+
+    def seed_folders(self, folder: Path) -> dict[int, Path]:
+        """Each seed's folder inside the run's (empty without seeds: the run's own folder)."""
+        return {seed: folder / f"seed{seed}" for seed in self.seeds}
 
 
 @dataclass
@@ -185,13 +197,19 @@ def _fail(path: Path, key: str, message: str) -> ConfigError:
     return ConfigError(f"{path}: {key}: {message}")
 
 
-def _run(name: str, run: Any, path: Path) -> RunSpec:
+def _run(name: str, run: Any, path: Path, seeds: list[int]) -> RunSpec:
     keys = build(RunKeys, run, str(path), f"runs.{name}.")
     kinds = [k for k in RUN_KINDS if getattr(keys, k) is not None]
     if len(kinds) != 1:
         raise _fail(path, f"runs.{name}", f"give exactly one of {', '.join(RUN_KINDS)}")
     kind = kinds[0]
-    return RunSpec(name, kind, getattr(keys, kind), keys.set, keys.label or name)
+    if keys.seeds is not None and kind != "train":
+        raise _fail(path, f"runs.{name}.seeds", "only a training run (train:) has seeds")
+    seeds = (seeds if keys.seeds is None else keys.seeds) if kind == "train" else []
+    if len(set(seeds)) != len(seeds):
+        where = f"runs.{name}.seeds" if keys.seeds is not None else "seeds"
+        raise _fail(path, where, f"a seed is given twice: {seeds}")
+    return RunSpec(name, kind, getattr(keys, kind), keys.set, keys.label or name, list(seeds))
 
 
 def load_experiment(path: Path | str) -> ExperimentSpec:
@@ -208,7 +226,7 @@ def load_experiment(path: Path | str) -> ExperimentSpec:
         raise _fail(path, "gt", "missing: the labelled COCO file to evaluate on")
     if not keys.scales:
         raise _fail(path, "scales", "expected at least one downscale factor")
-    runs = {name: _run(name, run, path) for name, run in keys.runs.items()}
+    runs = {name: _run(name, run, path, keys.seeds) for name, run in keys.runs.items()}
     if not runs:
         raise _fail(path, "runs", "no run defined")
     tables = []
@@ -333,8 +351,9 @@ def teacher_steps(run: RunSpec, spec: ExperimentSpec, evaluation: EvaluationSet,
     return steps
 
 
-def train_step(run: RunSpec, spec: ExperimentSpec, folder: Path) -> Step:
-    """``orpose train`` of one run, with the spec's data, starting weights and overrides."""
+def train_step(run: RunSpec, spec: ExperimentSpec, folder: Path, seed: int | None = None) -> Step:
+    """``orpose train`` of one run, with the spec's data, starting weights and overrides (and
+    ``solver.seed``, last, when the run has seeds)."""
     config = find_config(run.value, spec.path)
     sets = [f"data.train=[{','.join(spec.train)}]"]
     if spec.lifter:
@@ -342,18 +361,21 @@ def train_step(run: RunSpec, spec: ExperimentSpec, folder: Path) -> Step:
     if spec.init_weights:
         sets.append(f"init_weights={spec.init_weights}")
     sets += [*spec.set, *schedule_overrides(config, spec, run.set), *run.set]
+    if seed is not None:
+        sets.append(f"solver.seed={seed}")
     argv = ["train", config, "--out", folder / "train", "--resume",
             *[a for s in sets for a in ("--set", s)]]  # fmt: skip
     if spec.allow_eval_overlap:
         argv.append("--allow-eval-overlap")
     run_train = call(stages.train, config, folder / "train", sets, resume=True,
                      allow_eval_overlap=spec.allow_eval_overlap)  # fmt: skip
-    return Step(f"{run.name}-train", argv, [folder / "train/last.pt"], f"training of {run.label}",
-                run_train)  # fmt: skip
+    name = f"{run.name}-seed{seed}" if seed is not None else run.name
+    what = f"training of {run.label}" + (f", seed {seed}" if seed is not None else "")
+    return Step(f"{name}-train", argv, [folder / "train/last.pt"], what, run_train)
 
 
 def model_eval_step(run: RunSpec, spec: ExperimentSpec, evaluation: EvaluationSet, gt: Path,
-                    folder: Path, checkpoint: Path) -> Step:  # fmt: skip
+                    folder: Path, checkpoint: Path, seed: int | None = None) -> Step:  # fmt: skip
     """``orpose eval --model`` of a student at every scale on one evaluation set."""
     options, values = [], {}
     if spec.max_detections:
@@ -370,7 +392,8 @@ def model_eval_step(run: RunSpec, spec: ExperimentSpec, evaluation: EvaluationSe
     run_eval = call(stages.evaluate, gt, folder / "eval", model=checkpoint, plot=False,
                     scales=[float(s) for s in spec.scales], **values)  # fmt: skip
     what = "its AP per scale" + (f" on {evaluation.label}" if evaluation.name else "")
-    return Step(f"{run.name}-eval{evaluation.suffix()}", argv, [folder / "eval/metrics.csv"], what,
+    name = f"{run.name}-seed{seed}" if seed is not None else run.name
+    return Step(f"{name}-eval{evaluation.suffix()}", argv, [folder / "eval/metrics.csv"], what,
                 run_eval)  # fmt: skip
 
 
@@ -416,15 +439,17 @@ def experiment_steps(spec: ExperimentSpec, out: Path, only: list[str] | None = N
             for e in spec.evaluations:
                 steps += teacher_steps(run, spec, e, e.data_file(out), e.folder(folder))
             continue
-        if run.kind == "train":
-            training = train_step(run, spec, folder)
-            steps.append(training)
-            checkpoint = training.outputs[0]
-        else:
-            checkpoint = Path(expand_shared(run.value))
-        for e in spec.evaluations:
-            steps.append(model_eval_step(run, spec, e, e.data_file(out), e.folder(folder),
-                                         checkpoint))  # fmt: skip
+        # a training run trains once per seed, each in a folder of its own, scored after each
+        for seed, seed_folder in (run.seed_folders(folder) or {None: folder}).items():
+            if run.kind == "train":
+                training = train_step(run, spec, seed_folder, seed)
+                steps.append(training)
+                checkpoint = training.outputs[0]
+            else:
+                checkpoint = Path(expand_shared(run.value))
+            for e in spec.evaluations:
+                steps.append(model_eval_step(run, spec, e, e.data_file(out),
+                                             e.folder(seed_folder), checkpoint, seed))  # fmt: skip
     for step in steps:
         step.argv = [str(a) for a in step.argv]
     return steps
@@ -434,26 +459,76 @@ def _cells(row: dict, columns: list[str]) -> str:
     return " / ".join(metric_cell(row.get(c)) for c in columns)
 
 
-def evaluations_table(spec: ExperimentSpec, out: Path, table: TableSpec) -> tuple[str, dict]:
+@dataclass
+class RunResult:
+    """What a table shows of one run on one evaluation set: its metrics rows (one per scale;
+    the seeds' means for a run with seeds), their lowest-highest pairs and the row labels."""
+
+    label: str
+    rows: list[dict]
+    spread: list[dict] | None = None  # (lowest, highest) per column, runs with seeds only
+    spread_label: str = ""
+    finished: int = 0  # seeds whose evaluation was read
+
+
+def run_result(run: RunSpec, run_folder: Path, evaluation: EvaluationSet) -> RunResult:
+    """A run's ``eval/metrics.csv`` on one evaluation set. For a run with seeds, each finished
+    seed's is read and their means (``metrics.csv``) and spread (``metrics_spread.csv``) are
+    written into the set's ``seeds/`` folder of the run (beside, never over, the ``eval/`` of an
+    earlier run without seeds), for tools that read one file per run."""
+    folder = evaluation.folder(run_folder)
+    if not run.seeds:
+        path = folder / "eval/metrics.csv"
+        return RunResult(run.label, read_metrics(path) if path.exists() else [])
+    finished = []
+    for seed_folder in run.seed_folders(run_folder).values():
+        path = evaluation.folder(seed_folder) / "eval/metrics.csv"
+        if path.exists():
+            finished.append(read_metrics(path))
+    if not finished:
+        return RunResult(run.label, [])
+    save_seed_summary(finished, folder / "seeds")
+    means, spread = mean_and_spread(finished)
+    count = str(len(finished)) if len(finished) == len(run.seeds) else \
+        f"{len(finished)} of {len(run.seeds)}"  # fmt: skip
+    noun = "seed" if len(run.seeds) == 1 else "seeds"
+    return RunResult(f"{run.label} (mean of {count} {noun})", means, spread,
+                     f"{run.label}: lowest-highest of the seeds", len(finished))  # fmt: skip
+
+
+def evaluations_table(spec: ExperimentSpec, out: Path,
+                      table: TableSpec) -> tuple[str, dict, dict]:  # fmt: skip
     """One Markdown table over every evaluation set: a row per run (and per published row of
     ``table.paper``), a column per set and scale whose cell holds the set's metrics ("box AP /
-    kpt AP / MPJPE mm"). Also returns, per set, the runs' metrics rows (for the charts)."""
+    kpt AP / MPJPE mm"). Also returns, per set, the runs' metrics rows and the seeds' spreads
+    (for the charts)."""
     scales = [scale_label(s) for s in spec.scales]
     header = ["model"] + [f"{e.label} {s}" for e in spec.evaluations for s in scales]
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     per_set: dict[str, dict[str, list[dict]]] = {e.name: {} for e in spec.evaluations}
+    spreads: dict[str, dict[str, list[dict]]] = {e.name: {} for e in spec.evaluations}
     for name in table.rows:
         run = spec.runs[name]
-        cells = [run.label]
-        for e in spec.evaluations:
-            path = e.folder(out / "runs" / name) / "eval/metrics.csv"
-            rows = read_metrics(path) if path.exists() else []
-            if rows:
-                per_set[e.name][run.label] = rows
-            by_scale = {r["scale"]: r for r in rows}
+        results = [run_result(run, out / "runs" / name, e) for e in spec.evaluations]
+        # the row's name counts the seeds of the set where the fewest have finished
+        label = min((r for r in results if r.rows), key=lambda r: r.finished,
+                    default=RunResult(run.label, [])).label  # fmt: skip
+        cells, spread_cells = [label], []
+        for e, result in zip(spec.evaluations, results, strict=True):
+            if result.rows:
+                per_set[e.name][label] = result.rows
+            if result.spread:
+                spreads[e.name][label] = result.spread
+            by_scale = {r["scale"]: r for r in result.rows}
             cells += [_cells(by_scale[s], e.columns or []) if s in by_scale else "not run"
                       for s in scales]  # fmt: skip
+            spread = {r["scale"]: r for r in result.spread or []}
+            spread_cells += [_cells(spread[s], e.columns or []) if s in spread else "-"
+                             for s in scales]  # fmt: skip
         lines.append("| " + " | ".join(cells) + " |")
+        spread_label = next((r.spread_label for r in results if r.spread), "")
+        if spread_label:
+            lines.append("| " + " | ".join([spread_label, *spread_cells]) + " |")
     for published in table.paper:
         figures = spec.paper[published]
         cells = [f"paper: {published}"]
@@ -462,7 +537,7 @@ def evaluations_table(spec: ExperimentSpec, out: Path, table: TableSpec) -> tupl
         lines.append("| " + " | ".join(cells) + " |")
     legend = "; ".join(f"{e.label}: " + " / ".join(METRIC_NAMES[c] for c in e.columns or [])
                        for e in spec.evaluations)  # fmt: skip
-    return "\n".join(lines) + f"\n\nCells: {legend}.", per_set
+    return "\n".join(lines) + f"\n\nCells: {legend}.", per_set, spreads
 
 
 def write_experiment_report(spec: ExperimentSpec, out: Path, records) -> Path:
@@ -486,7 +561,7 @@ def write_experiment_report(spec: ExperimentSpec, out: Path, records) -> Path:
     for i, table in enumerate(spec.tables, start=1):
         parts.append(f"## {table.title}")
         if named:
-            text, per_set = evaluations_table(spec, out, table)
+            text, per_set, spreads = evaluations_table(spec, out, table)
             parts.append(text)
             for e in spec.evaluations:
                 if not per_set[e.name]:
@@ -494,20 +569,22 @@ def write_experiment_report(spec: ExperimentSpec, out: Path, records) -> Path:
                 panels = [(c, f"{e.label}: {METRIC_NAMES[c]}") for c in e.columns or []]
                 chart = plot_models_versus_scale(per_set[e.name],
                                                  out / f"table{i}_{e.name}_vs_scale.png",
-                                                 table.title, panels)  # fmt: skip
+                                                 table.title, panels, spreads[e.name])  # fmt: skip
                 parts.append(image_link(chart, out, f"{table.title}: {e.label} per scale"))
             continue
-        models, missing = {}, []
+        models, rows, bands, missing = {}, {}, {}, []
         for name in table.rows:
-            path = out / "runs" / name / "eval/metrics.csv"
-            if path.exists():
-                models[spec.runs[name].label] = read_metrics(path)
-            else:
+            result = run_result(spec.runs[name], out / "runs" / name, spec.evaluations[0])
+            if not result.rows:
                 missing.append(name)
+                continue
+            models[result.label] = rows[result.label] = result.rows
+            if result.spread:
+                rows[result.spread_label] = bands[result.label] = result.spread
         if models:
-            parts.append(metrics_table(models, scales))
+            parts.append(metrics_table(rows, scales))
             chart = plot_models_versus_scale(models, out / f"table{i}_ap_vs_scale.png",
-                                             table.title)  # fmt: skip
+                                             table.title, spreads=bands)  # fmt: skip
             parts.append(image_link(chart, out, f"{table.title}: AP versus downscale factor"))
         if missing:
             parts.append(f"Not run yet: {', '.join(missing)}.")

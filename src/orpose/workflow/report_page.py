@@ -28,7 +28,12 @@ def read_metrics(path: Path) -> list[dict]:
         return list(csv.DictReader(f))
 
 
-def metric_cell(value: str | float | None) -> str:
+def metric_cell(value: str | float | tuple | None) -> str:
+    """One number of a table, one decimal; a (lowest, highest) pair of several seeds' runs as
+    "lowest-highest"; "-" for nothing measured."""
+    if isinstance(value, tuple):
+        low, high = (metric_cell(v) for v in value)
+        return "-" if "-" in (low, high) else f"{low}-{high}"
     try:
         number = float(value)  # type: ignore[arg-type]
     except (TypeError, ValueError):
