@@ -44,6 +44,9 @@ tables:
 """
 
 
+SEEDED = SPEC.replace("schedule: {iterations: 5}", "schedule: {iterations: 5}\nseeds: [3, 7]")
+
+
 def write(tmp_path: Path, text: str) -> Path:
     path = tmp_path / "spec.yaml"
     path.write_text(text)
@@ -109,10 +112,15 @@ def test_the_table_holds_each_sets_columns_and_the_papers_row(tmp_path):
         (lambda s: s.replace("limit: 7", "limit: 0"), "evaluations.val.limit: must be >= 1"),
         (lambda s: s.replace("  val:\n    gt: val.json", "  val:\n    gts: val.json"),
          "unknown key(s) evaluations.val.gts"),
+        # seeds (the spec's edits apply to its seeded form, whose seeds are [3, 7])
+        (lambda s: s.replace("{teacher: single}", "{teacher: single, seeds: [1]}"),
+         "runs.teacher.seeds: only a training run"),
+        (lambda s: s.replace("seeds: [3, 7]", "seeds: [3, 3]"), "seeds: a seed is given twice"),
+        (lambda s: s.replace("seeds: [3, 7]", "seeds: [-1]"), "seeds: must be >= 0"),
     ],
 )  # fmt: skip
-def test_bad_evaluation_sets_name_the_file_and_the_key(tmp_path, edit, message):
-    path = write(tmp_path, edit(SPEC))
+def test_bad_evaluation_sets_and_seeds_name_the_file_and_the_key(tmp_path, edit, message):
+    path = write(tmp_path, edit(SEEDED))
     with pytest.raises(ConfigError, match=re.escape(f"{path}: ")) as err:
         load_experiment(path)
     assert message in str(err.value)
@@ -168,9 +176,6 @@ def test_pseudo_labels_holding_an_evaluation_image_are_refused(tmp_path, capsys,
     assert steps["all-train"].argv[-1] == "--allow-eval-overlap"
 
 
-SEEDED = SPEC.replace("schedule: {iterations: 5}", "schedule: {iterations: 5}\nseeds: [3, 7]")
-
-
 def test_a_training_run_with_seeds_trains_and_scores_once_per_seed(tmp_path):
     spec = load_experiment(write(tmp_path, SEEDED))
     steps = {s.name: s for s in experiment_steps(spec, tmp_path / "o")}
@@ -221,19 +226,3 @@ def test_the_table_of_a_run_with_seeds_shows_their_mean_and_spread(tmp_path):
     with open(out / "runs/all/val/seeds/metrics.csv") as f:
         assert next(csv.DictReader(f))["seeds"] == "1"
     assert (out / "table1_mvor_vs_scale.png").stat().st_size > 1000  # the spread as a band
-
-
-@pytest.mark.parametrize(
-    ("edit", "message"),
-    [
-        (lambda s: s.replace("{teacher: single}", "{teacher: single, seeds: [1]}"),
-         "runs.teacher.seeds: only a training run"),
-        (lambda s: s.replace("seeds: [3, 7]", "seeds: [3, 3]"), "seeds: a seed is given twice"),
-        (lambda s: s.replace("seeds: [3, 7]", "seeds: [-1]"), "seeds: must be >= 0"),
-    ],
-)  # fmt: skip
-def test_bad_seeds_name_the_file_and_the_key(tmp_path, edit, message):
-    path = write(tmp_path, edit(SEEDED))
-    with pytest.raises(ConfigError, match=re.escape(f"{path}: ")) as err:
-        load_experiment(path)
-    assert message in str(err.value)

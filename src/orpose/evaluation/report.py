@@ -185,14 +185,17 @@ def save_reports(reports: list[ScaleReport], out_dir: Path | str) -> tuple[Path,
     """Write ``metrics.json`` (everything) and ``metrics.csv`` (the table rows) into ``out_dir``."""
     out_dir = Path(out_dir)
     json_path = write_json_atomic(out_dir / "metrics.json", [r.as_dict() for r in reports])
-    csv_path = out_dir / "metrics.csv"
-    rows = [r.row() for r in reports]
+    return json_path, write_rows_csv([r.row() for r in reports], out_dir / "metrics.csv")
+
+
+def write_rows_csv(rows: list[dict], path: Path) -> Path:
+    """Table rows as a CSV file, every key of any row a column (a row without it: empty)."""
     fieldnames = list(dict.fromkeys(key for row in rows for key in row))
-    with open(csv_path, "w", newline="", encoding="utf-8", errors="backslashreplace") as f:
+    with open(path, "w", newline="", encoding="utf-8", errors="backslashreplace") as f:
         writer = csv.DictWriter(f, fieldnames=fieldnames, restval="")
         writer.writeheader()
         writer.writerows(rows)
-    return json_path, csv_path
+    return path
 
 
 def _number(value: object) -> float:
@@ -229,10 +232,10 @@ def mean_and_spread(runs: list[list[dict]]) -> tuple[list[dict], list[dict]]:
     return means, spreads
 
 
-def save_seed_summary(runs: list[list[dict]], out_dir: Path | str) -> tuple[Path, Path]:
+def save_seed_summary(means: list[dict], spreads: list[dict],
+                      out_dir: Path | str) -> tuple[Path, Path]:  # fmt: skip
     """``metrics.csv`` of the means (read like any evaluation's) and ``metrics_spread.csv``
-    (``COLUMN_lowest``, ``COLUMN_highest`` per scale) of several seeds' runs, in ``out_dir``."""
-    means, spreads = mean_and_spread(runs)
+    (``COLUMN_lowest``, ``COLUMN_highest`` per scale) of :func:`mean_and_spread`, in ``out_dir``."""
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     flat = []
@@ -240,13 +243,5 @@ def save_seed_summary(runs: list[list[dict]], out_dir: Path | str) -> tuple[Path
         flat.append({"scale": row["scale"]})
         for column, (lowest, highest) in ((c, v) for c, v in row.items() if c != "scale"):
             flat[-1].update({f"{column}_lowest": lowest, f"{column}_highest": highest})
-    paths = []
-    for name, rows in (("metrics.csv", means), ("metrics_spread.csv", flat)):
-        path = out_dir / name
-        fieldnames = list(dict.fromkeys(key for row in rows for key in row)) or ["scale"]
-        with open(path, "w", newline="", encoding="utf-8") as f:
-            writer = csv.DictWriter(f, fieldnames=fieldnames, restval="")
-            writer.writeheader()
-            writer.writerows(rows)
-        paths.append(path)
-    return paths[0], paths[1]
+    return (write_rows_csv(means, out_dir / "metrics.csv"),
+            write_rows_csv(flat, out_dir / "metrics_spread.csv"))  # fmt: skip

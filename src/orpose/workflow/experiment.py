@@ -487,8 +487,8 @@ def run_result(run: RunSpec, run_folder: Path, evaluation: EvaluationSet) -> Run
             finished.append(read_metrics(path))
     if not finished:
         return RunResult(run.label, [])
-    save_seed_summary(finished, folder / "seeds")
     means, spread = mean_and_spread(finished)
+    save_seed_summary(means, spread, folder / "seeds")
     count = str(len(finished)) if len(finished) == len(run.seeds) else \
         f"{len(finished)} of {len(run.seeds)}"  # fmt: skip
     noun = "seed" if len(run.seeds) == 1 else "seeds"
