@@ -45,6 +45,7 @@ tables:
 
 
 SEEDED = SPEC.replace("schedule: {iterations: 5}", "schedule: {iterations: 5}\nseeds: [3, 7]")
+SOUPED = SEEDED + "soup: true\n"
 
 
 def write(tmp_path: Path, text: str) -> Path:
@@ -117,6 +118,13 @@ def test_the_table_holds_each_sets_columns_and_the_papers_row(tmp_path):
          "runs.teacher.seeds: only a training run"),
         (lambda s: s.replace("seeds: [3, 7]", "seeds: [3, 3]"), "seeds: a seed is given twice"),
         (lambda s: s.replace("seeds: [3, 7]", "seeds: [-1]"), "seeds: must be >= 0"),
+        # the seeds' weight average needs two seeds of a training run
+        (lambda s: s.replace("seeds: [3, 7]", "seeds: [3]") + "soup: true\n",
+         "soup: a weight average needs at least two seeds"),
+        (lambda s: s.replace("label: ORPose_all}", "label: ORPose_all, seeds: [], soup: true}"),
+         "runs.all.soup: a weight average needs a training run with at least two seeds"),
+        (lambda s: s.replace("{teacher: single}", "{teacher: single, soup: true}"),
+         "runs.teacher.soup: a weight average needs a training run"),
     ],
 )  # fmt: skip
 def test_bad_evaluation_sets_and_seeds_name_the_file_and_the_key(tmp_path, edit, message):
@@ -226,3 +234,37 @@ def test_the_table_of_a_run_with_seeds_shows_their_mean_and_spread(tmp_path):
     with open(out / "runs/all/val/seeds/metrics.csv") as f:
         assert next(csv.DictReader(f))["seeds"] == "1"
     assert (out / "table1_mvor_vs_scale.png").stat().st_size > 1000  # the spread as a band
+
+
+def test_the_seeds_weight_average_is_made_scored_and_tabled(tmp_path):
+    spec = load_experiment(write(tmp_path, SOUPED))
+    steps = {s.name: s for s in experiment_steps(spec, tmp_path / "o")}
+    assert [n for n in steps if n.startswith("all")][-3:] == [
+        "all-soup", "all-soup-eval-mvor", "all-soup-eval-val"]  # fmt: skip
+    o = tmp_path / "o"
+    assert steps["all-soup"].argv == ["soup", str(o / "runs/all/seed3/train/last.pt"),
+                                      str(o / "runs/all/seed7/train/last.pt"),
+                                      "--out", str(o / "runs/all/soup/last.pt")]  # fmt: skip
+    assert f"--model {o}/runs/all/soup/last.pt" in steps["all-soup-eval-val"].command
+    assert "o/runs/all/soup/val/eval" in steps["all-soup-eval-val"].command
+    # without soup: no weight average; a run may turn the spec's off
+    assert "all-soup" not in {s.name for s in experiment_steps(
+        load_experiment(write(tmp_path, SEEDED)), tmp_path / "o")}  # fmt: skip
+    off = SOUPED.replace("label: ORPose_all}", "label: ORPose_all, soup: false}")
+    assert "all-soup" not in {s.name for s in experiment_steps(
+        load_experiment(write(tmp_path, off)), tmp_path / "o")}  # fmt: skip
+
+    out = tmp_path / "o"
+    for seed, ap in ((3, 24.0), (7, 27.0)):
+        write_metrics(
+            out / f"runs/all/seed{seed}/mvor/eval",
+            [{"scale": "12x", "box_ap": 20.0, "keypoint_ap": ap, "mpjpe_mm": 190.0}],
+        )
+    write_metrics(
+        out / "runs/all/soup/mvor/eval",
+        [{"scale": "12x", "box_ap": 21.0, "keypoint_ap": 28.5, "mpjpe_mm": 185.0}],
+    )
+    text = write_experiment_report(spec, out, []).read_text()
+    assert "| ORPose_all (mean of 2 seeds) | not run | 20.0 / 25.5 / 190.0 |" in text
+    assert ("| ORPose_all: the 2 seeds' weight average (one student) | not run | "
+            "21.0 / 28.5 / 185.0 | not run | not run |") in text  # fmt: skip

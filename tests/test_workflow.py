@@ -9,6 +9,7 @@ import re
 from pathlib import Path
 
 import pytest
+import torch
 
 from conftest import tiny_dataset_json
 from orpose.errors import ConfigError
@@ -240,9 +241,10 @@ runs:
   teacher: {teacher: single}
   untrained: {train: orpose_fixed_1x.yaml, set: [solver.iterations=0]}
   tiny: {train: orpose_all.yaml}
+  seeded: {train: orpose_all.yaml, seeds: [0, 1], soup: true}
 tables:
   - {title: Table 1, rows: [teacher, untrained]}
-  - {title: Table 2, rows: [tiny]}
+  - {title: Table 2, rows: [tiny, seeded]}
 """,
     )
     # its two images are val500's: trained on deliberately, which must be said
@@ -261,6 +263,17 @@ tables:
         tmp_path / "gt2.json", tmp_path / "exp/runs/teacher/pred_1x.json"), abs=1e-6)  # fmt: skip
     assert (tmp_path / "exp/runs/untrained/train/last.pt").exists()  # iterations=0 -> checkpoint
     assert "| tiny |" in results
+    # two seeds, tabled as their mean, and their weight average made and scored as one student
+    assert "| seeded (mean of 2 seeds) |" in results
+    assert "| seeded: the 2 seeds' weight average (one student) |" in results
+    seeds = [torch.load(tmp_path / f"exp/runs/seeded/seed{s}/train/last.pt",
+                        weights_only=True)["model"] for s in (0, 1)]  # fmt: skip
+    soup = torch.load(tmp_path / "exp/runs/seeded/soup/last.pt", weights_only=True)["model"]
+    assert any(not torch.equal(v, seeds[1][k]) for k, v in seeds[0].items())  # two networks
+    for key, value in soup.items():
+        if value.is_floating_point():
+            torch.testing.assert_close(value, (seeds[0][key] + seeds[1][key]) / 2)
+    assert (tmp_path / "exp/runs/seeded/soup/eval/metrics.csv").exists()
     # a second invocation finds every step done and only rewrites the page
     assert main(["experiment", str(spec), "--out", "exp", "--allow-eval-overlap"]) == 0
     assert "earlier run" in (tmp_path / "exp/results.md").read_text()

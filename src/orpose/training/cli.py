@@ -55,6 +55,36 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     p.set_defaults(func=run_train)
     register_self_label(subparsers)
+    register_soup(subparsers)
+
+
+def register_soup(subparsers: argparse._SubParsersAction) -> None:
+    p = subparsers.add_parser(
+        "soup",
+        help="one student from several trained from the same start (their weights averaged)",
+        description="Average the weights of students trained from the same starting weights "
+        "(the same recipe with other seeds: `--set solver.seed=N`) into one student that runs "
+        "like each of them (a uniform 'model soup', Wortsman et al. 2022). All must share one "
+        "architecture; the result records the files it was made from.",
+    )
+    p.add_argument("checkpoints", nargs="+", type=Path, help="two or more student checkpoints")
+    p.add_argument("--out", type=Path, required=True, help="student checkpoint to write")
+    p.set_defaults(func=run_soup)
+
+
+def run_soup(args: argparse.Namespace) -> int:
+    """``orpose soup``, parsed: :func:`soup`."""
+    return soup(args.checkpoints, args.out)
+
+
+def soup(checkpoints: Sequence[Path], out: Path) -> int:
+    """``orpose soup A.pt B.pt ... --out OUT``: the students' weight average written to
+    ``out`` (:func:`orpose.training.soup.soup_students`); prints what it wrote."""
+    from orpose.training.soup import soup_students
+
+    path = soup_students(checkpoints, out)
+    print(f"{path}: the weight average of {len(checkpoints)} students")
+    return 0
 
 
 def register_self_label(subparsers: argparse._SubParsersAction) -> None:

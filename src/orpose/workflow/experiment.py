@@ -15,7 +15,9 @@ tables are then read back from each run's ``metrics.csv``. ``schedule`` shrinks 
 run the same way (CPU versions of the paper's schedules), ``set`` overrides config keys of all of
 them (for example a smaller backbone). ``seeds`` trains every training run once per seed: its
 table row is the mean over the seeds, with a row of their lowest-highest values under it, since
-the seed alone moves one run of the demo's recipe by up to 3 AP points (docs/student.md).
+the seed alone moves one run of the demo's recipe by up to 3 AP points (docs/student.md);
+with ``soup: true`` the seeds' students are also averaged into one (``orpose soup``) and scored
+as a row of their own.
 """
 
 from __future__ import annotations
@@ -92,6 +94,7 @@ class RunKeys:
     set: list[str] = field(default_factory=list)
     label: str | None = None
     seeds: list[int] | None = option(None, min=0)  # this training run's seeds (default: the spec's)
+    soup: bool | None = None  # also the seeds' weight average as one student (default: the spec's)
 
 
 @dataclass
@@ -111,6 +114,8 @@ class SpecKeys:
     # every training run once per seed (solver.seed), tabled as the mean and the spread;
     # empty: one run with its config's seed
     seeds: list[int] = option(default_factory=list, min=0)
+    # each training run with seeds also as one student: the seeds' weights averaged (orpose soup)
+    soup: bool = False
     eval: EvalKeys = field(default_factory=EvalKeys)
     runs: dict[str, Any] = field(default_factory=dict)  # name -> RunKeys, built one by one
     tables: list[Any] = field(default_factory=list)  # TableSpec, built one by one
@@ -130,6 +135,7 @@ class RunSpec:
     set: list[str] = field(default_factory=list)
     label: str = ""  # the row's name in the tables
     seeds: list[int] = field(default_factory=list)  # training runs: one training per seed
+    soup: bool = False  # the seeds' students also averaged into one (orpose soup) and scored
 
     def seed_folders(self, folder: Path) -> dict[int, Path]:
         """Each seed's folder inside the run's (empty without seeds: the run's own folder)."""
@@ -197,7 +203,7 @@ def _fail(path: Path, key: str, message: str) -> ConfigError:
     return ConfigError(f"{path}: {key}: {message}")
 
 
-def _run(name: str, run: Any, path: Path, seeds: list[int]) -> RunSpec:
+def _run(name: str, run: Any, path: Path, seeds: list[int], soup: bool = False) -> RunSpec:
     keys = build(RunKeys, run, str(path), f"runs.{name}.")
     kinds = [k for k in RUN_KINDS if getattr(keys, k) is not None]
     if len(kinds) != 1:
@@ -209,7 +215,13 @@ def _run(name: str, run: Any, path: Path, seeds: list[int]) -> RunSpec:
     if len(set(seeds)) != len(seeds):
         where = f"runs.{name}.seeds" if keys.seeds is not None else "seeds"
         raise _fail(path, where, f"a seed is given twice: {seeds}")
-    return RunSpec(name, kind, getattr(keys, kind), keys.set, keys.label or name, list(seeds))
+    if keys.soup and len(seeds) < 2:
+        raise _fail(path, f"runs.{name}.soup",
+                    "a weight average needs a training run with at least two seeds")  # fmt: skip
+    # the spec's soup applies to every training run that has seeds to average
+    soup = keys.soup if keys.soup is not None else soup and len(seeds) >= 2
+    return RunSpec(name, kind, getattr(keys, kind), keys.set, keys.label or name, list(seeds),
+                   soup)  # fmt: skip
 
 
 def load_experiment(path: Path | str) -> ExperimentSpec:
@@ -226,7 +238,9 @@ def load_experiment(path: Path | str) -> ExperimentSpec:
         raise _fail(path, "gt", "missing: the labelled COCO file to evaluate on")
     if not keys.scales:
         raise _fail(path, "scales", "expected at least one downscale factor")
-    runs = {name: _run(name, run, path, keys.seeds) for name, run in keys.runs.items()}
+    if keys.soup and len(keys.seeds) < 2:
+        raise _fail(path, "soup", "a weight average needs at least two seeds (seeds:)")
+    runs = {name: _run(name, run, path, keys.seeds, keys.soup) for name, run in keys.runs.items()}
     if not runs:
         raise _fail(path, "runs", "no run defined")
     tables = []
@@ -375,8 +389,9 @@ def train_step(run: RunSpec, spec: ExperimentSpec, folder: Path, seed: int | Non
 
 
 def model_eval_step(run: RunSpec, spec: ExperimentSpec, evaluation: EvaluationSet, gt: Path,
-                    folder: Path, checkpoint: Path, seed: int | None = None) -> Step:  # fmt: skip
-    """``orpose eval --model`` of a student at every scale on one evaluation set."""
+                    folder: Path, checkpoint: Path, part: str = "") -> Step:  # fmt: skip
+    """``orpose eval --model`` of a student at every scale on one evaluation set (``part``: which
+    of the run's students, ``seedN`` or ``soup``, in the step's name)."""
     options, values = [], {}
     if spec.max_detections:
         options += ["--max-detections", spec.max_detections]
@@ -392,9 +407,23 @@ def model_eval_step(run: RunSpec, spec: ExperimentSpec, evaluation: EvaluationSe
     run_eval = call(stages.evaluate, gt, folder / "eval", model=checkpoint, plot=False,
                     scales=[float(s) for s in spec.scales], **values)  # fmt: skip
     what = "its AP per scale" + (f" on {evaluation.label}" if evaluation.name else "")
-    name = f"{run.name}-seed{seed}" if seed is not None else run.name
+    name = f"{run.name}-{part}" if part else run.name
     return Step(f"{name}-eval{evaluation.suffix()}", argv, [folder / "eval/metrics.csv"], what,
                 run_eval)  # fmt: skip
+
+
+def soup_steps(run: RunSpec, spec: ExperimentSpec, out: Path, folder: Path) -> list[Step]:
+    """``orpose soup`` of a run's seeds (``runs/R/soup/last.pt``), then its evaluations."""
+    students = [f / "train/last.pt" for f in run.seed_folders(folder).values()]
+    soup = folder / "soup" / "last.pt"
+    argv = ["soup", *students, "--out", soup]
+    steps = [Step(f"{run.name}-soup", argv, [soup],
+                  f"the weight average of {run.label}'s {len(students)} seeds",
+                  call(stages.soup, students, soup))]  # fmt: skip
+    for e in spec.evaluations:
+        steps.append(model_eval_step(run, spec, e, e.data_file(out), e.folder(soup.parent),
+                                     soup, "soup"))  # fmt: skip
+    return steps
 
 
 def evaluation_set_steps(
@@ -447,9 +476,12 @@ def experiment_steps(spec: ExperimentSpec, out: Path, only: list[str] | None = N
                 checkpoint = training.outputs[0]
             else:
                 checkpoint = Path(expand_shared(run.value))
+            part = f"seed{seed}" if seed is not None else ""
             for e in spec.evaluations:
                 steps.append(model_eval_step(run, spec, e, e.data_file(out),
-                                             e.folder(seed_folder), checkpoint, seed))  # fmt: skip
+                                             e.folder(seed_folder), checkpoint, part))  # fmt: skip
+        if run.soup:
+            steps += soup_steps(run, spec, out, folder)
     for step in steps:
         step.argv = [str(a) for a in step.argv]
     return steps
@@ -496,6 +528,13 @@ def run_result(run: RunSpec, run_folder: Path, evaluation: EvaluationSet) -> Run
                      f"{run.label}: lowest-highest of the seeds", len(finished))  # fmt: skip
 
 
+def soup_result(run: RunSpec, run_folder: Path, evaluation: EvaluationSet) -> RunResult:
+    """The scores of a run's weight-averaged student (``runs/R/soup``) on one set."""
+    path = evaluation.folder(run_folder / "soup") / "eval/metrics.csv"
+    label = f"{run.label}: the {len(run.seeds)} seeds' weight average (one student)"
+    return RunResult(label, read_metrics(path) if path.exists() else [])
+
+
 def evaluations_table(spec: ExperimentSpec, out: Path,
                       table: TableSpec) -> tuple[str, dict, dict]:  # fmt: skip
     """One Markdown table over every evaluation set: a row per run (and per published row of
@@ -529,6 +568,16 @@ def evaluations_table(spec: ExperimentSpec, out: Path,
         spread_label = next((r.spread_label for r in results if r.spread), "")
         if spread_label:
             lines.append("| " + " | ".join([spread_label, *spread_cells]) + " |")
+        if run.soup:
+            soups = [soup_result(run, out / "runs" / name, e) for e in spec.evaluations]
+            soup_cells = [soups[0].label]
+            for e, result in zip(spec.evaluations, soups, strict=True):
+                if result.rows:
+                    per_set[e.name][result.label] = result.rows
+                by_scale = {r["scale"]: r for r in result.rows}
+                soup_cells += [_cells(by_scale[s], e.columns or []) if s in by_scale
+                               else "not run" for s in scales]  # fmt: skip
+            lines.append("| " + " | ".join(soup_cells) + " |")
     for published in table.paper:
         figures = spec.paper[published]
         cells = [f"paper: {published}"]
@@ -581,6 +630,9 @@ def write_experiment_report(spec: ExperimentSpec, out: Path, records) -> Path:
             models[result.label] = rows[result.label] = result.rows
             if result.spread:
                 rows[result.spread_label] = bands[result.label] = result.spread
+            soup = soup_result(spec.runs[name], out / "runs" / name, spec.evaluations[0])
+            if spec.runs[name].soup and soup.rows:
+                models[soup.label] = rows[soup.label] = soup.rows
         if models:
             parts.append(metrics_table(rows, scales))
             chart = plot_models_versus_scale(models, out / f"table{i}_ap_vs_scale.png",

@@ -13,7 +13,8 @@ tests/test_workflow_calls.py):
 - ``train``: :func:`train` here, which is :func:`orpose.api.train` (``orpose.train``, which the
   verb shares: :func:`orpose.training.cli.train_from_args`) and the verb's closing lines;
 - ``predict``: :func:`orpose.inference.cli.predict`;
-- ``self-label``: :func:`orpose.training.cli.self_label`.
+- ``self-label``: :func:`orpose.training.cli.self_label`;
+- ``soup``: :func:`orpose.training.cli.soup`.
 """
 
 from __future__ import annotations
@@ -28,7 +29,7 @@ from orpose.evaluation import cli as evaluation_cli
 from orpose.inference.cli import predict
 from orpose.lifting.cli import lift_train
 from orpose.teacher.cli import label
-from orpose.training.cli import self_label
+from orpose.training.cli import self_label, soup
 
 __all__ = [
     "evaluate",
@@ -38,6 +39,7 @@ __all__ = [
     "predict",
     "self_label",
     "show",
+    "soup",
     "subset",
     "train",
 ]
