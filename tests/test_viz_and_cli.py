@@ -48,6 +48,7 @@ VERB_WORDS = {
     "lift": ("mocap", "subjects"),
     "train": ("--resume", "--eval-set", "KEY=VALUE"),
     "self-label": ("agree", "averaged", "stored_downscale"),
+    "soup": ("Wortsman", "architecture"),
     "eval": ("--gt", "--pred", "--max-detections", "--skip-bad-images"),
     "predict": ("--track", "--smooth", "--overlay", "--root-depth"),
     "export": ("--opset", "--format", "--tolerance", "--check-images"),
