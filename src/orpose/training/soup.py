@@ -14,7 +14,6 @@ is then a broken network, which nothing here can detect, so the sources are reco
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -22,6 +21,7 @@ import torch
 
 from orpose.checkpoints.student import load_student, student_state
 from orpose.errors import ModelError, UserError
+from orpose.manifest import sha256_of
 from orpose.safe_checkpoint import write_checkpoint
 
 __all__ = ["soup_students"]
@@ -37,14 +37,6 @@ def _differences(first: dict, other: dict, prefix: str = "") -> list[str]:
         elif a != b:
             out.append(f"{prefix}{key}")
     return out
-
-
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def soup_students(paths: Sequence[Path | str], out: Path | str) -> Path:
@@ -78,5 +70,5 @@ def soup_students(paths: Sequence[Path | str], out: Path | str) -> Path:
                 averaged[key] = value
     soup = models[0]
     soup.load_state_dict(averaged)
-    record = [{"file": p.name, "sha256": _sha256(p)} for p in paths]
+    record = [{"file": p.name, "sha256": sha256_of(p)} for p in paths]
     return write_checkpoint({**student_state(soup), "soup": record}, out)

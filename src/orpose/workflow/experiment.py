@@ -491,6 +491,13 @@ def _cells(row: dict, columns: list[str]) -> str:
     return " / ".join(metric_cell(row.get(c)) for c in columns)
 
 
+def _scale_cells(rows: list[dict] | None, columns: list[str], scales: list[str],
+                 absent: str) -> list[str]:  # fmt: skip
+    """One table cell per scale from a run's rows (``absent`` where a scale has no row)."""
+    by_scale = {r["scale"]: r for r in rows or []}
+    return [_cells(by_scale[s], columns) if s in by_scale else absent for s in scales]
+
+
 @dataclass
 class RunResult:
     """What a table shows of one run on one evaluation set: its metrics rows (one per scale;
@@ -558,12 +565,8 @@ def evaluations_table(spec: ExperimentSpec, out: Path,
                 per_set[e.name][label] = result.rows
             if result.spread:
                 spreads[e.name][label] = result.spread
-            by_scale = {r["scale"]: r for r in result.rows}
-            cells += [_cells(by_scale[s], e.columns or []) if s in by_scale else "not run"
-                      for s in scales]  # fmt: skip
-            spread = {r["scale"]: r for r in result.spread or []}
-            spread_cells += [_cells(spread[s], e.columns or []) if s in spread else "-"
-                             for s in scales]  # fmt: skip
+            cells += _scale_cells(result.rows, e.columns or [], scales, "not run")
+            spread_cells += _scale_cells(result.spread, e.columns or [], scales, "-")
         lines.append("| " + " | ".join(cells) + " |")
         spread_label = next((r.spread_label for r in results if r.spread), "")
         if spread_label:
@@ -574,9 +577,7 @@ def evaluations_table(spec: ExperimentSpec, out: Path,
             for e, result in zip(spec.evaluations, soups, strict=True):
                 if result.rows:
                     per_set[e.name][result.label] = result.rows
-                by_scale = {r["scale"]: r for r in result.rows}
-                soup_cells += [_cells(by_scale[s], e.columns or []) if s in by_scale
-                               else "not run" for s in scales]  # fmt: skip
+                soup_cells += _scale_cells(result.rows, e.columns or [], scales, "not run")
             lines.append("| " + " | ".join(soup_cells) + " |")
     for published in table.paper:
         figures = spec.paper[published]
@@ -630,9 +631,10 @@ def write_experiment_report(spec: ExperimentSpec, out: Path, records) -> Path:
             models[result.label] = rows[result.label] = result.rows
             if result.spread:
                 rows[result.spread_label] = bands[result.label] = result.spread
-            soup = soup_result(spec.runs[name], out / "runs" / name, spec.evaluations[0])
-            if spec.runs[name].soup and soup.rows:
-                models[soup.label] = rows[soup.label] = soup.rows
+            if spec.runs[name].soup:
+                soup = soup_result(spec.runs[name], out / "runs" / name, spec.evaluations[0])
+                if soup.rows:
+                    models[soup.label] = rows[soup.label] = soup.rows
         if models:
             parts.append(metrics_table(rows, scales))
             chart = plot_models_versus_scale(models, out / f"table{i}_ap_vs_scale.png",
