@@ -12,7 +12,7 @@ from conftest import person_keypoints
 from orpose.cli import main
 from orpose.data.coco import DatasetError, PoseDataset, load_pose_dataset
 from orpose.evaluation.coco_ap import evaluate_ap
-from orpose.evaluation.mpjpe import compute_mpjpe, oks_matrix
+from orpose.evaluation.mpjpe import compute_mpjpe, oks_matrix, score_order_matches
 from orpose.evaluation.predictions import load_predictions
 
 
@@ -111,6 +111,72 @@ def test_mpjpe_by_hand_on_a_tiny_case():
     shifted[0]["keypoints3d"] = (good + [10, 20, 3000]).reshape(-1).tolist()
     assert compute_mpjpe(gt, shifted).mpjpe == pytest.approx(150 / 7)
     assert compute_mpjpe(gt, []).missed == 1
+
+
+def test_matched_mpjpe_does_not_reward_a_low_score_duplicate():
+    """The best-OKS figures take a low-score duplicate whose 3D happens to be right; the matched
+    figure keeps the person's higher-scoring prediction, and leaves out a person nobody reaches."""
+    gt = _gt_with_3d()
+    second = copy.deepcopy(gt.annotations[0])
+    second.update(id=2, bbox=[200, 40, 60, 170],
+                  keypoints=person_keypoints(230, 50).reshape(-1).tolist())  # fmt: skip
+    gt = PoseDataset(images=gt.images, annotations=[gt.annotations[0], second])
+    gt3d = np.asarray(gt.annotations[0]["keypoints3d"]).reshape(17, 4)[:, :3]
+    rel = gt3d - (gt3d[11] + gt3d[12]) / 2
+    off = rel.copy()
+    off[5] += [30, 40, 0]  # 50 mm off on the left shoulder
+    near = person_keypoints(100, 50)
+    near[:, 0] += 1.0  # one pixel off: OKS just below the duplicate's
+    results = [
+        {"image_id": 5, "bbox": [0, 0, 1, 1], "score": 0.9,
+         "keypoints": near.reshape(-1).tolist(), "keypoints3d": off.reshape(-1).tolist()},
+        {"image_id": 5, "bbox": [0, 0, 1, 1], "score": 0.06,  # exact 2D, exact 3D
+         "keypoints": person_keypoints(100, 50).reshape(-1).tolist(),
+         "keypoints3d": rel.reshape(-1).tolist()},
+    ]  # fmt: skip
+    res = compute_mpjpe(gt, results)
+    assert res.persons == 2 and res.persons_matched == 1
+    # best OKS: person 1 takes the exact duplicate (0 mm); person 2, far from both, takes the
+    # nearer one, whose 3D is person 1's
+    second3d = np.asarray(second["keypoints3d"]).reshape(17, 4)[:, :3]  # the same 3D as person 1
+    assert np.allclose(second3d, gt3d)
+    assert res.mpjpe < 50 / 7
+    # matched: person 1 keeps the 0.9 prediction: 50 mm on one of its 7 visible joints
+    assert res.mpjpe_matched == pytest.approx(50 / 7)
+    assert score_order_matches(gt.annotations, results) == {1: 0}
+
+
+def test_score_order_matches_equal_pycocotools_at_oks_half(val500):
+    """The one-to-one match of ``mpjpe_matched`` is COCOeval's at its first OKS threshold (0.5),
+    with the box area as the OKS scale, on a crowded image with perturbed, duplicated people."""
+    gt = load_pose_dataset(val500)
+    counts = {}
+    for a in gt.annotations:
+        if a.get("num_keypoints", 0) > 3 and not a.get("iscrowd", 0):
+            counts[a["image_id"]] = counts.get(a["image_id"], 0) + 1
+    image_id = max(counts, key=counts.get)
+    anns = [a for a in gt.annotations_of(image_id)
+            if a.get("num_keypoints", 0) > 0 and not a.get("iscrowd", 0)]  # fmt: skip
+    sub = PoseDataset(gt.images, anns)
+    results = perturbed(gt_as_results(sub), seed=1) + perturbed(gt_as_results(sub), seed=2)
+    gtd = copy.deepcopy(sub.to_json())
+    for a in gtd["annotations"]:
+        a["area"] = a["bbox"][2] * a["bbox"][3]
+    coco_gt = COCO()
+    coco_gt.dataset = gtd
+    coco_gt.createIndex()
+    ev = COCOeval(coco_gt, coco_gt.loadRes(copy.deepcopy(results)), "keypoints")
+    ev.params.imgIds = [image_id]
+    ev.params.maxDets = [len(results)]
+    ev.evaluate()
+    done = next(e for e in ev.evalImgs if e is not None and e["aRng"] == ev.params.areaRng[0])
+    loaded = coco_gt.loadRes(copy.deepcopy(results)).dataset["annotations"]
+    by_dt_id = {d["id"]: i for i, d in enumerate(loaded)}  # loadRes numbers them in file order
+    pairs = zip(done["gtIds"], done["gtMatches"][0], strict=True)
+    expected = {int(g): by_dt_id[int(d)] for g, d in pairs if d > 0}
+    ours = score_order_matches(anns, results)
+    assert len(expected) >= 3  # several people, each also duplicated at another score
+    assert ours == expected
 
 
 def test_oks_matches_pycocotools_compute_oks(val500):

@@ -45,6 +45,9 @@ class ScaleReport:
             "mpjpe_mm": self.mpjpe.mpjpe if self.mpjpe else float("nan"),
             "mpjpe_official_mm": self.mpjpe.mpjpe_official if self.mpjpe else float("nan"),
             "mpjpe_persons": self.mpjpe.persons if self.mpjpe else 0,
+            # one-to-one in score order at OKS >= 0.5: does not reward low-score candidates
+            "mpjpe_matched_mm": self.mpjpe.mpjpe_matched if self.mpjpe else float("nan"),
+            "mpjpe_matched_persons": self.mpjpe.persons_matched if self.mpjpe else 0,
             "predictions": self.num_predictions,
         }
         if self.pck is not None:
@@ -118,6 +121,7 @@ def format_table(reports: list[ScaleReport]) -> str:
         "Keypoint3D-MPJPE",
         "(official conv.)",
         "3D persons",
+        "MPJPE matched (persons)",
         "Shown R/P",
     )
     with_pck = any(rep.pck is not None for rep in reports)
@@ -138,6 +142,9 @@ def format_table(reports: list[ScaleReport]) -> str:
                 _fmt(r["mpjpe_mm"]),
                 _fmt(r["mpjpe_official_mm"]),
                 str(r["mpjpe_persons"]) if rep.mpjpe else "-",
+                f"{_fmt(r['mpjpe_matched_mm'])} ({r['mpjpe_matched_persons']})"
+                if rep.mpjpe
+                else "-",
                 _shown(rep.shown),
             )
         )
