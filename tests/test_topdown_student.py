@@ -237,6 +237,7 @@ def test_graph_runs_a_crop_sizes_trunk_only_for_its_people(student, images, tmp_
         weight.add_(torch.randn(weight.shape, generator=torch.Generator().manual_seed(0))
                     * weight.std())  # fmt: skip
         _detectors_apart(apart)
+        _lifters_apart(apart)
     sample = _tensor(images[0])
     branched = export_onnx(apart, tmp_path / "branched.onnx", sample)
     flat = export_onnx(apart, tmp_path / "flat.onnx", sample, skip_empty_crops=False)
@@ -275,8 +276,9 @@ def test_graph_runs_a_crop_sizes_trunk_only_for_its_people(student, images, tmp_
     ours, theirs = reference.detect(images[3], min_score=0.5), runner.detect(images[3], 0.5)
     assert 0 < len(theirs["boxes"]) == len(ours["boxes"]) < len(used_people)
     assert (ours["keypoints"][..., :2] - theirs["keypoints"][..., :2]).norm(dim=-1).max() < 0.05
-    # the optional factor input picks the detector as PyTorch does: the full-resolution one at
-    # 1 (the default), the trained one for a frame shrunk 12x and upsampled back
+    # the optional factor input picks the detector and the lifters as PyTorch does: the
+    # full-resolution ones at 1 (the default), the trained ones for a frame shrunk 12x and
+    # upsampled back
     assert runner.accepts_factor and runners[1].accepts_factor
     blurred = degrade(images[3], 12)
     for factor, image in ((1.0, images[3]), (12.0, blurred), (1.0, blurred)):
@@ -286,6 +288,8 @@ def test_graph_runs_a_crop_sizes_trunk_only_for_its_people(student, images, tmp_
             assert 0 < len(ours["boxes"]) == len(theirs["boxes"]), factor
             gap = (ours["keypoints"][..., :2] - theirs["keypoints"][..., :2]).norm(dim=-1)
             assert (gap < 0.05).float().mean() > 0.98, factor
+            gap3d = (ours["keypoints3d"] - theirs["keypoints3d"]).norm(dim=-1)
+            assert (gap3d < 1.0).float().mean() > 0.98, factor
     default = runner.detect(images[3])["scores"]
     assert torch.equal(default, runner.detect(images[3], factor=1.0)["scores"])
     other = reference.detect(images[3], factor=12.0)["scores"]
@@ -319,6 +323,73 @@ def _detectors_apart(model) -> None:
     for p in model.detector.parameters():
         if p.dim() > 1 and p.numel() > 1:
             p.add_(torch.randn(p.shape, generator=generator) * p.std() * 0.01)
+
+
+def _lifters_apart(model) -> None:
+    """The trained lifters made different from the full-resolution ones (they start equal)."""
+    generator = torch.Generator().manual_seed(2)
+    for p in [*model.head.lift_soft.parameters(), *model.head.lift_hard.parameters()]:
+        if p.dim() > 1:
+            p.add_(torch.randn(p.shape, generator=generator) * p.std() * 0.2)
+
+
+def test_full_resolution_frames_take_their_own_lifters(student, images):
+    """Factor 1 (or none) lifts through the full-resolution lifters, a larger factor and the
+    native path through the trained ones; settling at the end of training puts them at the
+    share of the way from their start to the trained ones; share 1 keeps one set."""
+    import copy
+    import dataclasses
+
+    model = copy.deepcopy(student)
+    assert model.full_res_lifters is not None and model.config.full_res_lifter_share == 0.0
+    xy = torch.rand(3, 17, 2, generator=torch.Generator().manual_seed(0)) * 200 + 100
+    with torch.no_grad():
+        before = model.lift(xy, xy + 1.0, None, 1.0)
+        assert torch.allclose(before, model.lift(xy, xy + 1.0, None, 12.0))  # equal at start
+        start = {k: v.clone() for k, v in model.state_dict().items()}
+        _lifters_apart(model)
+        full, low = model.lift(xy, xy + 1.0, None, 1.0), model.lift(xy, xy + 1.0, None, 12.0)
+        assert torch.equal(full, before) and (low - before).norm(dim=-1).mean() > 1.0
+        assert torch.equal(model.lift(xy, xy + 1.0), full)  # no factor: full resolution
+        # an exported graph's factor is a tensor: both sets, then the frame's
+        assert torch.allclose(model.lift(xy, xy + 1.0, None, torch.tensor(1.0)), full)
+        assert torch.allclose(model.lift(xy, xy + 1.0, None, torch.tensor(12.0)), low)
+        # the native path (a small frame) lifts through the trained lifters at any factor
+        (small,) = model([_tensor(_small(images[1]))], factors=[1.0])
+        assert len(small["boxes"]) > 0
+        trained = model.head.lift(
+            small["keypoints_soft_branch"][..., :2], small["keypoints_hard_branch"][..., :2]
+        )
+        assert torch.allclose(small["keypoints3d"], trained)
+    # settling: share 0.5 puts them half-way from their start to the trained ones
+    model.config = dataclasses.replace(model.config, full_res_lifter_share=0.5)
+    model.settle_full_res_lifters(start)
+    key = next(k for k, v in model.head.lift_soft.state_dict().items()
+               if k.endswith("weight") and v.dim() > 1)  # fmt: skip
+    trained_w = model.head.lift_soft.state_dict()[key]
+    start_w = start[f"full_res_lifters.soft.{key}"]
+    settled = model.full_res_lifters["soft"].state_dict()[key]
+    assert torch.allclose(settled, (trained_w + start_w) / 2, atol=1e-6)
+    assert not torch.allclose(settled, start_w)
+    one = TopDownStudent(TopDownConfig(lifter_config={"hidden": 64}, full_res_lifter_share=1))
+    assert one.full_res_lifters is None
+
+
+def test_set_lifters_makes_the_full_resolution_lifters_again(student):
+    """Training starts the lifters from one lifter file whose architecture wins: the
+    full-resolution lifters follow it, so that a checkpoint rebuilds the same modules."""
+    import copy
+
+    from orpose.lifting.kinds import make_lifter
+
+    model = copy.deepcopy(student)
+    wider = make_lifter({"hidden": 96})
+    model.set_lifters(wider)
+    for branch in ("soft", "hard"):
+        ours = model.full_res_lifters[branch].state_dict()
+        for key, value in wider.state_dict().items():
+            assert torch.equal(ours[key], value), (branch, key)
+    assert not any(p.requires_grad for p in model.full_res_lifters.parameters())
 
 
 def test_full_resolution_frames_take_their_own_detector(student, images):
@@ -369,13 +440,19 @@ def test_a_checkpoint_from_before_the_full_resolution_detector(student, tmp_path
     path = save_student(old, tmp_path / "old.pt")
     state = read_checkpoint(path)
     del state["student_config"]["full_res_detector_share"]  # as written before the field
+    del state["student_config"]["full_res_lifter_share"]
+    state["model"] = {k: v for k, v in state["model"].items()
+                      if not k.startswith("full_res_lifters.")}  # fmt: skip
     write_checkpoint(state, path)
     loaded = load_student(path)
     assert loaded.full_res_detector is None and loaded.config.full_res_detector_share == 1.0
+    assert loaded.full_res_lifters is None and loaded.config.full_res_lifter_share == 1.0
     fresh = TopDownStudent(TopDownConfig(lifter_config={"hidden": 64}))
     load_weights_into(fresh, path)
     for key, value in fresh.full_res_detector.state_dict().items():
         assert torch.equal(value, old.detector.state_dict()[key]), key
+    for key, value in fresh.full_res_lifters["hard"].state_dict().items():  # from its lifter
+        assert torch.equal(value, old.head.lift_hard.state_dict()[key]), key
     # and the other way: a one-detector student starts from a two-detector checkpoint
     one = TopDownStudent(TopDownConfig(lifter_config={"hidden": 64}, full_res_detector_share=1))
     load_weights_into(one, save_student(fresh, tmp_path / "two.pt"))

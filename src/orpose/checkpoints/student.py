@@ -253,8 +253,12 @@ def load_weights_into(model: nn.Module, path: Path | str) -> None:
 
 
 # Parts a later version added as copies of another part: a checkpoint of an earlier version
-# starts them from that part's weights (the CPU student's full-resolution detector).
-DERIVED_PARTS = (("full_res_detector.", "detector."),)
+# starts them from that part's weights (the CPU student's full-resolution detector and lifters).
+DERIVED_PARTS = (
+    ("full_res_detector.", "detector."),
+    ("full_res_lifters.soft.", "head.lift_soft."),
+    ("full_res_lifters.hard.", "head.lift_hard."),
+)
 
 
 def derived_parts(weights: dict, wanted: dict) -> dict:

@@ -154,10 +154,12 @@ class ExportableStudent(nn.Module):
 
 def takes_factor(model: nn.Module) -> bool:
     """Whether a graph of ``model`` gets the optional input :data:`FACTOR_NAME`: a full path
-    (not the native one) of a student with a detector of its own for full-resolution frames."""
+    (not the native one) of a student with a detector or lifters of its own for
+    full-resolution frames."""
+    own = ("full_res_detector", "full_res_lifters")
     return bool(
         family_of(model).factor_per_image
-        and getattr(model, "full_res_detector", None) is not None
+        and any(getattr(model, name, None) is not None for name in own)
         and not getattr(model, "force_native", False)
     )
 

@@ -128,10 +128,13 @@ class KeypointHead(nn.Module):
             "loss_kp3d_hard": lifting_loss(lifted_hard, target_mm, unit_mm),
         }
 
-    def lift(self, soft_xy: torch.Tensor, hard_xy: torch.Tensor, mapping=None) -> torch.Tensor:
+    def lift(
+        self, soft_xy: torch.Tensor, hard_xy: torch.Tensor, mapping=None, lifters=None
+    ) -> torch.Tensor:
         """3D ``(N, 17, 3)`` mm: the mean of both lifters, each on its own branch's keypoints;
         with a single branch its one lifter on ``soft_xy`` (the one layer's keypoints, which
-        ``hard_xy`` repeats).
+        ``hard_xy`` repeats). ``lifters``: other lifters of the same layout, by branch name
+        (the CPU student's full-resolution ones); default the head's own.
 
         ``mapping`` (:class:`orpose.lifting.intrinsics.LiftMapping`, None: the identity) takes
         the keypoints from the image's pixels to the lifter camera's (the original frame of a
@@ -139,11 +142,13 @@ class KeypointHead(nn.Module):
         if mapping is not None:
             soft_xy = mapping.apply(soft_xy)
         visible = torch.ones(soft_xy.shape[:2], dtype=torch.bool, device=soft_xy.device)
+        soft = lifters["soft"] if lifters is not None else self.lift_soft
         if self.single_branch:
-            return self.lift_soft(soft_xy, visible)
+            return soft(soft_xy, visible)
+        hard = lifters["hard"] if lifters is not None else self.lift_hard
         if mapping is not None:
             hard_xy = mapping.apply(hard_xy)
-        return (self.lift_soft(soft_xy, visible) + self.lift_hard(hard_xy, visible)) / 2
+        return (soft(soft_xy, visible) + hard(hard_xy, visible)) / 2
 
 
 # -- heatmap regression (top-down models) ---------------------------------------------------------

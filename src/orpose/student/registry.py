@@ -254,7 +254,12 @@ def _register_builtin() -> None:
             # before their fields existed: the native path had no head, the lifters learnt
             # from the labels' 2D, one detector served every frame
             legacy_defaults=_frozen(
-                {"native_pose_model": "", "lift_input": "labels", "full_res_detector_share": 1.0}
+                {
+                    "native_pose_model": "",
+                    "lift_input": "labels",
+                    "full_res_detector_share": 1.0,
+                    "full_res_lifter_share": 1.0,
+                }
             ),
             # TopDownStudent.losses: its heads', its lifters' and its detector's (PicoDet's)
             losses=(
@@ -283,8 +288,11 @@ def _register_builtin() -> None:
             min_score_per_image=True,
             factor_per_image=True,
             unmixed_prefixes=topdown_unmixed,
-            settle_weights=TopDownStudent.settle_full_res_detector,
-            settles_from_start=lambda config: config.full_res_detector_share < 1,
+            settle_weights=TopDownStudent.settle_full_res_parts,
+            settles_from_start=lambda config: (
+                config.full_res_detector_share < 1
+                or (config.lifters and config.full_res_lifter_share < 1)
+            ),
         ),
     ):
         register_family(family)

@@ -114,6 +114,13 @@ class TopDownConfig:
     # 48.1 / 62.4 against 46.1 / 60.6, 7-12% less time per PETS frame, 1.11-1.35x the
     # frames/s through predict on the OR frames
     full_res_detector_share: float = option(0.5, min=0, max=1)
+    # The same for the lifters: frames at full resolution are lifted by this share of the
+    # trained lifters' weights plus the rest of their starting ones (init_lifter, trained on
+    # motion capture), set at the end of training (1: one set of lifters for every frame).
+    # Why: the lifters learn from the student's 2D of degraded crops (lift_input), which helps
+    # at 8x-12x and costs at 1x. Measured (docs/student.md): the demo student's 1x keypoints
+    # lifted by the starting lifters score MVOR MPJPE 154.5 against 160.2 mm
+    full_res_lifter_share: float = option(0.0, min=0, max=1)
     det_min_score: float = option(0.05, min=0, max=1)
     nms_iou: float = option(0.6, above=0, max=1)
     pose_min_score: float = option(0.2, min=0, max=1)  # below: not posed (and not returned)
@@ -227,6 +234,11 @@ class TopDownStudent(nn.Module):
         lifter_config = dict(config.lifter_config) if config.lifters else None
         pose_model = onnx.load_from_string(sources["pose"])
         self.head = self._pose_head(pose_model, config.crop_size, lifter_config)
+        # the lifters of full-resolution frames (config.full_res_lifter_share): copies of the
+        # head's, made again when the head's are set (:meth:`set_lifters`), no part in
+        # training, set from both at its end (:meth:`settle_full_res_lifters`)
+        self.full_res_lifters: nn.ModuleDict | None = None
+        self._copy_full_res_lifters()
         # the native path's own head (no lifters: its keypoints go through the full head's)
         self.native_head: TopDownKeypointHead | None = None
         if config.native_pose_model and config.native_max_side > 0:
@@ -444,6 +456,61 @@ class TopDownStudent(nn.Module):
             out.append(torch.cat([xy, torch.ones_like(xy[..., :1])], -1))
         return out[0], out[1]
 
+    def _copy_full_res_lifters(self) -> None:
+        """The full-resolution lifters as frozen copies of the head's (None without lifters or
+        with ``full_res_lifter_share`` 1)."""
+        self.full_res_lifters = None
+        if self.head.has_lifters and self.config.full_res_lifter_share < 1:
+            branches = ("soft",) if self.head.single_branch else ("soft", "hard")
+            copies = {b: copy.deepcopy(self.head.lifter(b)) for b in branches}
+            self.full_res_lifters = nn.ModuleDict(copies).requires_grad_(False)
+
+    def set_lifters(self, lifter: nn.Module) -> None:
+        """Every lifter starts from one trained lifter (``init_lifter``; its architecture
+        wins): the head's and the full-resolution ones."""
+        self.head.set_lifters(lifter)
+        self._copy_full_res_lifters()
+
+    def settle_full_res_parts(self, start_state: dict[str, torch.Tensor]) -> None:
+        """At the end of training: the full-resolution detector and lifters from the trained
+        ones and their starts (the registry's ``settle_weights``)."""
+        self.settle_full_res_detector(start_state)
+        self.settle_full_res_lifters(start_state)
+
+    @torch.no_grad()
+    def settle_full_res_lifters(self, start_state: dict[str, torch.Tensor]) -> None:
+        """The full-resolution lifters become ``share`` x the trained lifters + (1 - share) x
+        their own starting weights (``start_state``, by key), ``share`` =
+        ``full_res_lifter_share``. No-op without them."""
+        if self.full_res_lifters is None:
+            return
+        share = self.config.full_res_lifter_share
+        for branch, lifter in self.full_res_lifters.items():
+            trained = self.head.lifter(branch).state_dict()
+            for key, value in lifter.state_dict().items():
+                if value.is_floating_point():
+                    start = start_state[f"full_res_lifters.{branch}.{key}"].to(value)
+                    value.copy_(share * trained[key].to(value) + (1 - share) * start)
+
+    def lift(
+        self,
+        soft_xy: torch.Tensor,
+        hard_xy: torch.Tensor,
+        mapping=None,
+        factor: float | torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        """3D of the people of a frame shrunk ``factor`` times (None or at most 1: at full
+        resolution, through the full-resolution lifters where the student has them; a tensor,
+        an exported graph's input: both sets, then the frame's)."""
+        if self.full_res_lifters is None:
+            return self.head.lift(soft_xy, hard_xy, mapping)
+        if isinstance(factor, torch.Tensor):
+            full = self.head.lift(soft_xy, hard_xy, mapping, self.full_res_lifters)
+            return torch.where(factor <= 1, full, self.head.lift(soft_xy, hard_xy, mapping))
+        if factor is None or factor <= 1:
+            return self.head.lift(soft_xy, hard_xy, mapping, self.full_res_lifters)
+        return self.head.lift(soft_xy, hard_xy, mapping)
+
     @torch.no_grad()
     def settle_full_res_detector(self, start_state: dict[str, torch.Tensor]) -> None:
         """At the end of training: the full-resolution detector becomes ``share`` x the trained
@@ -536,7 +603,12 @@ class TopDownStudent(nn.Module):
         return boxes[keep], scores[keep]
 
     def pose(
-        self, image: torch.Tensor, boxes: torch.Tensor, native: bool = False, lift_mapping=None
+        self,
+        image: torch.Tensor,
+        boxes: torch.Tensor,
+        native: bool = False,
+        lift_mapping=None,
+        factor: float | torch.Tensor | None = None,
     ) -> dict[str, torch.Tensor]:
         """Keypoints of the given persons of one image (the second half of the forward).
 
@@ -546,7 +618,9 @@ class TopDownStudent(nn.Module):
         (:func:`orpose.lifting.intrinsics.lift_mapping`; None: the image's pixels as they are)
         takes the keypoints to the lifter's camera for 3D only: on the native path, to the
         pixels of the frame the small image was shrunk from, for which the lifters were
-        trained; the 2D results stay in the image's pixels."""
+        trained; the 2D results stay in the image's pixels. ``factor``: how many times the
+        image was shrunk, which picks the lifters (:meth:`lift`; the native path's are always
+        the trained ones)."""
         regions = self.crop_regions(boxes)
         tiers = [] if native else self.crop_tiers()
         if not tiers:
@@ -571,10 +645,11 @@ class TopDownStudent(nn.Module):
             back = torch.argsort(torch.cat([groups[i] for i in used]))  # -> order of boxes
             out = {key: torch.cat([p[key] for p in parts])[back] for key in parts[0]}
         if self.head.has_lifters:
-            out["keypoints3d"] = self.head.lift(
+            out["keypoints3d"] = self.lift(
                 out["keypoints_soft_branch"][..., :2],
                 out["keypoints_hard_branch"][..., :2],
                 lift_mapping,
+                math.inf if native else factor,
             )
         return out
 
@@ -628,7 +703,7 @@ class TopDownStudent(nn.Module):
         for image, mapping, least, factor in zip(images, mappings, leasts, shrunk, strict=True):
             native = self.is_native(image)
             boxes, det_scores = self.detect(image, native, least, factor)
-            out = self.pose(image, boxes, native, mapping)
+            out = self.pose(image, boxes, native, mapping, factor)
             out.update(
                 boxes=boxes,
                 det_scores=det_scores,

@@ -101,7 +101,7 @@ class TopDownStrategy(TrainingStrategy):
         if self.config.init_lifter:
             from orpose.lifting import load_lifter
 
-            model.head.set_lifters(load_lifter(self.config.init_lifter))
+            model.set_lifters(load_lifter(self.config.init_lifter))
             self.config.student = dataclasses.replace(
                 self.config.student, lifter_config=model.head.lifter_config
             )
