@@ -161,12 +161,14 @@ def topdown(shared):
 
 def test_topdown_single_branch_has_one_heatmap_layer_and_one_lifter(topdown):
     two, one = topdown
-    assert _instances(two, Lifter) == 2 and _instances(one, Lifter) == 1
+    assert _instances(two.head, Lifter) == 2 and _instances(one.head, Lifter) == 1
+    # and the same for the lifters of full-resolution frames (frozen copies of the head's)
+    assert list(two.full_res_lifters) == ["soft", "hard"] and list(one.full_res_lifters) == ["soft"]
     for head_two, head_one in ((two.head, one.head), (two.native_head, one.native_head)):
         names = {n for n, _ in head_one.named_children()}
         assert "soft" in names and "hard" not in names and "lift_hard" not in names
         assert {"soft", "hard"} <= {n for n, _ in head_two.named_children()}
-    extra = _numel(one.head.soft) + _numel(one.head.lift_soft) + _numel(one.native_head.soft)
+    extra = _numel(one.head.soft) + 2 * _numel(one.head.lift_soft) + _numel(one.native_head.soft)
     assert count_parameters(two) - count_parameters(one) == extra
     twins = ("head.hard.", "head.lift_hard.", "native_head.hard.")
     assert not [k for k in one.state_dict() if k.startswith(twins)]
