@@ -341,7 +341,7 @@ def test_full_resolution_frames_take_their_own_lifters(student, images):
     import dataclasses
 
     model = copy.deepcopy(student)
-    assert model.full_res_lifters is not None and model.config.full_res_lifter_share == 0.0
+    assert model.full_res_lifters is not None and model.config.full_res_lifter_share == 0.25
     xy = torch.rand(3, 17, 2, generator=torch.Generator().manual_seed(0)) * 200 + 100
     with torch.no_grad():
         before = model.lift(xy, xy + 1.0, None, 1.0)

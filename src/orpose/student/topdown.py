@@ -118,9 +118,10 @@ class TopDownConfig:
     # trained lifters' weights plus the rest of their starting ones (init_lifter, trained on
     # motion capture), set at the end of training (1: one set of lifters for every frame).
     # Why: the lifters learn from the student's 2D of degraded crops (lift_input), which helps
-    # at 8x-12x and costs at 1x. Measured (docs/student.md): the demo student's 1x keypoints
-    # lifted by the starting lifters score MVOR MPJPE 154.5 against 160.2 mm
-    full_res_lifter_share: float = option(0.0, min=0, max=1)
+    # at 8x-12x and costs at 1x. Measured (docs/student.md), the demo student at 1x, MVOR
+    # MPJPE: 160.2 mm with share 1, 154.5 with 0, 151.0 with 0.25 (chosen on frames 0-30,
+    # best on frames 31-60 too), 151.8 with 0.5
+    full_res_lifter_share: float = option(0.25, min=0, max=1)
     det_min_score: float = option(0.05, min=0, max=1)
     nms_iou: float = option(0.6, above=0, max=1)
     pose_min_score: float = option(0.2, min=0, max=1)  # below: not posed (and not returned)
