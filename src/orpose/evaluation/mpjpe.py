@@ -168,6 +168,13 @@ def summarize_errors(
     return per_joint, mean, official
 
 
+def keypoint_arrays(records: Sequence[dict]) -> np.ndarray:
+    """The ``(N, 17, 3)`` keypoints of annotations or results (zeros for one without any: an
+    annotation of a person with a box only)."""
+    flat = [r.get("keypoints", [0.0] * (NUM_KEYPOINTS * 3)) for r in records]
+    return np.asarray(flat, dtype=np.float64).reshape(len(records), NUM_KEYPOINTS, 3)
+
+
 MATCH_OKS = 0.5  # the one-to-one match of ``mpjpe_matched``: keypoint AP50's threshold
 
 
@@ -180,14 +187,8 @@ def score_order_matches(
     anns = [a for a in gt_anns if not a.get("iscrowd", 0)]
     if not anns or not preds:
         return {}
-    gt2d = np.asarray(
-        [a.get("keypoints", [0.0] * (NUM_KEYPOINTS * 3)) for a in anns], dtype=np.float64
-    ).reshape(len(anns), NUM_KEYPOINTS, 3)
     boxes = np.asarray([a["bbox"] for a in anns], dtype=np.float64)
-    dt2d = np.asarray([p["keypoints"] for p in preds], dtype=np.float64).reshape(
-        len(preds), NUM_KEYPOINTS, 3
-    )
-    oks = oks_matrix(gt2d, boxes, dt2d)
+    oks = oks_matrix(keypoint_arrays(anns), boxes, keypoint_arrays(preds))
     taken = np.zeros(len(anns), dtype=bool)
     matches: dict[int, int] = {}
     for i in np.argsort([-float(p.get("score", 0.0)) for p in preds], kind="stable"):
@@ -229,12 +230,7 @@ def compute_mpjpe(
             missed += int(has_root)
             continue
         # a person with 3D but no 2D keypoints is matched as COCO matches one: by its box
-        gt2d = np.asarray(
-            ann.get("keypoints", [0.0] * (NUM_KEYPOINTS * 3)), dtype=np.float64
-        ).reshape(1, NUM_KEYPOINTS, 3)
-        dt2d = np.asarray([p["keypoints"] for p in preds], dtype=np.float64).reshape(
-            len(preds), NUM_KEYPOINTS, 3
-        )
+        gt2d, dt2d = keypoint_arrays([ann]), keypoint_arrays(preds)
         record = {"annotation_id": ann["id"], "image_id": ann["image_id"]}
 
         # the official evaluator: clipped box, detections in score order (first best OKS wins)

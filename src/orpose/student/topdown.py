@@ -488,10 +488,7 @@ class TopDownStudent(nn.Module):
         share = self.config.full_res_lifter_share
         for branch, lifter in self.full_res_lifters.items():
             trained = self.head.lifter(branch).state_dict()
-            for key, value in lifter.state_dict().items():
-                if value.is_floating_point():
-                    start = start_state[f"full_res_lifters.{branch}.{key}"].to(value)
-                    value.copy_(share * trained[key].to(value) + (1 - share) * start)
+            mix_from_start(lifter, trained, start_state, f"full_res_lifters.{branch}.", share)
 
     def lift(
         self,
@@ -521,10 +518,7 @@ class TopDownStudent(nn.Module):
             return
         share = self.config.full_res_detector_share
         trained = self.detector.state_dict()
-        for key, value in self.full_res_detector.state_dict().items():
-            if value.is_floating_point():
-                start = start_state[f"full_res_detector.{key}"].to(value)
-                value.copy_(share * trained[key].to(value) + (1 - share) * start)
+        mix_from_start(self.full_res_detector, trained, start_state, "full_res_detector.", share)
 
     def native_level_shift(self) -> int:
         """How many of the teacher detector's finest levels the native path's detector input
@@ -713,6 +707,23 @@ class TopDownStudent(nn.Module):
             )
             results.append(out)
         return results
+
+
+def mix_from_start(
+    part: nn.Module,
+    trained: dict[str, torch.Tensor],
+    start_state: dict[str, torch.Tensor],
+    prefix: str,
+    share: float,
+) -> None:
+    """Every floating-point entry of ``part`` (a full-resolution copy) becomes ``share`` x the
+    trained twin's (``trained``, by the part's own keys) + (1 - share) x its own start
+    (``start_state``, the student's starting state, under ``prefix``)."""
+    with torch.no_grad():
+        for key, value in part.state_dict().items():
+            if value.is_floating_point():
+                start = start_state[prefix + key].to(value)
+                value.copy_(share * trained[key].to(value) + (1 - share) * start)
 
 
 def unmixed_prefixes(model: nn.Module) -> tuple[str, ...]:
