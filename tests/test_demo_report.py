@@ -86,9 +86,10 @@ def write_metrics(path, rows: list[dict]) -> None:
         ",".join(str(r[k]) for k in keys) + "\n" for r in rows))  # fmt: skip
 
 
-def mvor_row(scale, box, kpt, pck, mpjpe, official) -> dict:
+def mvor_row(scale, box, kpt, pck, mpjpe, official, matched="nan", people="nan") -> dict:
     return {"scale": scale, "box_ap": box, "keypoint_ap": kpt, "keypoint_apl": kpt,
-            "mpjpe_mm": mpjpe, "mpjpe_official_mm": official, "mvor_pck": pck}  # fmt: skip
+            "mpjpe_mm": mpjpe, "mpjpe_official_mm": official, "mvor_pck": pck,
+            "mpjpe_matched_mm": matched, "mpjpe_matched_persons": people}  # fmt: skip
 
 
 def test_the_report_opens_with_the_mvor_table_beside_the_papers_rows(tmp_path):
@@ -96,19 +97,21 @@ def test_the_report_opens_with_the_mvor_table_beside_the_papers_rows(tmp_path):
                   [mvor_row("1x", 45.12, 44.91, 61.04, 175.3, 160.2),
                    mvor_row("12x", 24.0, 15.7, 30.0, 240.4, "nan")])  # fmt: skip
     write_metrics(tmp_path / "eval/mvor_student/metrics.csv",
-                  [mvor_row("1x", 44.6, 44.8, 62.5, 182.0, 170.0),
-                   mvor_row("12x", 23.9, 21.7, 35.26, 219.0, 200.0)])  # fmt: skip
+                  [mvor_row("1x", 44.6, 44.8, 62.5, 182.0, 170.0, 158.4, 82),
+                   mvor_row("12x", 23.9, 21.7, 35.26, 219.0, 200.0, 169.6, 71)])  # fmt: skip
     report = write_demo_report(demo_options(tmp_path), [], [], 0.0).read_text()
     title = "## Operating room (MVOR, 61 frames of day 4, camera 3)"
     assert title in report
     assert report.index(title) < report.index("## Teacher and student at each downscale factor")
     table = report[report.index("| model | 1x | 12x |") :].split("\n\n")[0].splitlines()
     assert table[2:] == [
-        "| teacher (single) | 45.1 / 44.9 / 61.0 / 175 (160) | 24.0 / 15.7 / 30.0 / 240 (-) |",
-        "| student (10 iterations) | 44.6 / 44.8 / 62.5 / 182 (170) "
-        "| 23.9 / 21.7 / 35.3 / 219 (200) |",
-        "| paper, ORPose_all (MVOR+) | 50.6 / 55.8 / - / - (134) | 47.5 / 49.5 / - / - (138) |",
-        "| paper, teacher (MVOR+) | 53.8 / 57.8 / - / - (135) |  |",
+        "| teacher (single) | 45.1 / 44.9 / 61.0 / 175 (160) / - [-] "
+        "| 24.0 / 15.7 / 30.0 / 240 (-) / - [-] |",
+        "| student (10 iterations) | 44.6 / 44.8 / 62.5 / 182 (170) / 158 [82] "
+        "| 23.9 / 21.7 / 35.3 / 219 (200) / 170 [71] |",
+        "| paper, ORPose_all (MVOR+) | 50.6 / 55.8 / - / - (134) / - "
+        "| 47.5 / 49.5 / - / - (138) / - |",
+        "| paper, teacher (MVOR+) | 53.8 / 57.8 / - / - (135) / - |  |",
     ]
     assert "Not measured" not in report
 

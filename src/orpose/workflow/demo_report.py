@@ -230,19 +230,23 @@ def _number(value, digits: int) -> str:
 
 
 def mvor_cell(row: dict | None) -> str:
-    """Box AP / keypoint AP / PCK@0.2 / MPJPE (official convention) of one metrics.csv row."""
+    """Box AP / keypoint AP / PCK@0.2 / MPJPE (official convention) / MPJPE matched [people
+    matched] of one metrics.csv row; ``-`` where a file written before a column lacks it."""
     if not row:
         return ""
     values = [_number(row.get(key), 1) for key in ("box_ap", "keypoint_ap", "mvor_pck")]
-    mpjpe, official = (_number(row.get(k), 0) for k in ("mpjpe_mm", "mpjpe_official_mm"))
-    return " / ".join(values) + f" / {mpjpe} ({official})"
+    mpjpe, official, matched = (
+        _number(row.get(k), 0) for k in ("mpjpe_mm", "mpjpe_official_mm", "mpjpe_matched_mm")
+    )
+    people = _number(row.get("mpjpe_matched_persons"), 0)
+    return " / ".join(values) + f" / {mpjpe} ({official}) / {matched} [{people}]"
 
 
 def paper_cell(numbers: tuple[float, float, float] | None) -> str:
     if numbers is None:
         return ""
     box, keypoints, mpjpe = numbers
-    return f"{box:.1f} / {keypoints:.1f} / - / - ({mpjpe:.0f})"
+    return f"{box:.1f} / {keypoints:.1f} / - / - ({mpjpe:.0f}) / -"
 
 
 def paper_mvor() -> dict[str, dict[str, tuple[float, float, float]]]:
@@ -317,9 +321,11 @@ def mvor_section(opts) -> list[str]:
         f"`orpose data mvor-to-coco`{people_summary(mvor_gt(opts))}), never trained on. Each "
         "cell: box AP / keypoint AP (%, over the 8 joints MVOR shares with COCO) / MVOR's "
         "PCK@0.2 (%, its 10 upper-body joints) / MPJPE in mm (in brackets: the official "
-        "evaluator's convention, the paper's; docs/evaluation.md). The teacher is scored through "
-        "`orpose label --downscale s`, the student through `orpose eval --model` with camera 3's "
-        "intrinsics." + note,
+        "evaluator's convention, the paper's; docs/evaluation.md) / MPJPE matched in mm: the "
+        "same error over the people matched one-to-one in score order at OKS >= 0.5, which a "
+        "low-score duplicate cannot improve (in square brackets: how many). The teacher is "
+        "scored through `orpose label --downscale s`, the student through `orpose eval --model` "
+        "with camera 3's intrinsics." + note,
         mvor_table(models, [scale_label(s) for s in opts.scales]),
         "The paper's rows are on MVOR+ (its re-annotated MVOR, not public), not on these frames, "
         "and its student learnt the operating room from 77k unlabelled OR images; the demo's "
