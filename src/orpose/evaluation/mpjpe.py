@@ -214,6 +214,12 @@ def compute_mpjpe(
     for r in results:
         if "keypoints3d" in r and "keypoints" in r:
             preds_by_image[r["image_id"]].append(r)
+    # each image's predicted 2D and score order, once for all its annotated people
+    dt2d_by_image = {i: keypoint_arrays(p) for i, p in preds_by_image.items()}
+    order_by_image = {
+        i: np.argsort([-float(r.get("score", 0.0)) for r in p], kind="stable")
+        for i, p in preds_by_image.items()
+    }
 
     images = gt.image_by_id
     errors, visible, records, official = [], [], [], []
@@ -230,11 +236,11 @@ def compute_mpjpe(
             missed += int(has_root)
             continue
         # a person with 3D but no 2D keypoints is matched as COCO matches one: by its box
-        gt2d, dt2d = keypoint_arrays([ann]), keypoint_arrays(preds)
+        gt2d, dt2d = keypoint_arrays([ann]), dt2d_by_image[ann["image_id"]]
         record = {"annotation_id": ann["id"], "image_id": ann["image_id"]}
 
         # the official evaluator: clipped box, detections in score order (first best OKS wins)
-        order = np.argsort([-float(p.get("score", 0.0)) for p in preds], kind="stable")
+        order = order_by_image[ann["image_id"]]
         box = _clipped_xywh(ann["bbox"], images.get(ann["image_id"]))
         oks_off = oks_matrix(gt2d, box[None], dt2d[order])[0]
         best_off = int(order[int(np.argmax(oks_off))])

@@ -505,9 +505,8 @@ class TopDownStudent(nn.Module):
         if isinstance(factor, torch.Tensor):
             full = self.head.lift(soft_xy, hard_xy, mapping, self.full_res_lifters)
             return torch.where(factor <= 1, full, self.head.lift(soft_xy, hard_xy, mapping))
-        if factor is None or factor <= 1:
-            return self.head.lift(soft_xy, hard_xy, mapping, self.full_res_lifters)
-        return self.head.lift(soft_xy, hard_xy, mapping)
+        lifters = self.full_res_lifters if factor is None or factor <= 1 else None
+        return self.head.lift(soft_xy, hard_xy, mapping, lifters)
 
     @torch.no_grad()
     def settle_full_res_detector(self, start_state: dict[str, torch.Tensor]) -> None:
