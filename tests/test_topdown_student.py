@@ -461,6 +461,68 @@ def test_a_checkpoint_from_before_the_full_resolution_detector(student, tmp_path
                        next(iter(fresh.detector.state_dict().values())))  # fmt: skip
 
 
+def test_full_resolution_frames_take_their_own_head(student, images, tmp_path):
+    """With ``full_res_head_share`` < 1 a frame at full resolution is posed by a head of its
+    own, a shrunk one by the trained head, the native path by its own: in PyTorch, after a file
+    round trip, and in the exported graphs (each crop size's two heads as branches of their
+    own, each holding its weights; the flat graph computes both and keeps the frame's).
+    Settling puts the full-resolution head at the share of the way from its start."""
+    import dataclasses
+
+    import onnx
+
+    from orpose.checkpoints.student import load_weights_into
+    from orpose.export.branch_weights import subgraphs
+    from orpose.export.export import export_onnx
+    from orpose.inference.onnx_runner import OnnxStudent
+    from orpose.predictor import StudentPredictor
+
+    config = dataclasses.replace(student.config, full_res_head_share=0.5)
+    model = TopDownStudent(config, sources=student.sources).eval()
+    load_weights_into(model, save_student(student, tmp_path / "start.pt"))  # head -> its copy
+    assert not any(p.requires_grad for p in model.full_res_head.parameters())
+    assert not hasattr(model.full_res_head, "lift_soft")  # the lifters are a part of their own
+    assert model.pose_head_for(False) is model.full_res_head
+    assert model.pose_head_for(False, 1.0) is model.full_res_head
+    assert model.pose_head_for(False, 8.0) is model.head
+    assert model.pose_head_for(True, 1.0) is model.native_head
+    start = {k: v.clone() for k, v in model.state_dict().items()}
+    with torch.no_grad():  # "training" moves the trained head only
+        for p in model.head.parameters():
+            p.add_(torch.randn(p.shape, generator=torch.Generator().manual_seed(3)) * p.std())
+    model.settle_full_res_head(start)
+    key = "trunk." + next(k for k, v in model.head.trunk.state_dict().items() if v.dim() > 1)
+    expected = 0.5 * model.head.state_dict()[key] + 0.5 * start[f"full_res_head.{key}"]
+    assert torch.allclose(model.full_res_head.state_dict()[key], expected, atol=1e-6)
+    # the same boxes posed at 1x and at 12x: other keypoints, as each head gives them
+    image = _tensor(images[3])
+    boxes, _ = model.detect(image, factor=12.0)
+    full, low = model.pose(image, boxes, factor=1.0), model.pose(image, boxes, factor=12.0)
+    assert (full["keypoints"] - low["keypoints"])[..., :2].norm(dim=-1).max() > 1.0
+    assert torch.equal(model.pose(image, boxes)["keypoints"], full["keypoints"])
+    loaded = load_student(save_student(model, tmp_path / "two_heads.pt"))
+    assert loaded.config.full_res_head_share == 0.5
+    assert torch.equal(loaded.pose(image, boxes, factor=1.0)["keypoints"], full["keypoints"])
+    # exported: both heads, chosen by the factor input, each crop size's as its own branches
+    sample = _tensor(images[0])
+    branched = export_onnx(model, tmp_path / "branched.onnx", sample)
+    flat = export_onnx(model, tmp_path / "flat.onnx", sample, skip_empty_crops=False)
+    with_conv = [g for g in subgraphs(onnx.load(str(branched)).graph)
+                 if any(n.op_type == "Conv" for n in g.node)]  # fmt: skip
+    assert sorted(len(g.output) for g in with_conv) == [2, 2] + [4] * 6
+    assert all(len(g.initializer) > 100 for g in with_conv)
+    reference = StudentPredictor(model, "cpu")
+    blurred = degrade(images[3], 12)
+    for factor, frame in ((1.0, images[3]), (12.0, blurred)):
+        ours = reference.detect(frame, factor=factor)
+        for path in (branched, flat):
+            theirs = OnnxStudent(path, threads=2).detect(frame, factor=factor)
+            assert 0 < len(ours["boxes"]) == len(theirs["boxes"]), (factor, path.name)
+            for key in ("keypoints", "keypoints_soft_branch", "keypoints_hard_branch"):
+                gap = (ours[key][..., :2] - theirs[key][..., :2]).norm(dim=-1)
+                assert (gap < 0.05).float().mean() > 0.98, (factor, path.name, key)
+
+
 def test_native_path_is_picked_by_input_size(student):
     small, big = torch.zeros(3, 40, 53), torch.zeros(3, 480, 640)
     assert student.is_native(small) and not student.is_native(big)

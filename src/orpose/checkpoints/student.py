@@ -253,11 +253,13 @@ def load_weights_into(model: nn.Module, path: Path | str) -> None:
 
 
 # Parts a later version added as copies of another part: a checkpoint of an earlier version
-# starts them from that part's weights (the CPU student's full-resolution detector and lifters).
+# starts them from that part's weights (the CPU student's full-resolution detector, lifters and
+# head).
 DERIVED_PARTS = (
     ("full_res_detector.", "detector."),
     ("full_res_lifters.soft.", "head.lift_soft."),
     ("full_res_lifters.hard.", "head.lift_hard."),
+    ("full_res_head.", "head."),
 )
 
 

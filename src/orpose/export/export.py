@@ -26,6 +26,7 @@ same resized size as PyTorch for every input size.
 from __future__ import annotations
 
 import copy
+import math
 import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -156,7 +157,7 @@ def takes_factor(model: nn.Module) -> bool:
     """Whether a graph of ``model`` gets the optional input :data:`FACTOR_NAME`: a full path
     (not the native one) of a student with a detector or lifters of its own for
     full-resolution frames."""
-    own = ("full_res_detector", "full_res_lifters")
+    own = ("full_res_detector", "full_res_lifters", "full_res_head")
     return bool(
         family_of(model).factor_per_image
         and any(getattr(model, name, None) is not None for name in own)
@@ -168,12 +169,13 @@ class _CropSizePose(nn.Module):
     """The pose work of one crop size (:meth:`TopDownStudent._pose_group`) as a function of
     tensors only, for tracing."""
 
-    def __init__(self, student: nn.Module, size: tuple[int, int] | None):
+    def __init__(self, student: nn.Module, size: tuple[int, int] | None,
+                 factor: float | None = None):  # fmt: skip
         super().__init__()
-        self.student, self.size = student, size
+        self.student, self.size, self.factor = student, size, factor
 
     def forward(self, image: torch.Tensor, regions: torch.Tensor) -> tuple[torch.Tensor, ...]:
-        out = self.student._pose_group(image, regions, False, self.size)
+        out = self.student._pose_group(image, regions, False, self.size, self.factor)
         return tuple(out[key] for key in GROUP_KEYS)
 
 
@@ -193,15 +195,60 @@ class SkipWithoutCrops(nn.Module):
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
         if regions.size(0) > 0:
             return self.traced(image, regions)
-        k = self.joints
-        # distinct fill values: the exporter merges equal constants, and with them the If's
-        # outputs (all three point sets then read the last one's)
-        return (
-            torch.full([0, k, 3], 0.0, dtype=image.dtype, device=image.device),
-            torch.full([0, k], 1.0, dtype=image.dtype, device=image.device),
-            torch.full([0, k, 3], 2.0, dtype=image.dtype, device=image.device),
-            torch.full([0, k, 3], 3.0, dtype=image.dtype, device=image.device),
-        )
+        return no_people(image, self.joints)
+
+
+def no_people(
+    image: torch.Tensor, joints: int
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """A crop size's outputs for no one (scripted with the branches that return them)."""
+    k = joints
+    # distinct fill values: the exporter merges equal constants, and with them the If's
+    # outputs (all three point sets then read the last one's)
+    return (
+        torch.full([0, k, 3], 0.0, dtype=image.dtype, device=image.device),
+        torch.full([0, k], 1.0, dtype=image.dtype, device=image.device),
+        torch.full([0, k, 3], 2.0, dtype=image.dtype, device=image.device),
+        torch.full([0, k, 3], 3.0, dtype=image.dtype, device=image.device),
+    )
+
+
+class SkipUnlessChosen(nn.Module):
+    """A traced crop size's pose work by one of two heads, run only where it has crops and the
+    frame's factor chose that head: the full-resolution head's where the factor is at most 1
+    (scripted: one ONNX ``If`` whose branch holds the weights, after a choice of no weights)."""
+
+    def __init__(self, traced: nn.Module, joints: int, full_res: bool):
+        super().__init__()
+        self.traced = traced
+        self.joints = joints
+        self.full_res = full_res
+
+    def forward(
+        self, image: torch.Tensor, regions: torch.Tensor, factor: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+        run = bool(factor <= 1.0) == self.full_res and regions.size(0) > 0
+        if run:
+            return self.traced(image, regions)
+        return no_people(image, self.joints)
+
+
+class HeadChoice(nn.Module):
+    """A crop size's pose work by the full-resolution head where the frame's ``factor`` is at
+    most 1 and by the trained head elsewhere: two :class:`SkipUnlessChosen` side by side, one of
+    which poses the crops while the other returns no one (one level of ``If``, so that each
+    branch keeps its weights, :mod:`orpose.export.branch_weights`)."""
+
+    def __init__(self, full_res: nn.Module, lowres: nn.Module):
+        super().__init__()
+        self.full_res, self.lowres = full_res, lowres
+
+    def forward(
+        self, image: torch.Tensor, regions: torch.Tensor, factor: torch.Tensor
+    ) -> tuple[torch.Tensor, ...]:
+        a = self.full_res(image, regions, factor)
+        b = self.lowres(image, regions, factor)
+        return tuple(torch.cat([x, y]) for x, y in zip(a, b, strict=True))
 
 
 def _crop_tiers(model: nn.Module) -> list:
@@ -227,13 +274,23 @@ def crop_size_branches(model: nn.Module, sample: torch.Tensor) -> nn.ModuleList 
     h, w = sample.shape[-2:]
     # two people: any regions trace the same graph (the crop size is the branch's own)
     regions = torch.tensor([[0.1, 0.1, 0.4, 0.9], [0.5, 0.2, 0.8, 0.7]]) * torch.tensor([w, h] * 2)
+    two_heads = getattr(model, "full_res_head", None) is not None and takes_factor(model)
     branches = []
     with _quiet_tracing(), torch.no_grad(), tracing_for_export():
         for size in [None, *(size for _, size in tiers)]:
-            pose = _CropSizePose(model, size)
-            joints = pose(sample, regions)[0].shape[1]
-            traced = torch.jit.trace(pose, (sample, regions), check_trace=False)
-            branches.append(torch.jit.script(SkipWithoutCrops(traced, joints)))
+            if not two_heads:
+                pose = _CropSizePose(model, size)
+                joints = pose(sample, regions)[0].shape[1]
+                traced = torch.jit.trace(pose, (sample, regions), check_trace=False)
+                branches.append(torch.jit.script(SkipWithoutCrops(traced, joints)))
+                continue
+            chosen = []
+            for full_res, factor in ((True, None), (False, math.inf)):
+                pose = _CropSizePose(model, size, factor)
+                joints = pose(sample, regions)[0].shape[1]
+                traced = torch.jit.trace(pose, (sample, regions), check_trace=False)
+                chosen.append(torch.jit.script(SkipUnlessChosen(traced, joints, full_res)))
+            branches.append(HeadChoice(*chosen))
     return nn.ModuleList(branches)
 
 

@@ -259,6 +259,7 @@ def _register_builtin() -> None:
                     "lift_input": "labels",
                     "full_res_detector_share": 1.0,
                     "full_res_lifter_share": 1.0,
+                    "full_res_head_share": 1.0,
                 }
             ),
             # TopDownStudent.losses: its heads', its lifters' and its detector's (PicoDet's)
@@ -292,6 +293,7 @@ def _register_builtin() -> None:
             settles_from_start=lambda config: (
                 config.full_res_detector_share < 1
                 or (config.lifters and config.full_res_lifter_share < 1)
+                or config.full_res_head_share < 1
             ),
         ),
     ):

@@ -122,6 +122,14 @@ class TopDownConfig:
     # MPJPE: 160.2 mm with share 1, 154.5 with 0, 151.0 with 0.25 (chosen on frames 0-30,
     # best on frames 31-60 too), 151.8 with 0.5
     full_res_lifter_share: float = option(0.25, min=0, max=1)
+    # The same for the pose head (its trunk and heatmap branches; 1: one head for every frame,
+    # the default). Why: with it a recipe can leave the rest of its weights as trained
+    # (solver.final_weight_mix 1), which at 8x-12x is worth far more in the operating room than
+    # the final mix's 1x accuracy on COCO. Measured on the longer recipe with the OR data
+    # (docs/student.md): MVOR keypoint AP at 12x 29.0 unmixed against 23.7 with the final mix
+    # 0.5, val500 keypoint AP at 1x 60.0 unmixed against 61.4, which a head of 0.5 x trained +
+    # 0.5 x start for full-resolution frames takes back
+    full_res_head_share: float = option(1.0, min=0, max=1)
     det_min_score: float = option(0.05, min=0, max=1)
     nms_iou: float = option(0.6, above=0, max=1)
     pose_min_score: float = option(0.2, min=0, max=1)  # below: not posed (and not returned)
@@ -240,6 +248,13 @@ class TopDownStudent(nn.Module):
         # training, set from both at its end (:meth:`settle_full_res_lifters`)
         self.full_res_lifters: nn.ModuleDict | None = None
         self._copy_full_res_lifters()
+        # the pose head of full-resolution frames (config.full_res_head_share): the same trunk
+        # and branches without lifters (the full-resolution lifters are their own part); no part
+        # in training, set from both at its end (:meth:`settle_full_res_head`)
+        self.full_res_head: TopDownKeypointHead | None = None
+        if config.full_res_head_share < 1:
+            self.full_res_head = self._pose_head(pose_model, config.crop_size)
+            self.full_res_head.requires_grad_(False)
         # the native path's own head (no lifters: its keypoints go through the full head's)
         self.native_head: TopDownKeypointHead | None = None
         if config.native_pose_model and config.native_max_side > 0:
@@ -293,6 +308,15 @@ class TopDownStudent(nn.Module):
     def head_for(self, native: bool) -> TopDownKeypointHead:
         """The pose head of the full path, or of the native path (its own where it has one)."""
         return self.native_head if native and self.native_head is not None else self.head
+
+    def pose_head_for(self, native: bool, factor: float | None = None) -> TopDownKeypointHead:
+        """The head that poses a frame shrunk ``factor`` times (None or at most 1: at full
+        resolution, through the full-resolution head where the student has one; the native path
+        always takes its own)."""
+        full_res = not native and (factor is None or factor <= 1)
+        if full_res and self.full_res_head is not None:
+            return self.full_res_head
+        return self.head_for(native)
 
     def normalise(self, pixels: torch.Tensor) -> torch.Tensor:
         return (pixels - self.mean) / self.std
@@ -473,10 +497,22 @@ class TopDownStudent(nn.Module):
         self._copy_full_res_lifters()
 
     def settle_full_res_parts(self, start_state: dict[str, torch.Tensor]) -> None:
-        """At the end of training: the full-resolution detector and lifters from the trained
-        ones and their starts (the registry's ``settle_weights``)."""
+        """At the end of training: the full-resolution detector, lifters and head from the
+        trained ones and their starts (the registry's ``settle_weights``)."""
         self.settle_full_res_detector(start_state)
         self.settle_full_res_lifters(start_state)
+        self.settle_full_res_head(start_state)
+
+    @torch.no_grad()
+    def settle_full_res_head(self, start_state: dict[str, torch.Tensor]) -> None:
+        """The full-resolution head becomes ``share`` x the trained head + (1 - share) x its
+        own starting weights (``start_state``, by key), ``share`` = ``full_res_head_share``.
+        No-op without one."""
+        if self.full_res_head is None:
+            return
+        trained = self.head.state_dict()
+        share = self.config.full_res_head_share
+        mix_from_start(self.full_res_head, trained, start_state, "full_res_head.", share)
 
     @torch.no_grad()
     def settle_full_res_lifters(self, start_state: dict[str, torch.Tensor]) -> None:
@@ -618,7 +654,7 @@ class TopDownStudent(nn.Module):
         regions = self.crop_regions(boxes)
         tiers = [] if native else self.crop_tiers()
         if not tiers:
-            out = self._pose_group(image, regions, native)
+            out = self._pose_group(image, regions, native, factor=factor)
         else:
             heights = regions[:, 3] - regions[:, 1]
             limits = [-math.inf, *(limit for limit, _ in tiers)]  # tiers grow: (lo, hi] each
@@ -631,9 +667,13 @@ class TopDownStudent(nn.Module):
             # it cannot branch on, unless crop_branches (scripted) do the skipping in the graph
             used = [i for i, g in enumerate(groups) if torch.jit.is_tracing() or len(g)] or [0]
             branches = self.crop_branches if torch.jit.is_tracing() else None
+            # an export's branches of a student with a full-resolution head choose it by factor
+            chosen = (factor,) if branches is not None and self.full_res_head is not None else ()
             parts = [
-                self._pose_group(image, regions[groups[i]], False, sizes[i]) if branches is None
-                else dict(zip(GROUP_KEYS, branches[i](image, regions[groups[i]]), strict=True))
+                self._pose_group(image, regions[groups[i]], False, sizes[i], factor)
+                if branches is None
+                else dict(zip(GROUP_KEYS, branches[i](image, regions[groups[i]], *chosen),
+                              strict=True))
                 for i in used
             ]  # fmt: skip
             back = torch.argsort(torch.cat([groups[i] for i in used]))  # -> order of boxes
@@ -649,16 +689,22 @@ class TopDownStudent(nn.Module):
 
     def _pose_group(
         self, image: torch.Tensor, regions: torch.Tensor, native: bool,
-        size: tuple[int, int] | None = None,
+        size: tuple[int, int] | None = None, factor: float | torch.Tensor | None = None,
     ) -> dict[str, torch.Tensor]:  # fmt: skip
-        """2D keypoints (both branches and their mean) of people cropped at one crop size.
+        """2D keypoints (both branches and their mean) of people cropped at one crop size, by
+        the head of ``factor`` (:meth:`pose_head_for`; a tensor, a flat graph's input: both
+        heads, then the frame's).
 
         The three heatmap sets are decoded as one batch: in an exported graph each decoding is
         some 200 small nodes, a cost per frame that weighs most on small frames (one decoding
         instead of three: the native 12x frame 4-6% faster in onnxruntime, 640x480 about 1%, in
         two timings of the graphs in alternation)."""
+        if isinstance(factor, torch.Tensor) and not native and self.full_res_head is not None:
+            full = self._pose_group(image, regions, native, size, None)
+            low = self._pose_group(image, regions, native, size, math.inf)
+            return {key: torch.where(factor <= 1, full[key], low[key]) for key in full}
         index = torch.zeros(regions.shape[0], dtype=torch.long, device=regions.device)
-        head = self.head_for(native)
+        head = self.pose_head_for(native, None if factor is None else float(factor))
         crops = self.crop(image[None], regions, index, native, size)
         if self.config.flip_test:  # the crops and their mirror images in one batch
             n = crops.shape[0]
