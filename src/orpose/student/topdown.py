@@ -127,8 +127,8 @@ class TopDownConfig:
     # (solver.final_weight_mix 1), which at 8x-12x is worth far more in the operating room than
     # the final mix's 1x accuracy on COCO. Measured on the longer recipe with the OR data
     # (docs/student.md): MVOR keypoint AP at 12x 29.0 unmixed against 23.7 with the final mix
-    # 0.5, val500 keypoint AP at 1x 60.0 unmixed against 61.4, which a head of 0.5 x trained +
-    # 0.5 x start for full-resolution frames takes back
+    # 0.5, val500 keypoint AP at 1x 60.0 unmixed against 61.4, and 61.1 with a head of 0.5 x
+    # trained + 0.5 x start for full-resolution frames; both CPU recipes set 0.5
     full_res_head_share: float = option(1.0, min=0, max=1)
     det_min_score: float = option(0.05, min=0, max=1)
     nms_iou: float = option(0.6, above=0, max=1)
