@@ -275,22 +275,22 @@ def crop_size_branches(model: nn.Module, sample: torch.Tensor) -> nn.ModuleList 
     # two people: any regions trace the same graph (the crop size is the branch's own)
     regions = torch.tensor([[0.1, 0.1, 0.4, 0.9], [0.5, 0.2, 0.8, 0.7]]) * torch.tensor([w, h] * 2)
     two_heads = getattr(model, "full_res_head", None) is not None and takes_factor(model)
+
+    def traced(size, factor=None) -> tuple[nn.Module, int]:
+        """One crop size's pose work (by the head of ``factor``) traced, and its joint count."""
+        pose = _CropSizePose(model, size, factor)
+        joints = pose(sample, regions)[0].shape[1]
+        return torch.jit.trace(pose, (sample, regions), check_trace=False), joints
+
     branches = []
     with _quiet_tracing(), torch.no_grad(), tracing_for_export():
         for size in [None, *(size for _, size in tiers)]:
             if not two_heads:
-                pose = _CropSizePose(model, size)
-                joints = pose(sample, regions)[0].shape[1]
-                traced = torch.jit.trace(pose, (sample, regions), check_trace=False)
-                branches.append(torch.jit.script(SkipWithoutCrops(traced, joints)))
+                branches.append(torch.jit.script(SkipWithoutCrops(*traced(size))))
                 continue
-            chosen = []
-            for full_res, factor in ((True, None), (False, math.inf)):
-                pose = _CropSizePose(model, size, factor)
-                joints = pose(sample, regions)[0].shape[1]
-                traced = torch.jit.trace(pose, (sample, regions), check_trace=False)
-                chosen.append(torch.jit.script(SkipUnlessChosen(traced, joints, full_res)))
-            branches.append(HeadChoice(*chosen))
+            full, low = (torch.jit.script(SkipUnlessChosen(*traced(size, factor), full_res))
+                         for full_res, factor in ((True, None), (False, math.inf)))  # fmt: skip
+            branches.append(HeadChoice(full, low))
     return nn.ModuleList(branches)
 
 

@@ -313,8 +313,7 @@ class TopDownStudent(nn.Module):
         """The head that poses a frame shrunk ``factor`` times (None or at most 1: at full
         resolution, through the full-resolution head where the student has one; the native path
         always takes its own)."""
-        full_res = not native and (factor is None or factor <= 1)
-        if full_res and self.full_res_head is not None:
+        if at_full_resolution(factor, native) and self.full_res_head is not None:
             return self.full_res_head
         return self.head_for(native)
 
@@ -541,7 +540,7 @@ class TopDownStudent(nn.Module):
         if isinstance(factor, torch.Tensor):
             full = self.head.lift(soft_xy, hard_xy, mapping, self.full_res_lifters)
             return torch.where(factor <= 1, full, self.head.lift(soft_xy, hard_xy, mapping))
-        lifters = self.full_res_lifters if factor is None or factor <= 1 else None
+        lifters = self.full_res_lifters if at_full_resolution(factor) else None
         return self.head.lift(soft_xy, hard_xy, mapping, lifters)
 
     @torch.no_grad()
@@ -582,8 +581,7 @@ class TopDownStudent(nn.Module):
     def detector_for(self, factor: float | None, native: bool = False) -> PicoDet:
         """The detector of a frame shrunk ``factor`` times (None or at most 1: a frame at its
         full resolution; the native path always takes the trained detector)."""
-        full_res = not native and (factor is None or factor <= 1)
-        if full_res and self.full_res_detector is not None:
+        if at_full_resolution(factor, native) and self.full_res_detector is not None:
             return self.full_res_detector
         return self.detector
 
@@ -752,6 +750,13 @@ class TopDownStudent(nn.Module):
             )
             results.append(out)
         return results
+
+
+def at_full_resolution(factor: float | None, native: bool = False) -> bool:
+    """Whether a frame shrunk ``factor`` times (None: not shrunk) goes through the parts the
+    CPU student keeps for full-resolution frames (its detector, lifters and head); the native
+    path never does."""
+    return not native and (factor is None or factor <= 1)
 
 
 def mix_from_start(
