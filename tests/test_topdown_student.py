@@ -511,6 +511,12 @@ def test_full_resolution_frames_take_their_own_head(student, images, tmp_path):
                  if any(n.op_type == "Conv" for n in g.node)]  # fmt: skip
     assert sorted(len(g.output) for g in with_conv) == [2, 2] + [4] * 6
     assert all(len(g.initializer) > 100 for g in with_conv)
+    # int8 keeps every heatmap convolution fp32, the full-resolution head's too: two branches
+    # of two heads, once per crop size
+    from orpose.export.int8 import part_nodes
+
+    kept = part_nodes(onnx.load(str(flat)), "heatmap_head")
+    assert sum("/full_res_head/" in name for name in kept) == len(kept) // 2 == 2 * 3, kept
     reference = StudentPredictor(model, "cpu")
     blurred = degrade(images[3], 12)
     for factor, frame in ((1.0, images[3]), (12.0, blurred)):

@@ -64,7 +64,7 @@ MIN_OPSET = 13  # per-channel QuantizeLinear/DequantizeLinear
 PARTS = ("heatmap_head", "detector", "depthwise")
 DEFAULT_KEEP_FP32: tuple[str, ...] = ("detector", "heatmap_head")
 
-_HEATMAP_HEAD = re.compile(r"^/model/(native_)?head/(soft|hard)(_\d+)?/")
+_HEATMAP_HEAD = re.compile(r"^/model/(native_|full_res_)?head/(soft|hard)(_\d+)?/")
 # the trained detector and the full-resolution one (a flat graph holds both)
 _DETECTOR = re.compile(r"^/model/(full_res_)?detector/body/")
 
@@ -88,7 +88,9 @@ def part_nodes(model, part: str) -> list[str]:
     """Names of the nodes of an exported CPU student graph (parsed ONNX) that make up ``part``:
 
     - ``heatmap_head``: the last 1x1 convolutions that give the heatmaps (both branches, every
-      crop size; their outputs go through the DARK sub-pixel refinement, a log of the heatmap);
+      crop size, every head: the trained one, the full-resolution one where the student has it,
+      the native one; their outputs go through the DARK sub-pixel refinement, a log of the
+      heatmap);
     - ``detector``: every convolution of the person detectors (the trained one and, where the
       student has it, the full-resolution one);
     - ``depthwise``: every depthwise convolution (one input channel per group).
