@@ -183,7 +183,9 @@ def test_topdown_single_branch_3d_is_its_lifter_on_its_keypoints(topdown):
         out = one.pose(image, boxes)
         ones = torch.ones(2, 17, dtype=torch.bool)
         expected = one.head.lift_soft(out["keypoints"][..., :2], ones)
-    torch.testing.assert_close(out["keypoints3d"], expected)
+    # millimetres: the same lifter on the same 2D, up to the rounding of a matrix product whose
+    # batch size differs (2e-5 mm seen on an AMD EPYC, beyond float32's default tolerance)
+    torch.testing.assert_close(out["keypoints3d"], expected, atol=1e-3, rtol=1e-5)
     torch.testing.assert_close(out["keypoints_hard_branch"], out["keypoints"])
 
 
