@@ -111,7 +111,7 @@ class TopDownStrategy(TrainingStrategy):
             # decay, no pull towards its start, no optimizer state)
             model.native_head.requires_grad_(False)
         # oneDNN's convolutions are several times faster in NHWC; inputs are made NHWC too
-        return model.to(self.device, memory_format=torch.channels_last)
+        return model.to(self.device, memory_format=model.MEMORY_FORMAT)
 
     def keeps_start_state(self) -> bool:
         return self.config.solver.anchor_weight > 0  # the pull towards the start
