@@ -193,8 +193,7 @@ def student_from_state(state: Any, path: Path | str) -> nn.Module:
     except RuntimeError as err:
         first = str(err).strip().splitlines()[0]
         raise ModelError(f"{path}: field 'model' does not fit the student ({first})") from None
-    layout = getattr(model, "MEMORY_FORMAT", None)  # a family's faster layout (the CPU student)
-    return (model.to(memory_format=layout) if layout is not None else model).eval()
+    return model.eval()
 
 
 LEGACY_PREFIXES = (("lift_soft.", "roi_heads.kp_head.lift_soft."),

@@ -222,9 +222,9 @@ class TopDownStudent(nn.Module):
     CROP_GROUPS: ClassVar[dict[str, str]] = {"people": "crop", "people_native": "native_crop"}
     VIEW_GROUPS: ClassVar[dict[str, bool]] = {"images": False, "images_native": True}
     # oneDNN's convolutions of this depthwise-heavy network run 1.5-1.9x faster on NHWC weights
-    # (the pose head's 16 crops: 0.23 s against 0.39-0.45 s in eval, 2-core AMD EPYC); training
-    # builds the student so, and a checkpoint rebuilt for inference is too
-    # (:func:`orpose.checkpoints.student.student_from_state`). The values do not change.
+    # (the pose head's 16 crops: 0.23 s against 0.39-0.45 s in eval, 2-core AMD EPYC); the
+    # student is built so, and loading weights (``load_state_dict`` copies in place) and moving
+    # it to a device keep it so. The values do not change.
     MEMORY_FORMAT: ClassVar[torch.memory_format] = torch.channels_last
 
     def __init__(self, config: TopDownConfig, sources: dict[str, bytes] | None = None):
@@ -289,6 +289,7 @@ class TopDownStudent(nn.Module):
         self.register_buffer("mean", torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1), False)
         self.register_buffer("std", torch.tensor(IMAGENET_STD).view(1, 3, 1, 1), False)
         self._teacher_level_sizes: list[tuple[int, int]] | None = None  # see losses
+        self.to(memory_format=self.MEMORY_FORMAT)
 
     def _pose_head(
         self, pose_model, crop_size: tuple[int, int], lifter_config: dict | None = None,

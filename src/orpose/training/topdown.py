@@ -110,8 +110,8 @@ class TopDownStrategy(TrainingStrategy):
             # the native path is not trained: its head stays out of the optimizer (no weight
             # decay, no pull towards its start, no optimizer state)
             model.native_head.requires_grad_(False)
-        # oneDNN's convolutions are several times faster in NHWC; inputs are made NHWC too
-        return model.to(self.device, memory_format=model.MEMORY_FORMAT)
+        # built in NHWC (TopDownStudent.MEMORY_FORMAT), which .to keeps; inputs are made NHWC too
+        return model.to(self.device)
 
     def keeps_start_state(self) -> bool:
         return self.config.solver.anchor_weight > 0  # the pull towards the start

@@ -272,12 +272,10 @@ def prepare_teacher(setting: str, put: FrameInput, threads: int, lifter=None) ->
 
 
 def cpu_student():
-    """The CPU student at its start (the single-pass teacher as one network), in the layout a
-    checkpoint of it is rebuilt in (``TopDownStudent.MEMORY_FORMAT``), so its PyTorch row times
-    what ``predict`` runs."""
+    """The CPU student at its start (the single-pass teacher as one network)."""
     from orpose.student.topdown import TopDownConfig, TopDownStudent
 
-    return TopDownStudent(TopDownConfig()).to(memory_format=TopDownStudent.MEMORY_FORMAT).eval()
+    return TopDownStudent(TopDownConfig()).eval()
 
 
 def random_rcnn_student(backbone: str):
