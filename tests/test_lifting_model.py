@@ -115,3 +115,77 @@ def test_lift_numpy_thresholds_confidence():
 def test_default_size_is_martinez_like():
     n = sum(p.numel() for p in Lifter().parameters())
     assert 4.0e6 < n < 4.6e6  # "about 4.3M parameters"
+
+
+def _pose_with_hips(half: torch.Tensor) -> torch.Tensor:
+    """(N, 17, 3) root-relative poses: every joint somewhere, the hips at +-``half`` (N, 3)."""
+    g = torch.Generator().manual_seed(3)
+    pose = torch.randn(len(half), 17, 3, generator=g) * 300.0
+    pose[:, ROOT_JOINTS[0]] = half
+    pose[:, ROOT_JOINTS[1]] = -half
+    return pose
+
+
+def test_hip_floor_pushes_narrow_hips_out_along_their_direction_only():
+    lifter = Lifter(hidden=64)
+    lifter.hip_half_width.fill_(126.0)
+    half = torch.tensor([[30.0, 0.0, 40.0], [200.0, 10.0, 0.0], [0.0, 0.0, 0.0]])
+    pose = _pose_with_hips(half)
+    out = lifter.widen_hips(pose)
+    # narrow: |(30, 0, 40)| = 50 -> 126 along the same direction, the other hip opposite
+    torch.testing.assert_close(out[0, ROOT_JOINTS[0]], torch.tensor([75.6, 0.0, 100.8]))
+    torch.testing.assert_close(out[0, ROOT_JOINTS[1]], torch.tensor([-75.6, 0.0, -100.8]))
+    # wide enough, and hips with no direction: kept as they are
+    torch.testing.assert_close(out[1:], pose[1:], rtol=0, atol=0)
+    # no other joint moves, and the mid-hips stay at the origin
+    others = [j for j in range(17) if j not in ROOT_JOINTS]
+    torch.testing.assert_close(out[:, others], pose[:, others], rtol=0, atol=0)
+    assert out[:, list(ROOT_JOINTS)].mean(1).abs().max() < 1e-5
+
+
+def test_forward_applies_the_floor_and_zero_turns_it_off():
+    lifter = _lifter().eval()
+    kp, mask = _inputs()
+    lifter.hip_half_width.zero_()
+    free = lifter(kp, mask)
+    lifter.hip_half_width.fill_(10_000.0)  # wider than any output: every pose is pushed out
+    floored = lifter(kp, mask)
+    hips = list(ROOT_JOINTS)
+    widths = torch.linalg.vector_norm(floored[:, hips[0]] - floored[:, hips[1]], dim=-1)
+    torch.testing.assert_close(widths, torch.full_like(widths, 20_000.0))
+    others = [j for j in range(17) if j not in hips]
+    torch.testing.assert_close(floored[:, others], free[:, others], rtol=0, atol=0)
+    unit = torch.nn.functional.normalize
+    torch.testing.assert_close(unit(floored[:, hips[0]], dim=-1), unit(free[:, hips[0]], dim=-1))
+
+
+def test_fit_statistics_sets_the_targets_median_hip_half_width():
+    lifter = Lifter(hidden=64)
+    half = torch.tensor([[50.0, 0.0, 0.0], [0.0, 60.0, 80.0], [150.0, 0.0, 0.0]])  # 50, 100, 150
+    targets = _pose_with_hips(half)
+    lifter.fit_statistics(torch.rand(3, 17, 2) * 400.0, torch.ones(3, 17), targets)
+    assert float(lifter.hip_half_width) == pytest.approx(100.0)
+
+
+def test_a_lifter_saved_before_the_floor_loads_without_it():
+    lifter = _lifter().eval()
+    lifter.hip_half_width.fill_(126.0)
+    old = {k: v for k, v in lifter.state_dict().items() if k != "hip_half_width"}
+    again = Lifter(hidden=64).eval()
+    again.load_state_dict(old)  # strict: the missing floor is filled in, as 0
+    assert float(again.hip_half_width) == 0.0
+    kp, mask = _inputs()
+    lifter.hip_half_width.zero_()
+    torch.testing.assert_close(again(kp, mask), lifter(kp, mask), rtol=0, atol=0)
+
+
+def test_the_floor_travels_in_the_checkpoint(tmp_path):
+    from orpose.lifting import load_lifter, save_lifter
+
+    lifter = _lifter().eval()
+    lifter.hip_half_width.fill_(126.5)
+    path = save_lifter(lifter, tmp_path / "lifter.pt")
+    again = load_lifter(path)
+    assert float(again.hip_half_width) == 126.5
+    kp, mask = _inputs()
+    torch.testing.assert_close(again(kp, mask), lifter(kp, mask), rtol=0, atol=0)

@@ -23,7 +23,7 @@ FORMAT = "orpose-lifter"
 VERSION = 1
 STATISTIC_BUFFERS = (
     "xy_mean", "xy_std", "centre_mean", "centre_std", "log_spread_mean", "log_spread_std",
-    "out_mean", "out_std",
+    "out_mean", "out_std", "hip_half_width",
 )  # fmt: skip
 
 

@@ -11,7 +11,12 @@ itself, differentiably, so the student can embed it in its graph:
    centre and spread tell it where in the (MVOR-like, 640x480, f ~538 px) image the person is,
    which changes the viewing direction, and how far away;
 4. the output (51) is un-standardised to mm and re-rooted at its own mid-hips, so the result is
-   exactly root-relative.
+   exactly root-relative;
+5. the two hips are pushed out to at least the training targets' median hip half-width
+   (``hip_half_width``, fitted with the statistics; 0 in lifters fitted before it: off). A lifter
+   trained on a squared error hedges over which hip is nearer the camera by pulling both towards
+   the root; a body's hips do not come closer together, so only their spread is restored, along
+   the direction the network gave (docs/lifting.md, "Hip width").
 
 BatchNorm needs two samples in training mode; with a batch of 0 or 1 the layers use their
 running statistics instead (as in eval mode), so any batch size works in either mode.
@@ -122,6 +127,15 @@ class Lifter(nn.Module):
         self.register_buffer("log_spread_std", torch.ones(1))
         self.register_buffer("out_mean", torch.zeros(j, 3))
         self.register_buffer("out_std", torch.full((j, 3), 100.0))
+        self.register_buffer("hip_half_width", torch.zeros(()))  # mm; 0: no floor
+        hip_mask = torch.zeros(j, 1)
+        hip_mask[list(ROOT_JOINTS)] = 1.0
+        self.register_buffer("hip_mask", hip_mask, persistent=False)
+
+    def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
+        # lifters saved before the hip floor existed load as they were fitted: without it
+        state_dict.setdefault(prefix + "hip_half_width", torch.zeros(()))
+        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
 
     def features(self, keypoints2d: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         """The network's input vector (N, in_features), fully normalised."""
@@ -139,7 +153,18 @@ class Lifter(nn.Module):
         y = self.head(self.blocks(self.stem(x))).view(-1, self.config.num_joints, 3)
         y = y * self.out_std + self.out_mean
         root = (y[:, ROOT_JOINTS[0]] + y[:, ROOT_JOINTS[1]]) / 2.0
-        return y - root[:, None, :]
+        return self.widen_hips(y - root[:, None, :])
+
+    def widen_hips(self, y: torch.Tensor) -> torch.Tensor:
+        """Root-relative (N,J,3) poses with hips at least ``hip_half_width`` from the root.
+
+        The root is the mid-hips, so the hips are opposite: scaling both by one factor keeps the
+        root where it is. A pose whose hips coincide (no direction to push along) is kept."""
+        half = torch.linalg.vector_norm(y[:, ROOT_JOINTS[0]], dim=-1)  # (N,)
+        factor = torch.where(
+            half > 1e-3, (self.hip_half_width / half.clamp(min=1e-3)).clamp(min=1.0), 1.0
+        )
+        return y * (1.0 + self.hip_mask * (factor[:, None, None] - 1.0))
 
     @torch.no_grad()
     def fit_statistics(
@@ -160,6 +185,8 @@ class Lifter(nn.Module):
         self.log_spread_std.copy_(log_spread.std(0).clamp(min=1e-3))
         self.out_mean.copy_(target3d.float().mean(0))
         self.out_std.copy_(target3d.float().std(0).clamp(min=1.0))
+        hips = target3d.float()[:, ROOT_JOINTS[0]] - target3d.float()[:, ROOT_JOINTS[1]]
+        self.hip_half_width.copy_(torch.linalg.vector_norm(hips, dim=-1).median() / 2)
 
     @torch.no_grad()
     def lift_numpy(

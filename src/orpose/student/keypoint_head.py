@@ -131,8 +131,8 @@ class KeypointHead(nn.Module):
     def lift(
         self, soft_xy: torch.Tensor, hard_xy: torch.Tensor, mapping=None, lifters=None
     ) -> torch.Tensor:
-        """3D ``(N, 17, 3)`` mm: the mean of both lifters, each on its own branch's keypoints;
-        with a single branch its one lifter on ``soft_xy`` (the one layer's keypoints, which
+        """3D ``(N, 17, 3)`` mm: the mean of both lifters, each on its own branch's keypoints,
+        its hips at least the lifters' floor apart (:meth:`Lifter.widen_hips`); with a single branch its one lifter on ``soft_xy`` (the one layer's keypoints, which
         ``hard_xy`` repeats). ``lifters``: other lifters of the same layout, by branch name
         (the CPU student's full-resolution ones); default the head's own.
 
@@ -148,7 +148,11 @@ class KeypointHead(nn.Module):
         hard = lifters["hard"] if lifters is not None else self.lift_hard
         if mapping is not None:
             hard_xy = mapping.apply(hard_xy)
-        return (soft(soft_xy, visible) + hard(hard_xy, visible)) / 2
+        mean = (soft(soft_xy, visible) + hard(hard_xy, visible)) / 2
+        # two lifters that disagree on which hip is nearer pull the mean's hips together again
+        # (other lifter kinds than orpose's have no floor)
+        widen = getattr(soft, "widen_hips", None)
+        return widen(mean) if widen is not None else mean
 
 
 # -- heatmap regression (top-down models) ---------------------------------------------------------
