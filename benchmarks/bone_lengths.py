@@ -4,9 +4,9 @@
 
 ``GT.json``: ground truth with ``keypoints3d`` (``orpose data mvor-to-coco``); ``PRED.json``: COCO
 results with ``keypoints3d`` (``orpose eval --model`` writes ``pred_<S>x.json``). Each annotated
-person with both hips is paired with the prediction of best OKS in its frame (as the MPJPE of
-``orpose eval``); the medians of its hip width, shoulder width, upper arms, forearms and torso
-(mid-hips to mid-shoulders) are printed beside the annotated ones.
+person with both hips is paired with the prediction the MPJPE of ``orpose eval`` scores for it
+(best OKS in its frame); the medians of its hip width, shoulder width, upper arms, forearms and
+torso (mid-hips to mid-shoulders) are printed beside the annotated ones.
 """
 
 from __future__ import annotations
@@ -16,7 +16,8 @@ import json
 
 import numpy as np
 
-from orpose.evaluation.mpjpe import keypoint_arrays, oks_matrix
+from orpose.data.coco import PoseDataset, load_pose_dataset
+from orpose.evaluation.mpjpe import compute_mpjpe
 from orpose.skeleton import KEYPOINT_INDEX as K
 
 SEGMENTS = {
@@ -29,25 +30,21 @@ SEGMENTS = {
 }
 
 
-def paired_poses(gt: dict, results: list[dict]) -> list[tuple[np.ndarray, np.ndarray]]:
-    """(annotated (17, 4), predicted (17, 3)) of every annotated person with both hips."""
-    by_image: dict[int, list[dict]] = {}
-    for r in results:
-        if "keypoints3d" in r:
-            by_image.setdefault(r["image_id"], []).append(r)
-    pairs = []
-    for ann in gt["annotations"]:
-        preds = by_image.get(ann["image_id"])
-        if "keypoints3d" not in ann or not preds:
-            continue
-        g = np.asarray(ann["keypoints3d"], dtype=np.float64).reshape(17, 4)
-        if not (g[K["left_hip"], 3] > 0 and g[K["right_hip"], 3] > 0):
-            continue
-        box = np.asarray([ann["bbox"]], dtype=np.float64)
-        oks = oks_matrix(keypoint_arrays([ann]), box, keypoint_arrays(preds))[0]
-        p = np.asarray(preds[int(np.argmax(oks))]["keypoints3d"], dtype=np.float64)
-        pairs.append((g, p.reshape(17, 3)))
-    return pairs
+def paired_poses(gt: PoseDataset, results: list[dict]) -> list[tuple[np.ndarray, np.ndarray]]:
+    """(annotated (17, 4), predicted (17, 3)) of every annotated person with both hips, paired as
+    ``orpose eval``'s MPJPE pairs them (the prediction it scored, ``result`` of its records)."""
+    scored = compute_mpjpe(gt, results)
+    if scored is None:
+        return []
+    anns = {a["id"]: a for a in gt.annotations}
+    return [
+        (
+            np.asarray(anns[r["annotation_id"]]["keypoints3d"], dtype=np.float64).reshape(17, 4),
+            np.asarray(results[r["result"]]["keypoints3d"], dtype=np.float64).reshape(17, 3),
+        )
+        for r in scored.errors
+        if r.get("errors") is not None
+    ]
 
 
 def main() -> None:
@@ -55,10 +52,8 @@ def main() -> None:
     parser.add_argument("gt")
     parser.add_argument("pred")
     args = parser.parse_args()
-    with open(args.gt) as f:
-        gt = json.load(f)
     with open(args.pred) as f:
-        pairs = paired_poses(gt, json.load(f))
+        pairs = paired_poses(load_pose_dataset(args.gt), json.load(f))
     print(f"{len(pairs)} annotated people paired; medians in mm (predicted / annotated)")
     for name, (a, b) in SEGMENTS.items():
         i, j = K[a], K[b]

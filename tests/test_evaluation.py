@@ -144,6 +144,12 @@ def test_matched_mpjpe_does_not_reward_a_low_score_duplicate():
     # matched: person 1 keeps the 0.9 prediction: 50 mm on one of its 7 visible joints
     assert res.mpjpe_matched == pytest.approx(50 / 7)
     assert score_order_matches(gt.annotations, results) == {1: 0}
+    # each person's record says which result it was scored with (benchmarks/bone_lengths.py)
+    picked = {r["annotation_id"]: r["result"] for r in res.errors}
+    assert picked[1] == 1  # the exact duplicate, the second result
+    unrelated = dict(results[0], image_id=99)  # another image's person, listed first
+    again = compute_mpjpe(gt, [unrelated, *results])  # places in the list given, not per image
+    assert {r["annotation_id"]: r["result"] for r in again.errors}[1] == 2
 
 
 def test_score_order_matches_equal_pycocotools_at_oks_half(val500):

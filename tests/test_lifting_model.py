@@ -189,3 +189,28 @@ def test_the_floor_travels_in_the_checkpoint(tmp_path):
     assert float(again.hip_half_width) == 126.5
     kp, mask = _inputs()
     torch.testing.assert_close(again(kp, mask), lifter(kp, mask), rtol=0, atol=0)
+
+
+class _FixedLifter(Lifter):
+    """A lifter that always gives the same pose: hips at +-``half``, floored as orpose's are."""
+
+    def __init__(self, half: list[float]):
+        super().__init__(hidden=8)
+        self.half = torch.tensor(half)
+        self.hip_half_width.fill_(126.0)
+
+    def forward(self, keypoints2d: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        return self.widen_hips(_pose_with_hips(self.half.expand(len(keypoints2d), 3)))
+
+
+def test_a_students_two_lifters_floor_their_mean_too():
+    from orpose.student.keypoint_head import KeypointHead
+
+    head = KeypointHead(lifter_config={"hidden": 8})
+    # each lifter's hips are 126 from the root, in directions 33 degrees apart: their mean's are
+    # nearer (cos 16.7 degrees x 126 = 120.7) until the floor pushes them out again
+    head.lift_soft, head.lift_hard = _FixedLifter([100.0, 0, 30.0]), _FixedLifter([100.0, 0, -30.0])
+    xy = torch.rand(2, 17, 2) * 400.0
+    out = head.lift(xy, xy)
+    torch.testing.assert_close(out[:, ROOT_JOINTS[0]], torch.tensor([[126.0, 0.0, 0.0]] * 2))
+    torch.testing.assert_close(out[:, ROOT_JOINTS[1]], torch.tensor([[-126.0, 0.0, 0.0]] * 2))

@@ -101,7 +101,10 @@ class MpjpeResult:
     persons_official: int = 0  # matched persons in ``mpjpe_official`` (hips annotated or not)
     mpjpe_matched: float = float("nan")  # as ``mpjpe``, one-to-one in score order at OKS >= 0.5
     persons_matched: int = 0  # persons in ``mpjpe_matched``
-    errors: list[dict] = field(default_factory=list)  # per person, for plots and debugging
+    # per person, for plots and debugging: its annotation and image, the OKS and errors of its
+    # prediction and where that prediction is in the results (``result``; ``result_official``
+    # for the official convention's pick)
+    errors: list[dict] = field(default_factory=list)
 
     def as_dict(self) -> dict:
         return {
@@ -211,9 +214,11 @@ def compute_mpjpe(
     if not gt3d_anns:
         return None
     preds_by_image: dict[int, list[dict]] = defaultdict(list)
-    for r in results:
+    index_by_image: dict[int, list[int]] = defaultdict(list)  # their places in ``results``
+    for k, r in enumerate(results):
         if "keypoints3d" in r and "keypoints" in r:
             preds_by_image[r["image_id"]].append(r)
+            index_by_image[r["image_id"]].append(k)
     # each image's predicted 2D and score order, once for all its annotated people
     dt2d_by_image = {i: keypoint_arrays(p) for i, p in preds_by_image.items()}
     order_by_image = {
@@ -248,6 +253,7 @@ def compute_mpjpe(
         err_off = official_pose_errors(pred3d_off.reshape(NUM_KEYPOINTS, 3), gt3d)
         official.append(err_off)
         record["errors_official"] = err_off.round(2).tolist()
+        record["result_official"] = index_by_image[ann["image_id"]][best_off]
 
         if has_root:  # orpose's recommended variant
             oks = oks_matrix(gt2d, np.asarray([ann["bbox"]], dtype=np.float64), dt2d)[0]
@@ -256,7 +262,11 @@ def compute_mpjpe(
             err = pose_errors(pred3d.reshape(NUM_KEYPOINTS, 3), gt3d)
             errors.append(err)
             visible.append(gt3d[:, 3] > 0)
-            record.update(oks=float(oks[best]), errors=err.round(2).tolist())
+            record.update(
+                oks=float(oks[best]),
+                errors=err.round(2).tolist(),
+                result=index_by_image[ann["image_id"]][best],
+            )
             image_id = ann["image_id"]
             if image_id not in matches:
                 matches[image_id] = score_order_matches(gt.annotations_of(image_id), preds)
