@@ -16,7 +16,7 @@ itself, differentiably, so the student can embed it in its graph:
    (``hip_half_width``, fitted with the statistics; 0 in lifters fitted before it: off). A lifter
    trained on a squared error hedges over which hip is nearer the camera by pulling both towards
    the root; a body's hips do not come closer together, so only their spread is restored, along
-   the direction the network gave (docs/lifting.md, "Hip width").
+   the direction the network gave (docs/lifting.md, "A floor on the hip width").
 
 BatchNorm needs two samples in training mode; with a batch of 0 or 1 the layers use their
 running statistics instead (as in eval mode), so any batch size works in either mode.
