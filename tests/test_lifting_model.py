@@ -210,7 +210,19 @@ def test_a_students_two_lifters_floor_their_mean_too():
     # each lifter's hips are 126 from the root, in directions 33 degrees apart: their mean's are
     # nearer (cos 16.7 degrees x 126 = 120.7) until the floor pushes them out again
     head.lift_soft, head.lift_hard = _FixedLifter([100.0, 0, 30.0]), _FixedLifter([100.0, 0, -30.0])
+    head.eval()  # the floor corrects predictions, not what training fits
     xy = torch.rand(2, 17, 2) * 400.0
     out = head.lift(xy, xy)
     torch.testing.assert_close(out[:, ROOT_JOINTS[0]], torch.tensor([[126.0, 0.0, 0.0]] * 2))
     torch.testing.assert_close(out[:, ROOT_JOINTS[1]], torch.tensor([[-126.0, 0.0, 0.0]] * 2))
+
+
+def test_training_fits_the_networks_own_output():
+    lifter = _lifter().train()
+    kp, mask = _inputs()
+    lifter.hip_half_width.fill_(10_000.0)
+    torch.manual_seed(0)  # the same dropout draws for both calls
+    floored = lifter(kp, mask)
+    lifter.hip_half_width.zero_()
+    torch.manual_seed(0)
+    torch.testing.assert_close(floored, lifter(kp, mask), rtol=0, atol=0)

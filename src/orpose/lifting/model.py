@@ -12,11 +12,12 @@ itself, differentiably, so the student can embed it in its graph:
    which changes the viewing direction, and how far away;
 4. the output (51) is un-standardised to mm and re-rooted at its own mid-hips, so the result is
    exactly root-relative;
-5. the two hips are pushed out to at least the training targets' median hip half-width
-   (``hip_half_width``, fitted with the statistics; 0 in lifters fitted before it: off). A lifter
-   trained on a squared error hedges over which hip is nearer the camera by pulling both towards
-   the root; a body's hips do not come closer together, so only their spread is restored, along
-   the direction the network gave (docs/lifting.md, "A floor on the hip width").
+5. in eval mode, the two hips are pushed out to at least the training targets' median hip
+   half-width (``hip_half_width``, fitted with the statistics; 0 in lifters fitted before it:
+   off). A lifter trained on a squared error hedges over which hip is nearer the camera by
+   pulling both towards the root; a body's hips do not come closer together, so only their
+   spread is restored, along the direction the network gave (docs/lifting.md, "A floor on
+   the hip width").
 
 BatchNorm needs two samples in training mode; with a batch of 0 or 1 the layers use their
 running statistics instead (as in eval mode), so any batch size works in either mode.
@@ -153,7 +154,10 @@ class Lifter(nn.Module):
         y = self.head(self.blocks(self.stem(x))).view(-1, self.config.num_joints, 3)
         y = y * self.out_std + self.out_mean
         root = (y[:, ROOT_JOINTS[0]] + y[:, ROOT_JOINTS[1]]) / 2.0
-        return self.widen_hips(y - root[:, None, :])
+        y = y - root[:, None, :]
+        # the floor corrects a prediction; training fits the network's own output (trained
+        # through the floor, lifters lean on it and end 1-2 mm worse: docs/lifting.md)
+        return y if self.training else self.widen_hips(y)
 
     def widen_hips(self, y: torch.Tensor) -> torch.Tensor:
         """Root-relative (N,J,3) poses with hips at least ``hip_half_width`` from the root.

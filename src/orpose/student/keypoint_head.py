@@ -132,9 +132,9 @@ class KeypointHead(nn.Module):
         self, soft_xy: torch.Tensor, hard_xy: torch.Tensor, mapping=None, lifters=None
     ) -> torch.Tensor:
         """3D ``(N, 17, 3)`` mm: the mean of both lifters, each on its own branch's keypoints,
-        its hips at least the lifters' floor apart (:meth:`Lifter.widen_hips`); with a single
-        branch its one lifter on ``soft_xy`` (the one layer's keypoints, which ``hard_xy``
-        repeats). ``lifters``: other lifters of the same layout, by branch name
+        its hips at least the lifters' floor apart in eval mode (:meth:`Lifter.widen_hips`);
+        with a single branch its one lifter on ``soft_xy`` (the one layer's keypoints, which
+        ``hard_xy`` repeats). ``lifters``: other lifters of the same layout, by branch name
         (the CPU student's full-resolution ones); default the head's own.
 
         ``mapping`` (:class:`orpose.lifting.intrinsics.LiftMapping`, None: the identity) takes
@@ -153,7 +153,7 @@ class KeypointHead(nn.Module):
         # two lifters that disagree on which hip is nearer pull the mean's hips together again
         # (other lifter kinds than orpose's have no floor)
         widen = getattr(soft, "widen_hips", None)
-        return widen(mean) if widen is not None else mean
+        return widen(mean) if widen is not None and not soft.training else mean
 
 
 # -- heatmap regression (top-down models) ---------------------------------------------------------
