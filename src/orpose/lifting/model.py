@@ -187,9 +187,10 @@ class Lifter(nn.Module):
         self.centre_std.copy_(centre.std(0).clamp(min=1e-3))
         self.log_spread_mean.copy_(log_spread.mean(0))
         self.log_spread_std.copy_(log_spread.std(0).clamp(min=1e-3))
-        self.out_mean.copy_(target3d.float().mean(0))
-        self.out_std.copy_(target3d.float().std(0).clamp(min=1.0))
-        hips = target3d.float()[:, ROOT_JOINTS[0]] - target3d.float()[:, ROOT_JOINTS[1]]
+        targets = target3d.float()
+        self.out_mean.copy_(targets.mean(0))
+        self.out_std.copy_(targets.std(0).clamp(min=1.0))
+        hips = targets[:, ROOT_JOINTS[0]] - targets[:, ROOT_JOINTS[1]]
         self.hip_half_width.copy_(torch.linalg.vector_norm(hips, dim=-1).median() / 2)
 
     @torch.no_grad()
